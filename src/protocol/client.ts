@@ -1,0 +1,285 @@
+import type { z } from "zod";
+import { ErrorBody, SandboxError } from "./errors.ts";
+import { routes } from "./routes.ts";
+import {
+  ClearErrorsResult,
+  type CreateSessionRequest,
+  DestroyResult,
+  ErrorStats,
+  type ErrorsQueryInput,
+  ErrorsResult,
+  ExecEvent,
+  type ExecRequest,
+  type ExecResult,
+  Health,
+  ImportResult,
+  type ListFilesRequest,
+  ListFilesResult,
+  type LogsQueryInput,
+  LogsResult,
+  ProcessInfo,
+  ProcessList,
+  type ReadFilesRequest,
+  ReadFilesResult,
+  Session,
+  SessionList,
+  type StartProcessRequest,
+  StartProcessResult,
+  type WriteFilesRequest,
+  WriteFilesResult,
+} from "./schemas.ts";
+
+export type FetchLike = (request: Request) => Promise<Response>;
+
+export interface SandboxClientOptions {
+  /** Any fetch: global fetch, a hono `app.fetch`, a Durable Object stub's `fetch`. */
+  fetch: FetchLike;
+  /** Origin the paths are resolved against; only its scheme and host matter to in-process fetches. */
+  baseUrl?: string;
+  /** The monitor's per-instance secret. */
+  secret?: string;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface ExecOptions extends CallOptions {
+  onEvent?: (event: ExecEvent) => void;
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+/** Typed client of the sandbox protocol. The only way the rest of the project talks to a sandbox. */
+export class SandboxClient {
+  readonly #fetch: FetchLike;
+  readonly #baseUrl: string;
+  readonly #secret: string | undefined;
+
+  constructor(options: SandboxClientOptions) {
+    this.#fetch = options.fetch;
+    this.#baseUrl = options.baseUrl ?? "http://sandbox.internal";
+    this.#secret = options.secret;
+  }
+
+  health(options?: CallOptions) {
+    return this.#json(Health, "GET", routes.health, undefined, undefined, options);
+  }
+
+  createSession(request: CreateSessionRequest, options?: CallOptions) {
+    return this.#json(Session, "POST", routes.sessions, request, undefined, options);
+  }
+
+  getSession(id: string, options?: CallOptions) {
+    return this.#json(Session, "GET", routes.session(id), undefined, undefined, options);
+  }
+
+  async listSessions(filter: { owner?: string } = {}, options?: CallOptions) {
+    const list = await this.#json(SessionList, "GET", routes.sessions, undefined, filter, options);
+    return list.sessions;
+  }
+
+  destroySession(id: string, options?: CallOptions) {
+    return this.#json(DestroyResult, "DELETE", routes.session(id), undefined, undefined, options);
+  }
+
+  writeFiles(id: string, request: WriteFilesRequest, options?: CallOptions) {
+    return this.#json(WriteFilesResult, "POST", routes.filesWrite(id), request, undefined, options);
+  }
+
+  readFiles(id: string, request: ReadFilesRequest, options?: CallOptions) {
+    return this.#json(ReadFilesResult, "POST", routes.filesRead(id), request, undefined, options);
+  }
+
+  listFiles(id: string, request: ListFilesRequest = {}, options?: CallOptions) {
+    return this.#json(ListFilesResult, "POST", routes.filesList(id), request, undefined, options);
+  }
+
+  /** A tar stream of `path` (a directory of the workspace). */
+  async exportArchive(id: string, path = ".", options?: CallOptions): Promise<ReadableStream<Uint8Array>> {
+    const response = await this.#send("GET", routes.filesArchive(id), undefined, { path }, options);
+    if (!response.body) throw new SandboxError("internal", "the monitor sent an empty archive");
+    return response.body;
+  }
+
+  /** Extracts a tar archive into `path` of the workspace. */
+  async importArchive(
+    id: string,
+    archive: ReadableStream<Uint8Array> | Uint8Array,
+    path = ".",
+    options?: CallOptions,
+  ) {
+    const response = await this.#send(
+      "PUT",
+      routes.filesArchive(id),
+      archive,
+      { path },
+      options,
+      "application/x-tar",
+    );
+    return ImportResult.parse(await response.json());
+  }
+
+  /** Runs commands; `onEvent` sees progress as NDJSON events arrive. Aborting `signal` kills the commands. */
+  async exec(id: string, request: ExecRequest, options: ExecOptions = {}): Promise<ExecResult> {
+    const response = await this.#send("POST", routes.exec(id), request, undefined, options);
+    if (!response.body) throw new SandboxError("internal", "the monitor sent no exec stream");
+    let done: ExecResult | undefined;
+    for await (const line of ndjsonLines(response.body)) {
+      const event = ExecEvent.parse(JSON.parse(line));
+      options.onEvent?.(event);
+      if (event.type === "done") done = { results: event.results, skipped: event.skipped };
+      if (event.type === "error") {
+        throw new SandboxError(
+          ErrorBody.shape.error.shape.code.safeParse(event.error.code).data ?? "internal",
+          event.error.message,
+        );
+      }
+    }
+    if (!done) throw new SandboxError("unavailable", "the exec stream ended before the commands finished");
+    return done;
+  }
+
+  startProcess(id: string, request: StartProcessRequest, options?: CallOptions) {
+    return this.#json(StartProcessResult, "POST", routes.processes(id), request, undefined, options);
+  }
+
+  async listProcesses(id: string, options?: CallOptions) {
+    const list = await this.#json(ProcessList, "GET", routes.processes(id), undefined, undefined, options);
+    return list.processes;
+  }
+
+  getProcess(id: string, processId: string, options?: CallOptions) {
+    return this.#json(ProcessInfo, "GET", routes.process(id, processId), undefined, undefined, options);
+  }
+
+  stopProcess(id: string, processId: string, request: { graceMs?: number } = {}, options?: CallOptions) {
+    return this.#json(ProcessInfo, "POST", routes.processStop(id, processId), request, undefined, options);
+  }
+
+  restartProcess(id: string, processId: string, options?: CallOptions) {
+    return this.#json(ProcessInfo, "POST", routes.processRestart(id, processId), {}, undefined, options);
+  }
+
+  logs(id: string, query: LogsQueryInput = {}, options?: CallOptions) {
+    return this.#json(LogsResult, "GET", routes.logs(id), undefined, query, options);
+  }
+
+  errors(id: string, query: ErrorsQueryInput = {}, options?: CallOptions) {
+    return this.#json(ErrorsResult, "GET", routes.errors(id), undefined, query, options);
+  }
+
+  errorStats(id: string, options?: CallOptions) {
+    return this.#json(ErrorStats, "GET", routes.errorStats(id), undefined, undefined, options);
+  }
+
+  clearErrors(id: string, filter: { processId?: string } = {}, options?: CallOptions) {
+    return this.#json(ClearErrorsResult, "DELETE", routes.errors(id), undefined, filter, options);
+  }
+
+  /**
+   * Forwards `request` to `port` inside the session's network namespace and returns the app's response as is.
+   * Only the path and query of `request.url` are kept.
+   */
+  proxy(id: string, port: number, request: Request): Promise<Response> {
+    const source = new URL(request.url);
+    const url = new URL(routes.proxy(id, port, source.pathname) + source.search, this.#baseUrl);
+    const headers = new Headers(request.headers);
+    this.#authorize(headers);
+    const init: RequestInit & { duplex?: "half" } = {
+      method: request.method,
+      headers,
+      signal: request.signal,
+    };
+    if (request.body) {
+      init.body = request.body;
+      init.duplex = "half";
+    }
+    return this.#fetch(new Request(url, init));
+  }
+
+  async #json<S extends z.ZodType>(
+    schema: S,
+    method: string,
+    path: string,
+    body: unknown,
+    query: Query | undefined,
+    options: CallOptions | undefined,
+  ): Promise<z.infer<S>> {
+    const response = await this.#send(method, path, body, query, options);
+    return schema.parse(await response.json());
+  }
+
+  async #send(
+    method: string,
+    path: string,
+    body: unknown,
+    query: Query | undefined,
+    options: CallOptions | undefined,
+    contentType = "application/json",
+  ): Promise<Response> {
+    const url = new URL(path, this.#baseUrl);
+    for (const [key, value] of Object.entries(query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const headers = new Headers();
+    this.#authorize(headers);
+    const init: RequestInit & { duplex?: "half" } = { method, headers };
+    if (options?.signal) init.signal = options.signal;
+    if (body !== undefined) {
+      headers.set("content-type", contentType);
+      const raw = body instanceof Uint8Array || body instanceof ReadableStream;
+      init.body = raw ? (body as BodyInit) : JSON.stringify(body);
+      if (body instanceof ReadableStream) init.duplex = "half";
+    }
+    let response: Response;
+    try {
+      response = await this.#fetch(new Request(url, init));
+    } catch (error) {
+      if (options?.signal?.aborted) throw error;
+      throw new SandboxError(
+        "unavailable",
+        `the sandbox monitor could not be reached: ${String(error)}`,
+        "retry",
+      );
+    }
+    if (!response.ok) throw await toSandboxError(response);
+    return response;
+  }
+
+  #authorize(headers: Headers) {
+    if (this.#secret) headers.set("authorization", `Bearer ${this.#secret}`);
+  }
+}
+
+async function toSandboxError(response: Response): Promise<SandboxError> {
+  const text = await response.text();
+  try {
+    const parsed = ErrorBody.safeParse(JSON.parse(text));
+    if (parsed.success) return SandboxError.fromBody(parsed.data);
+  } catch {
+    // not JSON: fall through
+  }
+  const code = response.status === 404 ? "not_found" : response.status >= 500 ? "unavailable" : "bad_request";
+  return new SandboxError(code, `the sandbox answered ${response.status}: ${text.slice(0, 200)}`);
+}
+
+async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let newline = buffered.indexOf("\n");
+    while (newline >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (line) yield line;
+      newline = buffered.indexOf("\n");
+    }
+  }
+  const rest = (buffered + decoder.decode()).trim();
+  if (rest) yield rest;
+}

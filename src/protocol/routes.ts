@@ -1,0 +1,48 @@
+/** Paths of the sandbox protocol. The monitor mounts these; `SandboxClient` builds URLs from them. */
+export const PROTOCOL_VERSION = "v1";
+
+const session = (id: string) => `/v1/sessions/${id}`;
+
+export const routes = {
+  health: "/v1/health",
+  sessions: "/v1/sessions",
+  session,
+  filesWrite: (id: string) => `${session(id)}/files/write`,
+  filesRead: (id: string) => `${session(id)}/files/read`,
+  filesList: (id: string) => `${session(id)}/files/list`,
+  /** GET streams `application/x-tar` of `?path=`; PUT extracts a tar body into `?path=`. */
+  filesArchive: (id: string) => `${session(id)}/files/archive`,
+  exec: (id: string) => `${session(id)}/exec`,
+  processes: (id: string) => `${session(id)}/processes`,
+  process: (id: string, pid: string) => `${session(id)}/processes/${pid}`,
+  processStop: (id: string, pid: string) => `${session(id)}/processes/${pid}/stop`,
+  processRestart: (id: string, pid: string) => `${session(id)}/processes/${pid}/restart`,
+  logs: (id: string) => `${session(id)}/logs`,
+  errors: (id: string) => `${session(id)}/errors`,
+  errorStats: (id: string) => `${session(id)}/errors/stats`,
+  /** Any method; forwards an HTTP request to `port` inside the session's network namespace. */
+  proxy: (id: string, port: number, path = "/") => `${session(id)}/ports/${port}${path}`,
+} as const;
+
+/** The hono patterns that match the routes above. */
+export const patterns = {
+  health: "/v1/health",
+  sessions: "/v1/sessions",
+  session: "/v1/sessions/:sessionId",
+  filesWrite: "/v1/sessions/:sessionId/files/write",
+  filesRead: "/v1/sessions/:sessionId/files/read",
+  filesList: "/v1/sessions/:sessionId/files/list",
+  filesArchive: "/v1/sessions/:sessionId/files/archive",
+  exec: "/v1/sessions/:sessionId/exec",
+  processes: "/v1/sessions/:sessionId/processes",
+  process: "/v1/sessions/:sessionId/processes/:processId",
+  processStop: "/v1/sessions/:sessionId/processes/:processId/stop",
+  processRestart: "/v1/sessions/:sessionId/processes/:processId/restart",
+  logs: "/v1/sessions/:sessionId/logs",
+  errors: "/v1/sessions/:sessionId/errors",
+  errorStats: "/v1/sessions/:sessionId/errors/stats",
+  proxy: "/v1/sessions/:sessionId/ports/:port/*",
+} as const;
+
+/** Header that carries the monitor's per-instance secret (as `Bearer <secret>`). */
+export const AUTH_HEADER = "authorization";

@@ -1,0 +1,27 @@
+import { defineConfig } from "vitest/config";
+
+// Test layers: `unit` is pure logic; `monitor` drives real processes, real bubblewrap and real SQLite;
+// `mcp` runs the MCP tools and the local server end to end.
+export default defineConfig({
+  test: {
+    projects: [
+      { test: { name: "unit", include: ["test/unit/**/*.test.ts"] } },
+      {
+        test: {
+          name: "monitor",
+          include: ["test/monitor/**/*.test.ts"],
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: "mcp",
+          include: ["test/mcp/**/*.test.ts"],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
