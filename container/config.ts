@@ -1,0 +1,70 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import type { Limits } from "../src/protocol/schemas.ts";
+
+const MiB = 1024 * 1024;
+
+/**
+ * Everything the monitor can be told, read once at start and validated. Durations are seconds unless named `Ms`.
+ * The same object configures the standalone monitor (`main.ts`, flags and env) and the one embedded in the
+ * local server.
+ */
+export const MonitorConfig = z.object({
+  dataDir: z.string().min(1),
+  /** Shared with whoever drives the monitor; every `/v1` request must carry it. Generated when absent. */
+  secret: z.string().min(16).optional(),
+  /** `auto` jails sessions with bubblewrap when the host allows it; `none` never does (loudly). */
+  isolation: z.enum(["auto", "none"]).default("auto"),
+  idleTtlSeconds: z.number().int().min(10).default(3_600),
+  maxLifetimeSeconds: z.number().int().min(10).default(86_400),
+  reapIntervalMs: z.number().int().min(100).default(30_000),
+  maxSessions: z.number().int().min(1).default(500),
+  maxBodyBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(64 * MiB),
+  templatesDir: z.string().optional(),
+  limits: z
+    .object({
+      maxProcesses: z.number().int().min(8).default(256),
+      maxFileBytes: z
+        .number()
+        .int()
+        .min(MiB)
+        .default(1024 * MiB),
+      cpuSeconds: z.number().int().min(1).default(3_600),
+      memoryBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(2048 * MiB),
+      outputBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(64 * 1024),
+    })
+    .default({
+      maxProcesses: 256,
+      maxFileBytes: 1024 * MiB,
+      cpuSeconds: 3_600,
+      memoryBytes: 2048 * MiB,
+      outputBytes: 64 * 1024,
+    }),
+  log: z
+    .object({
+      ringLines: z.number().int().min(100),
+      maxFileBytes: z.number().int(),
+      maxFiles: z.number().int(),
+    })
+    .optional(),
+  version: z.string().default("0.1.0"),
+});
+export type MonitorConfig = z.infer<typeof MonitorConfig>;
+export type MonitorConfigInput = z.input<typeof MonitorConfig>;
+
+export function resolveConfig(input: MonitorConfigInput): MonitorConfig & { secret: string; limits: Limits } {
+  const config = MonitorConfig.parse(input);
+  return { ...config, secret: config.secret ?? randomBytes(24).toString("base64url") };
+}

@@ -1,0 +1,254 @@
+import type { ChildProcess } from "node:child_process";
+import type { z } from "zod";
+import { SandboxError } from "../../src/protocol/errors.ts";
+import type { CommandResult, ExecEvent, ExecRequest, ExecResult, LogLine } from "../../src/protocol/schemas.ts";
+import { type ChildEnd, terminate, watchChild } from "./child.ts";
+import { HeadTailCapture } from "./output.ts";
+import { EXEC_KILL_GRACE_MS, type ProcessHooks, type ProcessLogs, type SessionRuntime } from "./types.ts";
+
+export type ParsedExecRequest = z.output<typeof ExecRequest>;
+
+export interface ExecServiceOptions {
+  logs: ProcessLogs;
+  hooks: ProcessHooks;
+  defaultTimeoutMs?: number;
+  maxTimeoutMs?: number;
+  /** SIGTERM to SIGKILL when a command times out or is cancelled. */
+  killGraceMs?: number;
+  /** Minimum spacing of `output` progress events per command. */
+  progressIntervalMs?: number;
+}
+
+export interface ExecRunOptions {
+  /** Aborting kills the running command's tree and skips the rest. */
+  signal?: AbortSignal;
+  /** `start`, throttled `output` and `end` per command, then `done`. */
+  onEvent?: (event: ExecEvent) => void;
+}
+
+const LAST_LINE_CHARS = 300;
+const EXIT_LAST_LINES = 20;
+
+/** What one running command has put into the log store so far. */
+interface LineTracker {
+  firstSeq: number | null;
+  lastSeq: number | null;
+  lines: number;
+  lastLine: string;
+  onOutput(): void;
+}
+
+/** Runs shell commands of a session in sequence, with timeouts, cancellation and capped output capture. */
+export class ExecService {
+  readonly #logs: ProcessLogs;
+  readonly #hooks: ProcessHooks;
+  readonly #defaultTimeoutMs: number;
+  readonly #maxTimeoutMs: number;
+  readonly #killGraceMs: number;
+  readonly #progressIntervalMs: number;
+  readonly #trackers = new Map<string, LineTracker>();
+  /** Last seq seen per session, the cursor of a command that printed nothing. */
+  readonly #lastSeq = new Map<string, number>();
+
+  constructor(options: ExecServiceOptions) {
+    this.#logs = options.logs;
+    this.#hooks = options.hooks;
+    this.#defaultTimeoutMs = options.defaultTimeoutMs ?? 120_000;
+    this.#maxTimeoutMs = options.maxTimeoutMs ?? 600_000;
+    this.#killGraceMs = options.killGraceMs ?? EXEC_KILL_GRACE_MS;
+    this.#progressIntervalMs = options.progressIntervalMs ?? 100;
+    this.#logs.onLine((sessionId, line) => this.#observe(sessionId, line));
+  }
+
+  async run(runtime: SessionRuntime, request: ParsedExecRequest, options: ExecRunOptions = {}): Promise<ExecResult> {
+    const timeoutMs = request.timeoutMs ?? this.#defaultTimeoutMs;
+    if (timeoutMs > this.#maxTimeoutMs) {
+      throw new SandboxError(
+        "bad_request",
+        `timeoutMs ${timeoutMs} is above the maximum of ${this.#maxTimeoutMs} ms per command`,
+        `Pass timeoutMs ≤ ${this.#maxTimeoutMs}, or start long-running work as a background process.`,
+      );
+    }
+    const results: CommandResult[] = [];
+    let skipped = 0;
+    for (const [index, command] of request.commands.entries()) {
+      if (options.signal?.aborted) {
+        skipped = request.commands.length - index;
+        break;
+      }
+      const result = await this.#runOne(runtime, request, index, command, timeoutMs, options);
+      results.push(result);
+      options.onEvent?.({ type: "end", index, result });
+      const failed = result.exitCode !== 0;
+      if (result.cancelled || (failed && request.stopOnError)) {
+        skipped = request.commands.length - index - 1;
+        break;
+      }
+    }
+    options.onEvent?.({ type: "done", results, skipped });
+    return { results, skipped };
+  }
+
+  async #runOne(
+    runtime: SessionRuntime,
+    request: ParsedExecRequest,
+    index: number,
+    command: string,
+    timeoutMs: number,
+    options: ExecRunOptions,
+  ): Promise<CommandResult> {
+    const sessionId = runtime.id;
+    const processId = runtime.nextProcessId("c");
+    const key = trackerKey(sessionId, processId);
+    const emit = options.onEvent;
+    const progress = throttle(this.#progressIntervalMs, () => {
+      emit?.({ type: "output", index, lines: tracker.lines, lastLine: tracker.lastLine });
+    });
+    const tracker: LineTracker = {
+      firstSeq: null,
+      lastSeq: null,
+      lines: 0,
+      lastLine: "",
+      onOutput: () => progress.call(),
+    };
+    this.#trackers.set(key, tracker);
+    emit?.({ type: "start", index, command, processId });
+
+    const limit = runtime.limits.outputBytes;
+    const stdout = new HeadTailCapture(limit, processId);
+    const stderr = new HeadTailCapture(limit, processId);
+    const outLog = this.#logs.writer(sessionId, processId, "stdout");
+    const errLog = this.#logs.writer(sessionId, processId, "stderr");
+    const startedAt = performance.now();
+    let timedOut = false;
+    let cancelled = false;
+    let end: ChildEnd;
+
+    let child: ChildProcess | undefined;
+    try {
+      child = runtime.sandbox.spawn({
+        command,
+        cwd: request.cwd ?? "",
+        env: { ...runtime.env, ...request.env },
+      });
+    } catch (error) {
+      end = { exitCode: null, signal: null, spawnError: error instanceof Error ? error : new Error(String(error)) };
+    }
+    if (child) {
+      const running = child;
+      running.stdin?.on("error", () => {});
+      running.stdin?.end();
+      running.stdout?.on("data", (chunk: Buffer) => {
+        stdout.push(chunk);
+        outLog.write(chunk);
+      });
+      running.stderr?.on("data", (chunk: Buffer) => {
+        stderr.push(chunk);
+        errLog.write(chunk);
+      });
+      const ended = watchChild(runtime.sandbox, running);
+      const stopTree = (why: string) => {
+        this.#logs.append(sessionId, processId, "system", why);
+        terminate(runtime.sandbox, running, this.#killGraceMs, ended);
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        stopTree(`timed out after ${timeoutMs} ms; stopping the command`);
+      }, timeoutMs);
+      const onAbort = () => {
+        if (timedOut || cancelled) return;
+        cancelled = true;
+        stopTree("cancelled; stopping the command");
+      };
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      if (options.signal?.aborted) onAbort();
+      try {
+        end = await ended;
+      } finally {
+        clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+      }
+    } else {
+      end ??= { exitCode: null, signal: null, spawnError: new Error("spawn failed") };
+    }
+    if (end.spawnError) {
+      const message = `could not start the command: ${end.spawnError.message}\n`;
+      stderr.push(message);
+      errLog.write(message);
+    }
+    outLog.end();
+    errLog.end();
+    await this.#logs.flush();
+    progress.flush();
+    this.#trackers.delete(key);
+
+    const durationMs = Math.round(performance.now() - startedAt);
+    const last = tracker.lastSeq ?? this.#lastSeq.get(sessionId) ?? 0;
+    const result: CommandResult = {
+      command,
+      processId,
+      exitCode: end.exitCode,
+      signal: end.signal,
+      timedOut,
+      cancelled,
+      durationMs,
+      stdout: stdout.result(),
+      stderr: stderr.result(),
+      logCursor: { from: tracker.firstSeq === null ? last : tracker.firstSeq - 1, to: last },
+    };
+    const byRequest = timedOut || cancelled;
+    this.#hooks.exited(sessionId, processId, {
+      exitCode: end.exitCode,
+      signal: end.signal,
+      crashed: !byRequest && (end.exitCode !== 0 || end.signal !== null),
+      lastLines: this.#logs.lastLines(sessionId, processId, EXIT_LAST_LINES),
+    });
+    return result;
+  }
+
+  #observe(sessionId: string, line: LogLine): void {
+    const previous = this.#lastSeq.get(sessionId) ?? 0;
+    if (line.seq > previous) this.#lastSeq.set(sessionId, line.seq);
+    const tracker = this.#trackers.get(trackerKey(sessionId, line.processId));
+    if (!tracker) return;
+    tracker.firstSeq ??= line.seq;
+    tracker.lastSeq = line.seq;
+    if (line.stream === "system") return;
+    tracker.lines++;
+    tracker.lastLine = line.text.length > LAST_LINE_CHARS ? `${line.text.slice(0, LAST_LINE_CHARS)}…` : line.text;
+    tracker.onOutput();
+  }
+
+  /** Forgets per-session bookkeeping when a session goes away. */
+  forgetSession(sessionId: string): void {
+    this.#lastSeq.delete(sessionId);
+  }
+}
+
+function trackerKey(sessionId: string, processId: string): string {
+  return `${sessionId}\u0000${processId}`;
+}
+
+/** Calls `fn` at most every `intervalMs`, with a trailing call; `flush` runs a pending call now. */
+function throttle(intervalMs: number, fn: () => void): { call(): void; flush(): void } {
+  let lastRun = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const run = () => {
+    timer = undefined;
+    lastRun = performance.now();
+    fn();
+  };
+  return {
+    call() {
+      if (timer) return;
+      const wait = lastRun + intervalMs - performance.now();
+      if (wait <= 0) run();
+      else timer = setTimeout(run, wait);
+    },
+    flush() {
+      if (!timer) return;
+      clearTimeout(timer);
+      run();
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export { ExecService, type ExecRunOptions, type ExecServiceOptions, type ParsedExecRequest } from "./exec-service.ts";
+export { type CapturedOutput, HeadTailCapture } from "./output.ts";
+export type { ExitInfo, ProcessHooks, ProcessLogs, SessionRuntime } from "./types.ts";

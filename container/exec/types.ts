@@ -1,0 +1,44 @@
+import type { SessionSandbox } from "../jail/types.ts";
+import type { LineListener, LineWriter } from "../logs/types.ts";
+import type { Limits } from "../../src/protocol/schemas.ts";
+
+/** What exec and the supervisor need to know about one session; the session service provides it. */
+export interface SessionRuntime {
+  id: string;
+  sandbox: SessionSandbox;
+  /** Session env, merged under the env of each call. */
+  env: Record<string, string>;
+  /** `outputBytes` caps the stdout/stderr text returned per command (head + tail). */
+  limits: Limits;
+  /** "c1", "c2" … for exec commands, "p1" … for supervised processes. */
+  nextProcessId(kind: "c" | "p"): string;
+}
+
+export interface ExitInfo {
+  exitCode: number | null;
+  signal: string | null;
+  /** Not ended by request (stop, timeout, cancellation) and ended by a non-zero code or a signal. */
+  crashed: boolean;
+  lastLines: string[];
+}
+
+/** Called on every exit of a command or supervised process; wired to error detection. */
+export interface ProcessHooks {
+  exited(sessionId: string, processId: string, info: ExitInfo): void;
+}
+
+/**
+ * The part of the log store that processes use. Output goes in as chunks per stream; every stored line is
+ * announced through `onLine` (that is how seq ranges, progress and log-pattern readiness are observed).
+ */
+export interface ProcessLogs {
+  writer(sessionId: string, processId: string, stream: "stdout" | "stderr"): LineWriter;
+  append(sessionId: string, processId: string, stream: "system", text: string): unknown;
+  lastLines(sessionId: string, processId: string, n: number): string[];
+  onLine(listener: LineListener): unknown;
+  /** Stores buffered lines; awaited before a command's log cursor is read. */
+  flush(): unknown;
+}
+
+/** SIGTERM to SIGKILL for commands that time out or are cancelled. */
+export const EXEC_KILL_GRACE_MS = 2_000;

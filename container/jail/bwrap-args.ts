@@ -1,0 +1,164 @@
+import { posix } from "node:path";
+
+/**
+ * Pure builders of the argument arrays of the jail. They are computed once per session so that the spawn path only
+ * concatenates arrays.
+ */
+
+/** Where the workspace appears inside the jail. */
+export const JAIL_WORKSPACE = "/workspace";
+
+export const DEFAULT_JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** Top-level system directories: bound read-only when they are directories, recreated when they are symlinks. */
+export const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] as const;
+
+/**
+ * The parts of /etc that ordinary programs need (TLS roots, name service, dynamic loader, time zone, npm's system
+ * config). Everything else (shadow, ssh keys, the host's configuration) stays invisible.
+ */
+export const ETC_ENTRIES = [
+  "/etc/ssl",
+  "/etc/pki",
+  "/etc/ca-certificates",
+  "/etc/ca-certificates.conf",
+  "/etc/passwd",
+  "/etc/group",
+  "/etc/nsswitch.conf",
+  "/etc/host.conf",
+  "/etc/gai.conf",
+  "/etc/protocols",
+  "/etc/services",
+  "/etc/alternatives",
+  "/etc/ld.so.cache",
+  "/etc/ld.so.conf",
+  "/etc/ld.so.conf.d",
+  "/etc/localtime",
+  "/etc/timezone",
+  "/etc/mime.types",
+  "/etc/npmrc",
+  "/etc/os-release",
+] as const;
+
+/** How a system directory exists on the host: a real directory, a symlink (merged /usr) or absent. */
+export type SystemEntry = { path: string; kind: "dir" } | { path: string; kind: "symlink"; target: string };
+
+export interface JailLayout {
+  hostWorkspace: string;
+  /** Host files generated for this session, bound over /etc/resolv.conf and /etc/hosts. */
+  resolvConf: string;
+  hostsFile: string;
+  systemEntries: SystemEntry[];
+  /** Whether the jail gets its own user namespace with nested user namespaces disabled (bubblewrap >= 0.8). */
+  userns: boolean;
+}
+
+/**
+ * The bubblewrap options shared by every process of a session, up to (not including) the per-spawn `--chdir`,
+ * environment and command.
+ */
+export function jailArgs(layout: JailLayout): string[] {
+  const args: string[] = [];
+  if (layout.userns) {
+    // A user namespace of its own with no nested ones: a jailed process cannot create namespaces in which it
+    // would hold capabilities again.
+    args.push("--unshare-user", "--disable-userns");
+  }
+  args.push(
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+    "--hostname",
+    "sandbox",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+  );
+  for (const entry of layout.systemEntries) {
+    if (entry.kind === "dir") args.push("--ro-bind", entry.path, entry.path);
+    else args.push("--symlink", entry.target, entry.path);
+  }
+  args.push("--dir", "/etc");
+  for (const path of ETC_ENTRIES) args.push("--ro-bind-try", path, path);
+  args.push("--ro-bind", layout.resolvConf, "/etc/resolv.conf", "--ro-bind", layout.hostsFile, "/etc/hosts");
+  args.push(
+    "--proc",
+    "/proc",
+    // The jail runs as uid 0 without capabilities, and procfs checks sysctl and sysrq writes by uid alone: a
+    // writable /proc/sys would let it change host-wide settings such as kernel.core_pattern.
+    "--ro-bind",
+    "/proc/sys",
+    "/proc/sys",
+    "--ro-bind",
+    "/proc/sysrq-trigger",
+    "/proc/sysrq-trigger",
+    "--dev",
+    "/dev",
+    "--tmpfs",
+    "/tmp",
+    "--dir",
+    "/var",
+    "--symlink",
+    "../tmp",
+    "/var/tmp",
+    "--bind",
+    layout.hostWorkspace,
+    JAIL_WORKSPACE,
+    "--clearenv",
+  );
+  return args;
+}
+
+/** The working directory inside the jail for a workspace-relative `cwd` ("" and "." are the root). */
+export function jailCwd(cwd: string): string {
+  if (cwd === "" || cwd === ".") return JAIL_WORKSPACE;
+  return posix.join(JAIL_WORKSPACE, cwd);
+}
+
+/** The environment of a jailed process: sane defaults, overridden by the session's and the command's env. */
+export function jailEnv(env: Record<string, string>): Record<string, string> {
+  return { PATH: DEFAULT_JAIL_PATH, HOME: JAIL_WORKSPACE, TMPDIR: "/tmp", LANG: "C.UTF-8", ...env };
+}
+
+/** `--setenv` pairs for bubblewrap (after `--clearenv`). */
+export function envArgs(env: Record<string, string>): string[] {
+  const args: string[] = [];
+  for (const [key, value] of Object.entries(env)) args.push("--setenv", key, value);
+  return args;
+}
+
+export interface WrapperOptions {
+  /** `cgroup.procs` files the process joins before anything else runs. */
+  cgroupProcs: string[];
+  /** RLIMIT_FSIZE in bytes; 0 or less for none. */
+  maxFileBytes: number;
+  /** RLIMIT_CPU in seconds; 0 or less for none. */
+  cpuSeconds: number;
+  /** RLIMIT_AS in bytes; 0 or less for none. */
+  addressSpaceBytes: number;
+}
+
+/**
+ * The host-side `/bin/sh -c` script that joins the session's cgroups and sets hard rlimits, then execs `"$@"`
+ * (nsenter + bwrap, or the command itself without a jail). Joining before the exec means every descendant is
+ * counted from its first instruction. Returns null when there is nothing to do, so no shell is started.
+ */
+export function wrapperScript(options: WrapperOptions): string | null {
+  const steps: string[] = [];
+  for (const file of options.cgroupProcs) steps.push(`echo $$ > ${shQuote(file)}`);
+  const limits: string[] = [];
+  // dash counts -f in 512-byte blocks and -v in KiB; round down so the limit is never looser than asked.
+  if (options.maxFileBytes > 0) limits.push(`-f ${Math.max(1, Math.floor(options.maxFileBytes / 512))}`);
+  if (options.cpuSeconds > 0) limits.push(`-t ${options.cpuSeconds}`);
+  if (options.addressSpaceBytes > 0) limits.push(`-v ${Math.max(1, Math.floor(options.addressSpaceBytes / 1024))}`);
+  // Without -S or -H, ulimit sets soft and hard limits: the jailed process cannot raise them again.
+  if (limits.length > 0) steps.push(`ulimit ${limits.join(" ")}`);
+  if (steps.length === 0) return null;
+  return `${steps.join(" && ")} && exec "$@"`;
+}
+
+export function shQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}

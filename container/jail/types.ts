@@ -1,0 +1,54 @@
+import type { ChildProcess } from "node:child_process";
+import type { Socket } from "node:net";
+import type { Isolation, Limits, NetworkPolicy } from "../../src/protocol/schemas.ts";
+
+/** What the host can offer, probed once at monitor start. */
+export interface JailCapabilities {
+  bubblewrap: boolean;
+  slirp4netns: boolean;
+  /** Loud, human-readable reasons for any downgrade (e.g. "bubblewrap not found: sessions are NOT isolated"). */
+  warnings: string[];
+}
+
+export interface SessionSandboxOptions {
+  sessionId: string;
+  /** Absolute host path of the session's workspace directory (exists). */
+  hostPath: string;
+  /** A directory private to this session outside the workspace (sockets, pid files); exists. */
+  runDir: string;
+  network: NetworkPolicy;
+  limits: Limits;
+}
+
+export interface SpawnOptions {
+  /** Shell command line, run with `/bin/sh -c`. */
+  command: string;
+  /** Working directory relative to the workspace root ("" or "." for the root); already validated. */
+  cwd: string;
+  env: Record<string, string>;
+}
+
+/**
+ * The runtime of one session: every process of the session is spawned through it, in its jail and its network
+ * namespace. Processes are started in their own process group (detached) with piped stdio, so that killing
+ * `-pid` ends the whole tree.
+ */
+export interface SessionSandbox {
+  readonly isolation: Isolation;
+  readonly networkIsolation: "namespace" | "none";
+  /** How processes see the workspace: "/workspace" in a jail, the host path otherwise. */
+  readonly workspacePath: string;
+  readonly warnings: string[];
+  spawn(options: SpawnOptions): ChildProcess;
+  /** Delivers `signal` to every process `spawn` started for `child` (the whole tree, inside the jail too). */
+  kill(child: ChildProcess, signal: NodeJS.Signals): void;
+  /** A TCP connection to 127.0.0.1:`port` as seen inside the session (its network namespace). */
+  connect(port: number): Promise<Socket>;
+  /** Stops the session's network namespace and helpers; does not touch the workspace. */
+  close(): Promise<void>;
+}
+
+export interface Jail {
+  readonly capabilities: JailCapabilities;
+  open(options: SessionSandboxOptions): Promise<SessionSandbox>;
+}

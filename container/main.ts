@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { serve } from "@hono/node-server";
+import { createMonitor } from "./monitor.ts";
+
+const HELP = `Usage: monitor [options]
+
+Runs the sandbox monitor: the sandbox protocol (/v1) over HTTP.
+
+Options (each also read from the environment variable in brackets):
+  --port <n>         port to listen on, 0 for any free port      [MONITOR_PORT, default 8788]
+  --host <addr>      address to bind                             [MONITOR_HOST, default 127.0.0.1]
+  --data-dir <dir>   sessions, logs and the SQLite database      [MONITOR_DATA_DIR, default ./.data/monitor]
+  --secret <s>       bearer secret callers must send             [MONITOR_SECRET, generated and printed when absent]
+  --isolation <m>    auto (bubblewrap when possible) or none     [MONITOR_ISOLATION, default auto]
+  -h, --help         this text
+
+On start it prints one JSON line to stdout: {"url", "secret"?, "pid"}.`;
+
+const { values } = parseArgs({
+  options: {
+    port: { type: "string" },
+    host: { type: "string" },
+    "data-dir": { type: "string" },
+    secret: { type: "string" },
+    isolation: { type: "string" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+const env = process.env;
+const givenSecret = values.secret ?? env.MONITOR_SECRET;
+const isolation = values.isolation ?? env.MONITOR_ISOLATION ?? "auto";
+if (isolation !== "auto" && isolation !== "none") {
+  console.error(`--isolation must be auto or none, not ${isolation}`);
+  process.exit(2);
+}
+
+const monitor = await createMonitor({
+  dataDir: values["data-dir"] ?? env.MONITOR_DATA_DIR ?? ".data/monitor",
+  isolation,
+  ...(givenSecret ? { secret: givenSecret } : {}),
+});
+
+const server = serve(
+  {
+    fetch: monitor.app.fetch,
+    port: Number(values.port ?? env.MONITOR_PORT ?? 8788),
+    hostname: values.host ?? env.MONITOR_HOST ?? "127.0.0.1",
+  },
+  (info) => {
+    const host = info.family === "IPv6" ? `[${info.address}]` : info.address;
+    const announce = {
+      url: `http://${host}:${info.port}`,
+      pid: process.pid,
+      ...(givenSecret ? {} : { secret: monitor.secret }),
+    };
+    console.log(JSON.stringify(announce));
+  },
+);
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  console.error(`[monitor] ${signal}: stopping`);
+  server.close();
+  await monitor.close();
+  process.exit(0);
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -1,0 +1,119 @@
+import type { Socket } from "node:net";
+import { join } from "node:path";
+import type { Hono } from "hono";
+import type { Health } from "../src/protocol/schemas.ts";
+import { createApp } from "./app.ts";
+import { type MonitorConfigInput, resolveConfig } from "./config.ts";
+import { crashError } from "./errors/classify.ts";
+import { attachErrorDetection } from "./errors/error-pipeline.ts";
+import { ErrorStore } from "./errors/error-store.ts";
+import { ExecService } from "./exec/exec-service.ts";
+import type { ProcessHooks } from "./exec/types.ts";
+import { FileService } from "./files/file-service.ts";
+import { createJail } from "./jail/index.ts";
+import { LogStore } from "./logs/log-store.ts";
+import { Supervisor } from "./processes/supervisor.ts";
+import { SessionService } from "./sessions/session-service.ts";
+import { SessionStore } from "./sessions/session-store.ts";
+import { openDatabase } from "./store/db.ts";
+
+export interface Monitor {
+  /** The sandbox protocol over HTTP, callable in-process. */
+  readonly app: Hono;
+  readonly fetch: (request: Request) => Promise<Response>;
+  readonly secret: string;
+  readonly sessions: SessionService;
+  /** A TCP connection to a port inside a session (WebSocket previews need a raw socket). */
+  connect(sessionId: string, port: number): Promise<Socket>;
+  health(): Health;
+  close(): Promise<void>;
+}
+
+const templatesDir = new URL("./templates/", import.meta.url).pathname;
+
+/** Wires the monitor once: storage, jail, logs, error detection, processes, sessions, HTTP API. */
+export async function createMonitor(input: MonitorConfigInput): Promise<Monitor> {
+  const config = resolveConfig(input);
+  const startedAt = Date.now();
+  const db = openDatabase(config.dataDir);
+  const jail = createJail({ disabled: config.isolation === "none" });
+  for (const warning of jail.capabilities.warnings) console.warn(`[monitor] WARNING: ${warning}`);
+
+  const logs = new LogStore({ dir: join(config.dataDir, "logs"), ...config.log });
+  const errors = new ErrorStore(db);
+  const detection = attachErrorDetection(logs, errors);
+  const hooks: ProcessHooks = {
+    exited(sessionId, processId, info) {
+      detection.flush(sessionId, processId);
+      if (info.crashed)
+        errors.record(sessionId, crashError(processId, info.exitCode, info.signal, info.lastLines));
+    },
+  };
+  const supervisor = new Supervisor({ db, logs, hooks });
+  supervisor.markLost();
+  const exec = new ExecService({ logs, hooks });
+  const files = new FileService();
+  const sessions = new SessionService({
+    store: new SessionStore(db),
+    jail,
+    dataDir: config.dataDir,
+    templatesDir: config.templatesDir ?? templatesDir,
+    defaults: {
+      idleTtlSeconds: config.idleTtlSeconds,
+      maxLifetimeSeconds: config.maxLifetimeSeconds,
+      limits: config.limits,
+    },
+    maxSessions: config.maxSessions,
+    async onDestroy(sessionId) {
+      await supervisor.stopAll(sessionId);
+      await logs.remove(sessionId);
+      errors.removeSession(sessionId);
+    },
+  });
+
+  const health = (): Health => ({
+    status: "ok",
+    version: config.version,
+    uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+    sessions: sessions.count(),
+    processes: supervisor.counts(),
+    isolation: {
+      available: jail.capabilities.bubblewrap ? "bubblewrap" : "none",
+      network: jail.capabilities.slirp4netns ? "slirp4netns" : "none",
+      warnings: jail.capabilities.warnings,
+    },
+  });
+
+  const app = createApp(
+    { sessions, files, exec, supervisor, logs, errors, health },
+    { secret: config.secret, maxBodyBytes: config.maxBodyBytes },
+  );
+
+  const reaper = setInterval(() => {
+    sessions.reap().catch((error: unknown) => console.error("[monitor] reaping failed:", error));
+  }, config.reapIntervalMs);
+  reaper.unref();
+
+  let closed: Promise<void> | undefined;
+  return {
+    app,
+    fetch: async (request) => app.fetch(request),
+    secret: config.secret,
+    sessions,
+    async connect(sessionId, port) {
+      const runtime = await sessions.runtime(sessionId);
+      return runtime.sandbox.connect(port);
+    },
+    health,
+    close() {
+      closed ??= (async () => {
+        clearInterval(reaper);
+        await supervisor.closeAll?.();
+        await sessions.close();
+        await logs.close();
+        db.close();
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export { type ProcessRow, ProcessTable } from "./process-table.ts";
+export { type ParsedStartRequest, Supervisor, type SupervisorOptions } from "./supervisor.ts";

@@ -1,0 +1,112 @@
+import type { SessionSandbox } from "../jail/types.ts";
+import type { LogLine } from "../logs/types.ts";
+import { waitForPort } from "./probes.ts";
+
+export interface ReadinessSpec {
+  port: number | undefined;
+  logPattern: RegExp | undefined;
+  timeoutMs: number;
+}
+
+export type ReadyOutcome =
+  | { kind: "ready"; message: string }
+  | { kind: "timeout"; message: string }
+  | { kind: "exited" };
+
+/** Routes stored lines to the readiness waits that look for a pattern in one process's output. */
+export class LineWaiters {
+  readonly #waiters = new Map<string, Set<(line: LogLine) => void>>();
+
+  dispatch(sessionId: string, line: LogLine): void {
+    if (line.stream === "system") return;
+    const set = this.#waiters.get(key(sessionId, line.processId));
+    if (set) for (const waiter of set) waiter(line);
+  }
+
+  /** Must be called before the process starts, so that no early line is missed. */
+  waitFor(sessionId: string, processId: string, pattern: RegExp, signal: AbortSignal): Promise<string> {
+    const k = key(sessionId, processId);
+    return new Promise((resolve, reject) => {
+      const set = this.#waiters.get(k) ?? new Set();
+      this.#waiters.set(k, set);
+      const remove = () => {
+        set.delete(waiter);
+        if (set.size === 0) this.#waiters.delete(k);
+      };
+      const waiter = (line: LogLine) => {
+        if (!pattern.test(line.text)) return;
+        remove();
+        resolve(line.text);
+      };
+      set.add(waiter);
+      signal.addEventListener(
+        "abort",
+        () => {
+          remove();
+          reject(signal.reason);
+        },
+        { once: true },
+      );
+    });
+  }
+}
+
+function key(sessionId: string, processId: string): string {
+  return `${sessionId}\u0000${processId}`;
+}
+
+/**
+ * Arms a readiness wait. `arm` runs before the process starts (log lines are watched from the first one);
+ * the returned `settle` is awaited after spawning and races the conditions against the run's end and the timeout.
+ */
+export function armReadiness(
+  spec: ReadinessSpec,
+  waiters: LineWaiters,
+  sessionId: string,
+  processId: string,
+): { settle(sandbox: SessionSandbox, runEnded: Promise<void>): Promise<ReadyOutcome>; cancel(): void } {
+  const controller = new AbortController();
+  const conditions: Promise<string>[] = [];
+  if (spec.logPattern) {
+    const pattern = spec.logPattern;
+    conditions.push(
+      waiters
+        .waitFor(sessionId, processId, pattern, controller.signal)
+        .then((line) => `output matched ${pattern}: ${line.slice(0, 200)}`),
+    );
+  }
+  return {
+    cancel: () => controller.abort(),
+    async settle(sandbox, runEnded) {
+      if (spec.port !== undefined) {
+        const port = spec.port;
+        conditions.push(
+          waitForPort(sandbox, port, controller.signal).then(() => `port ${port} accepts connections`),
+        );
+      }
+      const waiting = describeWait(spec);
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await new Promise<ReadyOutcome>((resolve) => {
+        Promise.all(conditions).then(
+          (messages) => resolve({ kind: "ready", message: messages.join("; ") || "started" }),
+          () => {},
+        );
+        void runEnded.then(() => resolve({ kind: "exited" }));
+        timer = setTimeout(
+          () => resolve({ kind: "timeout", message: `not ready after ${spec.timeoutMs} ms: ${waiting}` }),
+          spec.timeoutMs,
+        );
+      });
+      clearTimeout(timer);
+      controller.abort();
+      return outcome;
+    },
+  };
+}
+
+function describeWait(spec: ReadinessSpec): string {
+  const parts: string[] = [];
+  if (spec.port !== undefined) parts.push(`port ${spec.port} did not accept connections`);
+  if (spec.logPattern) parts.push(`no output line matched ${spec.logPattern}`);
+  return parts.join(" and ") || "no condition";
+}

@@ -1,0 +1,442 @@
+import type { ChildProcess } from "node:child_process";
+import type { DatabaseSync } from "node:sqlite";
+import type { z } from "zod";
+import { SandboxError } from "../../src/protocol/errors.ts";
+import {
+  type ProcessInfo,
+  type ProcessStatus,
+  type RestartPolicy,
+  StartProcessRequest,
+  type StartProcessResult,
+} from "../../src/protocol/schemas.ts";
+import { type ChildEnd, terminate, watchChild } from "../exec/child.ts";
+import type { ProcessHooks, ProcessLogs, SessionRuntime } from "../exec/types.ts";
+import { type ProcessRow, ProcessTable, type ProcessUpdate } from "./process-table.ts";
+import { httpProbe } from "./probes.ts";
+import { armReadiness, LineWaiters, type ReadinessSpec, type ReadyOutcome } from "./readiness.ts";
+
+export type ParsedStartRequest = z.output<typeof StartProcessRequest>;
+type Policy = z.output<typeof RestartPolicy>;
+type Health = ProcessInfo["health"];
+
+export interface SupervisorOptions {
+  db: DatabaseSync;
+  logs: ProcessLogs;
+  hooks: ProcessHooks;
+}
+
+const LAST_LINES = 20;
+const MAX_BACKOFF_MS = 60_000;
+const LIVE: ReadonlySet<ProcessStatus> = new Set(["starting", "running", "stopping"]);
+
+/** A process this monitor is supervising: alive, or waiting for a restart. */
+interface Managed {
+  runtime: SessionRuntime;
+  request: ParsedStartRequest;
+  row: ProcessRow;
+  child: ChildProcess | null;
+  /** Settles when the current run has ended and its exit is handled. */
+  runEnded: Promise<void>;
+  stopRequested: boolean;
+  /** Restarts in a row since the last run that stayed up for `stableAfterMs`. */
+  attempts: number;
+  restartTimer: NodeJS.Timeout | null;
+  health: Health;
+  healthTimer: NodeJS.Timeout | null;
+  runStartedAt: number;
+}
+
+/**
+ * Supervises long-running processes of sessions (dev servers, watchers): readiness waits, restart policy with
+ * exponential backoff, HTTP health probes, graceful stop. The `processes` table keeps every process's record,
+ * so that list/get still answer after the process ended or the monitor restarted. Monitor messages go to the
+ * "system" stream of the process, apart from the app's own output.
+ */
+export class Supervisor {
+  readonly #table: ProcessTable;
+  readonly #logs: ProcessLogs;
+  readonly #hooks: ProcessHooks;
+  readonly #live = new Map<string, Map<string, Managed>>();
+  readonly #waiters = new LineWaiters();
+
+  constructor(options: SupervisorOptions) {
+    this.#table = new ProcessTable(options.db);
+    this.#logs = options.logs;
+    this.#hooks = options.hooks;
+    this.#logs.onLine((sessionId, line) => this.#waiters.dispatch(sessionId, line));
+  }
+
+  async start(runtime: SessionRuntime, request: ParsedStartRequest): Promise<StartProcessResult> {
+    const pattern = compilePattern(request.waitFor?.logPattern);
+    for (const other of this.#sessionLive(runtime.id).values()) {
+      if (request.name !== undefined && other.row.name === request.name) {
+        throw new SandboxError(
+          "conflict",
+          `process "${request.name}" (${other.row.id}) is already ${other.row.status}`,
+          `Restart ${other.row.id}, stop it first, or choose another name.`,
+        );
+      }
+      if (request.port !== undefined && other.row.port === request.port) {
+        throw new SandboxError(
+          "conflict",
+          `port ${request.port} already belongs to process ${other.row.id} (${other.row.name})`,
+          `Stop or restart ${other.row.id}, or use another port.`,
+        );
+      }
+    }
+    const id = runtime.nextProcessId("p");
+    const row: ProcessRow = {
+      sessionId: runtime.id,
+      id,
+      name: request.name ?? id,
+      command: request.command,
+      cwd: request.cwd ?? ".",
+      env: request.env,
+      port: request.port ?? null,
+      status: "starting",
+      pid: null,
+      exitCode: null,
+      signal: null,
+      restarts: 0,
+      startedAt: new Date().toISOString(),
+      endedAt: null,
+      request,
+    };
+    this.#table.insert(row);
+    const managed = this.#manage(runtime, request, row);
+    return this.#launch(managed, readinessSpec(request, pattern));
+  }
+
+  list(sessionId: string): ProcessInfo[] {
+    return this.#table.list(sessionId).map((row) => this.#info(row));
+  }
+
+  get(sessionId: string, processId: string): ProcessInfo {
+    return this.#info(this.#row(sessionId, processId));
+  }
+
+  /** SIGTERM to the process tree, SIGKILL after the grace period; resolves once it has ended. */
+  async stop(sessionId: string, processId: string, graceMs?: number): Promise<ProcessInfo> {
+    const row = this.#row(sessionId, processId);
+    const managed = this.#live.get(sessionId)?.get(processId);
+    if (managed) await this.#stop(managed, graceMs ?? managed.request.graceMs);
+    return this.#info(managed?.row ?? row);
+  }
+
+  /** Stops the process if it runs and starts it again with its original request, waiting for readiness. */
+  async restart(runtime: SessionRuntime, processId: string): Promise<ProcessInfo> {
+    const row = this.#row(runtime.id, processId);
+    let managed = this.#live.get(runtime.id)?.get(processId);
+    if (managed) {
+      await this.#stop(managed, managed.request.graceMs);
+    }
+    const request = StartProcessRequest.parse(row.request);
+    managed = this.#manage(runtime, request, { ...row, request });
+    this.#logs.append(runtime.id, processId, "system", "restart requested");
+    await this.#launch(managed, readinessSpec(request, compilePattern(request.waitFor?.logPattern)));
+    return this.#info(managed.row);
+  }
+
+  /** Stops every process of a session (destroy, reaping); resolves when all have ended. */
+  async stopAll(sessionId: string, graceMs?: number): Promise<void> {
+    const live = [...this.#sessionLive(sessionId).values()];
+    await Promise.all(live.map((managed) => this.#stop(managed, graceMs ?? managed.request.graceMs)));
+  }
+
+  /** Stops everything (monitor shutdown). */
+  async stopEverything(graceMs?: number): Promise<void> {
+    await Promise.all([...this.#live.keys()].map((sessionId) => this.stopAll(sessionId, graceMs)));
+  }
+
+  /** Deletes a destroyed session's records; call after `stopAll`. */
+  forget(sessionId: string): void {
+    this.#table.deleteSession(sessionId);
+  }
+
+  /** At monitor start: processes recorded as alive were running when the previous monitor died. */
+  markLost(): number {
+    return this.#table.markLost(new Date().toISOString());
+  }
+
+  counts(): { running: number; total: number } {
+    let running = 0;
+    for (const session of this.#live.values()) {
+      for (const managed of session.values()) if (LIVE.has(managed.row.status)) running++;
+    }
+    return { running, total: this.#table.count() };
+  }
+
+  // ------------------------------------------------------------------------------------------------ lifecycle
+
+  #manage(runtime: SessionRuntime, request: ParsedStartRequest, row: ProcessRow): Managed {
+    const managed: Managed = {
+      runtime,
+      request,
+      row,
+      child: null,
+      runEnded: Promise.resolve(),
+      stopRequested: false,
+      attempts: 0,
+      restartTimer: null,
+      health: "unknown",
+      healthTimer: null,
+      runStartedAt: 0,
+    };
+    let session = this.#live.get(runtime.id);
+    if (!session) {
+      session = new Map();
+      this.#live.set(runtime.id, session);
+    }
+    session.set(row.id, managed);
+    return managed;
+  }
+
+  /** Starts one run and waits for readiness (when asked for). */
+  async #launch(managed: Managed, spec: ReadinessSpec | null): Promise<StartProcessResult> {
+    const { runtime, request, row } = managed;
+    const readiness = spec ? armReadiness(spec, this.#waiters, runtime.id, row.id) : null;
+    managed.stopRequested = false;
+    managed.runStartedAt = Date.now();
+    this.#set(managed, {
+      status: "starting",
+      pid: null,
+      exitCode: null,
+      signal: null,
+      startedAt: new Date().toISOString(),
+      endedAt: null,
+    });
+    let child: ChildProcess;
+    try {
+      const portEnv: Record<string, string> = request.port ? { PORT: String(request.port) } : {};
+      child = runtime.sandbox.spawn({
+        command: request.command,
+        cwd: request.cwd ?? "",
+        env: { ...runtime.env, ...portEnv, ...request.env },
+      });
+    } catch (error) {
+      readiness?.cancel();
+      const spawnError = error instanceof Error ? error : new Error(String(error));
+      managed.runEnded = this.#ended(managed, null, { exitCode: null, signal: null, spawnError });
+      await managed.runEnded;
+      return this.#startResult(managed, spec ? { kind: "exited" } : null);
+    }
+    managed.child = child;
+    const stdout = this.#logs.writer(runtime.id, row.id, "stdout");
+    const stderr = this.#logs.writer(runtime.id, row.id, "stderr");
+    child.stdin?.on("error", () => {});
+    child.stdin?.end();
+    child.stdout?.on("data", (chunk: Buffer) => stdout.write(chunk));
+    child.stderr?.on("data", (chunk: Buffer) => stderr.write(chunk));
+    const run = watchChild(runtime.sandbox, child).then((end) => {
+      stdout.end();
+      stderr.end();
+      return this.#ended(managed, child, end);
+    });
+    managed.runEnded = run;
+    this.#set(managed, { pid: child.pid ?? null, status: spec ? "starting" : "running" });
+    this.#system(managed, `started (pid ${child.pid ?? "?"}): ${request.command}`);
+    this.#scheduleHealth(managed, child);
+
+    if (!readiness) return this.#startResult(managed, null);
+    const outcome = await readiness.settle(runtime.sandbox, run);
+    if (outcome.kind !== "exited" && managed.child === child && managed.row.status === "starting") {
+      this.#set(managed, { status: "running" });
+    }
+    if (outcome.kind === "ready") this.#system(managed, `ready: ${outcome.message}`);
+    if (outcome.kind === "timeout") this.#system(managed, `${outcome.message}; the process keeps running`);
+    return this.#startResult(managed, outcome);
+  }
+
+  async #ended(managed: Managed, child: ChildProcess | null, end: ChildEnd): Promise<void> {
+    const { runtime, row } = managed;
+    if (managed.child === child) managed.child = null;
+    this.#stopHealth(managed);
+    await this.#logs.flush();
+    const uptimeMs = Date.now() - managed.runStartedAt;
+    const byRequest = managed.stopRequested;
+    const crashed = !byRequest && (end.spawnError !== null || end.exitCode !== 0 || end.signal !== null);
+    const how = end.spawnError
+      ? `could not start: ${end.spawnError.message}`
+      : end.signal
+        ? `killed by ${end.signal}`
+        : `exited with code ${end.exitCode}`;
+    this.#system(managed, `${how} after ${(uptimeMs / 1000).toFixed(1)} s${byRequest ? " (stopped)" : ""}`);
+    this.#hooks.exited(runtime.id, row.id, {
+      exitCode: end.exitCode,
+      signal: end.signal,
+      crashed,
+      lastLines: this.#logs.lastLines(runtime.id, row.id, LAST_LINES),
+    });
+    const endedAt = new Date().toISOString();
+    const policy: Policy | undefined = managed.request.restart;
+    const wantsRestart =
+      !byRequest &&
+      policy !== undefined &&
+      (policy.policy === "always" || (policy.policy === "on-failure" && crashed));
+    if (policy && wantsRestart) {
+      if (uptimeMs >= policy.stableAfterMs) managed.attempts = 0;
+      if (managed.attempts < policy.maxRestarts) {
+        const delay = Math.min(MAX_BACKOFF_MS, policy.backoffMs * 2 ** managed.attempts);
+        managed.attempts++;
+        this.#set(managed, { status: "starting", exitCode: end.exitCode, signal: end.signal, endedAt, pid: null });
+        this.#system(managed, `restarting in ${delay} ms (restart ${managed.attempts} of ${policy.maxRestarts})`);
+        managed.restartTimer = setTimeout(() => {
+          managed.restartTimer = null;
+          this.#set(managed, { restarts: managed.row.restarts + 1 });
+          const pattern = compilePattern(managed.request.waitFor?.logPattern);
+          this.#launch(managed, readinessSpec(managed.request, pattern)).catch((error: unknown) => {
+            this.#system(managed, `restart failed: ${error instanceof Error ? error.message : String(error)}`);
+          });
+        }, delay);
+        return;
+      }
+      this.#system(
+        managed,
+        `not restarting: ${policy.maxRestarts} restarts in a row without ${policy.stableAfterMs} ms of uptime`,
+      );
+    }
+    const status: ProcessStatus = crashed ? "crashed" : "stopped";
+    this.#set(managed, { status, exitCode: end.exitCode, signal: end.signal, endedAt });
+    this.#sessionLive(runtime.id).delete(row.id);
+  }
+
+  async #stop(managed: Managed, graceMs: number): Promise<void> {
+    managed.stopRequested = true;
+    if (managed.restartTimer) {
+      clearTimeout(managed.restartTimer);
+      managed.restartTimer = null;
+      this.#system(managed, "stopped while waiting to restart");
+      this.#set(managed, { status: "stopped" });
+      this.#sessionLive(managed.runtime.id).delete(managed.row.id);
+      return;
+    }
+    const child = managed.child;
+    if (!child) return managed.runEnded;
+    if (managed.row.status !== "stopping") {
+      this.#set(managed, { status: "stopping" });
+      this.#system(managed, `stopping: SIGTERM, SIGKILL after ${graceMs} ms`);
+      terminate(managed.runtime.sandbox, child, graceMs, managed.runEnded);
+    }
+    await managed.runEnded;
+  }
+
+  // ------------------------------------------------------------------------------------------------ health
+
+  #scheduleHealth(managed: Managed, child: ChildProcess): void {
+    const check = managed.request.healthCheck;
+    const port = managed.request.port;
+    if (!check || port === undefined) return;
+    const tick = async () => {
+      if (managed.child !== child) return;
+      if (managed.row.status === "running") {
+        const result = await httpProbe(managed.runtime.sandbox, port, check.path, check.timeoutMs);
+        if (managed.child !== child) return;
+        const health: Health = result.healthy ? "healthy" : "unhealthy";
+        if (health !== managed.health) {
+          const verdict = result.healthy ? "health check passed" : "health check failed";
+          this.#system(managed, `${verdict}: GET ${check.path} on port ${port}: ${result.detail}`);
+        }
+        managed.health = health;
+      }
+      managed.healthTimer = setTimeout(() => void tick(), check.intervalMs);
+      managed.healthTimer.unref();
+    };
+    managed.healthTimer = setTimeout(() => void tick(), check.intervalMs);
+    managed.healthTimer.unref();
+  }
+
+  #stopHealth(managed: Managed): void {
+    if (managed.healthTimer) clearTimeout(managed.healthTimer);
+    managed.healthTimer = null;
+    managed.health = "unknown";
+  }
+
+  // ------------------------------------------------------------------------------------------------ helpers
+
+  #sessionLive(sessionId: string): Map<string, Managed> {
+    return this.#live.get(sessionId) ?? new Map();
+  }
+
+  #row(sessionId: string, processId: string): ProcessRow {
+    const managed = this.#live.get(sessionId)?.get(processId);
+    if (managed) return managed.row;
+    const row = this.#table.get(sessionId, processId);
+    if (!row) {
+      throw new SandboxError(
+        "not_found",
+        `no process ${processId} in session ${sessionId}`,
+        "List the session's processes to see their ids.",
+      );
+    }
+    return row;
+  }
+
+  #set(managed: Managed, changes: ProcessUpdate): void {
+    Object.assign(managed.row, changes);
+    this.#table.update(managed.row.sessionId, managed.row.id, changes);
+  }
+
+  #system(managed: Managed, text: string): void {
+    this.#logs.append(managed.row.sessionId, managed.row.id, "system", text);
+  }
+
+  #info(row: ProcessRow): ProcessInfo {
+    const managed = this.#live.get(row.sessionId)?.get(row.id);
+    return {
+      id: row.id,
+      sessionId: row.sessionId,
+      name: row.name,
+      command: row.command,
+      cwd: row.cwd,
+      port: row.port,
+      status: managed?.row.status ?? row.status,
+      pid: row.pid,
+      exitCode: row.exitCode,
+      signal: row.signal,
+      restarts: row.restarts,
+      startedAt: row.startedAt,
+      endedAt: row.endedAt,
+      health: managed?.health ?? "unknown",
+    };
+  }
+
+  #startResult(managed: Managed, outcome: ReadyOutcome | null): StartProcessResult {
+    const info = this.#info(managed.row);
+    if (!outcome) return { process: info, ready: null, readyMessage: null, lastLines: [] };
+    if (outcome.kind === "ready") return { process: info, ready: true, readyMessage: outcome.message, lastLines: [] };
+    const lastLines = this.#logs.lastLines(managed.row.sessionId, managed.row.id, LAST_LINES);
+    const message =
+      outcome.kind === "timeout"
+        ? outcome.message
+        : `the process ended before it was ready (${describeEnd(managed.row)})`;
+    return { process: info, ready: false, readyMessage: message, lastLines };
+  }
+}
+
+function describeEnd(row: ProcessRow): string {
+  if (row.signal) return `killed by ${row.signal}`;
+  if (row.exitCode !== null) return `exit code ${row.exitCode}`;
+  return "it could not be started";
+}
+
+function compilePattern(pattern: string | undefined): RegExp | undefined {
+  if (pattern === undefined) return undefined;
+  try {
+    return new RegExp(pattern);
+  } catch (error) {
+    throw new SandboxError(
+      "bad_request",
+      `waitFor.logPattern is not a valid regular expression: ${(error as Error).message}`,
+      "Pass a JavaScript regular expression without slashes, e.g. \"ready in \\\\d+ms\".",
+    );
+  }
+}
+
+/** What to wait for: an explicit port or pattern; a bare waitFor waits for the process's declared port. */
+function readinessSpec(request: ParsedStartRequest, pattern: RegExp | undefined): ReadinessSpec | null {
+  const waitFor = request.waitFor;
+  if (!waitFor) return null;
+  const port = waitFor.port ?? (pattern ? undefined : request.port);
+  return { port, logPattern: pattern, timeoutMs: waitFor.timeoutMs };
+}
+

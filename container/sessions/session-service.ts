@@ -1,0 +1,266 @@
+import { cp, mkdir, readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { SandboxError } from "../../src/protocol/errors.ts";
+import type { CreateSessionRequest, Limits, Session } from "../../src/protocol/schemas.ts";
+import { CreateSessionRequest as CreateSessionSchema } from "../../src/protocol/schemas.ts";
+import type { SessionRuntime } from "../exec/types.ts";
+import type { Jail, SessionSandbox } from "../jail/types.ts";
+import { newSessionId } from "./session-id.ts";
+import type { SessionRecord, SessionStore } from "./session-store.ts";
+
+export interface SessionServiceOptions {
+  store: SessionStore;
+  jail: Jail;
+  /** Sessions live in `<dataDir>/sessions/<id>/{workspace,run}`. */
+  dataDir: string;
+  templatesDir: string;
+  defaults: { idleTtlSeconds: number; maxLifetimeSeconds: number; limits: Limits };
+  maxSessions: number;
+  /** Called while a session is destroyed, before its directory goes: stop processes, drop logs and errors. */
+  onDestroy: (sessionId: string) => Promise<void>;
+}
+
+/** Writes of `last_active_at` are coalesced to one per session per this many ms. */
+const TOUCH_EVERY_MS = 1_000;
+
+/**
+ * Session lifecycle: create (workspace, template, jail), look up, touch, expire and destroy. A session's sandbox
+ * (jail, network namespace) is opened when the session is created, and again lazily after a monitor restart.
+ */
+export class SessionService {
+  readonly #options: SessionServiceOptions;
+  readonly #sandboxes = new Map<string, Promise<SessionSandbox>>();
+  readonly #touched = new Map<string, number>();
+  readonly #destroying = new Map<string, Promise<boolean>>();
+
+  constructor(options: SessionServiceOptions) {
+    this.#options = options;
+  }
+
+  async create(input: CreateSessionRequest): Promise<Session> {
+    const request = CreateSessionSchema.parse(input);
+    const { store, defaults, maxSessions } = this.#options;
+    if (store.list().length >= maxSessions) {
+      throw new SandboxError(
+        "at_capacity",
+        `this sandbox host holds its maximum of ${maxSessions} sessions`,
+        "destroy sessions you no longer need, or retry later",
+      );
+    }
+    const template = request.template && request.template !== "empty" ? request.template : null;
+    if (template) await this.#assertTemplate(template);
+    const id = request.id ?? newSessionId();
+    if (store.get(id)) throw new SandboxError("conflict", `session ${id} already exists`);
+    const now = Date.now();
+    const record: SessionRecord = {
+      id,
+      owner: request.owner ?? null,
+      network: request.network,
+      env: request.env,
+      template,
+      createdAt: now,
+      lastActiveAt: now,
+      idleTtlSeconds: request.idleTtlSeconds ?? defaults.idleTtlSeconds,
+      maxLifetimeSeconds: Math.min(
+        request.maxLifetimeSeconds ?? defaults.maxLifetimeSeconds,
+        defaults.maxLifetimeSeconds,
+      ),
+      limits: defaults.limits,
+    };
+    const paths = this.paths(id);
+    await mkdir(paths.workspace, { recursive: true });
+    await mkdir(paths.run, { recursive: true });
+    if (template) await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
+    store.insert(record);
+    try {
+      const sandbox = await this.#sandbox(record);
+      return this.#toSession(record, sandbox);
+    } catch (error) {
+      await this.destroy(id);
+      throw error;
+    }
+  }
+
+  /** The session, or `not_found`. Expired sessions are destroyed on sight. */
+  async get(id: string): Promise<Session> {
+    const record = await this.#live(id);
+    return this.#toSession(record, await this.#sandboxIfOpen(id));
+  }
+
+  async list(owner?: string): Promise<Session[]> {
+    const sessions: Session[] = [];
+    for (const record of this.#options.store.list(owner)) {
+      if (this.#expired(record, Date.now())) continue;
+      sessions.push(this.#toSession(record, await this.#sandboxIfOpen(record.id)));
+    }
+    return sessions;
+  }
+
+  /** Everything a command or process of the session needs; marks the session active. */
+  async runtime(id: string): Promise<SessionRuntime & { hostPath: string }> {
+    const record = await this.#live(id);
+    this.#touch(record);
+    const sandbox = await this.#sandbox(record);
+    const { store } = this.#options;
+    return {
+      id,
+      sandbox,
+      env: record.env,
+      limits: record.limits,
+      hostPath: this.paths(id).workspace,
+      nextProcessId: (kind) => store.nextProcessId(id, kind),
+    };
+  }
+
+  /** The workspace directory on the host; marks the session active. */
+  async workspace(id: string): Promise<string> {
+    const record = await this.#live(id);
+    this.#touch(record);
+    return this.paths(id).workspace;
+  }
+
+  paths(id: string) {
+    const root = join(this.#options.dataDir, "sessions", id);
+    return { root, workspace: join(root, "workspace"), run: join(root, "run") };
+  }
+
+  /** Kills every process, closes the jail, removes the workspace. False when there was no such session. */
+  destroy(id: string): Promise<boolean> {
+    const pending = this.#destroying.get(id);
+    if (pending) return pending;
+    const work = this.#destroy(id).finally(() => this.#destroying.delete(id));
+    this.#destroying.set(id, work);
+    return work;
+  }
+
+  /** Destroys every session past its idle TTL or maximum lifetime; returns their ids. */
+  async reap(now = Date.now()): Promise<string[]> {
+    const expired = this.#options.store.list().filter((record) => this.#expired(record, now));
+    for (const record of expired) await this.destroy(record.id);
+    return expired.map((record) => record.id);
+  }
+
+  count(): number {
+    return this.#options.store.list().length;
+  }
+
+  /** Closes every open sandbox (network namespaces, helpers) without touching workspaces or records. */
+  async close(): Promise<void> {
+    const sandboxes = [...this.#sandboxes.values()];
+    this.#sandboxes.clear();
+    await Promise.allSettled(sandboxes.map(async (sandbox) => (await sandbox).close()));
+  }
+
+  async #destroy(id: string): Promise<boolean> {
+    const record = this.#options.store.get(id);
+    if (!record) return false;
+    await this.#options.onDestroy(id);
+    const sandbox = this.#sandboxes.get(id);
+    this.#sandboxes.delete(id);
+    if (sandbox) await (await sandbox.catch(() => undefined))?.close();
+    this.#options.store.delete(id);
+    this.#touched.delete(id);
+    await rm(this.paths(id).root, { recursive: true, force: true });
+    return true;
+  }
+
+  async #live(id: string): Promise<SessionRecord> {
+    const record = this.#options.store.get(id);
+    if (record && !this.#expired(record, Date.now())) return record;
+    if (record) await this.destroy(id);
+    throw new SandboxError(
+      "not_found",
+      `no session ${id}`,
+      "create a session with create_session, or list yours with list_sessions",
+    );
+  }
+
+  #expired(record: SessionRecord, now: number): boolean {
+    return now >= expiresAt(this.#lastActive(record), record);
+  }
+
+  #lastActive(record: SessionRecord): SessionRecord {
+    const touched = this.#touched.get(record.id);
+    return touched && touched > record.lastActiveAt ? { ...record, lastActiveAt: touched } : record;
+  }
+
+  #touch(record: SessionRecord): void {
+    const now = Date.now();
+    this.#touched.set(record.id, now);
+    if (now - record.lastActiveAt >= TOUCH_EVERY_MS) this.#options.store.touch(record.id, now);
+  }
+
+  #sandbox(record: SessionRecord): Promise<SessionSandbox> {
+    let sandbox = this.#sandboxes.get(record.id);
+    if (!sandbox) {
+      const paths = this.paths(record.id);
+      sandbox = mkdir(paths.run, { recursive: true }).then(() =>
+        this.#options.jail.open({
+          sessionId: record.id,
+          hostPath: paths.workspace,
+          runDir: paths.run,
+          network: record.network,
+          limits: record.limits,
+        }),
+      );
+      sandbox.catch(() => this.#sandboxes.delete(record.id));
+      this.#sandboxes.set(record.id, sandbox);
+    }
+    return sandbox;
+  }
+
+  async #sandboxIfOpen(id: string): Promise<SessionSandbox | undefined> {
+    return this.#sandboxes.get(id)?.catch(() => undefined);
+  }
+
+  #toSession(stored: SessionRecord, sandbox: SessionSandbox | undefined): Session {
+    const record = this.#lastActive(stored);
+    const { capabilities } = this.#options.jail;
+    const jailed = sandbox ? sandbox.isolation === "bubblewrap" : capabilities.bubblewrap;
+    const hostPath = this.paths(record.id).workspace;
+    return {
+      id: record.id,
+      owner: record.owner,
+      workspace: sandbox?.workspacePath ?? (jailed ? "/workspace" : hostPath),
+      hostPath,
+      isolation: jailed ? "bubblewrap" : "none",
+      network: record.network,
+      networkIsolation: sandbox?.networkIsolation ?? (jailed ? "namespace" : "none"),
+      env: record.env,
+      template: record.template,
+      createdAt: new Date(record.createdAt).toISOString(),
+      lastActiveAt: new Date(record.lastActiveAt).toISOString(),
+      expiresAt: new Date(expiresAt(record, record)).toISOString(),
+      idleTtlSeconds: record.idleTtlSeconds,
+      maxLifetimeSeconds: record.maxLifetimeSeconds,
+      limits: record.limits,
+      warnings: [...new Set([...capabilities.warnings, ...(sandbox?.warnings ?? [])])],
+    };
+  }
+
+  async #assertTemplate(name: string): Promise<void> {
+    const available = await listTemplates(this.#options.templatesDir);
+    if (!available.includes(name)) {
+      throw new SandboxError(
+        "bad_request",
+        `unknown template "${name}"`,
+        `use one of: empty, ${available.join(", ")}`,
+      );
+    }
+  }
+}
+
+function expiresAt(active: SessionRecord, record: SessionRecord): number {
+  return Math.min(
+    active.lastActiveAt + record.idleTtlSeconds * 1000,
+    record.createdAt + record.maxLifetimeSeconds * 1000,
+  );
+}
+
+export async function listTemplates(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return entries
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name)
+    .sort();
+}

@@ -1,0 +1,170 @@
+import { SandboxError } from "../protocol/errors.ts";
+import type { SandboxClient } from "../protocol/client.ts";
+import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../../tools/types.ts";
+import { APP_NAME, type StaticApps } from "./static-apps.ts";
+import type { WorkerPublisher } from "./wrangler.ts";
+
+export interface NodeDeployerOptions {
+  /** The server's own origin, e.g. `http://127.0.0.1:8787`; static apps live under `/apps/`. */
+  publicOrigin: () => string;
+  /** The port previews are reached on (the server's port). */
+  previewPort: () => number;
+  apps: StaticApps;
+  workers: WorkerPublisher;
+}
+
+/** Output directories tried in order when a static deploy names none; the workspace root is never a default. */
+export const STATIC_OUTPUT_DIRS = ["dist", "build", "out", "public"];
+
+/**
+ * The deploy targets of the local server: `preview` (a URL through this server's preview proxy), `static`
+ * (an immutable copy of a build output served under `/apps/<name>/`) and `cloudflare` (wrangler, run outside
+ * every sandbox by a `WorkerPublisher`).
+ */
+export function createNodeDeployer(options: NodeDeployerOptions): Deployer {
+  return {
+    targets: ["preview", "static", "cloudflare"],
+    deploy(request, context) {
+      switch (request.target) {
+        case "preview":
+          return preview(request, context, options);
+        case "static":
+          return publishStatic(request, context, options);
+        case "cloudflare":
+          return publishWorker(request, context, options);
+      }
+    },
+  };
+}
+
+async function preview(
+  request: DeployRequest,
+  context: DeployContext,
+  options: NodeDeployerOptions,
+): Promise<DeployResult> {
+  if (request.port === undefined) {
+    throw new SandboxError(
+      "bad_request",
+      "a preview needs the port the app listens on",
+      "pass port, e.g. 3000 for a server started with PORT=3000",
+    );
+  }
+  const processes = await context.sandbox.listProcesses(request.sessionId, { signal: context.signal });
+  const url = `http://${request.port}-${request.sessionId}.localhost:${options.previewPort()}/`;
+  const serving = processes.some((p) => p.port === request.port && p.status === "running");
+  return {
+    target: "preview",
+    url,
+    deploymentId: `${request.port}-${request.sessionId}`,
+    status: "live",
+    message: serving
+      ? `port ${request.port} of the session is reachable at ${url} while the process runs`
+      : `${url} forwards to port ${request.port} of the session; no running process declared that port, so start the server (run_commands background with port) if the URL does not answer`,
+  };
+}
+
+async function publishStatic(
+  request: DeployRequest,
+  context: DeployContext,
+  options: NodeDeployerOptions,
+): Promise<DeployResult> {
+  const name = request.name ?? defaultName(request.sessionId);
+  await options.apps.assertPublishable(name, request.principal);
+  const logs = request.buildCommand
+    ? await build(context.sandbox, request.sessionId, request.buildCommand, context)
+    : [];
+  const outputDir = request.outputDir ?? (await findOutputDir(context.sandbox, request.sessionId, context));
+  await context.progress(2, 3, `publishing ${outputDir}`);
+  const archive = await context.sandbox.exportArchive(request.sessionId, outputDir, { signal: context.signal });
+  const { app, deployment } = await options.apps.publish(name, request.principal, request.sessionId, archive);
+  const base = `${options.publicOrigin()}/apps/${name}/`;
+  const earlier = app.deployments.slice(1, 6).map((d) => `${base}@${d.id}/`);
+  return {
+    target: "static",
+    url: base,
+    deploymentId: deployment.id,
+    status: "live",
+    message:
+      `published ${deployment.files} files (${deployment.bytes} bytes) from ${outputDir} as ${name}; ` +
+      `this deployment stays at ${base}@${deployment.id}/` +
+      (earlier.length > 0 ? `; earlier: ${earlier.join(", ")}` : ""),
+    ...(logs.length > 0 ? { logs } : {}),
+  };
+}
+
+async function publishWorker(
+  request: DeployRequest,
+  context: DeployContext,
+  options: NodeDeployerOptions,
+): Promise<DeployResult> {
+  const logs = request.buildCommand
+    ? await build(context.sandbox, request.sessionId, request.buildCommand, context)
+    : [];
+  const dir = request.outputDir ?? ".";
+  await context.progress(2, 3, options.workers.canDeploy && !request.dryRun ? "wrangler deploy" : "wrangler dry run");
+  const archive = await context.sandbox.exportArchive(request.sessionId, dir, { signal: context.signal });
+  const result = await options.workers.publish({
+    archive,
+    dryRun: request.dryRun ?? false,
+    ...(request.name ? { name: request.name } : {}),
+    signal: context.signal,
+  });
+  const size = result.bundleBytes === null ? "" : `; bundle ${result.bundleBytes} bytes`;
+  return {
+    target: "cloudflare",
+    url: result.url,
+    deploymentId: request.name ?? defaultName(request.sessionId),
+    status: result.status === "dry-run" ? "dry_run" : "live",
+    message:
+      result.status === "dry-run"
+        ? `dry run: ${result.reason}${size}`
+        : `deployed to Cloudflare${result.url ? ` at ${result.url}` : ""}`,
+    logs: [...logs, ...result.summary],
+  };
+}
+
+/** Session ids are already DNS-label safe; the default app name is the session id. */
+function defaultName(sessionId: string): string {
+  return APP_NAME.test(sessionId) ? sessionId : sessionId.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63);
+}
+
+async function build(
+  sandbox: SandboxClient,
+  sessionId: string,
+  command: string,
+  context: DeployContext,
+): Promise<string[]> {
+  await context.progress(1, 3, `building: ${command}`);
+  const { results } = await sandbox.exec(
+    sessionId,
+    { commands: [command], stopOnError: true },
+    { signal: context.signal },
+  );
+  const result = results[0];
+  const output = `${result?.stdout.text ?? ""}\n${result?.stderr.text ?? ""}`
+    .split("\n")
+    .filter((line) => line.trim().length > 0);
+  if (!result || result.exitCode !== 0) {
+    const how = result?.timedOut ? "timed out" : `exited with ${result?.exitCode ?? result?.signal ?? "nothing"}`;
+    throw new SandboxError(
+      "process_failed",
+      `the build "${command}" ${how}:\n${output.slice(-20).join("\n")}`,
+      "fix the build (get_errors lists what failed) and deploy again",
+    );
+  }
+  return output.slice(-20);
+}
+
+async function findOutputDir(sandbox: SandboxClient, sessionId: string, context: DeployContext): Promise<string> {
+  const { entries } = await sandbox.listFiles(sessionId, { path: "." }, { signal: context.signal });
+  const dirs = new Set(entries.filter((e) => e.type === "directory").map((e) => e.path.replace(/^\.\/|\/$/g, "")));
+  const found = STATIC_OUTPUT_DIRS.find((candidate) => dirs.has(candidate));
+  if (!found) {
+    throw new SandboxError(
+      "bad_request",
+      `no output directory: none of ${STATIC_OUTPUT_DIRS.join(", ")} exists in the workspace`,
+      'pass buildCommand (e.g. "npm run build") or outputDir (use "." to publish the whole workspace)',
+    );
+  }
+  return found;
+}

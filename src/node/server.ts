@@ -1,0 +1,171 @@
+import { mkdir } from "node:fs/promises";
+import type { IncomingMessage } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join, resolve } from "node:path";
+import type { Duplex } from "node:stream";
+import { serve } from "@hono/node-server";
+import { Hono } from "hono";
+import { createMonitor, type Monitor } from "../../container/monitor.ts";
+import { SandboxClient } from "../protocol/client.ts";
+import { createTokenAuth, LOCAL_PRINCIPAL, unauthorized } from "./auth.ts";
+import { createNodeDeployer } from "./deployer.ts";
+import { checkHostAndOrigin, isLoopbackHost, parseHost, previewTarget } from "./host-check.ts";
+import { createMcpEndpoint, type McpEndpoint } from "./mcp.ts";
+import { proxyPreview, rejectUpgrade, upgradePreview } from "./preview.ts";
+import { StaticApps } from "./static-apps.ts";
+import { serveApp } from "./static-serve.ts";
+import { createLocalWrangler, type WorkerPublisher } from "./wrangler.ts";
+
+export interface LocalServerOptions {
+  /** 0 picks a free port. */
+  port: number;
+  host: string;
+  dataDir: string;
+  /** Accepted bearer tokens; each is a principal. Required (non-empty) on a non-loopback bind. */
+  tokens: string[];
+  isolation?: "auto" | "none";
+  /** Origin used in deploy URLs; defaults to `http://127.0.0.1:<port>` (or the bound host when it is not a wildcard). */
+  publicOrigin?: string;
+  cloudflare?: { apiToken?: string; accountId?: string };
+  /** Replaces the wrangler runner (tests, or the deployer container in front of a Node host). */
+  workers?: WorkerPublisher;
+  /** Diagnostics; never stdout in stdio mode. */
+  log?: (line: string) => void;
+}
+
+export interface LocalServer {
+  /** `http://<host>:<port>`, with the port actually bound. */
+  readonly origin: string;
+  readonly port: number;
+  readonly monitor: Monitor;
+  readonly client: SandboxClient;
+  /** The MCP endpoint, for stdio hosting in the same process. */
+  readonly mcp: McpEndpoint;
+  close(): Promise<void>;
+}
+
+/** A bind that is not loopback must be protected by a token: there is no other way to tell callers apart. */
+export function requiresToken(host: string): boolean {
+  return !isLoopbackHost(host);
+}
+
+/**
+ * The local server: the MCP tools at `/mcp`, `/health`, static apps under `/apps/`, and previews for
+ * `<port>-<sessionId>.localhost` hosts, all on one port, with the sandbox monitor in the same process.
+ */
+export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const loopback = isLoopbackHost(options.host);
+  if (!loopback && options.tokens.length === 0) {
+    throw new Error(`binding ${options.host} (not loopback) requires a token: set TOKEN or pass --token`);
+  }
+  const dataDir = resolve(options.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const monitor = await createMonitor({ dataDir, isolation: options.isolation ?? "auto" });
+  const client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret });
+  const auth = createTokenAuth(options.tokens);
+  const apps = new StaticApps({ root: join(dataDir, "deployments") });
+  let port = options.port;
+  const origin = () => options.publicOrigin ?? `http://${displayHost(options.host)}:${port}`;
+  const deployer = createNodeDeployer({
+    publicOrigin: origin,
+    previewPort: () => port,
+    apps,
+    workers: options.workers ?? createLocalWrangler(options.cloudflare),
+  });
+  const mcp = createMcpEndpoint({ client, deployer });
+
+  const app = new Hono();
+  app.use(async (c, next) => {
+    const verdict = checkHostAndOrigin(c.req.raw.headers, { port, loopback });
+    if (!verdict.ok) {
+      return c.json({ jsonrpc: "2.0", id: null, error: { code: -32000, message: verdict.message } }, 403);
+    }
+    const host = parseHost(c.req.header("host"));
+    if (host && host.hostname.endsWith(".localhost")) {
+      const target = previewTarget(c.req.header("host"));
+      if (!target) return c.text("not a preview host: use <port>-<sessionId>.localhost\n", 404);
+      const principal = auth.principal(c.req.raw.headers);
+      if (principal === null) return unauthorized();
+      return proxyPreview(client, target, c.req.raw, principal);
+    }
+    await next();
+  });
+  app.get("/health", async (c) => {
+    const health = await client.health();
+    return c.json({ status: health.status, version: health.version, isolation: health.isolation.available });
+  });
+  app.all("/apps/*", (c) => serveApp(apps, c.req.path, c.req.method));
+  app.all("/mcp", async (c) => {
+    const principal = auth.principal(c.req.raw.headers);
+    if (principal === null) return unauthorized();
+    return mcp.fetch(c.req.raw, principal);
+  });
+  app.notFound((c) => c.text("not found: the MCP endpoint is /mcp\n", 404));
+  app.onError((error, c) => {
+    log(`[server] ${c.req.method} ${c.req.path} failed: ${error instanceof Error ? error.stack : error}`);
+    return c.text("internal error\n", 500);
+  });
+
+  const server = serve({ fetch: app.fetch, port: options.port, hostname: options.host });
+  await new Promise<void>((resolveListen, rejectListen) => {
+    server.once("listening", resolveListen);
+    server.once("error", rejectListen);
+  }).catch(async (error: unknown) => {
+    await monitor.close();
+    throw error;
+  });
+  port = (server.address() as AddressInfo).port;
+
+  server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void handleUpgrade(request, socket, head).catch((error: unknown) => {
+      log(`[server] upgrade failed: ${error instanceof Error ? error.message : String(error)}`);
+      rejectUpgrade(socket, 502, "Bad Gateway");
+    });
+  });
+  async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer) {
+    socket.on("error", () => socket.destroy());
+    const headers = new Headers();
+    for (const [key, value] of Object.entries(request.headers)) {
+      if (typeof value === "string") headers.set(key, value);
+    }
+    const target = previewTarget(headers.get("host"));
+    if (!target) return rejectUpgrade(socket, 404, "Not Found");
+    if (!checkHostAndOrigin(headers, { port, loopback }).ok) return rejectUpgrade(socket, 403, "Forbidden");
+    const principal = auth.principal(headers);
+    if (principal === null) return rejectUpgrade(socket, 401, "Unauthorized");
+    await upgradePreview(client, monitor.connect.bind(monitor), target, request, socket, head, principal);
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    get origin() {
+      return origin();
+    },
+    get port() {
+      return port;
+    },
+    monitor,
+    client,
+    mcp,
+    close() {
+      closing ??= (async () => {
+        await new Promise<void>((done) => {
+          server.close(() => done());
+          if ("closeAllConnections" in server) server.closeAllConnections();
+        });
+        await mcp.close();
+        await monitor.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** A wildcard bind is reached on loopback from this machine. */
+function displayHost(host: string): string {
+  if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+}
+
+export { LOCAL_PRINCIPAL };

@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SandboxError } from "../../src/protocol/errors.ts";
+import {
+  eventually,
+  type MonitorProcess,
+  removeDir,
+  startMonitorProcess,
+} from "../helpers/monitor-process.ts";
+
+// The monitor as it runs in a container: a real process, real HTTP, real bubblewrap and SQLite.
+describe("monitor HTTP API", () => {
+  let monitor: MonitorProcess;
+
+  beforeAll(async () => {
+    monitor = await startMonitorProcess();
+  });
+
+  afterAll(async () => {
+    await monitor?.kill("SIGKILL");
+    await removeDir(monitor.dataDir);
+  });
+
+  const expectCode = async (promise: Promise<unknown>, code: string) => {
+    const error = await promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(SandboxError);
+    expect((error as SandboxError).code).toBe(code);
+    return error as SandboxError;
+  };
+
+  it("reports health with isolation", async () => {
+    const health = await monitor.client.health();
+    expect(health.status).toBe("ok");
+    expect(health.isolation.available).toBe("bubblewrap");
+  });
+
+  it("refuses callers without the secret", async () => {
+    const response = await fetch(`${monitor.url}/v1/sessions`);
+    expect(response.status).toBe(401);
+    const body = (await response.json()) as { error: { code: string } };
+    expect(body.error.code).toBe("unauthorized");
+    const wrong = await fetch(`${monitor.url}/v1/health`, { headers: { authorization: "Bearer nope" } });
+    expect(wrong.status).toBe(401);
+    expect((await fetch(`${monitor.url}/healthz`)).status).toBe(200);
+  });
+
+  it("runs a session end to end: files, exec, logs, errors, processes, archive", async () => {
+    const { client } = monitor;
+    const session = await client.createSession({ owner: "alice", env: { GREETING: "hi" } });
+    expect(session.id).toMatch(/^[a-z0-9]{25}$/);
+    expect(session.isolation).toBe("bubblewrap");
+    expect(session.workspace).toBe("/workspace");
+    expect(new Date(session.expiresAt).getTime()).toBeGreaterThan(Date.now());
+
+    const written = await client.writeFiles(session.id, {
+      files: [
+        { path: "src/app.js", content: "console.log(process.env.GREETING, 'from app')\n" },
+        { path: "bin.dat", content: Buffer.from([0, 1, 2, 255]).toString("base64"), encoding: "base64" },
+      ],
+    });
+    expect(written.written.map((f) => f.path).sort()).toEqual(["bin.dat", "src/app.js"]);
+
+    const read = await client.readFiles(session.id, { paths: ["src/app.js", "bin.dat"] });
+    expect(read.files[0]?.content).toContain("from app");
+    expect(read.files[1]?.encoding).toBe("base64");
+
+    const events: string[] = [];
+    const run = await client.exec(
+      session.id,
+      { commands: ["node src/app.js", "pwd", "exit 3", "echo never"] },
+      { onEvent: (event) => events.push(event.type) },
+    );
+    expect(run.results).toHaveLength(3);
+    expect(run.skipped).toBe(1);
+    expect(run.results[0]?.stdout.text).toContain("hi from app");
+    expect(run.results[1]?.stdout.text.trim()).toBe("/workspace");
+    expect(run.results[2]?.exitCode).toBe(3);
+    expect(events).toContain("start");
+    expect(events.at(-1)).toBe("done");
+
+    const logs = await client.logs(session.id, { processId: run.results[0]!.processId });
+    expect(logs.lines.map((line) => line.text)).toContain("hi from app");
+
+    await client.writeFiles(session.id, {
+      files: [{ path: "boom.js", content: "function f() {\n  null.x();\n}\nf();\n" }],
+    });
+    await client.exec(session.id, { commands: ["node boom.js"] });
+    const errors = await eventually(async () => {
+      const page = await client.errors(session.id);
+      return page.errors.length > 0 ? page : undefined;
+    });
+    const runtime = errors.errors.find((e) => e.category === "runtime");
+    expect(runtime?.file).toContain("boom.js");
+    expect(runtime?.line).toBe(2);
+
+    const started = await client.startProcess(session.id, {
+      command: "node -e \"require('http').createServer((q,s)=>s.end('pong '+q.url)).listen(3000)\"",
+      name: "web",
+      port: 3000,
+      waitFor: { port: 3000, timeoutMs: 10_000 },
+    });
+    expect(started.ready).toBe(true);
+    expect(started.process.status).toBe("running");
+    const proxied = await client.proxy(session.id, 3000, new Request("http://x/hello?x=1"));
+    expect(await proxied.text()).toBe("pong /hello?x=1");
+    const stopped = await client.stopProcess(session.id, started.process.id);
+    expect(stopped.status).toBe("stopped");
+
+    const archive = await client.exportArchive(session.id, "src");
+    const other = await client.createSession({});
+    const imported = await client.importArchive(other.id, archive, "copy");
+    expect(imported.files).toBe(1);
+    const copied = await client.readFiles(other.id, { paths: ["copy/app.js"] });
+    expect(copied.files[0]?.content).toContain("from app");
+
+    expect((await client.destroySession(other.id)).destroyed).toBe(true);
+    await expectCode(client.getSession(other.id), "not_found");
+  });
+
+  it("answers bad input with clear errors and stays up", async () => {
+    const { client } = monitor;
+    await expectCode(client.getSession("doesnotexist1"), "not_found");
+    await expectCode(client.getSession("BAD_ID"), "bad_request");
+    const session = await client.createSession({});
+    await expectCode(
+      client.writeFiles(session.id, { files: [{ path: "../x", content: "" }] }),
+      "invalid_path",
+    );
+    await expectCode(
+      client.writeFiles(session.id, { files: [{ path: "a", content: "***", encoding: "base64" }] }),
+      "bad_request",
+    );
+    const raw = await fetch(`${monitor.url}/v1/sessions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${monitor.secret}`, "content-type": "application/json" },
+      body: "{not json",
+    });
+    expect(raw.status).toBe(400);
+    expect((await client.health()).status).toBe("ok");
+  });
+});
+
+describe("monitor restart", () => {
+  it("keeps sessions, files, logs and errors after SIGKILL; running processes are lost", async () => {
+    const first = await startMonitorProcess();
+    try {
+      const { client } = first;
+      const session = await client.createSession({ owner: "bob" });
+      await client.writeFiles(session.id, { files: [{ path: "keep.txt", content: "still here" }] });
+      await client.exec(session.id, {
+        commands: ["echo persisted-line", "node -e \"throw new TypeError('kept error')\""],
+        stopOnError: false,
+      });
+      await eventually(async () => ((await client.errors(session.id)).errors.length > 0 ? true : undefined));
+      const proc = await client.startProcess(session.id, { command: "sleep 600", name: "sleeper" });
+      await first.kill("SIGKILL");
+
+      const second = await startMonitorProcess({ dataDir: first.dataDir, secret: first.secret });
+      try {
+        const again = await second.client.getSession(session.id);
+        expect(again.owner).toBe("bob");
+        const file = await second.client.readFiles(session.id, { paths: ["keep.txt"] });
+        expect(file.files[0]?.content).toBe("still here");
+        const logs = await second.client.logs(session.id, { grep: "persisted-line" });
+        expect(logs.lines.length).toBeGreaterThan(0);
+        const errors = await second.client.errors(session.id);
+        expect(errors.errors.some((e) => e.message.includes("kept error"))).toBe(true);
+        const lost = await second.client.getProcess(session.id, proc.process.id);
+        expect(lost.status).toBe("lost");
+        // New lines continue the cursor instead of reusing it.
+        const run = await second.client.exec(session.id, { commands: ["echo after-restart"] });
+        expect(run.results[0]!.logCursor.from).toBeGreaterThan(logs.cursor);
+      } finally {
+        await second.kill("SIGKILL");
+      }
+    } finally {
+      await first.kill("SIGKILL");
+      await removeDir(first.dataDir);
+    }
+  });
+});

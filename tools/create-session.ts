@@ -1,0 +1,96 @@
+import { z } from "zod";
+import { SandboxError } from "../src/protocol/errors.ts";
+import { EnvMap, Isolation, NetworkPolicy } from "../src/protocol/schemas.ts";
+import { defineTool } from "./define-tool.ts";
+
+export const createSession = defineTool({
+  name: "create_session",
+  title: "Create sandbox session",
+  description: [
+    "Creates a fresh Linux sandbox session with an empty or templated workspace and returns its sessionId, which",
+    "every other tool needs. Use it once per project, then write_files, run_commands, start_process.",
+    "Templates: empty (default), node (package.json), vite-react (a Vite + React app; run `npm install` first).",
+    "Network is denied unless you ask for network: allow (needed for npm install).",
+    "The session expires after ttlSeconds without activity; `isolation` says whether it is jailed",
+    "(bubblewrap) or not (none). Each caller may hold a limited number of sessions: destroy_session when done.",
+  ].join(" "),
+  input: {
+    template: z
+      .enum(["empty", "node", "vite-react"])
+      .optional()
+      .describe("starting files for the workspace; default empty"),
+    env: EnvMap.optional().describe("environment variables for every command and process of the session"),
+    network: NetworkPolicy.optional().describe(
+      "allow: outbound internet (npm install, fetch); deny (default): no network",
+    ),
+    ttlSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .optional()
+      .describe("idle time after which the session and its files are deleted; default 1 hour"),
+  },
+  output: {
+    sessionId: z.string().describe("pass to every other tool"),
+    workspace: z.string().describe("the workspace directory as commands see it; relative paths start here"),
+    isolation: Isolation.describe("bubblewrap: jailed; none: plain processes on the host (not isolated)"),
+    network: NetworkPolicy,
+    expiresAt: z.string().describe("ISO time the session expires unless used again"),
+    template: z.string().nullable(),
+    limits: z
+      .object({
+        maxProcesses: z.number().int(),
+        maxFileBytes: z.number().int(),
+        cpuSeconds: z.number().int(),
+        memoryBytes: z.number().int(),
+        outputBytes: z.number().int(),
+      })
+      .describe("per-session resource limits in force"),
+    warnings: z.array(z.string()).describe("anything that weakens isolation or limits"),
+  },
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  async run(args, ctx) {
+    const { limits, principal, sandbox, signal } = ctx;
+    if (args.ttlSeconds !== undefined && args.ttlSeconds > limits.maxTtlSeconds) {
+      throw new SandboxError(
+        "limit_exceeded",
+        `ttlSeconds ${args.ttlSeconds} is above the limit of ${limits.maxTtlSeconds}`,
+        `pass ttlSeconds of at most ${limits.maxTtlSeconds}`,
+      );
+    }
+    const mine = await sandbox.listSessions({ owner: principal }, { signal });
+    if (mine.length >= limits.maxSessionsPerPrincipal) {
+      throw new SandboxError(
+        "limit_exceeded",
+        `you already hold ${mine.length} sessions, the limit is ${limits.maxSessionsPerPrincipal}`,
+        "destroy_session the ones you no longer need (list_sessions shows them), or reuse one",
+      );
+    }
+    const session = await sandbox.createSession(
+      {
+        owner: principal,
+        network: args.network ?? "deny",
+        env: args.env ?? {},
+        ...(args.template ? { template: args.template } : {}),
+        ...(args.ttlSeconds !== undefined ? { idleTtlSeconds: args.ttlSeconds } : {}),
+      },
+      { signal },
+    );
+    ctx.owners.set(session.id, session.owner);
+    const data = {
+      sessionId: session.id,
+      workspace: session.workspace,
+      isolation: session.isolation,
+      network: session.network,
+      expiresAt: session.expiresAt,
+      template: session.template,
+      limits: session.limits,
+      warnings: session.warnings,
+    };
+    const warn = session.warnings.length ? ` Warnings: ${session.warnings.join("; ")}` : "";
+    return {
+      data,
+      text: `Session ${session.id} ready at ${session.workspace} (isolation ${session.isolation}, network ${session.network}, expires ${session.expiresAt}).${warn}`,
+    };
+  },
+});

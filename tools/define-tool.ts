@@ -1,0 +1,59 @@
+import { z } from "zod";
+import type { ToolContext } from "./types.ts";
+
+/** What a tool hands back: the structured result, a short text for clients that only show text. */
+export interface ToolReply<O> {
+  data: O;
+  text: string;
+  /** A result that still matches the output schema but reports a failure (e.g. a server that never got ready). */
+  isError?: boolean;
+}
+
+/** MCP tool annotations, all four stated explicitly so that none falls back to a misleading default. */
+export interface ToolHints {
+  readOnlyHint: boolean;
+  destructiveHint: boolean;
+  idempotentHint: boolean;
+  openWorldHint: boolean;
+}
+
+export interface ToolSpec<I extends z.ZodRawShape, O extends z.ZodRawShape> {
+  name: string;
+  title: string;
+  /** Written for a model choosing a tool: what it does, when to use it, limits, what comes back. */
+  description: string;
+  input: I;
+  output: O;
+  annotations: ToolHints;
+  run(args: z.output<z.ZodObject<I>>, ctx: ToolContext): Promise<ToolReply<z.output<z.ZodObject<O>>>>;
+}
+
+/** A tool with its types erased, so that one list can hold them all. */
+export interface Tool {
+  name: string;
+  title: string;
+  description: string;
+  inputSchema: z.ZodObject<z.ZodRawShape>;
+  outputSchema: z.ZodObject<z.ZodRawShape>;
+  annotations: ToolHints & { title: string };
+  execute(args: unknown, ctx: ToolContext): Promise<ToolReply<Record<string, unknown>>>;
+}
+
+export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spec: ToolSpec<I, O>): Tool {
+  const inputSchema = z.object(spec.input);
+  const outputSchema = z.object(spec.output);
+  return {
+    name: spec.name,
+    title: spec.title,
+    description: spec.description,
+    inputSchema,
+    outputSchema,
+    annotations: { title: spec.title, ...spec.annotations },
+    // The SDK has already validated the arguments; parsing again gives the handler its precise type without a
+    // cast, and costs nothing next to a sandbox round trip.
+    async execute(args, ctx) {
+      const reply = await spec.run(inputSchema.parse(args), ctx);
+      return { ...reply, data: reply.data as Record<string, unknown> };
+    },
+  };
+}
