@@ -22,6 +22,8 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      // `workerd`: the Cloudflare Worker in workerd, bound to real monitor processes on this machine.
+      "./vitest.workerd.config.ts",
     ],
   },
 });

@@ -48,7 +48,9 @@ export function flattenResults(results: readonly CommandResult[], budget: number
       stdoutBytes: result.stdout.bytes,
       stderrBytes: result.stderr.bytes,
       logCursor: { from, to },
-      fullOutput: truncated ? { processId: result.processId, after: Math.max(0, from - 1), lines: to - from + 1 } : null,
+      fullOutput: truncated
+        ? { processId: result.processId, after: Math.max(0, from - 1), lines: to - from + 1 }
+        : null,
     };
   });
 }

@@ -9,14 +9,14 @@ export const createSession = defineTool({
   description: [
     "Creates a fresh Linux sandbox session with an empty or templated workspace and returns its sessionId, which",
     "every other tool needs. Use it once per project, then write_files, run_commands, start_process.",
-    "Templates: empty (default), node (package.json), vite-react (a Vite + React app; run `npm install` first).",
+    "Templates: empty (default), node (package.json), vite-react (a Vite + React app), worker (a Cloudflare Worker); run `npm install` first.",
     "Network is denied unless you ask for network: allow (needed for npm install).",
     "The session expires after ttlSeconds without activity; `isolation` says whether it is jailed",
     "(bubblewrap) or not (none). Each caller may hold a limited number of sessions: destroy_session when done.",
   ].join(" "),
   input: {
     template: z
-      .enum(["empty", "node", "vite-react"])
+      .enum(["empty", "node", "vite-react", "worker"])
       .optional()
       .describe("starting files for the workspace; default empty"),
     env: EnvMap.optional().describe("environment variables for every command and process of the session"),

@@ -53,7 +53,7 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
     // cast, and costs nothing next to a sandbox round trip.
     async execute(args, ctx) {
       const reply = await spec.run(inputSchema.parse(args), ctx);
-      return { ...reply, data: reply.data as Record<string, unknown> };
+      return reply;
     },
   };
 }

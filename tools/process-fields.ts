@@ -55,7 +55,10 @@ export const startedShape = {
   port: z.number().int().nullable().describe("the port the process serves, when known"),
   name: z.string(),
   pid: z.number().int().nullable(),
-  ready: z.boolean().nullable().describe("true: the wait condition was met; false: it was not; null: no wait"),
+  ready: z
+    .boolean()
+    .nullable()
+    .describe("true: the wait condition was met; false: it was not; null: no wait"),
   readyMessage: z.string().nullable(),
   lastLines: z.array(z.string()).describe("the last output lines when readiness failed"),
 };
@@ -66,7 +69,9 @@ export interface StartArgs {
   cwd?: string | undefined;
   env?: Record<string, string> | undefined;
   port?: number | undefined;
-  waitFor?: { port?: number | undefined; logPattern?: string | undefined; timeoutMs?: number | undefined } | undefined;
+  waitFor?:
+    | { port?: number | undefined; logPattern?: string | undefined; timeoutMs?: number | undefined }
+    | undefined;
 }
 
 /** Starts a supervised process; shared by start_process and run_commands with background: true. */

@@ -13,10 +13,7 @@ export const readFiles = defineTool({
   ].join(" "),
   input: {
     sessionId: sessionIdField,
-    paths: z
-      .array(z.string().min(1))
-      .optional()
-      .describe("file paths relative to the workspace"),
+    paths: z.array(z.string().min(1)).optional().describe("file paths relative to the workspace"),
     glob: z.string().min(1).optional().describe("a glob relative to the workspace, e.g. src/**/*.tsx"),
     encoding: z
       .enum(["utf8", "base64"])
@@ -32,7 +29,9 @@ export const readFiles = defineTool({
           content: z.string(),
           encoding: z.enum(["utf8", "base64"]),
           bytes: z.number().int().describe("size of the whole file"),
-          truncated: z.boolean().describe("content is only the first maxBytes (or the call's budget ran out)"),
+          truncated: z
+            .boolean()
+            .describe("content is only the first maxBytes (or the call's budget ran out)"),
         }),
       )
       .describe("the files read"),

@@ -20,6 +20,9 @@ export const restartProcess = defineTool({
     await assertOwner(ctx, args.sessionId);
     const info = await ctx.sandbox.restartProcess(args.sessionId, args.processId, { signal: ctx.signal });
     const data = summarizeProcess(info);
-    return { data, text: `Process ${data.processId} restarted: ${data.status} (restarts: ${data.restarts}).` };
+    return {
+      data,
+      text: `Process ${data.processId} restarted: ${data.status} (restarts: ${data.restarts}).`,
+    };
   },
 });

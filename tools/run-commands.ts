@@ -19,7 +19,9 @@ const resultShape = z.object({
   truncated: z.boolean().describe("stdout or stderr was cut; fullOutput says how to read all of it"),
   stdoutBytes: z.number().int(),
   stderrBytes: z.number().int(),
-  logCursor: z.object({ from: z.number().int(), to: z.number().int() }).describe("log seq range of this command"),
+  logCursor: z
+    .object({ from: z.number().int(), to: z.number().int() })
+    .describe("log seq range of this command"),
   fullOutput: z
     .object({ processId: z.string(), after: z.number().int(), lines: z.number().int() })
     .nullable()
@@ -43,7 +45,7 @@ export const runCommands = defineTool({
     commands: z
       .array(z.string().min(1))
       .min(1)
-      .describe("shell commands, run in order, e.g. [\"npm install\", \"npm run build\"]"),
+      .describe('shell commands, run in order, e.g. ["npm install", "npm run build"]'),
     cwd: z.string().optional().describe("working directory relative to the workspace; default the workspace"),
     env: EnvMap.optional().describe("extra environment variables"),
     timeoutMs: z.number().int().min(1).optional().describe("per-command timeout in ms; default 120000"),
@@ -84,7 +86,11 @@ export const runCommands = defineTool({
         port: args.port,
         waitFor: args.waitFor,
       });
-      return { data: { results: [], skipped: 0, process: started.data }, text: started.text, isError: started.isError };
+      return {
+        data: { results: [], skipped: 0, process: started.data },
+        text: started.text,
+        isError: started.isError,
+      };
     }
     const timeoutMs = Math.min(args.timeoutMs ?? limits.defaultCommandTimeoutMs, limits.maxCommandTimeoutMs);
     const onEvent = progressReporter(args.commands.length, ctx.notify, limits.progressIntervalMs);

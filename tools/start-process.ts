@@ -23,7 +23,13 @@ export const startProcess = defineTool({
       .describe("a short name for the process, e.g. dev"),
     cwd: z.string().optional().describe("working directory relative to the workspace"),
     env: processEnvField,
-    port: z.number().int().min(1).max(65_535).optional().describe("the port the process will serve (for deploy)"),
+    port: z
+      .number()
+      .int()
+      .min(1)
+      .max(65_535)
+      .optional()
+      .describe("the port the process will serve (for deploy)"),
     waitFor: waitForField.optional(),
   },
   output: startedShape,

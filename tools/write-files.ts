@@ -1,8 +1,8 @@
 import { z } from "zod";
 import { SandboxError } from "../src/protocol/errors.ts";
 import { defineTool } from "./define-tool.ts";
-import { badRequest } from "./tool-error.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
+import { badRequest } from "./tool-error.ts";
 
 const utf8 = new TextEncoder();
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
@@ -73,7 +73,11 @@ export const writeFiles = defineTool({
     const result = await ctx.sandbox.writeFiles(
       args.sessionId,
       {
-        files: args.files.map((file) => ({ path: file.path, content: file.content, encoding: file.encoding ?? "utf8" })),
+        files: args.files.map((file) => ({
+          path: file.path,
+          content: file.content,
+          encoding: file.encoding ?? "utf8",
+        })),
         delete: args.delete ?? [],
       },
       { signal: ctx.signal },

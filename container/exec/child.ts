@@ -1,5 +1,7 @@
 import type { ChildProcess } from "node:child_process";
+import type { Readable } from "node:stream";
 import type { SessionSandbox } from "../jail/types.ts";
+import type { LineWriter } from "../logs/types.ts";
 
 /** How a spawned process ended; `closed` once its stdio pipes are drained too. */
 export interface ChildEnd {
@@ -9,8 +11,8 @@ export interface ChildEnd {
   spawnError: Error | null;
 }
 
-/** After the leader exits, how long its pipes may stay open before they are cut. */
-const DRAIN_MS = 2_000;
+/** After the leader exits, how long its pipes may stay silent and open before they are cut. */
+const DRAIN_MS = 5_000;
 
 /**
  * Resolves once the child has exited and its output has been read. When the leader exits, whatever it left
@@ -28,7 +30,7 @@ export function watchChild(sandbox: SessionSandbox, child: ChildProcess): Promis
       if (drainTimer) clearTimeout(drainTimer);
       resolve(end);
     };
-    child.once("error", (error) => {
+    child.on("error", (error) => {
       // "error" without a pid means the spawn itself failed; no "exit" follows.
       if (child.pid === undefined) {
         end = { exitCode: null, signal: null, spawnError: error };
@@ -38,12 +40,18 @@ export function watchChild(sandbox: SessionSandbox, child: ChildProcess): Promis
     child.once("exit", (code, signal) => {
       end = { exitCode: code, signal, spawnError: null };
       safeKill(sandbox, child, "SIGKILL");
-      drainTimer = setTimeout(() => {
+      // Only a process that left the group (setsid) can still hold the pipes; stop waiting once they go quiet.
+      const cut = () => {
         child.stdout?.destroy();
         child.stderr?.destroy();
         finish();
-      }, DRAIN_MS);
-      drainTimer.unref();
+      };
+      drainTimer = setTimeout(cut, DRAIN_MS);
+      const refresh = () => {
+        if (!settled) drainTimer?.refresh();
+      };
+      child.stdout?.on("data", refresh);
+      child.stderr?.on("data", refresh);
     });
     child.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
       end ??= { exitCode: code, signal, spawnError: null };
@@ -76,4 +84,21 @@ export function terminate(
   const cancel = () => clearTimeout(timer);
   void done.then(cancel, cancel);
   return cancel;
+}
+
+/**
+ * Feeds a child's output stream into a log writer (and `tap`). When the log store's queue is full the stream is
+ * paused, so the child blocks on its pipe instead of the monitor buffering its output.
+ */
+export function pipeOutput(stream: Readable | null, writer: LineWriter, tap?: (chunk: Buffer) => void): void {
+  if (!stream) return;
+  stream.on("data", (chunk: Buffer) => {
+    tap?.(chunk);
+    if (writer.write(chunk)) return;
+    stream.pause();
+    writer.waitDrain().then(
+      () => stream.resume(),
+      () => stream.resume(),
+    );
+  });
 }

@@ -1,10 +1,22 @@
 import type { ChildProcess } from "node:child_process";
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import type { CommandResult, ExecEvent, ExecRequest, ExecResult, LogLine } from "../../src/protocol/schemas.ts";
-import { type ChildEnd, terminate, watchChild } from "./child.ts";
+import type {
+  CommandResult,
+  ExecEvent,
+  ExecRequest,
+  ExecResult,
+  LogLine,
+} from "../../src/protocol/schemas.ts";
+import { type ChildEnd, pipeOutput, terminate, watchChild } from "./child.ts";
 import { HeadTailCapture } from "./output.ts";
-import { EXEC_KILL_GRACE_MS, type ProcessHooks, type ProcessLogs, type SessionRuntime } from "./types.ts";
+import {
+  EXEC_KILL_GRACE_MS,
+  notifyExit,
+  type ProcessHooks,
+  type ProcessLogs,
+  type SessionRuntime,
+} from "./types.ts";
 
 export type ParsedExecRequest = z.output<typeof ExecRequest>;
 
@@ -22,7 +34,7 @@ export interface ExecServiceOptions {
 export interface ExecRunOptions {
   /** Aborting kills the running command's tree and skips the rest. */
   signal?: AbortSignal;
-  /** `start`, throttled `output` and `end` per command, then `done`. */
+  /** `start`, throttled `output` and `end` per command; the caller reports `done` from the result. */
   onEvent?: (event: ExecEvent) => void;
 }
 
@@ -47,8 +59,6 @@ export class ExecService {
   readonly #killGraceMs: number;
   readonly #progressIntervalMs: number;
   readonly #trackers = new Map<string, LineTracker>();
-  /** Last seq seen per session, the cursor of a command that printed nothing. */
-  readonly #lastSeq = new Map<string, number>();
 
   constructor(options: ExecServiceOptions) {
     this.#logs = options.logs;
@@ -60,7 +70,11 @@ export class ExecService {
     this.#logs.onLine((sessionId, line) => this.#observe(sessionId, line));
   }
 
-  async run(runtime: SessionRuntime, request: ParsedExecRequest, options: ExecRunOptions = {}): Promise<ExecResult> {
+  async run(
+    runtime: SessionRuntime,
+    request: ParsedExecRequest,
+    options: ExecRunOptions = {},
+  ): Promise<ExecResult> {
     const timeoutMs = request.timeoutMs ?? this.#defaultTimeoutMs;
     if (timeoutMs > this.#maxTimeoutMs) {
       throw new SandboxError(
@@ -85,7 +99,6 @@ export class ExecService {
         break;
       }
     }
-    options.onEvent?.({ type: "done", results, skipped });
     return { results, skipped };
   }
 
@@ -132,20 +145,18 @@ export class ExecService {
         env: { ...runtime.env, ...request.env },
       });
     } catch (error) {
-      end = { exitCode: null, signal: null, spawnError: error instanceof Error ? error : new Error(String(error)) };
+      end = {
+        exitCode: null,
+        signal: null,
+        spawnError: error instanceof Error ? error : new Error(String(error)),
+      };
     }
     if (child) {
       const running = child;
       running.stdin?.on("error", () => {});
       running.stdin?.end();
-      running.stdout?.on("data", (chunk: Buffer) => {
-        stdout.push(chunk);
-        outLog.write(chunk);
-      });
-      running.stderr?.on("data", (chunk: Buffer) => {
-        stderr.push(chunk);
-        errLog.write(chunk);
-      });
+      pipeOutput(running.stdout, outLog, (chunk) => stdout.push(chunk));
+      pipeOutput(running.stderr, errLog, (chunk) => stderr.push(chunk));
       const ended = watchChild(runtime.sandbox, running);
       const stopTree = (why: string) => {
         this.#logs.append(sessionId, processId, "system", why);
@@ -178,12 +189,11 @@ export class ExecService {
     }
     outLog.end();
     errLog.end();
-    await this.#logs.flush();
     progress.flush();
     this.#trackers.delete(key);
 
     const durationMs = Math.round(performance.now() - startedAt);
-    const last = tracker.lastSeq ?? this.#lastSeq.get(sessionId) ?? 0;
+    const last = tracker.lastSeq ?? this.#logs.currentSeq(sessionId);
     const result: CommandResult = {
       command,
       processId,
@@ -197,7 +207,7 @@ export class ExecService {
       logCursor: { from: tracker.firstSeq === null ? last : tracker.firstSeq - 1, to: last },
     };
     const byRequest = timedOut || cancelled;
-    this.#hooks.exited(sessionId, processId, {
+    notifyExit(this.#hooks, sessionId, processId, {
       exitCode: end.exitCode,
       signal: end.signal,
       crashed: !byRequest && (end.exitCode !== 0 || end.signal !== null),
@@ -207,21 +217,15 @@ export class ExecService {
   }
 
   #observe(sessionId: string, line: LogLine): void {
-    const previous = this.#lastSeq.get(sessionId) ?? 0;
-    if (line.seq > previous) this.#lastSeq.set(sessionId, line.seq);
     const tracker = this.#trackers.get(trackerKey(sessionId, line.processId));
     if (!tracker) return;
     tracker.firstSeq ??= line.seq;
     tracker.lastSeq = line.seq;
     if (line.stream === "system") return;
     tracker.lines++;
-    tracker.lastLine = line.text.length > LAST_LINE_CHARS ? `${line.text.slice(0, LAST_LINE_CHARS)}…` : line.text;
+    tracker.lastLine =
+      line.text.length > LAST_LINE_CHARS ? `${line.text.slice(0, LAST_LINE_CHARS)}…` : line.text;
     tracker.onOutput();
-  }
-
-  /** Forgets per-session bookkeeping when a session goes away. */
-  forgetSession(sessionId: string): void {
-    this.#lastSeq.delete(sessionId);
   }
 }
 

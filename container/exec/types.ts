@@ -1,6 +1,6 @@
+import type { Limits } from "../../src/protocol/schemas.ts";
 import type { SessionSandbox } from "../jail/types.ts";
 import type { LineListener, LineWriter } from "../logs/types.ts";
-import type { Limits } from "../../src/protocol/schemas.ts";
 
 /** What exec and the supervisor need to know about one session; the session service provides it. */
 export interface SessionRuntime {
@@ -36,9 +36,18 @@ export interface ProcessLogs {
   append(sessionId: string, processId: string, stream: "system", text: string): unknown;
   lastLines(sessionId: string, processId: string, n: number): string[];
   onLine(listener: LineListener): unknown;
-  /** Stores buffered lines; awaited before a command's log cursor is read. */
-  flush(): unknown;
+  /** The seq of the session's newest line (0 when none). */
+  currentSeq(sessionId: string): number;
 }
 
 /** SIGTERM to SIGKILL for commands that time out or are cancelled. */
 export const EXEC_KILL_GRACE_MS = 2_000;
+
+/** Calls the exit hook; a failing hook must not break process supervision. */
+export function notifyExit(hooks: ProcessHooks, sessionId: string, processId: string, info: ExitInfo): void {
+  try {
+    hooks.exited(sessionId, processId, info);
+  } catch (error) {
+    console.error(`[processes] exit hook failed for ${sessionId}/${processId}:`, error);
+  }
+}

@@ -91,7 +91,7 @@ export function jailArgs(layout: JailLayout): string[] {
     "--ro-bind",
     "/proc/sys",
     "/proc/sys",
-    "--ro-bind",
+    "--ro-bind-try",
     "/proc/sysrq-trigger",
     "/proc/sysrq-trigger",
     "--dev",
@@ -106,6 +106,9 @@ export function jailArgs(layout: JailLayout): string[] {
     "--bind",
     layout.hostWorkspace,
     JAIL_WORKSPACE,
+    // The root is a tmpfs of bwrap's: read-only once everything is in place, so /etc and / stay as built.
+    "--remount-ro",
+    "/",
     "--clearenv",
   );
   return args;
@@ -152,9 +155,11 @@ export function wrapperScript(options: WrapperOptions): string | null {
   // dash counts -f in 512-byte blocks and -v in KiB; round down so the limit is never looser than asked.
   if (options.maxFileBytes > 0) limits.push(`-f ${Math.max(1, Math.floor(options.maxFileBytes / 512))}`);
   if (options.cpuSeconds > 0) limits.push(`-t ${options.cpuSeconds}`);
-  if (options.addressSpaceBytes > 0) limits.push(`-v ${Math.max(1, Math.floor(options.addressSpaceBytes / 1024))}`);
-  // Without -S or -H, ulimit sets soft and hard limits: the jailed process cannot raise them again.
-  if (limits.length > 0) steps.push(`ulimit ${limits.join(" ")}`);
+  if (options.addressSpaceBytes > 0)
+    limits.push(`-v ${Math.max(1, Math.floor(options.addressSpaceBytes / 1024))}`);
+  // Without -S or -H, ulimit sets soft and hard limits: the jailed process cannot raise them again. dash takes one
+  // limit per call.
+  for (const limit of limits) steps.push(`ulimit ${limit}`);
   if (steps.length === 0) return null;
   return `${steps.join(" && ")} && exec "$@"`;
 }

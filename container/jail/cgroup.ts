@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
 import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -126,7 +126,9 @@ export async function createSessionCgroup(
       } else {
         await writeFile(join(dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
         // Without this the limit could be dodged by swapping, where swap exists.
-        await writeFile(join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes)).catch(() => undefined);
+        await writeFile(join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes)).catch(
+          () => undefined,
+        );
       }
       memory = true;
     }
@@ -183,7 +185,8 @@ async function removeDirs(dirs: string[]): Promise<void> {
         break;
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === "ENOENT") break;
-        if (Date.now() > deadline) throw new Error(`cannot remove cgroup ${dir}: ${(error as Error).message}`);
+        if (Date.now() > deadline)
+          throw new Error(`cannot remove cgroup ${dir}: ${(error as Error).message}`);
         await sleep(pids.length > 0 ? 10 : 25);
       }
     }

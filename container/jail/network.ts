@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { rm } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -85,7 +86,10 @@ export async function startNetwork(
   });
   let slirp: ChildProcess | null = null;
   const stop = async (): Promise<void> => {
+    // The bridge exits by itself when its stdin closes; SIGTERM to bwrap (then its --die-with-parent) backs it up.
+    holder.stdin?.end();
     await Promise.all([terminate(slirp), terminate(holder)]);
+    await rm(socketPath, { force: true });
   };
   try {
     const line = await firstLine(holder, holder.stdout!, START_TIMEOUT_MS, "network namespace holder");

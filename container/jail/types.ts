@@ -8,6 +8,21 @@ export interface JailCapabilities {
   slirp4netns: boolean;
   /** Loud, human-readable reasons for any downgrade (e.g. "bubblewrap not found: sessions are NOT isolated"). */
   warnings: string[];
+  /** A per-session pids cgroup can be created (process count limit, fork bomb containment). */
+  cgroupPids: boolean;
+  /** A per-session memory cgroup can be created (memory limit of the whole session). */
+  cgroupMemory: boolean;
+}
+
+/**
+ * How each limit is really enforced for a session. `cgroup`: for the whole session; `rlimit`: per process;
+ * `none`: not enforced (the sandbox's `warnings` say why).
+ */
+export interface EnforcedLimits {
+  maxProcesses: "cgroup" | "none";
+  memoryBytes: "cgroup" | "none";
+  maxFileBytes: "rlimit" | "none";
+  cpuSeconds: "rlimit" | "none";
 }
 
 export interface SessionSandboxOptions {
@@ -26,6 +41,8 @@ export interface SpawnOptions {
   /** Working directory relative to the workspace root ("" or "." for the root); already validated. */
   cwd: string;
   env: Record<string, string>;
+  /** stdin of the process: "ignore" (default) or "pipe". stdout and stderr are always pipes. */
+  stdin?: "ignore" | "pipe";
 }
 
 /**
@@ -39,6 +56,8 @@ export interface SessionSandbox {
   /** How processes see the workspace: "/workspace" in a jail, the host path otherwise. */
   readonly workspacePath: string;
   readonly warnings: string[];
+  /** Which limits are actually enforced, and how. */
+  readonly enforced: EnforcedLimits;
   spawn(options: SpawnOptions): ChildProcess;
   /** Delivers `signal` to every process `spawn` started for `child` (the whole tree, inside the jail too). */
   kill(child: ChildProcess, signal: NodeJS.Signals): void;

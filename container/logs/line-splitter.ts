@@ -25,7 +25,8 @@ export class LineSplitter {
   #bytes = 0;
 
   constructor(maxLineBytes: number, onLine: (text: string) => void) {
-    if (!Number.isInteger(maxLineBytes) || maxLineBytes < 8) throw new RangeError("maxLineBytes must be >= 8");
+    if (!Number.isInteger(maxLineBytes) || maxLineBytes < 8)
+      throw new RangeError("maxLineBytes must be >= 8");
     this.#maxLineBytes = maxLineBytes;
     this.#onLine = onLine;
   }

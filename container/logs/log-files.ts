@@ -97,7 +97,8 @@ function probeFile(path: string): { first: number | null; last: number | null; s
     readSync(fd, tail, 0, tailLen, size - tailLen);
     const tailLines = tail.toString("utf8").split("\n");
     let last: number | null = null;
-    for (let i = tailLines.length - 1; i >= 0 && last === null; i--) last = parseLine(tailLines[i] ?? "")?.seq ?? null;
+    for (let i = tailLines.length - 1; i >= 0 && last === null; i--)
+      last = parseLine(tailLines[i] ?? "")?.seq ?? null;
     return { first: first ?? last, last, size };
   } finally {
     closeSync(fd);

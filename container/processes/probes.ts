@@ -5,7 +5,11 @@ const CONNECT_ATTEMPT_MS = 1_000;
 const PORT_POLL_MS = 150;
 
 /** One connection attempt to `port` inside the session; the socket is closed again right away. */
-export async function portAccepts(sandbox: SessionSandbox, port: number, timeoutMs: number): Promise<boolean> {
+export async function portAccepts(
+  sandbox: SessionSandbox,
+  port: number,
+  timeoutMs: number,
+): Promise<boolean> {
   try {
     const socket = await withTimeout(sandbox.connect(port), timeoutMs, (late) => late.destroy());
     socket.destroy();
@@ -67,7 +71,11 @@ export async function httpProbe(
       });
       socket.on("error", (error) => done(() => reject(error)));
       socket.on("end", () => done(() => reject(new Error("connection closed without a response"))));
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUser-Agent: sandbox-health\r\nConnection: close\r\n\r\n`);
+      // A bridged socket is handed over paused.
+      socket.resume();
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUser-Agent: sandbox-health\r\nConnection: close\r\n\r\n`,
+      );
     });
     const match = /^HTTP\/\d(?:\.\d)? (\d{3})/.exec(statusLine);
     if (!match) return { healthy: false, detail: "not an HTTP response" };

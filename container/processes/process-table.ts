@@ -110,11 +110,15 @@ export class ProcessTable {
     if (keys.length === 0) return;
     const sets = keys.map((key) => `${COLUMNS[key]} = ?`).join(", ");
     const values: SQLInputValue[] = keys.map((key) => changes[key] ?? null);
-    this.#db.prepare(`UPDATE processes SET ${sets} WHERE session_id = ? AND id = ?`).run(...values, sessionId, id);
+    this.#db
+      .prepare(`UPDATE processes SET ${sets} WHERE session_id = ? AND id = ?`)
+      .run(...values, sessionId, id);
   }
 
   get(sessionId: string, id: string): ProcessRow | undefined {
-    const raw = this.#db.prepare("SELECT * FROM processes WHERE session_id = ? AND id = ?").get(sessionId, id);
+    const raw = this.#db
+      .prepare("SELECT * FROM processes WHERE session_id = ? AND id = ?")
+      .get(sessionId, id);
     return raw ? fromRaw(raw as unknown as RawRow) : undefined;
   }
 
@@ -128,7 +132,9 @@ export class ProcessTable {
   /** Rows that claim to be alive; at monitor start none of them can be. */
   markLost(endedAt: string): number {
     const result = this.#db
-      .prepare(`UPDATE processes SET status = 'lost', ended_at = COALESCE(ended_at, ?) WHERE status IN ${LIVE}`)
+      .prepare(
+        `UPDATE processes SET status = 'lost', ended_at = COALESCE(ended_at, ?) WHERE status IN ${LIVE}`,
+      )
       .run(endedAt);
     return Number(result.changes);
   }

@@ -1,3 +1,4 @@
+import { SandboxError } from "../../src/protocol/errors.ts";
 import type { SessionSandbox } from "../jail/types.ts";
 import type { LogLine } from "../logs/types.ts";
 import { waitForPort } from "./probes.ts";
@@ -6,6 +7,12 @@ export interface ReadinessSpec {
   port: number | undefined;
   logPattern: RegExp | undefined;
   timeoutMs: number;
+}
+
+/** The readiness-related fields of a parsed start request. */
+export interface ReadinessRequest {
+  port?: number | undefined;
+  waitFor?: { port?: number | undefined; timeoutMs: number } | undefined;
 }
 
 export type ReadyOutcome =
@@ -109,4 +116,25 @@ function describeWait(spec: ReadinessSpec): string {
   if (spec.port !== undefined) parts.push(`port ${spec.port} did not accept connections`);
   if (spec.logPattern) parts.push(`no output line matched ${spec.logPattern}`);
   return parts.join(" and ") || "no condition";
+}
+
+export function compilePattern(pattern: string | undefined): RegExp | undefined {
+  if (pattern === undefined) return undefined;
+  try {
+    return new RegExp(pattern);
+  } catch (error) {
+    throw new SandboxError(
+      "bad_request",
+      `waitFor.logPattern is not a valid regular expression: ${(error as Error).message}`,
+      'Pass a JavaScript regular expression without slashes, e.g. "ready in \\\\d+ms".',
+    );
+  }
+}
+
+/** What to wait for: an explicit port or pattern; a bare waitFor waits for the process's declared port. */
+export function readinessSpec(request: ReadinessRequest, pattern: RegExp | undefined): ReadinessSpec | null {
+  const waitFor = request.waitFor;
+  if (!waitFor) return null;
+  const port = waitFor.port ?? (pattern ? undefined : request.port);
+  return { port, logPattern: pattern, timeoutMs: waitFor.timeoutMs };
 }

@@ -5,18 +5,24 @@ import { SandboxError } from "../../src/protocol/errors.ts";
 import {
   type ProcessInfo,
   type ProcessStatus,
-  type RestartPolicy,
   StartProcessRequest,
   type StartProcessResult,
 } from "../../src/protocol/schemas.ts";
-import { type ChildEnd, terminate, watchChild } from "../exec/child.ts";
-import type { ProcessHooks, ProcessLogs, SessionRuntime } from "../exec/types.ts";
+import { type ChildEnd, pipeOutput, terminate, watchChild } from "../exec/child.ts";
+import { notifyExit, type ProcessHooks, type ProcessLogs, type SessionRuntime } from "../exec/types.ts";
+import { startHealthChecks } from "./health-check.ts";
+import { conflictWith, decideRestart, describeEnd, describeExit } from "./policy.ts";
 import { type ProcessRow, ProcessTable, type ProcessUpdate } from "./process-table.ts";
-import { httpProbe } from "./probes.ts";
-import { armReadiness, LineWaiters, type ReadinessSpec, type ReadyOutcome } from "./readiness.ts";
+import {
+  armReadiness,
+  compilePattern,
+  LineWaiters,
+  type ReadinessSpec,
+  type ReadyOutcome,
+  readinessSpec,
+} from "./readiness.ts";
 
 export type ParsedStartRequest = z.output<typeof StartProcessRequest>;
-type Policy = z.output<typeof RestartPolicy>;
 type Health = ProcessInfo["health"];
 
 export interface SupervisorOptions {
@@ -26,7 +32,6 @@ export interface SupervisorOptions {
 }
 
 const LAST_LINES = 20;
-const MAX_BACKOFF_MS = 60_000;
 const LIVE: ReadonlySet<ProcessStatus> = new Set(["starting", "running", "stopping"]);
 
 /** A process this monitor is supervising: alive, or waiting for a restart. */
@@ -42,7 +47,7 @@ interface Managed {
   attempts: number;
   restartTimer: NodeJS.Timeout | null;
   health: Health;
-  healthTimer: NodeJS.Timeout | null;
+  stopHealth: (() => void) | null;
   runStartedAt: number;
 }
 
@@ -68,22 +73,11 @@ export class Supervisor {
 
   async start(runtime: SessionRuntime, request: ParsedStartRequest): Promise<StartProcessResult> {
     const pattern = compilePattern(request.waitFor?.logPattern);
-    for (const other of this.#sessionLive(runtime.id).values()) {
-      if (request.name !== undefined && other.row.name === request.name) {
-        throw new SandboxError(
-          "conflict",
-          `process "${request.name}" (${other.row.id}) is already ${other.row.status}`,
-          `Restart ${other.row.id}, stop it first, or choose another name.`,
-        );
-      }
-      if (request.port !== undefined && other.row.port === request.port) {
-        throw new SandboxError(
-          "conflict",
-          `port ${request.port} already belongs to process ${other.row.id} (${other.row.name})`,
-          `Stop or restart ${other.row.id}, or use another port.`,
-        );
-      }
-    }
+    const conflict = conflictWith(
+      [...this.#sessionLive(runtime.id).values()].map((managed) => managed.row),
+      request,
+    );
+    if (conflict) throw conflict;
     const id = runtime.nextProcessId("p");
     const row: ProcessRow = {
       sessionId: runtime.id,
@@ -143,8 +137,8 @@ export class Supervisor {
     await Promise.all(live.map((managed) => this.#stop(managed, graceMs ?? managed.request.graceMs)));
   }
 
-  /** Stops everything (monitor shutdown). */
-  async stopEverything(graceMs?: number): Promise<void> {
+  /** Stops every process of every session (monitor shutdown); their records say "stopped", not "lost". */
+  async closeAll(graceMs?: number): Promise<void> {
     await Promise.all([...this.#live.keys()].map((sessionId) => this.stopAll(sessionId, graceMs)));
   }
 
@@ -179,7 +173,7 @@ export class Supervisor {
       attempts: 0,
       restartTimer: null,
       health: "unknown",
-      healthTimer: null,
+      stopHealth: null,
       runStartedAt: 0,
     };
     let session = this.#live.get(runtime.id);
@@ -225,8 +219,8 @@ export class Supervisor {
     const stderr = this.#logs.writer(runtime.id, row.id, "stderr");
     child.stdin?.on("error", () => {});
     child.stdin?.end();
-    child.stdout?.on("data", (chunk: Buffer) => stdout.write(chunk));
-    child.stderr?.on("data", (chunk: Buffer) => stderr.write(chunk));
+    pipeOutput(child.stdout, stdout);
+    pipeOutput(child.stderr, stderr);
     const run = watchChild(runtime.sandbox, child).then((end) => {
       stdout.end();
       stderr.end();
@@ -251,49 +245,38 @@ export class Supervisor {
     const { runtime, row } = managed;
     if (managed.child === child) managed.child = null;
     this.#stopHealth(managed);
-    await this.#logs.flush();
     const uptimeMs = Date.now() - managed.runStartedAt;
     const byRequest = managed.stopRequested;
     const crashed = !byRequest && (end.spawnError !== null || end.exitCode !== 0 || end.signal !== null);
-    const how = end.spawnError
-      ? `could not start: ${end.spawnError.message}`
-      : end.signal
-        ? `killed by ${end.signal}`
-        : `exited with code ${end.exitCode}`;
-    this.#system(managed, `${how} after ${(uptimeMs / 1000).toFixed(1)} s${byRequest ? " (stopped)" : ""}`);
-    this.#hooks.exited(runtime.id, row.id, {
+    this.#system(managed, describeExit(end, uptimeMs, byRequest));
+    notifyExit(this.#hooks, runtime.id, row.id, {
       exitCode: end.exitCode,
       signal: end.signal,
       crashed,
       lastLines: this.#logs.lastLines(runtime.id, row.id, LAST_LINES),
     });
     const endedAt = new Date().toISOString();
-    const policy: Policy | undefined = managed.request.restart;
-    const wantsRestart =
-      !byRequest &&
-      policy !== undefined &&
-      (policy.policy === "always" || (policy.policy === "on-failure" && crashed));
-    if (policy && wantsRestart) {
-      if (uptimeMs >= policy.stableAfterMs) managed.attempts = 0;
-      if (managed.attempts < policy.maxRestarts) {
-        const delay = Math.min(MAX_BACKOFF_MS, policy.backoffMs * 2 ** managed.attempts);
-        managed.attempts++;
-        this.#set(managed, { status: "starting", exitCode: end.exitCode, signal: end.signal, endedAt, pid: null });
-        this.#system(managed, `restarting in ${delay} ms (restart ${managed.attempts} of ${policy.maxRestarts})`);
-        managed.restartTimer = setTimeout(() => {
-          managed.restartTimer = null;
-          this.#set(managed, { restarts: managed.row.restarts + 1 });
-          const pattern = compilePattern(managed.request.waitFor?.logPattern);
-          this.#launch(managed, readinessSpec(managed.request, pattern)).catch((error: unknown) => {
-            this.#system(managed, `restart failed: ${error instanceof Error ? error.message : String(error)}`);
-          });
-        }, delay);
-        return;
-      }
-      this.#system(
-        managed,
-        `not restarting: ${policy.maxRestarts} restarts in a row without ${policy.stableAfterMs} ms of uptime`,
-      );
+    const decision = decideRestart(managed.request.restart, {
+      crashed,
+      byRequest,
+      uptimeMs,
+      attempts: managed.attempts,
+    });
+    if (decision.message) this.#system(managed, decision.message);
+    if (decision.restart) {
+      managed.attempts = decision.attempts;
+      const { exitCode, signal } = end;
+      this.#set(managed, { status: "starting", exitCode, signal, endedAt, pid: null });
+      managed.restartTimer = setTimeout(() => {
+        managed.restartTimer = null;
+        this.#set(managed, { restarts: managed.row.restarts + 1 });
+        const pattern = compilePattern(managed.request.waitFor?.logPattern);
+        this.#launch(managed, readinessSpec(managed.request, pattern)).catch((error: unknown) => {
+          const message = error instanceof Error ? error.message : String(error);
+          this.#system(managed, `restart failed: ${message}`);
+        });
+      }, decision.delayMs);
+      return;
     }
     const status: ProcessStatus = crashed ? "crashed" : "stopped";
     this.#set(managed, { status, exitCode: end.exitCode, signal: end.signal, endedAt });
@@ -326,28 +309,26 @@ export class Supervisor {
     const check = managed.request.healthCheck;
     const port = managed.request.port;
     if (!check || port === undefined) return;
-    const tick = async () => {
-      if (managed.child !== child) return;
-      if (managed.row.status === "running") {
-        const result = await httpProbe(managed.runtime.sandbox, port, check.path, check.timeoutMs);
-        if (managed.child !== child) return;
+    managed.stopHealth = startHealthChecks({
+      sandbox: managed.runtime.sandbox,
+      port,
+      check,
+      alive: () => managed.child === child,
+      due: () => managed.row.status === "running",
+      onResult: (result) => {
         const health: Health = result.healthy ? "healthy" : "unhealthy";
         if (health !== managed.health) {
           const verdict = result.healthy ? "health check passed" : "health check failed";
           this.#system(managed, `${verdict}: GET ${check.path} on port ${port}: ${result.detail}`);
         }
         managed.health = health;
-      }
-      managed.healthTimer = setTimeout(() => void tick(), check.intervalMs);
-      managed.healthTimer.unref();
-    };
-    managed.healthTimer = setTimeout(() => void tick(), check.intervalMs);
-    managed.healthTimer.unref();
+      },
+    });
   }
 
   #stopHealth(managed: Managed): void {
-    if (managed.healthTimer) clearTimeout(managed.healthTimer);
-    managed.healthTimer = null;
+    managed.stopHealth?.();
+    managed.stopHealth = null;
     managed.health = "unknown";
   }
 
@@ -403,7 +384,8 @@ export class Supervisor {
   #startResult(managed: Managed, outcome: ReadyOutcome | null): StartProcessResult {
     const info = this.#info(managed.row);
     if (!outcome) return { process: info, ready: null, readyMessage: null, lastLines: [] };
-    if (outcome.kind === "ready") return { process: info, ready: true, readyMessage: outcome.message, lastLines: [] };
+    if (outcome.kind === "ready")
+      return { process: info, ready: true, readyMessage: outcome.message, lastLines: [] };
     const lastLines = this.#logs.lastLines(managed.row.sessionId, managed.row.id, LAST_LINES);
     const message =
       outcome.kind === "timeout"
@@ -412,31 +394,3 @@ export class Supervisor {
     return { process: info, ready: false, readyMessage: message, lastLines };
   }
 }
-
-function describeEnd(row: ProcessRow): string {
-  if (row.signal) return `killed by ${row.signal}`;
-  if (row.exitCode !== null) return `exit code ${row.exitCode}`;
-  return "it could not be started";
-}
-
-function compilePattern(pattern: string | undefined): RegExp | undefined {
-  if (pattern === undefined) return undefined;
-  try {
-    return new RegExp(pattern);
-  } catch (error) {
-    throw new SandboxError(
-      "bad_request",
-      `waitFor.logPattern is not a valid regular expression: ${(error as Error).message}`,
-      "Pass a JavaScript regular expression without slashes, e.g. \"ready in \\\\d+ms\".",
-    );
-  }
-}
-
-/** What to wait for: an explicit port or pattern; a bare waitFor waits for the process's declared port. */
-function readinessSpec(request: ParsedStartRequest, pattern: RegExp | undefined): ReadinessSpec | null {
-  const waitFor = request.waitFor;
-  if (!waitFor) return null;
-  const port = waitFor.port ?? (pattern ? undefined : request.port);
-  return { port, logPattern: pattern, timeoutMs: waitFor.timeoutMs };
-}
-

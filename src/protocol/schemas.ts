@@ -163,7 +163,9 @@ export const CommandResult = z.object({
   durationMs: z.number(),
   stdout: Output,
   stderr: Output,
-  logCursor: z.object({ from: z.number().int(), to: z.number().int() }),
+  logCursor: z
+    .object({ from: z.number().int(), to: z.number().int() })
+    .describe("the command's log lines are the seqs in (from, to]: pass from as tail_logs `after`"),
 });
 export type CommandResult = z.infer<typeof CommandResult>;
 

@@ -1,0 +1,502 @@
+import type { Stats } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { constants, lstat, open, rename, unlink } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import type { z } from "zod";
+import { isSandboxError, SandboxError } from "../../src/protocol/errors.ts";
+import {
+  type Encoding,
+  ListFilesRequest,
+  type ListFilesResult,
+  ReadFilesRequest,
+  type ReadFilesResult,
+  WriteFilesRequest,
+  type WriteFilesResult,
+} from "../../src/protocol/schemas.ts";
+import { type ArchiveBody, extractArchive, tarStream } from "./archive.ts";
+import { decodeBase64, encodeContent } from "./content.ts";
+import { compileGlob } from "./glob.ts";
+import { type DirRef, errnoOf, PathResolver, type ResolvedEntry, removeEntry } from "./path-resolver.ts";
+import {
+  comparePaths,
+  DEFAULT_MAX_PATH_LENGTH,
+  HEAVY_DIRECTORIES,
+  invalidPath,
+  joinSegments,
+  mentionedHeavyDirectories,
+  type PathRules,
+  parseWorkspacePath,
+  showPath,
+} from "./paths.ts";
+import { walkTree } from "./walk.ts";
+
+const MiB = 1024 * 1024;
+const WRITE_CONCURRENCY = Number(process.env.WC ?? 8);
+const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+const TEMP_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+export interface FileServiceOptions {
+  /** Largest file one `write` accepts (decoded bytes). Default 10 MiB. */
+  maxRequestFileBytes?: number;
+  /** Most bytes of one file a `read` returns (`maxBytes` may ask for less). Default 1 MiB. */
+  maxReadBytes?: number;
+  /** Most bytes of all files of one `read` together; later files come back empty and truncated. Default 8 MiB. */
+  maxTotalReadBytes?: number;
+  /** Longest request path in bytes. Default 1024. */
+  maxPathLength?: number;
+  /** Most entries one `list` returns, whatever its `limit`. Default 10,000. */
+  maxListEntries?: number;
+  /** Most files a `read` glob may match. Default 100. */
+  maxGlobFiles?: number;
+  /** Most directory entries a glob or recursive listing inspects before giving up. Default 200,000. */
+  maxScanEntries?: number;
+  /** Most bytes (compressed and extracted) of one imported archive. Default 1 GiB. */
+  maxImportBytes?: number;
+  /** Most entries of one imported archive. Default 200,000. */
+  maxImportEntries?: number;
+}
+
+interface PlannedWrite {
+  readonly path: string;
+  readonly segments: string[];
+  readonly data: Buffer;
+  readonly mode: number | undefined;
+}
+
+function parseRequest<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
+  throw new SandboxError("bad_request", `invalid request: ${where}${issue?.message ?? "malformed"}`);
+}
+
+/** Maps a raw fs error to the protocol's error model; messages name the request path, never a host path. */
+export function fsError(error: unknown, path: string): unknown {
+  if (isSandboxError(error)) return error;
+  const shown = showPath(path);
+  switch (errnoOf(error)) {
+    case "ENOENT":
+      return new SandboxError("not_found", `${shown} does not exist`, "list the directory to see what is there", {
+        path,
+      });
+    case "EACCES":
+    case "EPERM":
+      return new SandboxError("forbidden", `permission denied on ${shown}`, "check the file's mode", { path });
+    case "EISDIR":
+      return new SandboxError("bad_request", `${shown} is a directory`, "name a file", { path });
+    case "ENOTDIR":
+      return new SandboxError("bad_request", `a parent of ${shown} is not a directory`, undefined, { path });
+    case "ENAMETOOLONG":
+      return invalidPath(path, "the path is too long for the file system");
+    case "ELOOP":
+      return invalidPath(path, "too many levels of symbolic links");
+    case "ENOSPC":
+    case "EDQUOT":
+      return new SandboxError("limit_exceeded", "the workspace disk is full", "delete files you no longer need");
+    case "ENOTEMPTY":
+    case "EEXIST":
+    case "EBUSY":
+      return new SandboxError("conflict", `${shown} changed while it was being updated`, "retry", { path });
+    case "EMFILE":
+    case "ENFILE":
+      return new SandboxError("unavailable", "the monitor is out of file descriptors", "retry shortly");
+    default:
+      return new SandboxError("internal", `file operation on ${shown} failed (${errnoOf(error) ?? "unknown"})`);
+  }
+}
+
+async function mapPool<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failure: { error: unknown } | null = null;
+  const worker = async () => {
+    while (next < items.length && !failure) {
+      const index = next++;
+      try {
+        results[index] = await fn(items[index]!);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
+  if (failure) throw (failure as { error: unknown }).error;
+  return results;
+}
+
+function entryType(stat: Stats): "file" | "directory" | "symlink" | "other" {
+  if (stat.isFile()) return "file";
+  if (stat.isDirectory()) return "directory";
+  if (stat.isSymbolicLink()) return "symlink";
+  return "other";
+}
+
+function toEntry(segments: readonly string[], stat: Stats) {
+  return {
+    path: joinSegments(segments),
+    type: entryType(stat),
+    bytes: stat.isDirectory() ? 0 : stat.size,
+    modifiedAt: stat.mtime.toISOString(),
+  };
+}
+
+/**
+ * The workspace file service: every method takes the workspace root (an absolute host path) and confines all
+ * work to it (see `paths.ts` for the path rules and `path-resolver.ts` for how symlinks are handled).
+ */
+export class FileService {
+  readonly #maxRequestFileBytes: number;
+  readonly #maxReadBytes: number;
+  readonly #maxTotalReadBytes: number;
+  readonly #maxPathLength: number;
+  readonly #maxListEntries: number;
+  readonly #maxGlobFiles: number;
+  readonly #maxScanEntries: number;
+  readonly #maxImportBytes: number;
+  readonly #maxImportEntries: number;
+
+  constructor(options: FileServiceOptions = {}) {
+    this.#maxRequestFileBytes = options.maxRequestFileBytes ?? 10 * MiB;
+    this.#maxReadBytes = options.maxReadBytes ?? MiB;
+    this.#maxTotalReadBytes = options.maxTotalReadBytes ?? 8 * MiB;
+    this.#maxPathLength = options.maxPathLength ?? DEFAULT_MAX_PATH_LENGTH;
+    this.#maxListEntries = options.maxListEntries ?? 10_000;
+    this.#maxGlobFiles = options.maxGlobFiles ?? 100;
+    this.#maxScanEntries = options.maxScanEntries ?? 200_000;
+    this.#maxImportBytes = options.maxImportBytes ?? 1024 * MiB;
+    this.#maxImportEntries = options.maxImportEntries ?? 200_000;
+  }
+
+  #rules(resolver: PathResolver): PathRules {
+    return { maxPathLength: this.#maxPathLength, rootAliases: resolver.aliases };
+  }
+
+  /** Parses a request path; the workspace root itself (`.`, `/workspace`) is refused when `allowRoot` is false. */
+  #parse(resolver: PathResolver, path: string, allowRoot: boolean, rootReason = "it names the workspace root"): string[] {
+    const segments = parseWorkspacePath(path, this.#rules(resolver));
+    if (!allowRoot && segments.length === 0) throw invalidPath(path, rootReason, "name an entry inside the workspace");
+    return segments;
+  }
+
+  async #withResolver<T>(root: string, fn: (resolver: PathResolver) => Promise<T>): Promise<T> {
+    const resolver = await PathResolver.open(root);
+    try {
+      return await fn(resolver);
+    } finally {
+      await resolver.close();
+    }
+  }
+
+  /**
+   * Writes files atomically (temp file in the verified real parent, then rename: readers and concurrent writers
+   * only ever see a whole version, the last rename wins), then applies deletes. Every path, encoding and size is
+   * validated before anything touches the disk. Without `mode`, a replaced file keeps its mode.
+   */
+  async write(root: string, request: WriteFilesRequest): Promise<WriteFilesResult> {
+    const { files, delete: deletes } = parseRequest(WriteFilesRequest, request);
+    return this.#withResolver(root, async (resolver) => {
+      const planned = new Map<string, PlannedWrite>();
+      for (const file of files) {
+        const segments = this.#parse(resolver, file.path, false);
+        const data = file.encoding === "base64" ? decodeBase64(file.content, file.path) : Buffer.from(file.content);
+        if (data.length > this.#maxRequestFileBytes) {
+          throw new SandboxError(
+            "payload_too_large",
+            `${showPath(file.path)} is ${data.length} bytes; one write takes at most ${this.#maxRequestFileBytes}`,
+            "write large files in a later step (for example download them with a command)",
+            { path: file.path },
+          );
+        }
+        const key = segments.join("/");
+        planned.delete(key); // the last write of a path in one batch wins
+        planned.set(key, { path: key, segments, data, mode: file.mode });
+      }
+      const removals = deletes.map((path) => ({
+        path,
+        segments: this.#parse(resolver, path, false, "deleting the workspace root is refused"),
+      }));
+
+      const written = await mapPool([...planned.values()], WRITE_CONCURRENCY, (file) =>
+        this.#writeOne(resolver, file).catch((error: unknown) => {
+          throw fsError(error, file.path);
+        }),
+      );
+      const deleted: string[] = [];
+      for (const { path, segments } of removals) {
+        try {
+          const entry = await resolver.entry(segments, { create: false, follow: false }, path);
+          if (entry && (await removeEntry(entry.dir, entry.name))) deleted.push(joinSegments(segments));
+        } catch (error) {
+          throw fsError(error, path);
+        }
+      }
+      return { written, deleted };
+    });
+  }
+
+  async #writeOne(resolver: PathResolver, file: PlannedWrite): Promise<{ path: string; bytes: number }> {
+    const entry = (await resolver.entry(file.segments, { create: true, follow: true }, file.path)) as ResolvedEntry;
+    const existing = await lstat(entry.path).catch((error: unknown) => {
+      if (errnoOf(error) === "ENOENT") return null;
+      throw error;
+    });
+    if (existing?.isDirectory()) {
+      throw new SandboxError(
+        "bad_request",
+        `${showPath(file.path)} is a directory`,
+        `delete it first (delete: ["${file.path}"]) or write to another path`,
+        { path: file.path },
+      );
+    }
+    const temp = `${entry.dir.base}/.sbx-write-${randomBytes(8).toString("hex")}`;
+    const handle = await open(temp, TEMP_FLAGS, 0o644);
+    try {
+      try {
+        await handle.writeFile(file.data);
+        const mode = file.mode ?? (existing?.isFile() ? existing.mode & 0o7777 : undefined);
+        if (mode !== undefined) await handle.chmod(mode);
+      } finally {
+        await handle.close();
+      }
+      // rename never follows a symlink at the destination: a link planted meanwhile is replaced, not written through
+      await rename(temp, entry.path);
+    } catch (error) {
+      await unlink(temp).catch(() => {});
+      throw error;
+    }
+    return { path: file.path, bytes: file.data.length };
+  }
+
+  /**
+   * Reads `paths`, then the regular files matching `glob` (relative to the root, at most `maxGlobFiles`), each
+   * capped at min(`maxBytes`, `maxReadBytes`) and all together at `maxTotalReadBytes`.
+   */
+  async read(root: string, request: ReadFilesRequest): Promise<ReadFilesResult> {
+    const { paths, glob, encoding, maxBytes } = parseRequest(ReadFilesRequest, request);
+    if (paths.length === 0 && glob === undefined) {
+      throw new SandboxError("bad_request", "nothing to read", "give `paths`, a `glob`, or both");
+    }
+    const cap = Math.min(maxBytes ?? this.#maxReadBytes, this.#maxReadBytes);
+    return this.#withResolver(root, async (resolver) => {
+      const targets = new Map<string, string[]>();
+      for (const path of paths) {
+        const segments = this.#parse(resolver, path, true);
+        targets.set(joinSegments(segments), segments);
+      }
+      if (glob !== undefined) {
+        for (const segments of await this.#globFiles(resolver, glob)) targets.set(segments.join("/"), segments);
+      }
+      let budget = this.#maxTotalReadBytes;
+      const files: ReadFilesResult["files"] = [];
+      for (const [path, segments] of targets) {
+        try {
+          const file = await this.#readOne(resolver, segments, path, Math.min(cap, budget), encoding);
+          budget -= file.read;
+          files.push(file.content);
+        } catch (error) {
+          throw fsError(error, path);
+        }
+      }
+      return { files };
+    });
+  }
+
+  async #readOne(
+    resolver: PathResolver,
+    segments: readonly string[],
+    path: string,
+    cap: number,
+    encoding: Encoding | undefined,
+  ): Promise<{ content: ReadFilesResult["files"][number]; read: number }> {
+    if (segments.length === 0) throw this.#isDirectory(path);
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const entry = await resolver.entry(segments, { create: false, follow: true }, path);
+      if (!entry) break;
+      let handle: Awaited<ReturnType<typeof open>>;
+      try {
+        handle = await open(entry.path, READ_FLAGS);
+      } catch (error) {
+        if (errnoOf(error) === "ELOOP") continue; // became a symlink after we looked: resolve again
+        throw error;
+      }
+      try {
+        const stat = await handle.stat();
+        if (stat.isDirectory()) throw this.#isDirectory(path);
+        if (!stat.isFile()) {
+          throw new SandboxError("bad_request", `${showPath(path)} is not a regular file`, undefined, { path });
+        }
+        const buffer = Buffer.alloc(Math.min(stat.size, cap));
+        let got = 0;
+        while (got < buffer.length) {
+          const { bytesRead } = await handle.read(buffer, got, buffer.length - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        const bytes = buffer.subarray(0, got);
+        const truncated = got < stat.size;
+        return { content: { path, ...encodeContent(bytes, truncated, encoding), bytes: stat.size, truncated }, read: got };
+      } finally {
+        await handle.close();
+      }
+    }
+    throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
+  }
+
+  #isDirectory(path: string): SandboxError {
+    return new SandboxError(
+      "bad_request",
+      `${showPath(path)} is a directory`,
+      "list it (list_files / read_files with a glob) and read the files inside",
+      { path },
+    );
+  }
+
+  #parseGlob(resolver: PathResolver, glob: string): string[] {
+    if (glob.split("/").includes("..")) throw invalidPath(glob, "globs may not contain '..'");
+    return this.#parse(resolver, glob, false, "the glob is empty");
+  }
+
+  /** Workspace-relative segments of the regular files matching `glob`, sorted. */
+  async #globFiles(resolver: PathResolver, glob: string): Promise<string[][]> {
+    const segments = this.#parseGlob(resolver, glob);
+    const matcher = compileGlob(segments);
+    const start = await resolver.dir(matcher.base, false, glob);
+    if (!start) return [];
+    const found: string[][] = [];
+    let scanned = 0;
+    for await (const entry of walkTree(start, { maxDepth: matcher.maxDepth, enter: this.#enter(segments) })) {
+      if (++scanned > this.#maxScanEntries) throw this.#tooBroad(glob, "inspects");
+      if (!entry.stat.isFile() || !matcher.matches(entry.segments.join("/"))) continue;
+      if (found.length === this.#maxGlobFiles) throw this.#tooBroad(glob, "matches");
+      found.push([...matcher.base, ...entry.segments]);
+    }
+    return found;
+  }
+
+  #tooBroad(glob: string, verb: string): SandboxError {
+    const limit = verb === "matches" ? `${this.#maxGlobFiles} files` : `${this.#maxScanEntries} entries`;
+    return new SandboxError(
+      "limit_exceeded",
+      `the glob ${showPath(glob)} ${verb} more than ${limit}`,
+      "narrow the glob (a directory prefix, an extension), or list first and read selected paths",
+    );
+  }
+
+  /**
+   * Recursive walks (recursive `list`, globs) do not enter `node_modules` or `.git`: a single install holds tens
+   * of thousands of files that would drown every listing. They are still reported as entries, and they are
+   * entered when the listed path or the glob names them (any segment containing `node_modules` / `.git`).
+   */
+  #enter(named: readonly string[]): (segments: readonly string[]) => boolean {
+    const allowed = mentionedHeavyDirectories(named);
+    return (segments) => {
+      const name = segments.at(-1)!;
+      return !HEAVY_DIRECTORIES.has(name) || allowed.has(name);
+    };
+  }
+
+  /**
+   * Lists a directory (children, or all descendants when `recursive`), or the entries under `path` matching
+   * `glob` (relative to `path`; a `/workspace/...` glob is relative to the root). Symlinks are reported, never
+   * entered. Sorted by path (segment by segment); capped at min(`limit`, `maxListEntries`) with `truncated`.
+   * Listing a file returns that one entry.
+   */
+  async list(root: string, request: ListFilesRequest): Promise<ListFilesResult> {
+    const { path, glob, recursive, limit: asked } = parseRequest(ListFilesRequest, request);
+    const limit = Math.min(asked, this.#maxListEntries);
+    return this.#withResolver(root, async (resolver) => {
+      let base = this.#parse(resolver, path, true);
+      let named = [...base];
+      let maxDepth = recursive ? Number.POSITIVE_INFINITY : 1;
+      let matches: ((relative: string) => boolean) | null = null;
+      if (glob !== undefined) {
+        const segments = this.#parseGlob(resolver, glob);
+        const matcher = compileGlob(segments);
+        if (glob.startsWith("/")) base = [];
+        base = [...base, ...matcher.base];
+        named = [...named, ...segments];
+        maxDepth = matcher.maxDepth;
+        matches = matcher.matches;
+      }
+      const start = await this.#startDir(resolver, base, path, glob !== undefined);
+      if ("file" in start) return { entries: [start.file], truncated: false };
+      if (!start.dir) return { entries: [], truncated: false };
+      const entries: ReturnType<typeof toEntry>[] = [];
+      let truncated = false;
+      let scanned = 0;
+      for await (const entry of walkTree(start.dir, { maxDepth, enter: this.#enter(named) })) {
+        if (++scanned > this.#maxScanEntries) {
+          truncated = true;
+          break;
+        }
+        if (matches && !matches(entry.segments.join("/"))) continue;
+        if (entries.length === limit) {
+          truncated = true;
+          break;
+        }
+        entries.push(toEntry([...base, ...entry.segments], entry.stat));
+      }
+      entries.sort((a, b) => comparePaths(a.path, b.path));
+      return { entries, truncated };
+    }).catch((error: unknown) => {
+      throw fsError(error, path);
+    });
+  }
+
+  /** The directory a listing starts in (null: a glob base that does not exist), or the entry of a file. */
+  async #startDir(
+    resolver: PathResolver,
+    segments: string[],
+    path: string,
+    globbing: boolean,
+  ): Promise<{ dir: DirRef | null } | { file: ReturnType<typeof toEntry> }> {
+    if (segments.length === 0) return { dir: resolver.root };
+    const entry = await resolver.entry(segments, { create: false, follow: true }, path);
+    const stat = entry ? await lstat(entry.path).catch(() => null) : null;
+    if (!entry || !stat) {
+      if (globbing) return { dir: null };
+      throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
+    }
+    if (!stat.isDirectory()) {
+      if (globbing) throw new SandboxError("bad_request", `${showPath(path)} is a file; a glob needs a directory`);
+      return { file: toEntry(segments, stat) };
+    }
+    const dir = await resolver.dir(entry.segments, false, path);
+    if (!dir) throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
+    return { dir };
+  }
+
+  /**
+   * A tar stream of the directory `path` (entries relative to it). Resolution errors (missing path, a file, an
+   * escaping symlink) are thrown before any byte is streamed, so a caller can still answer with an error status.
+   */
+  async exportArchive(root: string, path: string): Promise<Readable> {
+    const resolver = await PathResolver.open(root);
+    try {
+      const segments = this.#parse(resolver, path, true);
+      const dir = await resolver.dir(segments, false, path);
+      if (!dir) throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
+      return tarStream(resolver, dir);
+    } catch (error) {
+      await resolver.close();
+      throw fsError(error, path);
+    }
+  }
+
+  /** Extracts a tar or tar.gz into the directory `path` (created if missing); all or nothing, see `extractArchive`. */
+  async importArchive(root: string, path: string, body: ArchiveBody): Promise<{ files: number; bytes: number }> {
+    return this.#withResolver(root, async (resolver) => {
+      const rules = this.#rules(resolver);
+      const segments = this.#parse(resolver, path, true);
+      const target = (await resolver.dir(segments, true, path)) as DirRef;
+      return extractArchive(resolver, target, body, {
+        maxBytes: this.#maxImportBytes,
+        maxEntries: this.#maxImportEntries,
+        rules,
+      });
+    }).catch((error: unknown) => {
+      throw fsError(error, path);
+    });
+  }
+}

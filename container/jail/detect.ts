@@ -1,0 +1,165 @@
+import { spawnSync } from "node:child_process";
+import { accessSync, constants, lstatSync, readlinkSync } from "node:fs";
+import { join } from "node:path";
+import { SYSTEM_DIRS, type SystemEntry } from "./bwrap-args.ts";
+import { type CgroupSupport, detectCgroups } from "./cgroup.ts";
+import type { JailCapabilities } from "./types.ts";
+
+/** What the host offers, probed once when the jail is created; sessions only read it. */
+export interface HostProbe {
+  capabilities: JailCapabilities;
+  /** bubblewrap, when it is usable; null means sessions run without a jail. */
+  bwrap: string | null;
+  userns: boolean;
+  nsenter: string | null;
+  slirp4netns: string | null;
+  ip: string | null;
+  cgroups: CgroupSupport | null;
+  systemEntries: SystemEntry[];
+}
+
+export interface ProbeOptions {
+  disabled?: boolean;
+  bwrapPath?: string;
+  slirp4netnsPath?: string;
+}
+
+const NOT_ISOLATED =
+  "sessions are NOT isolated: their commands run as plain processes of the monitor, with its user, its files and the host's network";
+
+const SEARCH_DIRS = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+export function findExecutable(name: string, explicit?: string): string | null {
+  const candidates = explicit
+    ? [explicit]
+    : [...(process.env.PATH ?? "").split(":").filter((dir) => dir.startsWith("/")), ...SEARCH_DIRS].map(
+        (dir) => join(dir, name),
+      );
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Try the next one.
+    }
+  }
+  return null;
+}
+
+export function systemEntries(): SystemEntry[] {
+  const entries: SystemEntry[] = [];
+  for (const path of SYSTEM_DIRS) {
+    try {
+      const stat = lstatSync(path);
+      if (stat.isSymbolicLink()) entries.push({ path, kind: "symlink", target: readlinkSync(path) });
+      else if (stat.isDirectory()) entries.push({ path, kind: "dir" });
+    } catch {
+      // Absent on this host (e.g. /lib32).
+    }
+  }
+  return entries;
+}
+
+/** Runs a trial jail with the namespaces and mounts sessions use; returns the error text or null. */
+function trial(bwrap: string, userns: boolean): string | null {
+  const args = [
+    ...(userns ? ["--unshare-user", "--disable-userns"] : []),
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+    "--ro-bind",
+    "/",
+    "/",
+    "--proc",
+    "/proc",
+    "--ro-bind",
+    "/proc/sys",
+    "/proc/sys",
+    "--dev",
+    "/dev",
+    "true",
+  ];
+  const result = spawnSync(bwrap, args, { encoding: "utf8", timeout: 10_000, env: {} });
+  if (result.error) return result.error.message;
+  if (result.status !== 0) return result.stderr.trim() || `exit ${result.status ?? result.signal}`;
+  return null;
+}
+
+export function probeHost(options: ProbeOptions = {}): HostProbe {
+  const warnings: string[] = [];
+  const nsenter = findExecutable("nsenter");
+  const ip = findExecutable("ip");
+  let slirp4netns = findExecutable("slirp4netns", options.slirp4netnsPath);
+  let bwrap: string | null = null;
+  let userns = false;
+  const found = options.disabled ? null : findExecutable("bwrap", options.bwrapPath);
+  if (options.disabled) {
+    warnings.push(`the jail is disabled by configuration: ${NOT_ISOLATED}`);
+  } else if (!found) {
+    warnings.push(
+      `bubblewrap not found${options.bwrapPath ? ` at ${options.bwrapPath}` : ""} (install the bubblewrap package): ${NOT_ISOLATED}`,
+    );
+  } else if (process.getuid?.() !== 0) {
+    // Joining a session's network namespace (nsenter) and creating its cgroup need root.
+    warnings.push(`the jail needs the monitor to run as root: ${NOT_ISOLATED}`);
+  } else if (!nsenter) {
+    warnings.push(
+      `nsenter (util-linux) not found, sessions cannot share a network namespace: ${NOT_ISOLATED}`,
+    );
+  } else {
+    const hardened = trial(found, true);
+    if (hardened === null) {
+      bwrap = found;
+      userns = true;
+    } else {
+      const plain = trial(found, false);
+      if (plain === null) {
+        bwrap = found;
+        warnings.push(
+          `bubblewrap cannot disable nested user namespaces here (${hardened}); jails run without their own user namespace`,
+        );
+      } else {
+        warnings.push(`bubblewrap cannot create a jail on this host (${plain}): ${NOT_ISOLATED}`);
+      }
+    }
+  }
+  if (bwrap) {
+    if (!slirp4netns) {
+      warnings.push(
+        `slirp4netns not found${options.slirp4netnsPath ? ` at ${options.slirp4netnsPath}` : ""}: sessions with network "allow" get loopback only`,
+      );
+    } else if (!ip) {
+      warnings.push(`ip (iproute2) not found: sessions with network "allow" get loopback only`);
+      slirp4netns = null;
+    }
+  } else {
+    slirp4netns = null;
+  }
+  const cgroups = detectCgroups();
+  if (!cgroups?.pidsParent) {
+    warnings.push("no writable pids cgroup: the number of processes of a session is not limited");
+  }
+  if (!cgroups?.memoryParent)
+    warnings.push("no writable memory cgroup: the memory of a session is not limited");
+  return {
+    capabilities: {
+      bubblewrap: bwrap !== null,
+      slirp4netns: slirp4netns !== null,
+      warnings,
+      cgroupPids: cgroups?.pidsParent != null,
+      cgroupMemory: cgroups?.memoryParent != null,
+    },
+    bwrap,
+    userns,
+    nsenter,
+    slirp4netns,
+    ip,
+    cgroups,
+    systemEntries: systemEntries(),
+  };
+}

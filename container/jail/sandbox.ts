@@ -1,0 +1,301 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { rm, writeFile } from "node:fs/promises";
+import { connect as netConnect, type Socket } from "node:net";
+import { join } from "node:path";
+import { SandboxError } from "../../src/protocol/errors.ts";
+import { envArgs, JAIL_WORKSPACE, jailArgs, jailCwd, jailEnv, wrapperScript } from "./bwrap-args.ts";
+import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
+import type { HostProbe } from "./detect.ts";
+import { type SessionNetwork, startNetwork } from "./network.ts";
+import { signal } from "./proc-tree.ts";
+import { killJailed } from "./signals.ts";
+import type { EnforcedLimits, SessionSandbox, SessionSandboxOptions, SpawnOptions } from "./types.ts";
+
+/** The environment of the host-side helpers (wrapper shell, nsenter, bwrap): nothing from the session. */
+const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
+
+/** Limits shared by both kinds of sandbox: cgroup, then rlimits in a wrapper shell. */
+async function limitsFor(
+  probe: HostProbe,
+  options: SessionSandboxOptions,
+): Promise<{
+  cgroup: SessionCgroup | null;
+  wrapper: string | null;
+  enforced: EnforcedLimits;
+  warnings: string[];
+}> {
+  const { limits } = options;
+  const warnings: string[] = [];
+  const cgroup = probe.cgroups
+    ? await createSessionCgroup(probe.cgroups, `sandbox-${options.sessionId}`, {
+        maxProcesses: limits.maxProcesses,
+        memoryBytes: limits.memoryBytes,
+      })
+    : null;
+  const enforced: EnforcedLimits = {
+    maxProcesses: cgroup?.pids ? "cgroup" : "none",
+    memoryBytes: cgroup?.memory ? "cgroup" : "none",
+    maxFileBytes: limits.maxFileBytes > 0 ? "rlimit" : "none",
+    cpuSeconds: limits.cpuSeconds > 0 ? "rlimit" : "none",
+  };
+  if (limits.maxProcesses > 0 && !cgroup?.pids) {
+    // RLIMIT_NPROC would be no substitute: the kernel exempts uid 0, which jailed processes run as.
+    warnings.push(
+      `process limit (${limits.maxProcesses}) not enforced: no writable pids cgroup on this host`,
+    );
+  }
+  if (limits.memoryBytes > 0 && !cgroup?.memory) {
+    // RLIMIT_AS is not used as a fallback: V8 and WebAssembly reserve far more address space than they use.
+    warnings.push(
+      `memory limit (${limits.memoryBytes} bytes) not enforced: no writable memory cgroup on this host`,
+    );
+  }
+  const wrapper = wrapperScript({
+    cgroupProcs: cgroup?.procsFiles ?? [],
+    maxFileBytes: limits.maxFileBytes,
+    cpuSeconds: limits.cpuSeconds,
+    addressSpaceBytes: 0,
+  });
+  return { cgroup, wrapper, enforced, warnings };
+}
+
+/** Processes spawned by a sandbox that have not exited yet, so close() can end them. */
+function tracked(): { add(child: ChildProcess): ChildProcess; live(): ChildProcess[] } {
+  const live = new Set<ChildProcess>();
+  return {
+    add(child) {
+      live.add(child);
+      child.once("exit", () => live.delete(child));
+      child.once("error", () => {
+        if (child.pid === undefined) live.delete(child);
+      });
+      return child;
+    },
+    live: () => [...live],
+  };
+}
+
+/** A session in a bubblewrap jail inside its own network namespace. */
+export async function openJailed(probe: HostProbe, options: SessionSandboxOptions): Promise<SessionSandbox> {
+  const bwrap = probe.bwrap!;
+  const nsenter = probe.nsenter!;
+  const wantsOutbound = options.network === "allow";
+  const outbound = wantsOutbound && probe.slirp4netns !== null;
+  const warnings: string[] = [];
+  if (wantsOutbound && !outbound) {
+    warnings.push(
+      'network "allow" requested but slirp4netns is not usable here: the session has loopback only',
+    );
+  }
+  const resolvConf = join(options.runDir, "resolv.conf");
+  const hostsFile = join(options.runDir, "hosts");
+  await writeFile(resolvConf, outbound ? "nameserver 10.0.2.3\n" : "# no network access\n");
+  await writeFile(hostsFile, "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
+
+  const limits = await limitsFor(probe, options);
+  warnings.push(...limits.warnings);
+  let network: SessionNetwork;
+  try {
+    network = await startNetwork(
+      { bwrap, nsenter, slirp4netns: probe.slirp4netns, ip: probe.ip },
+      options.runDir,
+      outbound,
+    );
+  } catch (error) {
+    await limits.cgroup?.remove();
+    throw error;
+  }
+
+  // Everything up to the per-spawn --chdir, env and command is computed once.
+  const prefix = [
+    ...(limits.wrapper ? ["-c", limits.wrapper, "sh", nsenter] : []),
+    `--net=${network.netnsPath}`,
+    "--",
+    bwrap,
+    ...jailArgs({
+      hostWorkspace: options.hostPath,
+      resolvConf,
+      hostsFile,
+      systemEntries: probe.systemEntries,
+      userns: probe.userns,
+    }),
+  ];
+  const file = limits.wrapper ? "/bin/sh" : nsenter;
+  const children = tracked();
+  let closing: Promise<void> | null = null;
+
+  const kill = killJailed;
+
+  return {
+    isolation: "bubblewrap",
+    networkIsolation: "namespace",
+    workspacePath: JAIL_WORKSPACE,
+    warnings,
+    enforced: limits.enforced,
+    spawn(spawnOptions: SpawnOptions): ChildProcess {
+      if (closing) throw closedError(options.sessionId);
+      if (network.exited) {
+        throw new SandboxError(
+          "unavailable",
+          `the network namespace of session ${options.sessionId} is gone, so its processes cannot start`,
+          "destroy the session and create a new one",
+        );
+      }
+      const args = prefix.concat(
+        "--chdir",
+        jailCwd(spawnOptions.cwd),
+        envArgs(jailEnv(spawnOptions.env)),
+        "/bin/sh",
+        "-c",
+        spawnOptions.command,
+      );
+      return children.add(
+        spawn(file, args, {
+          cwd: "/",
+          env: HELPER_ENV,
+          detached: true,
+          stdio: [spawnOptions.stdin ?? "ignore", "pipe", "pipe"],
+        }),
+      );
+    },
+    kill,
+    connect: (port) => connectThroughBridge(network.socketPath, port),
+    close() {
+      closing ??= (async () => {
+        for (const child of children.live()) kill(child, "SIGKILL");
+        await limits.cgroup?.remove();
+        await network.close();
+        await Promise.all([rm(resolvConf, { force: true }), rm(hostsFile, { force: true })]);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** A session without a jail: plain process groups of the monitor, loudly labelled as such. */
+export async function openDirect(probe: HostProbe, options: SessionSandboxOptions): Promise<SessionSandbox> {
+  const limits = await limitsFor(probe, options);
+  const warnings = [
+    `session ${options.sessionId} is NOT isolated: its processes run directly on the host as the monitor's user, with the host's network (network "${options.network}" is not enforced)`,
+    ...probe.capabilities.warnings.filter((warning) => warning.includes("NOT isolated")),
+    ...limits.warnings,
+  ];
+  const children = tracked();
+  let closing: Promise<void> | null = null;
+  const kill = (child: ChildProcess, sig: NodeJS.Signals): void => {
+    // The group can outlive its leader (background grandchildren), so it is signalled even after an exit.
+    if (child.pid !== undefined) signal(-child.pid, sig);
+  };
+  return {
+    isolation: "none",
+    networkIsolation: "none",
+    workspacePath: options.hostPath,
+    warnings: [...new Set(warnings)],
+    enforced: limits.enforced,
+    spawn(spawnOptions: SpawnOptions): ChildProcess {
+      if (closing) throw closedError(options.sessionId);
+      const env = { PATH: process.env.PATH ?? HELPER_ENV.PATH, HOME: options.hostPath, ...spawnOptions.env };
+      const cwd = join(options.hostPath, spawnOptions.cwd === "" ? "." : spawnOptions.cwd);
+      const args = limits.wrapper
+        ? ["-c", limits.wrapper, "sh", "/bin/sh", "-c", spawnOptions.command]
+        : ["-c", spawnOptions.command];
+      return children.add(
+        spawn("/bin/sh", args, {
+          cwd,
+          env,
+          detached: true,
+          stdio: [spawnOptions.stdin ?? "ignore", "pipe", "pipe"],
+        }),
+      );
+    },
+    kill,
+    connect: (port) => connectDirect(port),
+    close() {
+      closing ??= (async () => {
+        for (const child of children.live()) kill(child, "SIGKILL");
+        await limits.cgroup?.remove();
+      })();
+      return closing;
+    },
+  };
+}
+
+function closedError(sessionId: string): SandboxError {
+  return new SandboxError("conflict", `session ${sessionId} is being closed`, "create a new session");
+}
+
+function connectionError(port: number, code: string): Error {
+  const error = new Error(`nothing accepts connections on port ${port} in the session (${code})`);
+  return Object.assign(error, { code });
+}
+
+function connectDirect(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.off("error", onError);
+      resolve(socket);
+    });
+    const onError = (error: NodeJS.ErrnoException): void => {
+      socket.destroy();
+      reject(connectionError(port, error.code ?? "EIO"));
+    };
+    socket.once("error", onError);
+  });
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Connects through the session's bridge: sends the port, waits for `ok` or `error <code>`, then hands over. */
+function connectThroughBridge(socketPath: string, port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    if (!Number.isInteger(port) || port < 1 || port > 65_535) {
+      reject(connectionError(port, "EINVAL"));
+      return;
+    }
+    const socket = netConnect(socketPath);
+    let header = Buffer.alloc(0);
+    const fail = (error: Error): void => {
+      cleanup();
+      socket.destroy();
+      reject(error);
+    };
+    // Paused-mode reads: the answer is consumed with read(), anything after it is put back with unshift(), and
+    // once the "readable" listener is gone the socket flows again for whoever reads it next; nothing is lost.
+    const onReadable = (): void => {
+      let chunk: Buffer | null = socket.read() as Buffer | null;
+      while (chunk !== null) {
+        header = Buffer.concat([header, chunk]);
+        if (header.indexOf(10) >= 0) break;
+        chunk = socket.read() as Buffer | null;
+      }
+      const end = header.indexOf(10);
+      if (end < 0) return;
+      const answer = header.subarray(0, end).toString("latin1");
+      const rest = header.subarray(end + 1);
+      cleanup();
+      if (answer !== "ok") {
+        socket.destroy();
+        reject(connectionError(port, answer.replace(/^error /, "") || "EIO"));
+        return;
+      }
+      if (rest.length > 0) socket.unshift(rest);
+      resolve(socket);
+    };
+    const onError = (error: NodeJS.ErrnoException): void => {
+      fail(new Error(`the session's network bridge is unavailable (${error.code ?? error.message})`));
+    };
+    const onClose = (): void => fail(connectionError(port, "ECONNRESET"));
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.off("readable", onReadable);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+    };
+    const timer = setTimeout(() => fail(connectionError(port, "ETIMEDOUT")), CONNECT_TIMEOUT_MS);
+    socket.on("readable", onReadable);
+    socket.once("error", onError);
+    socket.once("close", onClose);
+    socket.write(`${port}\n`);
+  });
+}

@@ -1,0 +1,62 @@
+import type { ChildProcess } from "node:child_process";
+import { constants } from "node:os";
+import { alive, descendants, handlesSignal, isNamespaceInit, jailedTree, signal } from "./proc-tree.ts";
+
+/**
+ * Signal delivery into a jail. bubblewrap does not forward signals and `--new-session` takes the command out of our
+ * process group, so each jailed process is signalled on its own. One subtlety: the namespace ends (every process
+ * SIGKILLed) as soon as its pid 2, the command's `/bin/sh -c`, exits. A shell that dies of SIGTERM at once would
+ * cut short the program it runs while that program handles the same SIGTERM. So when the shell would die of the
+ * signal, it is stopped first, its processes get the signal, and the shell gets it (and SIGCONT) once they are
+ * gone or after a grace period: the program's handler runs to completion, and the shell cannot move on to its
+ * next command meanwhile.
+ */
+
+/** Signals whose default action ends a process, for which the shell's death is deferred. */
+const DEFERRED = new Set<NodeJS.Signals>(["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"]);
+const GRACE_MS = 5_000;
+const POLL_MS = 20;
+
+function exited(child: ChildProcess): boolean {
+  return child.exitCode !== null || child.signalCode !== null;
+}
+
+export function killJailed(child: ChildProcess, sig: NodeJS.Signals): void {
+  const pid = child.pid;
+  // Once reaped, the pid may belong to an unrelated process; the jail's pid namespace died with it anyway.
+  if (pid === undefined || exited(child)) return;
+  if (sig === "SIGKILL") {
+    // bwrap (our process group), then its --die-with-parent child, the namespace's init, whose death makes the
+    // kernel kill every process of the namespace; killing the init directly makes that immediate.
+    const inits = descendants(pid).filter(isNamespaceInit);
+    signal(-pid, "SIGKILL");
+    for (const inner of inits) signal(inner, "SIGKILL");
+    return;
+  }
+  const tree = jailedTree(pid);
+  if (tree.top === null) {
+    // Nothing runs inside yet (the jail is being set up): ending bwrap ends the jail.
+    signal(-pid, sig);
+    return;
+  }
+  const signum = constants.signals[sig];
+  const defer = DEFERRED.has(sig) && tree.rest.length > 0 && !handlesSignal(tree.top, signum);
+  if (!defer) {
+    for (const inner of [tree.top, ...tree.rest]) signal(inner, sig);
+    return;
+  }
+  const top = tree.top;
+  signal(top, "SIGSTOP");
+  for (const inner of tree.rest) signal(inner, sig);
+  const deadline = Date.now() + GRACE_MS;
+  const release = (): void => {
+    if (exited(child)) return;
+    if (tree.rest.some(alive) && Date.now() < deadline) {
+      setTimeout(release, POLL_MS).unref();
+      return;
+    }
+    signal(top, sig);
+    signal(top, "SIGCONT");
+  };
+  setTimeout(release, POLL_MS).unref();
+}

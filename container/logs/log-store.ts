@@ -1,0 +1,394 @@
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { SandboxError } from "../../src/protocol/errors.ts";
+import {
+  type LogLine,
+  type LogStream,
+  type LogsQueryInput,
+  type LogsResult,
+  SessionId,
+} from "../../src/protocol/schemas.ts";
+import { LineSplitter } from "./line-splitter.ts";
+import { type LogFile, readFileLines, recoverSync } from "./log-files.ts";
+import { LogSink } from "./log-sink.ts";
+import type { LineListener, LineWriter } from "./types.ts";
+
+export interface LogStoreOptions {
+  dir: string;
+  /** Lines kept in memory per session for fast tails and followers. */
+  ringLines?: number;
+  /** A file is rotated before it would grow past this size. */
+  maxFileBytes?: number;
+  /** Files kept per session; the oldest is deleted on rotation. */
+  maxFiles?: number;
+  /** Longer lines are cut into pieces (see `CONTINUED_MARKER`). */
+  maxLineBytes?: number;
+  /** Bytes queued for the disk per session before lines stop being written to the files. */
+  maxPendingBytes?: number;
+}
+
+export interface LogSessionStats {
+  seq: number;
+  ringLines: number;
+  pendingBytes: number;
+  files: number;
+  droppedLines: number;
+  writeErrors: number;
+}
+
+interface Waiter {
+  match: (line: LogLine) => boolean;
+  wake: () => void;
+}
+
+interface SessionState {
+  id: string;
+  seq: number;
+  /** Slot `seq % capacity`; holds the seqs (seq - ringSize, seq]. */
+  ring: (LogLine | undefined)[];
+  ringSize: number;
+  sink: LogSink;
+  waiters: Set<Waiter>;
+  removed: boolean;
+}
+
+type Filter = (line: LogLine) => boolean;
+
+/**
+ * Per-session output store: an in-memory ring for tails and followers plus rolling JSONL files. Appends are
+ * synchronous and cheap (ring slot, JSON string, queue); the files are written in batches once per event-loop
+ * turn. Every line gets a per-session `seq`, the cursor of the protocol.
+ */
+export class LogStore {
+  readonly #dir: string;
+  readonly #ringLines: number;
+  readonly #maxFileBytes: number;
+  readonly #maxFiles: number;
+  readonly #maxLineBytes: number;
+  readonly #maxPendingBytes: number;
+  readonly #sessions = new Map<string, SessionState>();
+  readonly #listeners = new Set<LineListener>();
+
+  constructor(options: LogStoreOptions) {
+    this.#dir = options.dir;
+    this.#ringLines = positive(options.ringLines ?? 5_000, "ringLines");
+    this.#maxFileBytes = positive(options.maxFileBytes ?? 8 * 1024 * 1024, "maxFileBytes");
+    this.#maxFiles = positive(options.maxFiles ?? 4, "maxFiles");
+    this.#maxLineBytes = positive(options.maxLineBytes ?? 16 * 1024, "maxLineBytes");
+    this.#maxPendingBytes = positive(options.maxPendingBytes ?? 4 * 1024 * 1024, "maxPendingBytes");
+  }
+
+  writer(sessionId: string, processId: string, stream: LogStream): LineWriter {
+    const state = this.#ensure(sessionId);
+    const splitter = new LineSplitter(this.#maxLineBytes, (text) => {
+      if (!state.removed) this.#push(state, processId, stream, text);
+    });
+    return {
+      write: (chunk) => {
+        if (!state.removed) splitter.write(chunk);
+        return state.sink.accepting;
+      },
+      end: () => splitter.end(),
+      waitDrain: () => state.sink.drained(),
+    };
+  }
+
+  /** Stores one message (the monitor's own messages use stream "system"); returns its last line. */
+  append(sessionId: string, processId: string, stream: LogStream, text: string): LogLine {
+    const state = this.#ensure(sessionId);
+    let last: LogLine | undefined;
+    const splitter = new LineSplitter(this.#maxLineBytes, (piece) => {
+      last = this.#push(state, processId, stream, piece);
+    });
+    splitter.write(text);
+    splitter.end();
+    return last ?? this.#push(state, processId, stream, "");
+  }
+
+  onLine(listener: LineListener): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  /** The seq of the newest line of the session (0 when it has none). */
+  currentSeq(sessionId: string): number {
+    return this.#ensure(sessionId).seq;
+  }
+
+  /** The text of the last `n` stdout/stderr lines of one process still in the ring, oldest first. */
+  lastLines(sessionId: string, processId: string, n: number): string[] {
+    const state = this.#ensure(sessionId);
+    const out: string[] = [];
+    const oldest = state.seq - state.ringSize + 1;
+    for (let s = state.seq; s >= oldest && out.length < n; s--) {
+      const line = this.#ringGet(state, s);
+      if (line && line.processId === processId && line.stream !== "system") out.push(line.text);
+    }
+    return out.reverse();
+  }
+
+  async read(sessionId: string, query: LogsQueryInput, signal?: AbortSignal): Promise<LogsResult> {
+    const match = compileFilter(query);
+    const limit = query.lines ?? 200;
+    const followMs = query.followMs ?? 0;
+    const state = this.#ensure(sessionId);
+    const first = await this.#query(state, query.after, limit, match);
+    if (first.lines.length > 0 || followMs <= 0 || state.removed || signal?.aborted) return first;
+    const arrived = await this.#waitForLine(state, first.cursor, match, followMs, signal);
+    return arrived ? this.#query(state, first.cursor, limit, match) : first;
+  }
+
+  /** Recovers a session after a restart: seq continues after the files, the ring is refilled from their tail. */
+  async open(sessionId: string): Promise<void> {
+    const state = this.#ensure(sessionId);
+    let oldest = state.seq - state.ringSize + 1;
+    const { files, dir } = state.sink;
+    for (let i = files.length - 1; i >= 0 && state.ringSize < this.#ringLines; i--) {
+      const file = files[i];
+      if (!file || file.firstSeq === null || file.firstSeq >= oldest) continue;
+      const lines = (await readFileLines(dir, file.n)).filter((l) => l.seq < oldest);
+      for (let j = lines.length - 1; j >= 0 && state.ringSize < this.#ringLines; j--) {
+        const line = lines[j];
+        if (!line || line.seq >= oldest) continue;
+        // Extend the ring backwards one seq at a time so that gaps (lines never written) stay empty slots.
+        while (oldest > line.seq + 1 && state.ringSize < this.#ringLines) {
+          oldest--;
+          state.ring[oldest % this.#ringLines] = undefined;
+          state.ringSize++;
+        }
+        if (state.ringSize >= this.#ringLines) break;
+        oldest--;
+        state.ring[oldest % this.#ringLines] = line;
+        state.ringSize++;
+      }
+    }
+  }
+
+  /** Writes everything queued, for one session or all. */
+  async flush(sessionId?: string): Promise<void> {
+    if (sessionId !== undefined) {
+      const state = this.#sessions.get(sessionId);
+      if (state) await this.#flushState(state);
+      return;
+    }
+    await Promise.all([...this.#sessions.values()].map((s) => this.#flushState(s)));
+  }
+
+  async remove(sessionId: string): Promise<void> {
+    const state = this.#sessions.get(sessionId);
+    if (state) {
+      state.removed = true;
+      for (const waiter of state.waiters) waiter.wake();
+      await state.sink.stop();
+      this.#sessions.delete(sessionId);
+    }
+    if (SessionId.safeParse(sessionId).success) {
+      await rm(join(this.#dir, sessionId), { recursive: true, force: true });
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+  }
+
+  stats(sessionId: string): LogSessionStats {
+    const state = this.#ensure(sessionId);
+    return {
+      seq: state.seq,
+      ringLines: state.ringSize,
+      pendingBytes: state.sink.pendingBytes,
+      files: state.sink.files.length,
+      droppedLines: state.sink.droppedTotal,
+      writeErrors: state.sink.writeErrors,
+    };
+  }
+
+  // ------------------------------------------------------------------------------------------------ appending
+
+  #ensure(sessionId: string): SessionState {
+    const existing = this.#sessions.get(sessionId);
+    if (existing) return existing;
+    if (!SessionId.safeParse(sessionId).success) {
+      throw new SandboxError("bad_request", `invalid session id "${sessionId}"`);
+    }
+    const dir = join(this.#dir, sessionId);
+    const recovered = recoverSync(dir);
+    const state: SessionState = {
+      id: sessionId,
+      seq: recovered.seq,
+      ring: new Array<LogLine | undefined>(this.#ringLines),
+      ringSize: 0,
+      sink: new LogSink(
+        {
+          dir,
+          maxFileBytes: this.#maxFileBytes,
+          maxFiles: this.#maxFiles,
+          maxPendingBytes: this.#maxPendingBytes,
+          onDropped: (n, processId) => {
+            if (state.removed) return;
+            const note = `${n} lines were not written to the log file: output arrived faster than the disk took it`;
+            this.#push(state, processId, "system", note);
+          },
+        },
+        recovered,
+      ),
+      waiters: new Set(),
+      removed: false,
+    };
+    this.#sessions.set(sessionId, state);
+    return state;
+  }
+
+  #push(state: SessionState, processId: string, stream: LogStream, text: string): LogLine {
+    state.seq++;
+    const line: LogLine = { seq: state.seq, time: new Date().toISOString(), stream, processId, text };
+    state.ring[line.seq % this.#ringLines] = line;
+    if (state.ringSize < this.#ringLines) state.ringSize++;
+    state.sink.enqueue(line);
+    for (const waiter of state.waiters) if (waiter.match(line)) waiter.wake();
+    for (const listener of this.#listeners) {
+      try {
+        listener(state.id, line);
+      } catch (error) {
+        // A faulty listener must not break output capture.
+        console.error("[logs] line listener failed:", error);
+      }
+    }
+    return line;
+  }
+
+  #flushState(state: SessionState): Promise<void> {
+    return state.sink.flush();
+  }
+
+  // ------------------------------------------------------------------------------------------------ reading
+
+  #ringGet(state: SessionState, seq: number): LogLine | undefined {
+    const line = state.ring[seq % this.#ringLines];
+    return line && line.seq === seq ? line : undefined;
+  }
+
+  #query(state: SessionState, after: number | undefined, limit: number, match: Filter): Promise<LogsResult> {
+    return after === undefined ? this.#tail(state, limit, match) : this.#after(state, after, limit, match);
+  }
+
+  async #after(state: SessionState, after: number, limit: number, match: Filter): Promise<LogsResult> {
+    const lines: LogLine[] = [];
+    let truncated = false;
+    let from = after + 1;
+    const ringOldest = state.seq - state.ringSize + 1;
+    if (from < ringOldest) {
+      await this.#flushState(state);
+      const { files, dir } = state.sink;
+      const firstKept = files[0]?.firstSeq ?? ringOldest;
+      truncated = firstKept > from;
+      for (let i = 0; i < files.length && lines.length < limit; i++) {
+        const file = files[i] as LogFile;
+        const next = files[i + 1];
+        // Every line of this file is older than `from` when the next file already starts at or before it.
+        if (file.firstSeq === null || file.firstSeq >= ringOldest) continue;
+        if (next && next.firstSeq !== null && next.firstSeq <= from) continue;
+        for (const line of await readFileLines(dir, file.n)) {
+          if (line.seq < from || line.seq >= ringOldest || !match(line)) continue;
+          lines.push(line);
+          if (lines.length >= limit) break;
+        }
+      }
+      from = ringOldest;
+    }
+    const last = state.seq;
+    for (let s = from; s <= last && lines.length < limit; s++) {
+      const line = this.#ringGet(state, s);
+      if (line && match(line)) lines.push(line);
+    }
+    const tail = lines[lines.length - 1];
+    return { lines, cursor: tail ? tail.seq : state.seq, truncated };
+  }
+
+  async #tail(state: SessionState, limit: number, match: Filter): Promise<LogsResult> {
+    const newest: LogLine[] = [];
+    const ringOldest = state.seq - state.ringSize + 1;
+    for (let s = state.seq; s >= ringOldest && newest.length <= limit; s--) {
+      const line = this.#ringGet(state, s);
+      if (line && match(line)) newest.push(line);
+    }
+    newest.reverse();
+    let older: LogLine[] = [];
+    let truncated = false;
+    if (newest.length > limit) {
+      truncated = true;
+      newest.shift();
+    } else if (ringOldest > 1) {
+      await this.#flushState(state);
+      const need = limit - newest.length;
+      const { files, dir } = state.sink;
+      for (let i = files.length - 1; i >= 0; i--) {
+        const file = files[i] as LogFile;
+        if (file.firstSeq === null || file.firstSeq >= ringOldest) continue;
+        const found = (await readFileLines(dir, file.n)).filter((l) => l.seq < ringOldest && match(l));
+        older = found.concat(older);
+        if (older.length > need) {
+          truncated = true;
+          older = older.slice(older.length - need);
+          break;
+        }
+      }
+    }
+    const lines = older.concat(newest);
+    const tail = lines[lines.length - 1];
+    return { lines, cursor: tail ? tail.seq : state.seq, truncated };
+  }
+
+  #waitForLine(
+    state: SessionState,
+    after: number,
+    match: Filter,
+    ms: number,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    for (let s = after + 1; s <= state.seq; s++) {
+      const line = this.#ringGet(state, s);
+      if (line && match(line)) return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      const finish = (arrived: boolean) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        state.waiters.delete(waiter);
+        resolve(arrived);
+      };
+      const onAbort = () => finish(false);
+      const waiter: Waiter = { match, wake: () => finish(!state.removed) };
+      const timer = setTimeout(() => finish(false), ms);
+      state.waiters.add(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+function compileFilter(query: LogsQueryInput): Filter {
+  let re: RegExp | undefined;
+  if (query.grep !== undefined && query.grep !== "") {
+    try {
+      re = new RegExp(query.grep);
+    } catch (error) {
+      throw new SandboxError(
+        "bad_request",
+        `grep is not a valid regular expression: ${(error as Error).message}`,
+        'pass a JavaScript regular expression such as "error|warn" (escape special characters with \\)',
+      );
+    }
+  }
+  const { processId, stream } = query;
+  return (line) =>
+    (processId === undefined || line.processId === processId) &&
+    (stream === undefined || line.stream === stream) &&
+    (re === undefined || re.test(line.text));
+}
+
+function positive(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer`);
+  return value;
+}

@@ -1,0 +1,391 @@
+import { SandboxClient } from "../protocol/client.ts";
+import { isSandboxError, SandboxError } from "../protocol/errors.ts";
+import { CreateSessionRequest, type Isolation, type Session, SessionId } from "../protocol/schemas.ts";
+import {
+  locateSession,
+  newPoolPlacement,
+  newSoloPlacement,
+  newTenantPlacement,
+  type Placement,
+  type PlacementConfig,
+  type PlacementMode,
+  parsePlacementConfig,
+  poolContainerName,
+  type TenancyPolicy,
+  tenancyFor,
+} from "../placement/placement.ts";
+import { RegistryClient } from "./registry-client.ts";
+import type { DurableObjectNamespaceLike, R2BucketLike } from "./routing-fetch-bindings.ts";
+import { stubFor } from "./routing-fetch-bindings.ts";
+import { DEFAULT_SNAPSHOT_DEBOUNCE, type SnapshotDebounce } from "./snapshots.ts";
+
+/** Bindings, named as in wrangler.jsonc. Real Workers bindings are assignable to these structural types. */
+export interface RoutingEnv {
+  /** The sandbox container class (or `ForwardingSandbox` in dev and tests). */
+  SANDBOX: DurableObjectNamespaceLike;
+  /** `SandboxRegistry`, SQLite-backed; sharded per container and per principal. */
+  REGISTRY: DurableObjectNamespaceLike;
+  /** Optional: workspace snapshots go to R2 when bound, else to the registry's Durable Object storage. */
+  SNAPSHOTS?: R2BucketLike;
+  /** Pool size; "0" gives every session a container of its own. */
+  MAX_SANDBOX_INSTANCES: string;
+}
+
+export interface RoutingOptions {
+  /** `solo` gives every session its own container whatever `MAX_SANDBOX_INSTANCES` says. */
+  mode?: PlacementMode;
+  /** Default `auto`: principals share a pooled container only where it jails sessions (bubblewrap). */
+  tenancy?: TenancyPolicy;
+  /** Sessions one container holds before it counts as full. Default 32. */
+  sessionsPerContainer?: number;
+  /** Live sessions one principal may hold. Default 10. */
+  maxSessionsPerPrincipal?: number;
+  /** Pool containers tried (each at random) before answering at_capacity. Default 3. */
+  placementAttempts?: number;
+  /** Told to callers in at_capacity errors. Default 30. */
+  retryAfterSeconds?: number;
+  snapshotDebounce?: SnapshotDebounce;
+  /** Activity is reported to the registry at most this often per session and isolate. Default 60 s. */
+  touchEveryMs?: number;
+  /** How long a container's reported isolation is trusted. Default 5 min. */
+  isolationCacheMs?: number;
+  /** `ctx.waitUntil` of the Worker: registry bookkeeping then runs after the response. Awaited when absent. */
+  waitUntil?: (promise: Promise<unknown>) => void;
+}
+
+const BASE = "http://sandbox.internal";
+const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(\/.*)?$/;
+const MUTATING = [/^POST \/files\/write$/, /^PUT \/files\/archive$/, /^POST \/exec$/, /^POST \/processes$/];
+const TENANT_WARNING =
+  "this sandbox host cannot jail sessions from each other, so the container serving this session is dedicated " +
+  "to its owner: other principals' sessions never share it";
+const RESTORE_WARNING = "the container holding this session was replaced; it is restored from its last snapshot on next use";
+
+/**
+ * A fetch that makes the whole fleet of sandbox containers look like one monitor to `SandboxClient`:
+ * `POST /v1/sessions` places the session (its id records the container), `/v1/sessions/:id/...` goes to the
+ * container the id names (restoring the workspace first when that container is fresh), `GET /v1/sessions?owner=`
+ * answers from the registry, `GET /v1/health` from a pool container.
+ *
+ * Registry calls per tool call: none on reads (one activity report per session per minute), one (often after the
+ * response, through `waitUntil`) after a mutating call, a few on create, list and destroy.
+ */
+export function createRoutingFetch(
+  env: RoutingEnv,
+  options: RoutingOptions = {},
+): (request: Request) => Promise<Response> {
+  const router = new Router(env, options);
+  return async (request) => {
+    try {
+      return await router.handle(request);
+    } catch (error) {
+      return errorResponse(error);
+    }
+  };
+}
+
+/** Takes a snapshot of a session's workspace now, outside the debounce. */
+export function snapshotSession(
+  env: RoutingEnv,
+  sessionId: string,
+  options: Pick<RoutingOptions, "mode"> = {},
+): Promise<{ bytes: number; takenAt: number }> {
+  const config = parsePlacementConfig(env.MAX_SANDBOX_INSTANCES, options.mode);
+  const { container } = locateSession(sessionId, config);
+  return RegistryClient.forContainer(env.REGISTRY, container).snapshot(sessionId);
+}
+
+class Router {
+  readonly #env: RoutingEnv;
+  readonly #config: PlacementConfig;
+  readonly #options: Required<Omit<RoutingOptions, "mode" | "waitUntil">> & Pick<RoutingOptions, "waitUntil">;
+  readonly #touched = new Map<string, number>();
+  readonly #isolation = new Map<string, { isolation: Isolation; at: number }>();
+
+  constructor(env: RoutingEnv, options: RoutingOptions) {
+    this.#env = env;
+    this.#config = parsePlacementConfig(env.MAX_SANDBOX_INSTANCES, options.mode);
+    this.#options = {
+      tenancy: options.tenancy ?? "auto",
+      sessionsPerContainer: options.sessionsPerContainer ?? 32,
+      maxSessionsPerPrincipal: options.maxSessionsPerPrincipal ?? 10,
+      placementAttempts: options.placementAttempts ?? 3,
+      retryAfterSeconds: options.retryAfterSeconds ?? 30,
+      snapshotDebounce: options.snapshotDebounce ?? DEFAULT_SNAPSHOT_DEBOUNCE,
+      touchEveryMs: options.touchEveryMs ?? 60_000,
+      isolationCacheMs: options.isolationCacheMs ?? 300_000,
+      waitUntil: options.waitUntil,
+    };
+  }
+
+  async handle(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname === "/v1/health" && request.method === "GET") return this.#health();
+    if (url.pathname === "/v1/sessions") {
+      if (request.method === "POST") return this.#create(request);
+      if (request.method === "GET") return this.#list(url.searchParams.get("owner"));
+    }
+    const match = SESSION_PATH.exec(url.pathname);
+    if (match) {
+      const id = SessionId.safeParse(decodeURIComponent(match[1] ?? ""));
+      if (!id.success) throw new SandboxError("bad_request", `invalid session id: ${id.error.issues[0]?.message}`);
+      return this.#session(request, url, id.data, match[2] ?? "");
+    }
+    throw new SandboxError("not_found", `no route ${request.method} ${url.pathname}`);
+  }
+
+  // ------------------------------------------------------------------------------------------ create
+
+  async #create(request: Request): Promise<Response> {
+    const parsed = CreateSessionRequest.safeParse(await request.json().catch(() => undefined));
+    if (!parsed.success) throw new SandboxError("bad_request", `invalid request: ${parsed.error.message}`);
+    const input = parsed.data;
+    const owner = input.owner ?? null;
+    const principal = await RegistryClient.forOwner(this.#env.REGISTRY, owner);
+    const { claim, tag } = await principal.claim(owner, this.#options.maxSessionsPerPrincipal);
+    try {
+      const attempts = this.#config.mode === "pool" ? this.#options.placementAttempts : 1;
+      for (let attempt = 0; attempt < attempts; attempt++) {
+        const placement = await this.#place(tag);
+        const session = await this.#createOn(placement, { ...input, id: placement.sessionId });
+        if (!session) {
+          if (placement.tenancy !== "shared") break;
+          continue;
+        }
+        await principal.bind(claim, session.id, placement.container);
+        if (placement.tenancy === "principal") session.warnings.push(TENANT_WARNING);
+        return Response.json(session, { status: 201 });
+      }
+      throw this.#atCapacity();
+    } catch (error) {
+      await principal.unclaim(claim).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async #place(tag: string): Promise<Placement> {
+    if (this.#config.mode === "solo") return newSoloPlacement();
+    const candidate = newPoolPlacement(this.#config.poolSize);
+    const isolation = this.#options.tenancy === "auto" ? await this.#isolationOf(candidate.container) : "none";
+    return tenancyFor(isolation, this.#options.tenancy) === "shared" ? candidate : newTenantPlacement(tag);
+  }
+
+  /** The session, or undefined when the container is full. */
+  async #createOn(placement: Placement, request: CreateSessionRequest): Promise<Session | undefined> {
+    const shard = RegistryClient.forContainer(this.#env.REGISTRY, placement.container);
+    const capacity = placement.tenancy === "session" ? 1 : this.#options.sessionsPerContainer;
+    try {
+      await shard.reserve({
+        id: placement.sessionId,
+        owner: request.owner ?? null,
+        container: placement.container,
+        request,
+        capacity,
+      });
+    } catch (error) {
+      if (isSandboxError(error) && error.code === "at_capacity") return undefined;
+      throw error;
+    }
+    try {
+      const session = await this.#client(placement.container).createSession(request);
+      await shard.commit(session.id, session);
+      return session;
+    } catch (error) {
+      await shard.release(placement.sessionId).catch(() => undefined);
+      if (isSandboxError(error) && error.code === "at_capacity") return undefined;
+      throw error;
+    }
+  }
+
+  async #isolationOf(container: string): Promise<Isolation> {
+    const cached = this.#isolation.get(container);
+    if (cached && Date.now() - cached.at < this.#options.isolationCacheMs) return cached.isolation;
+    const health = await this.#client(container).health();
+    this.#isolation.set(container, { isolation: health.isolation.available, at: Date.now() });
+    return health.isolation.available;
+  }
+
+  #atCapacity(): SandboxError {
+    const retry = this.#options.retryAfterSeconds;
+    return new SandboxError(
+      "at_capacity",
+      `the sandbox pool is at capacity, retry in ${retry} s`,
+      `retry in ${retry} s, or destroy sessions you no longer need`,
+      { retryAfterSeconds: retry },
+    );
+  }
+
+  // ------------------------------------------------------------------------------------------ list, health
+
+  async #list(owner: string | null): Promise<Response> {
+    if (owner === null) {
+      throw new SandboxError(
+        "bad_request",
+        "listing sessions across the container fleet needs an owner",
+        "pass ?owner=<principal>",
+      );
+    }
+    const principal = await RegistryClient.forOwner(this.#env.REGISTRY, owner);
+    const byContainer = new Map<string, string[]>();
+    for (const { id, container } of (await principal.owned(owner)).sessions) {
+      byContainer.set(container, [...(byContainer.get(container) ?? []), id]);
+    }
+    const sessions: Session[] = [];
+    const gone: string[] = [];
+    await Promise.all(
+      [...byContainer].map(async ([container, ids]) => {
+        const { records } = await RegistryClient.forContainer(this.#env.REGISTRY, container).records(ids);
+        const live = new Set(records.map((record) => record.id));
+        gone.push(...ids.filter((id) => !live.has(id)));
+        for (const record of records) {
+          if (!record.session || record.owner !== owner) continue;
+          const expiresAt = Math.min(
+            record.lastActiveAt + record.idleTtlSeconds * 1000,
+            record.createdAt + record.maxLifetimeSeconds * 1000,
+          );
+          const lastActive = Math.max(Date.parse(record.session.lastActiveAt), record.lastActiveAt);
+          sessions.push({
+            ...record.session,
+            lastActiveAt: new Date(lastActive).toISOString(),
+            expiresAt: new Date(Math.max(expiresAt, Date.parse(record.session.expiresAt))).toISOString(),
+            warnings: record.snapshotError
+              ? [...record.session.warnings, `the last workspace snapshot failed: ${record.snapshotError}`]
+              : record.session.warnings,
+          });
+        }
+      }),
+    );
+    if (gone.length > 0) await this.#background(principal.drop(gone));
+    sessions.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return Response.json({ sessions });
+  }
+
+  async #health(): Promise<Response> {
+    const container = this.#config.mode === "pool" ? poolContainerName(0) : "container-probe";
+    const health = await this.#client(container).health();
+    this.#isolation.set(container, { isolation: health.isolation.available, at: Date.now() });
+    const scope =
+      this.#config.mode === "pool"
+        ? `health of ${container}, one of ${this.#config.poolSize} pool containers`
+        : "health of a probe container; every session has a container of its own";
+    return Response.json({ ...health, isolation: { ...health.isolation, warnings: [...health.isolation.warnings, scope] } });
+  }
+
+  // ------------------------------------------------------------------------------------------ session routes
+
+  async #session(request: Request, url: URL, id: string, rest: string): Promise<Response> {
+    const { container } = locateSession(id, this.#config);
+    const shard = RegistryClient.forContainer(this.#env.REGISTRY, container);
+    if (request.method === "DELETE" && rest === "") return this.#destroy(request, url, id, container, shard);
+    const streaming = rest.startsWith("/ports/") || (request.method === "PUT" && rest === "/files/archive");
+    const body =
+      request.body && !streaming ? await request.arrayBuffer() : (request.body ?? undefined);
+    let response = await this.#forward(container, request, url, body);
+    if (response.status === 404 && (await this.#sessionMissing(container, id, rest))) {
+      const { restored } = await shard.restore(id);
+      if (restored) {
+        await response.body?.cancel();
+        if (streaming) {
+          throw new SandboxError(
+            "unavailable",
+            `session ${id} was restored onto a fresh container; its workspace is back`,
+            "retry the request",
+          );
+        }
+        response = await this.#forward(container, request, url, body);
+      }
+    }
+    if (response.ok) await this.#noteActivity(shard, id, `${request.method} ${rest}`);
+    return response;
+  }
+
+  async #destroy(
+    request: Request,
+    url: URL,
+    id: string,
+    container: string,
+    shard: RegistryClient,
+  ): Promise<Response> {
+    const response = await this.#forward(container, request, url, undefined);
+    if (!response.ok && response.status !== 404) return response;
+    const { known, owner } = await shard.forget(id);
+    if (known) await RegistryClient.forOwner(this.#env.REGISTRY, owner).then((principal) => principal.drop([id]));
+    if (response.ok || !known) return response;
+    // The container had already lost it (slept or replaced); forgetting the record and snapshot destroys it.
+    await response.body?.cancel();
+    return Response.json({ id, destroyed: true });
+  }
+
+  /** Whether a 404 means the container does not hold the session (rather than a missing process or file). */
+  async #sessionMissing(container: string, id: string, rest: string): Promise<boolean> {
+    if (rest === "") return true;
+    const probe = await this.#forward(container, new Request(`${BASE}/v1/sessions/${id}`), null, undefined);
+    await probe.body?.cancel();
+    return probe.status === 404;
+  }
+
+  async #noteActivity(shard: RegistryClient, id: string, call: string): Promise<void> {
+    if (MUTATING.some((pattern) => pattern.test(call))) {
+      this.#touched.set(id, Date.now());
+      await this.#background(shard.dirty(id, this.#options.snapshotDebounce));
+      return;
+    }
+    const last = this.#touched.get(id) ?? 0;
+    if (Date.now() - last < this.#options.touchEveryMs) return;
+    if (this.#touched.size > 10_000) this.#touched.clear();
+    this.#touched.set(id, Date.now());
+    await this.#background(shard.touch(id));
+  }
+
+  async #background(work: Promise<unknown>): Promise<void> {
+    const quiet = work.catch((error: unknown) => console.error(`[routing] registry update failed: ${String(error)}`));
+    if (this.#options.waitUntil) this.#options.waitUntil(quiet);
+    else await quiet;
+  }
+
+  // ------------------------------------------------------------------------------------------ transport
+
+  /** Sends a request to a container Durable Object; start failures become at_capacity or unavailable. */
+  async #forward(
+    container: string,
+    request: Request,
+    url: URL | null,
+    body: ArrayBuffer | ReadableStream<Uint8Array> | undefined,
+  ): Promise<Response> {
+    const headers = new Headers(request.headers);
+    // The container Durable Object sets the monitor's secret; a caller's header is never passed on.
+    headers.delete("authorization");
+    const init: RequestInit & { duplex?: "half" } = { method: request.method, headers };
+    if (body !== undefined) {
+      init.body = body;
+      if (body instanceof ReadableStream) init.duplex = "half";
+    }
+    const target = url ? `${BASE}${url.pathname}${url.search}` : request.url;
+    const response = await stubFor(this.#env.SANDBOX, container).fetch(new Request(target, init));
+    const json = response.headers.get("content-type")?.includes("json") ?? false;
+    if (!json && (response.status === 503 || response.status === 429)) {
+      await response.body?.cancel();
+      throw this.#atCapacity();
+    }
+    return response;
+  }
+
+  #client(container: string): SandboxClient {
+    return new SandboxClient({
+      baseUrl: BASE,
+      // Errors become protocol error bodies again, so the client rethrows them with their code intact.
+      fetch: (request) =>
+        this.#forward(container, request, null, request.body ?? undefined).catch(errorResponse),
+    });
+  }
+}
+
+function errorResponse(error: unknown): Response {
+  const failure = isSandboxError(error)
+    ? error
+    : new SandboxError("internal", `routing failed: ${error instanceof Error ? error.message : String(error)}`);
+  const headers = new Headers();
+  const retry = failure.details?.retryAfterSeconds;
+  if (failure.code === "at_capacity" && typeof retry === "number") headers.set("retry-after", String(retry));
+  return Response.json(failure.toBody(), { status: failure.status, headers });
+}

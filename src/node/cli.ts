@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { generateToken, LOCAL_PRINCIPAL, parseTokens, principalOf } from "./auth.ts";
+import { isLoopbackHost } from "./host-check.ts";
+import { type LocalServer, startLocalServer } from "./server.ts";
+
+const HELP = `sandbox-mcp: an MCP server that gives AI agents real sandboxes
+
+Usage: npm start -- [options]      (or: node src/node/cli.ts [options])
+
+Options (each has an environment variable; a flag wins over its variable):
+  -p, --port <n>        PORT        port to listen on (default 8787; 0 picks a free one)
+      --host <addr>     HOST        address to bind (default 127.0.0.1)
+  -d, --data-dir <dir>  DATA_DIR    sessions, logs and deployments (default ./.data)
+      --token <t>       TOKEN       bearer token(s), comma separated; each is its own principal.
+                                    Required off loopback: one is generated and printed when absent.
+      --isolation <m>   ISOLATION   auto (bubblewrap when available) or none
+      --public-url <u>  PUBLIC_URL  origin used in static deploy URLs (default http://127.0.0.1:<port>)
+      --stdio                       serve MCP on stdin/stdout (logs go to stderr); previews and static
+                                    apps are still served over HTTP on --port (a free port when taken)
+  -h, --help                        show this help
+
+Cloudflare deploys read CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID; without a token they are dry runs.
+
+Endpoints: /mcp (streamable HTTP), /health, /apps/<name>/ (static deploys),
+           http://<port>-<sessionId>.localhost:<port>/ (previews of session ports)
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`sandbox-mcp: ${message}\nTry --help.\n`);
+  process.exit(2);
+}
+
+function parse() {
+  try {
+    return parseArgs({
+      options: {
+        port: { type: "string", short: "p" },
+        host: { type: "string" },
+        "data-dir": { type: "string", short: "d" },
+        token: { type: "string" },
+        isolation: { type: "string" },
+        "public-url": { type: "string" },
+        stdio: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+}
+
+async function main() {
+  const args = parse();
+  if (args.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const env = process.env;
+  const port = Number(args.port ?? env.PORT ?? 8787);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) fail(`invalid port: ${args.port ?? env.PORT}`);
+  const host = args.host ?? env.HOST ?? "127.0.0.1";
+  const isolation = args.isolation ?? env.ISOLATION ?? "auto";
+  if (isolation !== "auto" && isolation !== "none") fail(`--isolation is auto or none, not ${isolation}`);
+  const tokens = parseTokens(args.token ?? env.TOKEN);
+  if (!isLoopbackHost(host) && tokens.length === 0) {
+    const token = generateToken();
+    tokens.push(token);
+    process.stderr.write(
+      `sandbox-mcp: ${host} is not loopback, so requests need a bearer token. Generated one for this run:\n` +
+        `  Authorization: Bearer ${token}\n(set TOKEN to keep it across restarts)\n`,
+    );
+  }
+  if (args.stdio) {
+    // stdout carries the protocol: anything else printed there would corrupt it.
+    console.log = console.error;
+    console.info = console.error;
+  }
+
+  const publicUrl = args["public-url"] ?? env.PUBLIC_URL;
+  const cloudflare: { apiToken?: string; accountId?: string } = {};
+  if (env.CLOUDFLARE_API_TOKEN) cloudflare.apiToken = env.CLOUDFLARE_API_TOKEN;
+  if (env.CLOUDFLARE_ACCOUNT_ID) cloudflare.accountId = env.CLOUDFLARE_ACCOUNT_ID;
+  const start = (bindPort: number) =>
+    startLocalServer({
+      port: bindPort,
+      host,
+      dataDir: args["data-dir"] ?? env.DATA_DIR ?? ".data",
+      tokens,
+      isolation,
+      cloudflare,
+      ...(publicUrl ? { publicOrigin: publicUrl.replace(/\/+$/, "") } : {}),
+    });
+
+  let server: LocalServer;
+  try {
+    server = await start(port);
+  } catch (error) {
+    const inUse = (error as NodeJS.ErrnoException).code === "EADDRINUSE";
+    if (!(args.stdio && inUse)) fail(error instanceof Error ? error.message : String(error));
+    process.stderr.write(`sandbox-mcp: port ${port} is taken; previews use a free port instead\n`);
+    server = await start(0);
+  }
+
+  let stopping = false;
+  const shutdown = async (reason: string, code = 0) => {
+    if (stopping) {
+      process.stderr.write("sandbox-mcp: forced exit\n");
+      process.exit(1);
+    }
+    stopping = true;
+    process.stderr.write(`sandbox-mcp: ${reason}, shutting down\n`);
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    try {
+      await server.close();
+    } finally {
+      process.exit(code);
+    }
+  };
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+  if (args.stdio) {
+    server.mcp.serveStdio(LOCAL_PRINCIPAL);
+    // The client closing stdin ends the session, as the stdio binding asks.
+    process.stdin.on("end", () => void shutdown("stdin closed"));
+    process.stderr.write(`sandbox-mcp: serving MCP on stdio; previews and apps at ${server.origin}\n`);
+    return;
+  }
+  const principals = tokens.length === 0 ? LOCAL_PRINCIPAL : tokens.map(principalOf).join(", ");
+  process.stderr.write(
+    `sandbox-mcp: listening on ${server.origin}/mcp (health: ${server.origin}/health; principals: ${principals})\n`,
+  );
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`sandbox-mcp: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

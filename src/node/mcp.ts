@@ -1,0 +1,41 @@
+import { type StdioServerHandle, serveStdio } from "@modelcontextprotocol/server/stdio";
+import { SessionOwnerCache, type Deployer } from "../../tools/types.ts";
+import type { SandboxClient } from "../protocol/client.ts";
+import { createHttpHandler, createServer } from "../server.ts";
+
+export interface McpEndpoint {
+  /** Serves one streamable-HTTP request (stateless) for `principal`. */
+  fetch(request: Request, principal: string): Promise<Response>;
+  /** Serves MCP over this process's stdin/stdout for `principal`. */
+  serveStdio(principal: string): StdioServerHandle;
+  close(): Promise<void>;
+}
+
+/**
+ * The MCP face of the local server: one tool server per request (stateless, so 2025-era clients with the
+ * initialize handshake and 2026-era clients without one share the route), built by the same `createServer`
+ * the Worker uses, with the caller's principal.
+ */
+export function createMcpEndpoint(deps: { client: SandboxClient; deployer: Deployer }): McpEndpoint {
+  // Owners never change, so one cache serves every request and principal.
+  const owners = new SessionOwnerCache();
+  const build = (principal: string) =>
+    createServer({ sandbox: deps.client, principal, deploy: deps.deployer, owners });
+  const handler = createHttpHandler({
+    sandbox: deps.client,
+    deploy: deps.deployer,
+    owners,
+    handler: { onerror: (error) => console.error(`[mcp] ${error.message}`) },
+  });
+  return {
+    fetch(request, principal) {
+      return handler.fetch(request, { authInfo: { token: "", clientId: principal, scopes: [] } });
+    },
+    serveStdio(principal) {
+      return serveStdio(() => build(principal), {
+        onerror: (error) => console.error(`[mcp] ${error.message}`),
+      });
+    },
+    close: () => handler.close(),
+  };
+}

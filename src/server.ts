@@ -1,0 +1,260 @@
+import {
+  type AuthInfo,
+  type CallToolResult,
+  type CreateMcpHandlerOptions,
+  createMcpHandler,
+  DEFAULT_MAX_REQUEST_BODY_SIZE,
+  isLegacyRequest,
+  type McpHttpHandler,
+  type McpRequestContext,
+  McpServer,
+  readRequestBody,
+  type ServerContext,
+} from "@modelcontextprotocol/server";
+import { tools } from "../tools/index.ts";
+import { registerResources } from "../tools/resources.ts";
+import { toolError } from "../tools/tool-error.ts";
+import {
+  type Deployer,
+  defaultLimits,
+  type ProgressFn,
+  SessionOwnerCache,
+  type ToolContext,
+  type ToolLimits,
+} from "../tools/types.ts";
+import type { SandboxClient } from "./protocol/client.ts";
+
+export interface ServerDeps {
+  /** The only way tools reach a sandbox. */
+  sandbox: SandboxClient;
+  /** Who is calling; sessions belong to the principal that created them. */
+  principal: string;
+  /** Publishes sessions; without one, `deploy` answers that this server cannot deploy. */
+  deploy?: Deployer;
+  /** Share one cache across requests (the HTTP handler builds a server per request). */
+  owners?: SessionOwnerCache;
+  limits?: Partial<ToolLimits>;
+  name?: string;
+  version?: string;
+}
+
+export const SERVER_NAME = "sandbox-mcp";
+export const SERVER_VERSION = "0.1.0";
+
+/** A short workflow guide the client hands to the model with the tool list. */
+export const INSTRUCTIONS = [
+  "Real Linux sandboxes for building and running code.",
+  "Workflow: create_session (network: allow if you need npm install) → write_files → run_commands",
+  '(e.g. ["npm install", "npm run build"]) → on failure read get_errors (classified, with file:line) and fix →',
+  "start_process for dev servers (waitFor a port or log line) → tail_logs with the returned cursor to follow",
+  "output → deploy (preview needs the port) → destroy_session when done.",
+  "Every tool takes the sessionId from create_session. Output is capped: when a result says truncated, read the",
+  "rest with tail_logs. Errors come back as results with a message that says what to do next.",
+].join(" ");
+
+/** The one factory every host uses (Worker, Node server, stdio): an MCP server with every tool registered. */
+export function createServer(deps: ServerDeps): McpServer {
+  const server = new McpServer(
+    { name: deps.name ?? SERVER_NAME, version: deps.version ?? SERVER_VERSION },
+    { instructions: INSTRUCTIONS },
+  );
+  const limits: ToolLimits = { ...defaultLimits, ...deps.limits };
+  const owners = deps.owners ?? new SessionOwnerCache();
+  const contextFor = (ctx: ServerContext): ToolContext => ({
+    principal: deps.principal,
+    sandbox: deps.sandbox,
+    notify: progressFor(ctx),
+    signal: ctx.mcpReq.signal,
+    limits,
+    deploy: deps.deploy,
+    owners,
+  });
+
+  for (const tool of tools) {
+    server.registerTool(
+      tool.name,
+      {
+        title: tool.title,
+        description: tool.description,
+        inputSchema: tool.inputSchema,
+        outputSchema: tool.outputSchema,
+        annotations: tool.annotations,
+      },
+      async (args, ctx): Promise<CallToolResult> => {
+        try {
+          const reply = await tool.execute(args, contextFor(ctx));
+          return {
+            content: [{ type: "text", text: reply.text }],
+            structuredContent: reply.data,
+            ...(reply.isError ? { isError: true } : {}),
+          };
+        } catch (error) {
+          return toolError(error);
+        }
+      },
+    );
+  }
+  registerResources(server, contextFor);
+  return server;
+}
+
+/** Progress goes out only when the client asked for it with a progressToken. */
+function progressFor(ctx: ServerContext): ProgressFn {
+  const token = ctx.mcpReq._meta?.progressToken;
+  if (token === undefined) return async () => {};
+  return async (progress, total, message) => {
+    await ctx.mcpReq.notify({
+      method: "notifications/progress",
+      params: {
+        progressToken: token,
+        progress,
+        ...(total !== undefined ? { total } : {}),
+        ...(message !== undefined ? { message } : {}),
+      },
+    });
+  };
+}
+
+export interface HttpHandlerDeps extends Omit<ServerDeps, "principal"> {
+  /**
+   * Who is calling, from the request the host authenticated. Default: the `clientId` of the `authInfo` the host
+   * passes to `fetch` (the host verifies tokens; this layer never reads credentials).
+   */
+  principal?: (context: McpRequestContext) => string;
+  handler?: CreateMcpHandlerOptions;
+}
+
+/**
+ * Serves `createServer` statelessly over streamable HTTP: a fresh server per request, so any instance answers
+ * any call, 2026-07-28 clients need no handshake and 2025-era clients get the stateless fallback. Put Origin/Host
+ * checks and authentication in front; pass the verified identity as `authInfo` to `fetch`.
+ */
+export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
+  const owners = deps.owners ?? new SessionOwnerCache();
+  const principalOf = deps.principal ?? principalFromAuth;
+  const handler = createMcpHandler(
+    (context) => createServer({ ...deps, owners, principal: principalOf(context) }),
+    deps.handler,
+  );
+  const cancels = new LegacyCancels();
+  const maxBody = deps.handler?.maxRequestBodySize ?? DEFAULT_MAX_REQUEST_BODY_SIZE;
+  return {
+    ...handler,
+    async fetch(request, options) {
+      if (request.method !== "POST" || options?.parsedBody !== undefined)
+        return handler.fetch(request, options);
+      const read = await readRequestBody(request.clone(), maxBody).catch(() => undefined);
+      const body = read && !read.tooLarge ? parseJson(read.text) : undefined;
+      if (!isRpc(body) || !(await isLegacyRequest(request, body))) return handler.fetch(request, options);
+      const principal = principalOf({ era: "legacy", requestInfo: request, ...withAuth(options?.authInfo) });
+      const forward = { ...options, parsedBody: body };
+      if (body.method === "notifications/cancelled") {
+        cancels.cancel(principal, body.params?.requestId);
+        return handler.fetch(request, forward);
+      }
+      if (body.method !== "tools/call" || body.id === undefined) return handler.fetch(request, forward);
+      const tracked = cancels.track(principal, body.id);
+      const signal = AbortSignal.any([request.signal, tracked.signal]);
+      try {
+        const response = await handler.fetch(new Request(request, { signal }), forward);
+        return untilDone(response, tracked.done);
+      } catch (error) {
+        tracked.done();
+        throw error;
+      }
+    },
+  };
+}
+
+/**
+ * A 2025-era client cancels with a `notifications/cancelled` POST, which the stateless fallback hands to a fresh
+ * server that never saw the call. This registry connects the two on one instance: the call's request id and the
+ * caller's principal find the running call, whose request signal is then aborted (the fallback tears the call
+ * down on that signal). Ambiguous matches (two connections of one principal with the same id) cancel nothing.
+ */
+class LegacyCancels {
+  readonly #inflight = new Map<string, Set<AbortController>>();
+
+  track(principal: string, id: string | number): { signal: AbortSignal; done: () => void } {
+    const key = `${principal}\n${String(id)}`;
+    const controller = new AbortController();
+    const set = this.#inflight.get(key) ?? new Set();
+    set.add(controller);
+    this.#inflight.set(key, set);
+    return {
+      signal: controller.signal,
+      done: () => {
+        set.delete(controller);
+        if (set.size === 0 && this.#inflight.get(key) === set) this.#inflight.delete(key);
+      },
+    };
+  }
+
+  cancel(principal: string, id: unknown): void {
+    if (typeof id !== "string" && typeof id !== "number") return;
+    const set = this.#inflight.get(`${principal}\n${String(id)}`);
+    if (set?.size !== 1) return;
+    for (const controller of set) controller.abort(new Error("cancelled by the client"));
+  }
+}
+
+interface RpcMessage {
+  method: string;
+  id?: string | number;
+  params?: { requestId?: unknown };
+}
+
+function isRpc(value: unknown): value is RpcMessage {
+  return (
+    typeof value === "object" && value !== null && typeof (value as { method?: unknown }).method === "string"
+  );
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function withAuth(authInfo: AuthInfo | undefined): { authInfo?: AuthInfo } {
+  return authInfo ? { authInfo } : {};
+}
+
+/** Calls `done` once the response body has been sent or abandoned. */
+function untilDone(response: Response, done: () => void): Response {
+  if (!response.body) {
+    done();
+    return response;
+  }
+  const reader = response.body.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done: finished, value } = await reader.read();
+        if (finished) {
+          done();
+          controller.close();
+        } else controller.enqueue(value);
+      } catch (error) {
+        done();
+        controller.error(error);
+      }
+    },
+    async cancel(reason) {
+      done();
+      await reader.cancel(reason).catch(() => {});
+    },
+  });
+  return new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}
+
+/** The default principal: the verified client id, or `anonymous` when the host authenticated nobody. */
+export function principalFromAuth(context: { authInfo?: AuthInfo }): string {
+  return context.authInfo?.clientId || "anonymous";
+}

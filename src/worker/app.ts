@@ -1,0 +1,144 @@
+import { Hono } from "hono";
+import type { Deployer } from "../../tools/types.ts";
+import { type FetchLike, SandboxClient } from "../protocol/client.ts";
+import { isSandboxError } from "../protocol/errors.ts";
+import { SERVER_VERSION } from "../server.ts";
+import { type BearerAuth, createBearerAuth, unauthorized } from "./auth.ts";
+import { readConfig, type WorkerConfig, type WorkerVars } from "./config.ts";
+import { createWorkerDeployer } from "./deployer.ts";
+import { createWorkerMcp, type WorkerMcp } from "./mcp.ts";
+import { servePreview } from "./preview.ts";
+import { parsePreviewHost } from "./preview-host.ts";
+import { PreviewGrants, type PreviewNamespace, validPort } from "./preview-registry.ts";
+import { revokingPreviewsOnDestroy } from "./sandbox-fetch.ts";
+
+/** What the app needs from the environment besides plain vars. */
+export interface AppBindings extends WorkerVars {
+  PREVIEWS: PreviewNamespace;
+}
+
+/** The Cloudflare-specific parts, injected so that the app never names a container class. */
+export interface WorkerPlatform<E extends AppBindings> {
+  /** A fetch that makes the whole container pool look like one monitor (placement, stickiness, snapshots). */
+  sandboxFetch(env: E): FetchLike;
+  /** Publishes `cloudflare` deploys (the deployer container); undefined when not configured. */
+  publisher(env: E): Deployer | undefined;
+}
+
+/** Set by the OAuth provider (or a service binding) for requests it already authenticated. */
+export interface AuthProps {
+  principal?: string;
+}
+
+interface Runtime {
+  config: WorkerConfig;
+  auth: BearerAuth;
+  sandbox: SandboxClient;
+  mcp: WorkerMcp;
+  deployTargets: readonly string[];
+}
+
+/**
+ * The Worker: `/mcp` (bearer token or OAuth, then the stateless MCP handler), `/health`, preview hosts, and
+ * `DELETE /previews/:sessionId` to revoke previews. Configuration is validated once per environment object.
+ */
+export function createWorkerApp<E extends AppBindings>(platform: WorkerPlatform<E>) {
+  const runtimes = new WeakMap<object, Runtime>();
+  const runtimeOf = (env: E): Runtime => {
+    let runtime = runtimes.get(env);
+    if (!runtime) {
+      const config = readConfig(env);
+      const sandbox = new SandboxClient({
+        fetch: revokingPreviewsOnDestroy(platform.sandboxFetch(env), env.PREVIEWS),
+      });
+      const deploy = createWorkerDeployer({
+        previewDomain: config.previewDomain,
+        previews: env.PREVIEWS,
+        publisher: platform.publisher(env),
+      });
+      runtime = {
+        config,
+        auth: createBearerAuth(config.tokens),
+        sandbox,
+        mcp: createWorkerMcp({ sandbox, deploy, allowedHostnames: config.allowedHostnames }),
+        deployTargets: deploy?.targets ?? [],
+      };
+      runtimes.set(env, runtime);
+    }
+    return runtime;
+  };
+
+  const app = new Hono<{ Bindings: E; Variables: { runtime: Runtime } }>();
+
+  app.use(async (c, next) => {
+    const runtime = runtimeOf(c.env);
+    c.set("runtime", runtime);
+    // The URL's host is what Cloudflare routed on; previews live on their own hosts, never on the MCP host.
+    const target = parsePreviewHost(new URL(c.req.url).host, runtime.config.previewDomain);
+    if (target) return servePreview(c.req.raw, target, { sandbox: runtime.sandbox, previews: c.env.PREVIEWS });
+    await next();
+  });
+
+  const principalOf = async (request: Request, props: unknown, runtime: Runtime): Promise<string | null> => {
+    const given = (props as AuthProps | undefined)?.principal;
+    if (typeof given === "string" && given.length > 0) return given;
+    return runtime.auth.principalOf(request.headers);
+  };
+
+  app.get("/health", (c) => {
+    const { config } = c.var.runtime;
+    return c.json({
+      status: "ok",
+      version: SERVER_VERSION,
+      pool: { instances: config.poolSize, instanceType: config.instanceType },
+      previews: config.previewDomain !== "",
+      deployTargets: c.var.runtime.deployTargets,
+    });
+  });
+
+  app.all("/mcp", async (c) => {
+    const runtime = c.var.runtime;
+    if (!runtime.config.tokens.length && !executionProps(c)) {
+      return unauthorized("Unauthorized: this server has no AUTH_TOKENS configured, so it accepts no one");
+    }
+    const principal = await principalOf(c.req.raw, executionProps(c), runtime);
+    if (principal === null) return unauthorized();
+    return runtime.mcp.fetch(c.req.raw, principal);
+  });
+
+  app.delete("/previews/:sessionId", async (c) => {
+    const runtime = c.var.runtime;
+    const principal = await principalOf(c.req.raw, executionProps(c), runtime);
+    if (principal === null) return unauthorized();
+    const sessionId = c.req.param("sessionId");
+    const port = c.req.query("port");
+    const missing = c.json({ error: { code: "not_found", message: `no session ${sessionId}` } }, 404);
+    try {
+      const session = await runtime.sandbox.getSession(sessionId);
+      if (session.owner !== principal) return missing;
+    } catch (error) {
+      if (isSandboxError(error) && error.code === "not_found") return missing;
+      throw error;
+    }
+    if (port !== undefined && !validPort(Number(port))) return c.json({ error: { code: "bad_request", message: `invalid port ${port}` } }, 400);
+    const revoked = await new PreviewGrants(c.env.PREVIEWS, sessionId).revoke(port === undefined ? undefined : Number(port));
+    return c.json({ sessionId, revoked });
+  });
+
+  app.notFound((c) => c.text("not found: the MCP endpoint is /mcp\n", 404));
+  app.onError((error, c) => {
+    console.error(`[worker] ${c.req.method} ${new URL(c.req.url).pathname} failed: ${error.message}`);
+    return c.text("internal error; the Worker's logs say why\n", 500);
+  });
+  return app;
+}
+
+function executionProps(c: { executionCtx: { props?: unknown } }): AuthProps | undefined {
+  try {
+    const props = c.executionCtx.props as AuthProps | undefined;
+    return props && typeof props.principal === "string" ? props : undefined;
+  } catch {
+    // hono throws when the app runs without an execution context (app.request in tests).
+    return undefined;
+  }
+}

@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { principalOf } from "../../src/node/auth.ts";
+import { requiresToken, startLocalServer } from "../../src/node/server.ts";
+import { call, callFailing, connect, rawRequest, startTestServer, tempDir } from "./server-helpers.ts";
+
+const initialize = JSON.stringify({
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+});
+
+function mcpPost(host: string, extra: string[] = []): string[] {
+  return [
+    "POST /mcp HTTP/1.1",
+    `Host: ${host}`,
+    "Content-Type: application/json",
+    "Accept: application/json, text/event-stream",
+    ...extra,
+  ];
+}
+
+describe("local server over HTTP (loopback, no token)", () => {
+  let server: Awaited<ReturnType<typeof startTestServer>>;
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server.stop());
+
+  it("answers /health", async () => {
+    const response = await fetch(`${server.origin}/health`);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ status: "ok" });
+  });
+
+  it("serves every tool at /mcp", async () => {
+    const client = await connect(`${server.origin}/mcp`);
+    const { tools } = await client.listTools();
+    expect(tools.map((tool) => tool.name)).toEqual(
+      expect.arrayContaining(["create_session", "run_commands", "get_errors", "tail_logs", "deploy"]),
+    );
+    await client.close();
+  });
+
+  it("accepts localhost names with the server's port", async () => {
+    for (const host of [`localhost:${server.port}`, `127.0.0.1:${server.port}`, `[::1]:${server.port}`]) {
+      const response = await rawRequest(server.port, mcpPost(host, [`Origin: http://${host}`]), initialize);
+      expect(response.status, host).toBe(200);
+    }
+  });
+
+  it("refuses DNS rebinding: a foreign Host or Origin gets 403", async () => {
+    const cases: [string, string[]][] = [
+      ["evil.example.com", []],
+      [`evil.example.com:${server.port}`, []],
+      [`localhost:${server.port + 1}`, []],
+      [`localhost:${server.port}`, ["Origin: http://evil.example.com"]],
+      [`localhost:${server.port}`, [`Origin: http://evil.example.com:${server.port}`]],
+      [`localhost:${server.port}`, ["Origin: null"]],
+      [`localhost:${server.port}`, [`Origin: http://localhost:${server.port + 1}`]],
+    ];
+    for (const [host, extra] of cases) {
+      const response = await rawRequest(server.port, mcpPost(host, extra), initialize);
+      expect(response.status, `${host} ${extra.join(" ")}`).toBe(403);
+    }
+  });
+
+  it("routes *.localhost hosts to the preview proxy, never to /mcp", async () => {
+    const preview = await rawRequest(server.port, mcpPost(`3000-abcdefgh12.localhost:${server.port}`), initialize);
+    expect(preview.status).toBe(404);
+    const odd = await rawRequest(server.port, mcpPost(`whatever.localhost:${server.port}`), initialize);
+    expect(odd.status).toBe(404);
+  });
+
+  it("the local principal owns what it creates", async () => {
+    const client = await connect(`${server.origin}/mcp`);
+    const session = await call<{ sessionId: string }>(client, "create_session", {});
+    const sessions = await server.client.listSessions();
+    expect(sessions.find((s) => s.id === session.sessionId)?.owner).toBe("local");
+    await call(client, "destroy_session", { sessionId: session.sessionId });
+    await client.close();
+  });
+});
+
+describe("bearer tokens", () => {
+  let server: Awaited<ReturnType<typeof startTestServer>>;
+  beforeAll(async () => {
+    server = await startTestServer({ tokens: ["token-of-alice", "token-of-bob"] });
+  });
+  afterAll(() => server.stop());
+
+  it("decides that only loopback binds may go without a token", () => {
+    expect(requiresToken("127.0.0.1")).toBe(false);
+    expect(requiresToken("127.0.0.2")).toBe(false);
+    expect(requiresToken("localhost")).toBe(false);
+    expect(requiresToken("::1")).toBe(false);
+    expect(requiresToken("0.0.0.0")).toBe(true);
+    expect(requiresToken("192.168.1.20")).toBe(true);
+    expect(requiresToken("::")).toBe(true);
+  });
+
+  it("refuses to start off loopback without a token", async () => {
+    const dataDir = await tempDir();
+    await expect(startLocalServer({ port: 0, host: "0.0.0.0", dataDir, tokens: [] })).rejects.toThrow(/token/);
+  });
+
+  it("answers 401 without the token or with a wrong one", async () => {
+    const host = `127.0.0.1:${server.port}`;
+    const missing = await rawRequest(server.port, mcpPost(host), initialize);
+    expect(missing.status).toBe(401);
+    expect(missing.head.toLowerCase()).toContain("www-authenticate: bearer");
+    const wrong = await rawRequest(server.port, mcpPost(host, ["Authorization: Bearer token-of-eve"]), initialize);
+    expect(wrong.status).toBe(401);
+    const right = await rawRequest(server.port, mcpPost(host, ["Authorization: Bearer token-of-alice"]), initialize);
+    expect(right.status).toBe(200);
+  });
+
+  it("gives each token its own principal; sessions stay with their owner", async () => {
+    const alice = await connect(`${server.origin}/mcp`, { authorization: "Bearer token-of-alice" });
+    const bob = await connect(`${server.origin}/mcp`, { authorization: "Bearer token-of-bob" });
+    const session = await call<{ sessionId: string }>(alice, "create_session", {});
+    const owner = (await server.client.getSession(session.sessionId)).owner;
+    expect(owner).toBe(principalOf("token-of-alice"));
+    expect(owner).not.toContain("token-of-alice");
+    const refused = await callFailing(bob, "write_files", {
+      sessionId: session.sessionId,
+      files: [{ path: "x.txt", content: "x" }],
+    });
+    expect(refused).toMatch(/no session/);
+    await call(alice, "destroy_session", { sessionId: session.sessionId });
+    await Promise.all([alice.close(), bob.close()]);
+  });
+});

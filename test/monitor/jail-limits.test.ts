@@ -1,0 +1,104 @@
+import { existsSync, readFileSync } from "node:fs";
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { detectCgroups } from "../../container/jail/cgroup.ts";
+import { createJail } from "../../container/jail/index.ts";
+import { collect, eventually, openTestSession, run, waitForOutput } from "../fixtures/jail/helpers.ts";
+
+const jail = createJail();
+const cgroups = detectCgroups();
+
+function pidsDir(sessionId: string): string {
+  return join(cgroups!.pidsParent!, `sandbox-${sessionId}`);
+}
+
+describe("session limits", () => {
+  it("contains a fork bomb with the session's pids cgroup, and kills it", async () => {
+    const maxProcesses = 40;
+    const session = await openTestSession(jail, { limits: { maxProcesses } });
+    try {
+      // Never start a fork bomb unless the limit is really there.
+      expect(session.sandbox.enforced.maxProcesses).toBe("cgroup");
+      const dir = pidsDir(session.id);
+      expect(readFileSync(join(dir, "pids.max"), "utf8").trim()).toBe(String(maxProcesses));
+      const bomb = session.sandbox.spawn({
+        command: "bomb() { bomb | bomb & }; bomb 2>/dev/null; echo launched; sleep 300",
+        cwd: "",
+        env: {},
+      });
+      const done = collect(bomb);
+      await waitForOutput(bomb, "launched");
+      // The bomb has hit the ceiling once forks start failing; it never gets past it.
+      await eventually(
+        () => Number(/max (\d+)/.exec(readFileSync(join(dir, "pids.events"), "utf8"))?.[1] ?? 0) > 0,
+        "the bomb to hit pids.max",
+      );
+      expect(Number(readFileSync(join(dir, "pids.current"), "utf8"))).toBeLessThanOrEqual(maxProcesses);
+      session.sandbox.kill(bomb, "SIGKILL");
+      await done;
+      await eventually(() => readFileSync(join(dir, "cgroup.procs"), "utf8") === "", "the bomb to be gone");
+      // The session is usable again once the bomb is gone.
+      expect((await run(session.sandbox, "echo alive")).stdout).toBe("alive\n");
+      await session.sandbox.close();
+      expect(existsSync(dir)).toBe(false);
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it("limits the size of files a process writes", async () => {
+    const session = await openTestSession(jail, { limits: { maxFileBytes: 64 * 1024 } });
+    try {
+      const result = await run(session.sandbox, "head -c 1000000 /dev/zero > big; echo status $?");
+      expect(result.stdout).not.toBe("status 0\n");
+      expect((await stat(join(session.hostPath, "big"))).size).toBeLessThanOrEqual(64 * 1024);
+      const small = await run(session.sandbox, "head -c 1000 /dev/zero > small && echo ok");
+      expect(small.stdout).toBe("ok\n");
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it("stops a process that uses more CPU time than allowed", async () => {
+    const session = await openTestSession(jail, { limits: { cpuSeconds: 1 } });
+    try {
+      const result = await run(session.sandbox, "while :; do :; done");
+      // bwrap reports a jailed process killed by a signal as 128 + the signal (SIGXCPU or SIGKILL).
+      expect([128 + 24, 128 + 9]).toContain(result.code);
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it("limits the memory of the session with its memory cgroup", async () => {
+    const memoryBytes = 96 * 1024 * 1024;
+    const session = await openTestSession(jail, { limits: { memoryBytes } });
+    try {
+      expect(session.sandbox.enforced.memoryBytes).toBe("cgroup");
+      const dir = join(cgroups!.memoryParent!, `sandbox-${session.id}`);
+      expect(Number(readFileSync(join(dir, "memory.limit_in_bytes"), "utf8"))).toBe(memoryBytes);
+      const hog = await run(
+        session.sandbox,
+        `node -e "const keep = []; for (let i = 0; i < 400; i++) keep.push(Buffer.alloc(1 << 20, 1)); console.log('survived')"`,
+      );
+      expect(hog.stdout).not.toContain("survived");
+      expect(hog.code).not.toBe(0);
+      const fine = await run(session.sandbox, `node -e "console.log(Buffer.alloc(8 << 20, 1).length)"`);
+      expect(fine.stdout).toBe(`${8 << 20}\n`);
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it("removes the session's cgroups on close", async () => {
+    const session = await openTestSession(jail);
+    const dirs = [pidsDir(session.id), join(cgroups!.memoryParent!, `sandbox-${session.id}`)];
+    try {
+      expect(dirs.every((dir) => existsSync(dir))).toBe(true);
+    } finally {
+      await session.dispose();
+    }
+    expect(dirs.some((dir) => existsSync(dir))).toBe(false);
+  });
+});

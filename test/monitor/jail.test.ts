@@ -1,0 +1,274 @@
+import { existsSync, readFileSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createJail } from "../../container/jail/index.ts";
+import { descendants } from "../../container/jail/proc-tree.ts";
+import {
+  alive,
+  collect,
+  eventually,
+  openTestSession,
+  run,
+  type TestSession,
+  waitForOutput,
+} from "../fixtures/jail/helpers.ts";
+
+const jail = createJail();
+
+describe("jail capabilities", () => {
+  it("finds bubblewrap, slirp4netns and writable cgroups on this host, without warnings", () => {
+    expect(jail.capabilities).toMatchObject({
+      bubblewrap: true,
+      slirp4netns: true,
+      cgroupPids: true,
+      cgroupMemory: true,
+    });
+    expect(jail.capabilities.warnings).toEqual([]);
+  });
+});
+
+describe("a jailed session", () => {
+  let session: TestSession;
+  let other: TestSession;
+  const hostSecret = `host-only-${Date.now()}`;
+
+  beforeAll(async () => {
+    process.env.JAIL_TEST_HOST_SECRET = hostSecret;
+    session = await openTestSession(jail);
+    other = await openTestSession(jail);
+  });
+  afterAll(async () => {
+    delete process.env.JAIL_TEST_HOST_SECRET;
+    await session?.dispose();
+    await other?.dispose();
+  });
+
+  it("reports the isolation in force", () => {
+    expect(session.sandbox.isolation).toBe("bubblewrap");
+    expect(session.sandbox.networkIsolation).toBe("namespace");
+    expect(session.sandbox.workspacePath).toBe("/workspace");
+    expect(session.sandbox.warnings).toEqual([]);
+    expect(session.sandbox.enforced).toEqual({
+      maxProcesses: "cgroup",
+      memoryBytes: "cgroup",
+      maxFileBytes: "rlimit",
+      cpuSeconds: "rlimit",
+    });
+  });
+
+  it("sees the workspace as a writable /workspace, and nothing else writable but its private /tmp and /dev", async () => {
+    await writeFile(`${session.hostPath}/from-host.txt`, "written by the host");
+    const result = await run(
+      session.sandbox,
+      "pwd; cat from-host.txt; echo; echo from-jail > from-jail.txt; for d in / /usr /etc /bin /var /proc/sys; do touch $d/x 2>/dev/null && echo writable $d; done; echo tmp > /tmp/t && cat /tmp/t",
+    );
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toBe("/workspace\nwritten by the host\ntmp\n");
+    expect(await readFile(`${session.hostPath}/from-jail.txt`, "utf8")).toBe("from-jail\n");
+  });
+
+  it("hides the host: /root, /work, /etc/shadow, the run dir, other sessions and the host's /tmp", async () => {
+    const paths = ["/root", "/work", "/etc/shadow", "/etc/ssh", session.runDir, other.hostPath, other.root];
+    const result = await run(
+      session.sandbox,
+      paths.map((path) => `test -e '${path}' && echo visible ${path}`).join("; "),
+    );
+    expect(result.stdout).toBe("");
+    const listing = await run(session.sandbox, "ls /; ls /etc; ls /tmp");
+    expect(listing.stdout.split("\n")).not.toContain("shadow");
+    expect(listing.stdout.split("\n")).toEqual(
+      expect.arrayContaining(["passwd", "resolv.conf", "ssl", "workspace"]),
+    );
+  });
+
+  it("keeps /tmp private to each process and off the host", async () => {
+    await run(session.sandbox, "echo one > /tmp/private-file");
+    const second = await run(session.sandbox, "ls /tmp");
+    expect(second.stdout).toBe("");
+    expect(existsSync("/tmp/private-file")).toBe(false);
+  });
+
+  it("clears the environment and sets PATH, HOME, TMPDIR and the given variables", async () => {
+    const result = await run(session.sandbox, "env | sort", { env: { GREETING: "hello world", EMPTY: "" } });
+    const env = Object.fromEntries(
+      result.stdout
+        .trim()
+        .split("\n")
+        .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+    );
+    expect(env).toMatchObject({ HOME: "/workspace", TMPDIR: "/tmp", GREETING: "hello world", EMPTY: "" });
+    expect(env.PATH).toContain("/usr/bin");
+    expect(result.stdout).not.toContain(hostSecret);
+    expect(result.stdout).not.toContain("/work/main");
+  });
+
+  it("runs in a subdirectory given as cwd", async () => {
+    await run(session.sandbox, "mkdir -p sub/dir");
+    const result = await run(session.sandbox, "pwd", { cwd: "sub/dir" });
+    expect(result.stdout).toBe("/workspace/sub/dir\n");
+  });
+
+  it("runs the programs agents need: sh, coreutils, node, npm, git", async () => {
+    const result = await run(
+      session.sandbox,
+      "set -e; node -e 'console.log(require(\"os\").homedir())'; npm --version >/dev/null; git init -q repo && cd repo && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m init && git log --format=%s; wc -l < /etc/passwd > /dev/null; echo done",
+    );
+    expect(result.stderr).toBe("");
+    expect(result.stdout).toBe("/workspace\ninit\ndone\n");
+  });
+
+  it("holds no capabilities, cannot write sysctls, create user namespaces or see host processes", async () => {
+    const result = await run(
+      session.sandbox,
+      "grep CapEff /proc/self/status; echo 1 > /proc/sys/kernel/core_pattern || echo sysctl denied; unshare -U true 2>/dev/null || echo userns denied; ls /proc | grep -c '^[0-9]'",
+    );
+    const lines = result.stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^CapEff:\s+0+$/);
+    expect(lines).toContain("sysctl denied");
+    expect(lines).toContain("userns denied");
+    // Only the pid namespace's init, the shell, grep and ls.
+    expect(Number(lines.at(-1))).toBeLessThanOrEqual(4);
+  });
+
+  it("starts each process in its own process group with piped stdout and stderr", async () => {
+    const child = session.sandbox.spawn({ command: "echo out; echo err >&2; sleep 0.2", cwd: "", env: {} });
+    const pgid = Number((await readFile(`/proc/${child.pid}/stat`, "latin1")).split(") ")[1]?.split(" ")[2]);
+    expect(pgid).toBe(child.pid);
+    const result = await collect(child);
+    expect(result).toMatchObject({ code: 0, stdout: "out\n", stderr: "err\n" });
+  });
+
+  it("delivers SIGTERM to the program inside the jail", async () => {
+    const child = session.sandbox.spawn({
+      command: `trap 'echo got term; exit 7' TERM; echo ready; while :; do sleep 0.1; done`,
+      cwd: "",
+      env: {},
+    });
+    const result = collect(child);
+    await waitForOutput(child, "ready");
+    session.sandbox.kill(child, "SIGTERM");
+    expect(await result).toMatchObject({ code: 7, stdout: "ready\ngot term\n" });
+  });
+
+  it("lets a node program finish its SIGTERM handler, and stops the shell's command list", async () => {
+    const child = session.sandbox.spawn({
+      command: `node -e "process.on('SIGTERM', () => setTimeout(() => { console.log('node got term'); process.exit(0); }, 200)); console.log('ready'); setInterval(() => {}, 1000)"; echo next command`,
+      cwd: "",
+      env: {},
+    });
+    const result = collect(child);
+    await waitForOutput(child, "ready");
+    session.sandbox.kill(child, "SIGTERM");
+    // The shell around node gets the signal too (as with `kill -TERM -<pgid>`), once node is done.
+    expect(await result).toMatchObject({ code: 128 + 15, stdout: "ready\nnode got term\n" });
+  });
+
+  it("ends a process that ignores SIGTERM, and its grandchildren, with SIGKILL", async () => {
+    const child = session.sandbox.spawn({
+      command: `trap '' TERM; (sleep 300 & sleep 301 & wait) & echo ready; sleep 302`,
+      cwd: "",
+      env: {},
+    });
+    const result = collect(child);
+    await waitForOutput(child, "ready");
+    let tree: number[] = [];
+    await eventually(() => {
+      tree = descendants(child.pid!);
+      return tree.length >= 6;
+    }, "the jailed tree to start");
+    session.sandbox.kill(child, "SIGTERM");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(child.exitCode).toBeNull();
+    expect(tree.filter(alive).length).toBe(tree.length);
+    session.sandbox.kill(child, "SIGKILL");
+    expect((await result).signal).toBe("SIGKILL");
+    await eventually(() => tree.every((pid) => !alive(pid)), "every process of the tree to die");
+  });
+
+  it("ends background processes of a command when the command exits", async () => {
+    const child = session.sandbox.spawn({ command: "sleep 303 & echo started", cwd: "", env: {} });
+    let tree: number[] = [];
+    await waitForOutput(child, "started");
+    tree = descendants(child.pid!);
+    await collect(child);
+    await eventually(() => tree.every((pid) => !alive(pid)), "the background sleep to die with its command");
+  });
+});
+
+describe("closing a jailed session", () => {
+  it("stops the holder, slirp4netns and the cgroup, kills what still runs, and is idempotent", async () => {
+    const session = await openTestSession(jail, { network: "allow" });
+    try {
+      const socket = `${session.runDir}/bridge.sock`;
+      expect(existsSync(socket)).toBe(true);
+      const helpers = descendants(process.pid).filter((pid) => {
+        const cmdline = readCmdline(pid);
+        // Earlier sessions of this file are closed by now: any slirp4netns of this worker is this session's.
+        return cmdline.includes(session.runDir) || cmdline.startsWith(jailSlirp);
+      });
+      expect(helpers.length).toBeGreaterThanOrEqual(2);
+      const child = session.sandbox.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
+      await waitForOutput(child, "up");
+      const tree = [child.pid!, ...descendants(child.pid!)];
+      await session.sandbox.close();
+      await session.sandbox.close();
+      await eventually(
+        () => [...helpers, ...tree].every((pid) => !alive(pid)),
+        "every helper and process to end",
+      );
+      expect(existsSync(socket)).toBe(false);
+      expect(() => session.sandbox.spawn({ command: "true", cwd: "", env: {} })).toThrow(/being closed/);
+    } finally {
+      await session.dispose();
+    }
+  });
+});
+
+const jailSlirp = "slirp4netns ";
+
+function readCmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "latin1").replaceAll("\0", " ");
+  } catch {
+    return "";
+  }
+}
+
+describe("a session whose network holder died", () => {
+  it("refuses to spawn with an actionable error, and still closes", async () => {
+    const session = await openTestSession(jail);
+    try {
+      const bridge = descendants(process.pid).find((pid) => {
+        const cmdline = readCmdline(pid);
+        return cmdline.includes("bridge.ts") && cmdline.includes(session.runDir);
+      });
+      expect(bridge).toBeDefined();
+      process.kill(bridge!, "SIGKILL");
+      await eventually(() => {
+        try {
+          session.sandbox.spawn({ command: "true", cwd: "", env: {} }).on("error", () => undefined);
+          return false;
+        } catch (error) {
+          return /network namespace of session .* is gone/.test((error as Error).message);
+        }
+      }, "spawn to refuse");
+      await expect(session.sandbox.connect(80)).rejects.toThrow(/bridge is unavailable/);
+    } finally {
+      await session.dispose();
+    }
+  });
+});
+
+describe("opening a session that cannot be jailed", () => {
+  it("fails with a SandboxError instead of running unjailed", async () => {
+    await expect(
+      jail.open({
+        sessionId: "missingrundir",
+        hostPath: "/nonexistent/workspace",
+        runDir: "/nonexistent/run",
+        network: "deny",
+        limits: { maxProcesses: 0, maxFileBytes: 0, cpuSeconds: 0, memoryBytes: 0, outputBytes: 0 },
+      }),
+    ).rejects.toMatchObject({ name: "SandboxError", code: "unavailable" });
+  });
+});

@@ -1,0 +1,171 @@
+import { describe, expect, it } from "vitest";
+import {
+  ETC_ENTRIES,
+  envArgs,
+  JAIL_WORKSPACE,
+  type JailLayout,
+  jailArgs,
+  jailCwd,
+  jailEnv,
+  shQuote,
+  wrapperScript,
+} from "../../container/jail/bwrap-args.ts";
+
+const layout: JailLayout = {
+  hostWorkspace: "/data/sessions/abc/workspace",
+  resolvConf: "/data/sessions/abc/run/resolv.conf",
+  hostsFile: "/data/sessions/abc/run/hosts",
+  systemEntries: [
+    { path: "/usr", kind: "dir" },
+    { path: "/bin", kind: "symlink", target: "usr/bin" },
+    { path: "/lib64", kind: "dir" },
+  ],
+  userns: true,
+};
+
+/** The (option, arguments...) groups of an argument array, for order-independent assertions. */
+function pairs(args: string[], option: string): string[][] {
+  const arity: Record<string, number> = { "--ro-bind": 2, "--ro-bind-try": 2, "--bind": 2, "--symlink": 2 };
+  const found: string[][] = [];
+  args.forEach((arg, index) => {
+    if (arg === option) found.push(args.slice(index + 1, index + 1 + (arity[option] ?? 1)));
+  });
+  return found;
+}
+
+describe("jailArgs", () => {
+  const args = jailArgs(layout);
+
+  it("binds the workspace, and only the workspace, writable at /workspace", () => {
+    expect(pairs(args, "--bind")).toEqual([[layout.hostWorkspace, JAIL_WORKSPACE]]);
+  });
+
+  it("binds system directories read-only and recreates symlinked ones", () => {
+    expect(pairs(args, "--ro-bind")).toEqual(
+      expect.arrayContaining([
+        ["/usr", "/usr"],
+        ["/lib64", "/lib64"],
+      ]),
+    );
+    expect(pairs(args, "--symlink")).toContainEqual(["usr/bin", "/bin"]);
+  });
+
+  it("exposes only the needed parts of /etc, with a per-session resolv.conf and hosts", () => {
+    const etc = pairs(args, "--ro-bind-try").map(([source]) => source);
+    expect(etc).toEqual([...ETC_ENTRIES, "/proc/sysrq-trigger"]);
+    expect(etc).not.toContain("/etc/shadow");
+    expect(etc).not.toContain("/etc");
+    expect(pairs(args, "--ro-bind")).toEqual(
+      expect.arrayContaining([
+        [layout.resolvConf, "/etc/resolv.conf"],
+        [layout.hostsFile, "/etc/hosts"],
+      ]),
+    );
+  });
+
+  it("never binds the host root, /root or /work", () => {
+    const sources = [...pairs(args, "--ro-bind"), ...pairs(args, "--bind")].map(([source]) => source);
+    for (const hidden of ["/", "/root", "/work", "/home", "/sys"]) expect(sources).not.toContain(hidden);
+  });
+
+  it("unshares namespaces, drops capabilities and clears the environment", () => {
+    for (const flag of [
+      "--unshare-pid",
+      "--unshare-ipc",
+      "--unshare-uts",
+      "--new-session",
+      "--die-with-parent",
+    ]) {
+      expect(args).toContain(flag);
+    }
+    expect(pairs(args, "--cap-drop")).toEqual([["ALL"]]);
+    expect(args.slice(0, 2)).toEqual(["--unshare-user", "--disable-userns"]);
+    expect(args.at(-1)).toBe("--clearenv");
+    // The network namespace is the session's (joined with nsenter), never a fresh one per process.
+    expect(args).not.toContain("--unshare-net");
+  });
+
+  it("mounts /proc with /proc/sys read-only, a private /tmp and /dev, and then a read-only root", () => {
+    const proc = args.indexOf("--proc");
+    expect(args[proc + 1]).toBe("/proc");
+    expect(pairs(args, "--ro-bind")).toContainEqual(["/proc/sys", "/proc/sys"]);
+    expect(args.indexOf("/proc/sys")).toBeGreaterThan(proc);
+    expect(pairs(args, "--tmpfs")).toEqual([["/tmp"]]);
+    expect(pairs(args, "--dev")).toEqual([["/dev"]]);
+    const remount = args.indexOf("--remount-ro");
+    expect(args[remount + 1]).toBe("/");
+    expect(remount).toBeGreaterThan(args.lastIndexOf("--bind"));
+  });
+
+  it("leaves out the user namespace flags where bubblewrap cannot use them", () => {
+    const plain = jailArgs({ ...layout, userns: false });
+    expect(plain).not.toContain("--unshare-user");
+    expect(plain).not.toContain("--disable-userns");
+  });
+});
+
+describe("jailCwd", () => {
+  it("maps workspace-relative directories under /workspace", () => {
+    expect(jailCwd("")).toBe("/workspace");
+    expect(jailCwd(".")).toBe("/workspace");
+    expect(jailCwd("packages/app")).toBe("/workspace/packages/app");
+    expect(jailCwd("a/./b/")).toBe("/workspace/a/b/");
+  });
+});
+
+describe("jailEnv and envArgs", () => {
+  it("provides PATH, HOME and TMPDIR, which the given env may override", () => {
+    expect(jailEnv({})).toMatchObject({
+      HOME: "/workspace",
+      TMPDIR: "/tmp",
+      PATH: expect.stringContaining("/usr/bin"),
+    });
+    expect(jailEnv({ PATH: "/workspace/bin:/usr/bin", FOO: "1" })).toMatchObject({
+      PATH: "/workspace/bin:/usr/bin",
+      FOO: "1",
+    });
+  });
+
+  it("turns the env into --setenv triples, values untouched", () => {
+    expect(envArgs({ A: "x y", B: "" })).toEqual(["--setenv", "A", "x y", "--setenv", "B", ""]);
+  });
+});
+
+describe("wrapperScript", () => {
+  it("joins the cgroups, then sets one hard rlimit per ulimit call, then execs", () => {
+    const script = wrapperScript({
+      cgroupProcs: [
+        "/sys/fs/cgroup/pids/sandbox-a/cgroup.procs",
+        "/sys/fs/cgroup/memory/sandbox-a/cgroup.procs",
+      ],
+      maxFileBytes: 1024 * 1024,
+      cpuSeconds: 30,
+      addressSpaceBytes: 0,
+    });
+    expect(script).toBe(
+      "echo $$ > '/sys/fs/cgroup/pids/sandbox-a/cgroup.procs' && echo $$ > '/sys/fs/cgroup/memory/sandbox-a/cgroup.procs' && ulimit -f 2048 && ulimit -t 30 && exec \"$@\"",
+    );
+  });
+
+  it("rounds file sizes down to 512-byte blocks and address space to KiB", () => {
+    const script = wrapperScript({
+      cgroupProcs: [],
+      maxFileBytes: 1000,
+      cpuSeconds: 0,
+      addressSpaceBytes: 10_000,
+    });
+    expect(script).toBe('ulimit -f 1 && ulimit -v 9 && exec "$@"');
+  });
+
+  it("returns null when there is nothing to set, so no shell is started", () => {
+    expect(
+      wrapperScript({ cgroupProcs: [], maxFileBytes: 0, cpuSeconds: 0, addressSpaceBytes: 0 }),
+    ).toBeNull();
+  });
+});
+
+describe("shQuote", () => {
+  it("quotes single quotes safely", () => {
+    expect(shQuote("it's")).toBe(`'it'\\''s'`);
+  });
+});

@@ -1,0 +1,35 @@
+import { createSession } from "./create-session.ts";
+import type { Tool } from "./define-tool.ts";
+import { deploy } from "./deploy.ts";
+import { destroySession } from "./destroy-session.ts";
+import { getErrors } from "./get-errors.ts";
+import { listProcesses } from "./list-processes.ts";
+import { listSessions } from "./list-sessions.ts";
+import { readFiles } from "./read-files.ts";
+import { restartProcess } from "./restart-process.ts";
+import { runCommands } from "./run-commands.ts";
+import { startProcess } from "./start-process.ts";
+import { stopProcess } from "./stop-process.ts";
+import { tailLogs } from "./tail-logs.ts";
+import { writeFiles } from "./write-files.ts";
+
+export type { Tool, ToolReply } from "./define-tool.ts";
+export { defineTool } from "./define-tool.ts";
+export * from "./types.ts";
+
+/** Every tool the server offers, in the order a model meets them in a typical session. */
+export const tools: readonly Tool[] = [
+  createSession,
+  writeFiles,
+  readFiles,
+  runCommands,
+  startProcess,
+  listProcesses,
+  stopProcess,
+  restartProcess,
+  getErrors,
+  tailLogs,
+  deploy,
+  destroySession,
+  listSessions,
+];

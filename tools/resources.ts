@@ -1,0 +1,60 @@
+import {
+  type McpServer,
+  ResourceTemplate,
+  type ServerContext,
+  type Variables,
+} from "@modelcontextprotocol/server";
+import { assertOwner } from "./session-access.ts";
+import type { ToolContext } from "./types.ts";
+
+const one = (value: string | string[] | undefined): string =>
+  Array.isArray(value) ? value.join("/") : (value ?? "");
+
+/**
+ * Session files and logs as resource templates, for clients that attach resources to a conversation. They go
+ * through the same ownership check and caps as the tools.
+ */
+export function registerResources(server: McpServer, contextFor: (ctx: ServerContext) => ToolContext): void {
+  server.registerResource(
+    "session-file",
+    new ResourceTemplate("sandbox://sessions/{sessionId}/files/{+path}", { list: undefined }),
+    {
+      title: "Session file",
+      description: "A file of a sandbox session's workspace (text, or base64 blob for binary files).",
+    },
+    async (uri: URL, variables: Variables, ctx: ServerContext) => {
+      const tool = contextFor(ctx);
+      const sessionId = one(variables.sessionId);
+      await assertOwner(tool, sessionId);
+      const { files } = await tool.sandbox.readFiles(
+        sessionId,
+        { paths: [decodeURIComponent(one(variables.path))], maxBytes: tool.limits.maxReadBytesPerFile },
+        { signal: tool.signal },
+      );
+      return {
+        contents: files.map((file) =>
+          file.encoding === "utf8"
+            ? { uri: uri.href, mimeType: "text/plain", text: file.content }
+            : { uri: uri.href, mimeType: "application/octet-stream", blob: file.content },
+        ),
+      };
+    },
+  );
+  server.registerResource(
+    "session-logs",
+    new ResourceTemplate("sandbox://sessions/{sessionId}/logs", { list: undefined }),
+    {
+      title: "Session logs",
+      description: "The last 200 output lines of a sandbox session.",
+      mimeType: "text/plain",
+    },
+    async (uri: URL, variables: Variables, ctx: ServerContext) => {
+      const tool = contextFor(ctx);
+      const sessionId = one(variables.sessionId);
+      await assertOwner(tool, sessionId);
+      const { lines } = await tool.sandbox.logs(sessionId, { lines: 200 }, { signal: tool.signal });
+      const text = lines.map((line) => `${line.processId} [${line.stream}] ${line.text}`).join("\n");
+      return { contents: [{ uri: uri.href, mimeType: "text/plain", text }] };
+    },
+  );
+}
