@@ -100,27 +100,28 @@ export async function benchMonitor(options: { quick: boolean }): Promise<Row[]> 
     });
     await client.stopProcess(session.id, ticker.process.id);
 
-    // 3. 1,000 files / 10 MB
-    const files = Array.from({ length: 1_000 }, (_, i) => ({
-      path: `many/d${i % 20}/f${i}.txt`,
-      content: `${i}`.padEnd(10_000, "x"),
-    }));
+    // 3. 1,000 files / 10 MB, each round into fresh paths on both sides (overwrites cost a rename on ext4)
+    const batch = (round: number) =>
+      Array.from({ length: 1_000 }, (_, i) => ({
+        path: `many${round}/d${i % 20}/f${i}.txt`,
+        content: `${i}`.padEnd(10_000, "x"),
+      }));
     const direct = await mkdtemp(join(tmpdir(), "bench-fs-"));
-    const writeDirect = async () => {
+    const writeDirect = async (round: number) => {
       await Promise.all(
-        files.map(async (file) => {
+        batch(round).map(async (file) => {
           const target = join(direct, file.path);
           await mkdir(join(target, ".."), { recursive: true });
           await writeFile(target, file.content);
         }),
       );
     };
-    const writeMonitor = () => client.writeFiles(session.id, { files });
     const fsSamples: number[] = [];
     const apiSamples: number[] = [];
-    for (let i = 0; i < (options.quick ? 3 : 7); i++) {
-      fsSamples.push(...(await timeRuns(1, writeDirect)));
-      apiSamples.push(...(await timeRuns(1, writeMonitor)));
+    for (let round = 0; round < (options.quick ? 3 : 7); round++) {
+      fsSamples.push(...(await timeRuns(1, () => writeDirect(round))));
+      const files = batch(round);
+      apiSamples.push(...(await timeRuns(1, () => client.writeFiles(session.id, { files }))));
     }
     await rm(direct, { recursive: true, force: true });
     const writeRatio = median(apiSamples) / median(fsSamples);

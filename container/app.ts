@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { SandboxError } from "../src/protocol/errors.ts";
+import { secretMatcher } from "./auth.ts";
 import { execRoutes } from "./handlers/exec.ts";
 import { fileRoutes } from "./handlers/files.ts";
 import { observeRoutes } from "./handlers/observe.ts";
@@ -21,14 +21,13 @@ export interface AppOptions {
  */
 export function createApp(services: MonitorServices, options: AppOptions): Hono {
   const app = new Hono();
-  const expected = digest(`Bearer ${options.secret}`);
+  const authorized = secretMatcher(options.secret);
 
   // Unauthenticated liveness for container health checks: says nothing about sessions.
   app.get("/healthz", (c) => c.text("ok"));
 
   app.use("/v1/*", async (c, next) => {
-    const given = c.req.header("authorization") ?? "";
-    if (!timingSafeEqual(digest(given), expected)) {
+    if (!authorized(c.req.header("authorization"))) {
       throw new SandboxError(
         "unauthorized",
         "missing or wrong monitor secret",
@@ -79,9 +78,4 @@ export function createApp(services: MonitorServices, options: AppOptions): Hono 
   });
 
   return app;
-}
-
-/** Hashing first makes the comparison constant-time whatever the lengths. */
-function digest(value: string): Buffer {
-  return createHash("sha256").update(value).digest();
 }

@@ -1,33 +1,59 @@
 import { cp, mkdir, rm } from "node:fs/promises";
-import { build } from "esbuild";
+import { isAbsolute, join } from "node:path";
+import { type BuildOptions, build } from "esbuild";
 
 /**
- * Bundles the monitor and monitor-cli into single files for the container image (`dist/`), next to the
- * templates the monitor writes into new sessions. `SandboxDockerfile` copies exactly these paths.
+ * Bundles what the container images run into single files (`dist/`): the monitor, monitor-cli and the network
+ * bridge the jail starts (SandboxDockerfile), next to the templates the monitor writes into new sessions; and the
+ * deployer server (DeployerDockerfile). The Dockerfiles copy exactly these paths.
  */
 const root = new URL("../", import.meta.url).pathname;
+
 export const bundlePaths = {
   monitor: "dist/monitor.mjs",
   cli: "dist/monitor-cli.mjs",
   bridge: "dist/bridge.mjs",
   templates: "dist/templates",
+  deployer: "dist/deployer.mjs",
 } as const;
 
-export async function bundle(): Promise<void> {
-  await rm(`${root}dist`, { recursive: true, force: true });
-  await mkdir(`${root}dist`, { recursive: true });
-  const common = {
+/** Writes the bundles into `outDir` (relative to the repository, or absolute); returns its absolute path. */
+export async function bundle(outDir = "dist"): Promise<string> {
+  const out = isAbsolute(outDir) ? outDir : join(root, outDir);
+  const target = (path: string): string => join(out, path.replace(/^dist\//, ""));
+  await rm(out, { recursive: true, force: true });
+  await mkdir(out, { recursive: true });
+  const common: BuildOptions = {
     bundle: true,
     platform: "node",
     target: "node22",
     format: "esm",
     // CommonJS dependencies call require(); give the ESM bundle one.
-    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+    },
+    // The jail finds its bridge next to the bundled monitor (container/jail/network.ts).
+    define: { MONITOR_BUNDLED_BRIDGE: JSON.stringify(`./${bundlePaths.bridge.replace(/^dist\//, "")}`) },
+    // Spawned as a program, never imported: the deployer image installs it next to the bundle.
+    external: ["wrangler"],
     logLevel: "warning",
-  } as const;
-  await build({ ...common, entryPoints: [`${root}container/main.ts`], outfile: `${root}${bundlePaths.monitor}` });
-  await build({ ...common, entryPoints: [`${root}container/cli/monitor-cli.ts`], outfile: `${root}${bundlePaths.cli}` });
-  await cp(`${root}container/templates`, `${root}${bundlePaths.templates}`, { recursive: true });
+  };
+  const entries: [string, string][] = [
+    ["container/main.ts", bundlePaths.monitor],
+    ["container/cli/monitor-cli.ts", bundlePaths.cli],
+    ["container/jail/bridge.ts", bundlePaths.bridge],
+    ["container/deployer/main.ts", bundlePaths.deployer],
+  ];
+  await Promise.all(
+    entries.map(([entry, file]) =>
+      build({ ...common, entryPoints: [join(root, entry)], outfile: target(file) }),
+    ),
+  );
+  await cp(join(root, "container/templates"), target(bundlePaths.templates), { recursive: true });
+  return out;
 }
 
-if (import.meta.main) await bundle();
+if (import.meta.main) {
+  const out = await bundle(process.argv[2]);
+  console.log(`bundled into ${out}`);
+}

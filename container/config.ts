@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { resolve } from "node:path";
 import { z } from "zod";
 import type { Limits } from "../src/protocol/schemas.ts";
 
@@ -66,5 +67,10 @@ export type MonitorConfigInput = z.input<typeof MonitorConfig>;
 
 export function resolveConfig(input: MonitorConfigInput): MonitorConfig & { secret: string; limits: Limits } {
   const config = MonitorConfig.parse(input);
-  return { ...config, secret: config.secret ?? randomBytes(24).toString("base64url") };
+  // bubblewrap binds need absolute paths; resolve once here so every consumer sees the same directory.
+  return {
+    ...config,
+    dataDir: resolve(config.dataDir),
+    secret: config.secret ?? randomBytes(24).toString("base64url"),
+  };
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
+import { parseJailUser } from "./jail/index.ts";
 import { createMonitor } from "./monitor.ts";
 
 const HELP = `Usage: monitor [options]
@@ -13,6 +14,11 @@ Options (each also read from the environment variable in brackets):
   --data-dir <dir>   sessions, logs and the SQLite database      [MONITOR_DATA_DIR, default ./.data/monitor]
   --secret <s>       bearer secret callers must send             [MONITOR_SECRET, generated and printed when absent]
   --isolation <m>    auto (bubblewrap when possible) or none     [MONITOR_ISOLATION, default auto]
+
+Environment only:
+  MONITOR_TEMPLATES_DIR   session templates (default: templates/ next to the monitor)
+  MONITOR_BRIDGE_SCRIPT   the network bridge script (default: next to the monitor)
+  MONITOR_JAIL_USER       uid or uid:gid jailed processes run as (default: the monitor's uid)
   -h, --help         this text
 
 On start it prints one JSON line to stdout: {"url", "secret"?, "pid"}.`;
@@ -41,10 +47,18 @@ if (isolation !== "auto" && isolation !== "none") {
   process.exit(2);
 }
 
+try {
+  parseJailUser(env.MONITOR_JAIL_USER);
+} catch (error) {
+  console.error((error as Error).message);
+  process.exit(2);
+}
+
 const monitor = await createMonitor({
   dataDir: values["data-dir"] ?? env.MONITOR_DATA_DIR ?? ".data/monitor",
   isolation,
   ...(givenSecret ? { secret: givenSecret } : {}),
+  ...(env.MONITOR_TEMPLATES_DIR ? { templatesDir: env.MONITOR_TEMPLATES_DIR } : {}),
 });
 
 const server = serve(
@@ -63,6 +77,10 @@ const server = serve(
     console.log(JSON.stringify(announce));
   },
 );
+
+server.on("upgrade", (request, socket, head) => {
+  monitor.upgrade(request, socket, head).catch(() => socket.destroy());
+});
 
 let stopping = false;
 async function shutdown(signal: string) {

@@ -1,5 +1,7 @@
+import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { join } from "node:path";
+import type { Duplex } from "node:stream";
 import type { Hono } from "hono";
 import type { Health } from "../src/protocol/schemas.ts";
 import { createApp } from "./app.ts";
@@ -10,6 +12,7 @@ import { ErrorStore } from "./errors/error-store.ts";
 import { ExecService } from "./exec/exec-service.ts";
 import type { ProcessHooks } from "./exec/types.ts";
 import { FileService } from "./files/file-service.ts";
+import { createUpgradeHandler } from "./handlers/upgrade.ts";
 import { createJail } from "./jail/index.ts";
 import { LogStore } from "./logs/log-store.ts";
 import { Supervisor } from "./processes/supervisor.ts";
@@ -25,6 +28,8 @@ export interface Monitor {
   readonly sessions: SessionService;
   /** A TCP connection to a port inside a session (WebSocket previews need a raw socket). */
   connect(sessionId: string, port: number): Promise<Socket>;
+  /** Handles an HTTP upgrade (WebSocket) on the proxy route; attach to the HTTP server's `upgrade` event. */
+  upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
   health(): Health;
   close(): Promise<void>;
 }
@@ -66,8 +71,10 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     maxSessions: config.maxSessions,
     async onDestroy(sessionId) {
       await supervisor.stopAll(sessionId);
+      supervisor.forget(sessionId);
       await logs.remove(sessionId);
       errors.removeSession(sessionId);
+      detection.forgetSession(sessionId);
     },
   });
 
@@ -104,11 +111,12 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
       const runtime = await sessions.runtime(sessionId);
       return runtime.sandbox.connect(port);
     },
+    upgrade: createUpgradeHandler(sessions, config.secret),
     health,
     close() {
       closed ??= (async () => {
         clearInterval(reaper);
-        await supervisor.closeAll?.();
+        await supervisor.closeAll();
         await sessions.close();
         await logs.close();
         db.close();

@@ -5,6 +5,7 @@ import {
   createMcpHandler,
   DEFAULT_MAX_REQUEST_BODY_SIZE,
   isLegacyRequest,
+  type jsonSchemaValidator,
   type McpHttpHandler,
   type McpRequestContext,
   McpServer,
@@ -34,6 +35,8 @@ export interface ServerDeps {
   /** Share one cache across requests (the HTTP handler builds a server per request). */
   owners?: SessionOwnerCache;
   limits?: Partial<ToolLimits>;
+  /** Workers pass the Cloudflare-worker validator: the default (Ajv) compiles with `new Function`. */
+  jsonSchemaValidator?: jsonSchemaValidator;
   name?: string;
   version?: string;
 }
@@ -56,7 +59,10 @@ export const INSTRUCTIONS = [
 export function createServer(deps: ServerDeps): McpServer {
   const server = new McpServer(
     { name: deps.name ?? SERVER_NAME, version: deps.version ?? SERVER_VERSION },
-    { instructions: INSTRUCTIONS },
+    {
+      instructions: INSTRUCTIONS,
+      ...(deps.jsonSchemaValidator ? { jsonSchemaValidator: deps.jsonSchemaValidator } : {}),
+    },
   );
   const limits: ToolLimits = { ...defaultLimits, ...deps.limits };
   const owners = deps.owners ?? new SessionOwnerCache();

@@ -1,11 +1,29 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { constants, link, lstat, mkdir, open, readdir, readlink, rename, rmdir, symlink } from "node:fs/promises";
+import {
+  constants,
+  link,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  rename,
+  rmdir,
+  symlink,
+} from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { Header, type HeaderData, Parser, Pax, type ReadEntry } from "tar";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import { type DirRef, errnoOf, openChildDir, PathResolver, removeEntry, removeTree } from "./path-resolver.ts";
+import {
+  type DirRef,
+  errnoOf,
+  openChildDir,
+  PathResolver,
+  removeEntry,
+  removeTree,
+} from "./path-resolver.ts";
 import { invalidPath, type PathRules, parseArchivePath, resolveLinkTarget, showPath } from "./paths.ts";
 import { walkTree } from "./walk.ts";
 
@@ -41,7 +59,8 @@ export function tarStream(resolver: PathResolver, dir: DirRef): Readable {
           yield* headerBlocks({ ...common, path: `${path}/`, type: "Directory", size: 0 });
         } else if (stat.isSymbolicLink()) {
           const linkpath = await readlink(`${entry.parent.base}/${entry.name}`).catch(() => null);
-          if (linkpath !== null) yield* headerBlocks({ ...common, path, type: "SymbolicLink", linkpath, size: 0 });
+          if (linkpath !== null)
+            yield* headerBlocks({ ...common, path, type: "SymbolicLink", linkpath, size: 0 });
         } else if (stat.isFile()) {
           yield* fileBlocks(entry.parent, entry.name, path);
         }
@@ -119,7 +138,11 @@ export async function extractArchive(
 
 function badArchive(error: unknown): SandboxError {
   const detail = error instanceof Error ? error.message : String(error);
-  return new SandboxError("bad_request", `the body is not a valid tar archive (${detail})`, "send a tar or tar.gz");
+  return new SandboxError(
+    "bad_request",
+    `the body is not a valid tar archive (${detail})`,
+    "send a tar or tar.gz",
+  );
 }
 
 async function extractInto(
@@ -155,7 +178,10 @@ async function extractInto(
         if (failure) return entry.resume();
         counts.entries += 1;
         if (counts.entries > limits.maxEntries) {
-          throw new SandboxError("limit_exceeded", `the archive holds more than ${limits.maxEntries} entries`);
+          throw new SandboxError(
+            "limit_exceeded",
+            `the archive holds more than ${limits.maxEntries} entries`,
+          );
         }
         await extractEntry(stage, targetSegments, entry, limits, aliases, counts, tooLarge);
       })
@@ -207,7 +233,8 @@ async function extractEntry(
     await dir?.handle.chmod(mode | 0o700);
     return;
   }
-  if (segments.length === 0) throw invalidPath(entry.path, "the archive holds a non-directory entry for its root");
+  if (segments.length === 0)
+    throw invalidPath(entry.path, "the archive holds a non-directory entry for its root");
   if (entry.type === "File" || entry.type === "OldFile" || entry.type === "ContiguousFile") {
     counts.bytes += entry.size;
     if (counts.bytes > limits.maxBytes) throw tooLarge();
@@ -240,10 +267,15 @@ async function extractEntry(
   }
   if (entry.type === "Link") {
     const source = parseArchivePath(entry.linkpath ?? "", limits.rules);
-    const from = source.length ? await stage.entry(source, { create: false, follow: false }, entry.path) : null;
+    const from = source.length
+      ? await stage.entry(source, { create: false, follow: false }, entry.path)
+      : null;
     const stat = from ? await lstat(from.path).catch(() => null) : null;
     if (!from || !stat?.isFile()) {
-      throw invalidPath(entry.path, `the archive holds a hard link to ${showPath(entry.linkpath ?? "")}, not a file of the archive`);
+      throw invalidPath(
+        entry.path,
+        `the archive holds a hard link to ${showPath(entry.linkpath ?? "")}, not a file of the archive`,
+      );
     }
     const place = (await stage.entry(segments, { create: true, follow: false }, entry.path))!;
     await removeEntry(place.dir, place.name);

@@ -52,6 +52,7 @@ export function encodeContent(
 ): { content: string; encoding: Encoding } {
   if (requested === "base64") return { content: bytes.toString("base64"), encoding: "base64" };
   const text = truncated ? bytes.subarray(0, completeUtf8Length(bytes)) : bytes;
-  if (requested === "utf8" || looksLikeText(text)) return { content: text.toString("utf8"), encoding: "utf8" };
+  if (requested === "utf8" || looksLikeText(text))
+    return { content: text.toString("utf8"), encoding: "utf8" };
   return { content: bytes.toString("base64"), encoding: "base64" };
 }

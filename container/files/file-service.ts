@@ -1,9 +1,6 @@
-import type { Stats } from "node:fs";
-import { randomBytes } from "node:crypto";
-import { constants, lstat, open, rename, unlink } from "node:fs/promises";
+import { constants, lstat, open } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import type { z } from "zod";
-import { isSandboxError, SandboxError } from "../../src/protocol/errors.ts";
+import { SandboxError } from "../../src/protocol/errors.ts";
 import {
   type Encoding,
   ListFilesRequest,
@@ -15,6 +12,7 @@ import {
 } from "../../src/protocol/schemas.ts";
 import { type ArchiveBody, extractArchive, tarStream } from "./archive.ts";
 import { decodeBase64, encodeContent } from "./content.ts";
+import { fsError, mapPool, parseRequest, toEntry, writeAtomically } from "./file-ops.ts";
 import { compileGlob } from "./glob.ts";
 import { type DirRef, errnoOf, PathResolver, type ResolvedEntry, removeEntry } from "./path-resolver.ts";
 import {
@@ -31,9 +29,8 @@ import {
 import { walkTree } from "./walk.ts";
 
 const MiB = 1024 * 1024;
-const WRITE_CONCURRENCY = Number(process.env.WC ?? 8);
+const WRITE_CONCURRENCY = 8;
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-const TEMP_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 export interface FileServiceOptions {
   /** Largest file one `write` accepts (decoded bytes). Default 10 MiB. */
@@ -61,84 +58,6 @@ interface PlannedWrite {
   readonly segments: string[];
   readonly data: Buffer;
   readonly mode: number | undefined;
-}
-
-function parseRequest<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
-  throw new SandboxError("bad_request", `invalid request: ${where}${issue?.message ?? "malformed"}`);
-}
-
-/** Maps a raw fs error to the protocol's error model; messages name the request path, never a host path. */
-export function fsError(error: unknown, path: string): unknown {
-  if (isSandboxError(error)) return error;
-  const shown = showPath(path);
-  switch (errnoOf(error)) {
-    case "ENOENT":
-      return new SandboxError("not_found", `${shown} does not exist`, "list the directory to see what is there", {
-        path,
-      });
-    case "EACCES":
-    case "EPERM":
-      return new SandboxError("forbidden", `permission denied on ${shown}`, "check the file's mode", { path });
-    case "EISDIR":
-      return new SandboxError("bad_request", `${shown} is a directory`, "name a file", { path });
-    case "ENOTDIR":
-      return new SandboxError("bad_request", `a parent of ${shown} is not a directory`, undefined, { path });
-    case "ENAMETOOLONG":
-      return invalidPath(path, "the path is too long for the file system");
-    case "ELOOP":
-      return invalidPath(path, "too many levels of symbolic links");
-    case "ENOSPC":
-    case "EDQUOT":
-      return new SandboxError("limit_exceeded", "the workspace disk is full", "delete files you no longer need");
-    case "ENOTEMPTY":
-    case "EEXIST":
-    case "EBUSY":
-      return new SandboxError("conflict", `${shown} changed while it was being updated`, "retry", { path });
-    case "EMFILE":
-    case "ENFILE":
-      return new SandboxError("unavailable", "the monitor is out of file descriptors", "retry shortly");
-    default:
-      return new SandboxError("internal", `file operation on ${shown} failed (${errnoOf(error) ?? "unknown"})`);
-  }
-}
-
-async function mapPool<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failure: { error: unknown } | null = null;
-  const worker = async () => {
-    while (next < items.length && !failure) {
-      const index = next++;
-      try {
-        results[index] = await fn(items[index]!);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  if (failure) throw (failure as { error: unknown }).error;
-  return results;
-}
-
-function entryType(stat: Stats): "file" | "directory" | "symlink" | "other" {
-  if (stat.isFile()) return "file";
-  if (stat.isDirectory()) return "directory";
-  if (stat.isSymbolicLink()) return "symlink";
-  return "other";
-}
-
-function toEntry(segments: readonly string[], stat: Stats) {
-  return {
-    path: joinSegments(segments),
-    type: entryType(stat),
-    bytes: stat.isDirectory() ? 0 : stat.size,
-    modifiedAt: stat.mtime.toISOString(),
-  };
 }
 
 /**
@@ -173,9 +92,15 @@ export class FileService {
   }
 
   /** Parses a request path; the workspace root itself (`.`, `/workspace`) is refused when `allowRoot` is false. */
-  #parse(resolver: PathResolver, path: string, allowRoot: boolean, rootReason = "it names the workspace root"): string[] {
+  #parse(
+    resolver: PathResolver,
+    path: string,
+    allowRoot: boolean,
+    rootReason = "it names the workspace root",
+  ): string[] {
     const segments = parseWorkspacePath(path, this.#rules(resolver));
-    if (!allowRoot && segments.length === 0) throw invalidPath(path, rootReason, "name an entry inside the workspace");
+    if (!allowRoot && segments.length === 0)
+      throw invalidPath(path, rootReason, "name an entry inside the workspace");
     return segments;
   }
 
@@ -199,7 +124,8 @@ export class FileService {
       const planned = new Map<string, PlannedWrite>();
       for (const file of files) {
         const segments = this.#parse(resolver, file.path, false);
-        const data = file.encoding === "base64" ? decodeBase64(file.content, file.path) : Buffer.from(file.content);
+        const data =
+          file.encoding === "base64" ? decodeBase64(file.content, file.path) : Buffer.from(file.content);
         if (data.length > this.#maxRequestFileBytes) {
           throw new SandboxError(
             "payload_too_large",
@@ -236,35 +162,12 @@ export class FileService {
   }
 
   async #writeOne(resolver: PathResolver, file: PlannedWrite): Promise<{ path: string; bytes: number }> {
-    const entry = (await resolver.entry(file.segments, { create: true, follow: true }, file.path)) as ResolvedEntry;
-    const existing = await lstat(entry.path).catch((error: unknown) => {
-      if (errnoOf(error) === "ENOENT") return null;
-      throw error;
-    });
-    if (existing?.isDirectory()) {
-      throw new SandboxError(
-        "bad_request",
-        `${showPath(file.path)} is a directory`,
-        `delete it first (delete: ["${file.path}"]) or write to another path`,
-        { path: file.path },
-      );
-    }
-    const temp = `${entry.dir.base}/.sbx-write-${randomBytes(8).toString("hex")}`;
-    const handle = await open(temp, TEMP_FLAGS, 0o644);
-    try {
-      try {
-        await handle.writeFile(file.data);
-        const mode = file.mode ?? (existing?.isFile() ? existing.mode & 0o7777 : undefined);
-        if (mode !== undefined) await handle.chmod(mode);
-      } finally {
-        await handle.close();
-      }
-      // rename never follows a symlink at the destination: a link planted meanwhile is replaced, not written through
-      await rename(temp, entry.path);
-    } catch (error) {
-      await unlink(temp).catch(() => {});
-      throw error;
-    }
+    const entry = (await resolver.entry(
+      file.segments,
+      { create: true, follow: true },
+      file.path,
+    )) as ResolvedEntry;
+    await writeAtomically(entry, file.path, file.data, file.mode);
     return { path: file.path, bytes: file.data.length };
   }
 
@@ -285,7 +188,8 @@ export class FileService {
         targets.set(joinSegments(segments), segments);
       }
       if (glob !== undefined) {
-        for (const segments of await this.#globFiles(resolver, glob)) targets.set(segments.join("/"), segments);
+        for (const segments of await this.#globFiles(resolver, glob))
+          targets.set(segments.join("/"), segments);
       }
       let budget = this.#maxTotalReadBytes;
       const files: ReadFilesResult["files"] = [];
@@ -324,7 +228,9 @@ export class FileService {
         const stat = await handle.stat();
         if (stat.isDirectory()) throw this.#isDirectory(path);
         if (!stat.isFile()) {
-          throw new SandboxError("bad_request", `${showPath(path)} is not a regular file`, undefined, { path });
+          throw new SandboxError("bad_request", `${showPath(path)} is not a regular file`, undefined, {
+            path,
+          });
         }
         const buffer = Buffer.alloc(Math.min(stat.size, cap));
         let got = 0;
@@ -335,7 +241,10 @@ export class FileService {
         }
         const bytes = buffer.subarray(0, got);
         const truncated = got < stat.size;
-        return { content: { path, ...encodeContent(bytes, truncated, encoding), bytes: stat.size, truncated }, read: got };
+        return {
+          content: { path, ...encodeContent(bytes, truncated, encoding), bytes: stat.size, truncated },
+          read: got,
+        };
       } finally {
         await handle.close();
       }
@@ -459,7 +368,8 @@ export class FileService {
       throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
     }
     if (!stat.isDirectory()) {
-      if (globbing) throw new SandboxError("bad_request", `${showPath(path)} is a file; a glob needs a directory`);
+      if (globbing)
+        throw new SandboxError("bad_request", `${showPath(path)} is a file; a glob needs a directory`);
       return { file: toEntry(segments, stat) };
     }
     const dir = await resolver.dir(entry.segments, false, path);
@@ -485,7 +395,11 @@ export class FileService {
   }
 
   /** Extracts a tar or tar.gz into the directory `path` (created if missing); all or nothing, see `extractArchive`. */
-  async importArchive(root: string, path: string, body: ArchiveBody): Promise<{ files: number; bytes: number }> {
+  async importArchive(
+    root: string,
+    path: string,
+    body: ArchiveBody,
+  ): Promise<{ files: number; bytes: number }> {
     return this.#withResolver(root, async (resolver) => {
       const rules = this.#rules(resolver);
       const segments = this.#parse(resolver, path, true);

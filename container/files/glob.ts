@@ -119,7 +119,11 @@ export function compileGlob(segments: readonly string[]): CompiledGlob {
   try {
     regex = new RegExp(`^${source}$`, "u");
   } catch {
-    throw new SandboxError("bad_request", `the glob ${JSON.stringify(segments.join("/"))} is malformed`, GLOB_HINT);
+    throw new SandboxError(
+      "bad_request",
+      `the glob ${JSON.stringify(segments.join("/"))} is malformed`,
+      GLOB_HINT,
+    );
   }
   return {
     base,

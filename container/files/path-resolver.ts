@@ -1,5 +1,16 @@
 import { existsSync, type Stats } from "node:fs";
-import { constants, type FileHandle, lstat, mkdir, open, readdir, readlink, realpath, rmdir, unlink } from "node:fs/promises";
+import {
+  constants,
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  realpath,
+  rmdir,
+  unlink,
+} from "node:fs/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { invalidPath, joinSegments, resolveLinkTarget, showPath } from "./paths.ts";
 
@@ -39,9 +50,15 @@ export interface ResolvedEntry {
   /** `dir.base/name`: only its last component is looked up by the kernel. */
   readonly path: string;
   readonly segments: readonly string[];
+  /** lstat of the entry when `follow` looked at it (null: it did not exist). */
+  readonly stat?: Stats | null;
 }
 
-type Step = { kind: "dir"; dir: DirRef } | { kind: "link"; target: string } | { kind: "missing" } | { kind: "file" };
+type Step =
+  | { kind: "dir"; dir: DirRef }
+  | { kind: "link"; target: string }
+  | { kind: "missing" }
+  | { kind: "file" };
 
 export function errnoOf(error: unknown): string | undefined {
   return typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
@@ -149,7 +166,11 @@ export class PathResolver {
   }
 
   /** The directory at `segments`, created when `create`; null when missing (and not created). */
-  async dir(segments: readonly string[], create: boolean, original = joinSegments(segments)): Promise<DirRef | null> {
+  async dir(
+    segments: readonly string[],
+    create: boolean,
+    original = joinSegments(segments),
+  ): Promise<DirRef | null> {
     return this.#walk([...segments], create, original, { hops: 0 });
   }
 
@@ -179,7 +200,7 @@ export class PathResolver {
       const entry = { dir, name, path, segments: [...dir.segments, name] };
       if (!options.follow) return entry;
       const stat = await lstatOrNull(path);
-      if (!stat?.isSymbolicLink()) return entry;
+      if (!stat?.isSymbolicLink()) return { ...entry, stat };
       let target: string;
       try {
         target = await readlink(path);
@@ -189,7 +210,11 @@ export class PathResolver {
       }
       current = this.#follow(dir.segments, name, target, original, budget);
     }
-    throw new SandboxError("conflict", `${showPath(original)} kept changing while it was being resolved`, "retry");
+    throw new SandboxError(
+      "conflict",
+      `${showPath(original)} kept changing while it was being resolved`,
+      "retry",
+    );
   }
 
   #follow(

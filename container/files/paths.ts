@@ -100,11 +100,19 @@ export function joinSegments(segments: readonly string[]): string {
 export function parseArchivePath(input: string, rules: PathRules): string[] {
   if (input.includes("\0")) throw invalidPath(input, "the archive entry name contains a NUL byte");
   if (input.startsWith("/") || /^[A-Za-z]:/.test(input)) {
-    throw invalidPath(input, "the archive holds an entry with an absolute path", "rebuild the archive with relative paths");
+    throw invalidPath(
+      input,
+      "the archive holds an entry with an absolute path",
+      "rebuild the archive with relative paths",
+    );
   }
   const segments = input.split("/").filter((s) => s !== "" && s !== ".");
   if (segments.includes("..")) {
-    throw invalidPath(input, "the archive holds an entry with a '..' segment", "rebuild the archive without '..'");
+    throw invalidPath(
+      input,
+      "the archive holds an entry with a '..' segment",
+      "rebuild the archive without '..'",
+    );
   }
   if (Buffer.byteLength(input) > rules.maxPathLength) {
     throw invalidPath(input, `the archive entry name is longer than ${rules.maxPathLength} bytes`);

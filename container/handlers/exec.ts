@@ -14,7 +14,7 @@ export function execRoutes(app: Hono, { sessions, exec }: MonitorServices): void
   app.post(patterns.exec, async (c) => {
     const runtime = await sessions.runtime(sessionId(c.req.param("sessionId")));
     const request = await jsonBody(c, ExecRequest);
-    const signal = c.req.raw.signal;
+    const signal = AbortSignal.any([c.req.raw.signal, runtime.destroyed]);
     const encoder = new TextEncoder();
     const body = new ReadableStream<Uint8Array>({
       start(controller) {

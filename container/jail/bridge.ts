@@ -1,5 +1,6 @@
-import { existsSync, unlinkSync } from "node:fs";
+import { existsSync, openSync, unlinkSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
+import { basename, dirname } from "node:path";
 
 /**
  * The holder of a session's network namespace. It runs inside that namespace (started by the jail with
@@ -61,7 +62,10 @@ server.on("error", (error) => {
   process.stderr.write(`bridge: ${error.message}\n`);
   process.exit(1);
 });
-server.listen(socketPath, () => {
+// Unix socket paths are limited to 108 bytes; binding through a descriptor of the directory keeps any run
+// directory usable.
+const dirFd = openSync(dirname(socketPath), "r");
+server.listen(`/proc/self/fd/${dirFd}/${basename(socketPath)}`, () => {
   process.stdout.write(`ready ${process.pid}\n`);
 });
 process.stdin.on("end", () => process.exit(0));

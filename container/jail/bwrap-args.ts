@@ -51,6 +51,13 @@ export interface JailLayout {
   systemEntries: SystemEntry[];
   /** Whether the jail gets its own user namespace with nested user namespaces disabled (bubblewrap >= 0.8). */
   userns: boolean;
+  /** The uid/gid jailed processes see as their own (needs `userns`); absent: 0, as the monitor. */
+  user?: JailUser | null;
+}
+
+export interface JailUser {
+  uid: number;
+  gid: number;
 }
 
 /**
@@ -63,6 +70,9 @@ export function jailArgs(layout: JailLayout): string[] {
     // A user namespace of its own with no nested ones: a jailed process cannot create namespaces in which it
     // would hold capabilities again.
     args.push("--unshare-user", "--disable-userns");
+    // Inside the namespace the monitor's uid is mapped to this one, so tools that behave differently as root
+    // (npm, browsers, pip) see an ordinary user, and the workspace files they write stay the monitor's.
+    if (layout.user) args.push("--uid", String(layout.user.uid), "--gid", String(layout.user.gid));
   }
   args.push(
     "--unshare-pid",

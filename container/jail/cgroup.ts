@@ -109,6 +109,14 @@ export async function createSessionCgroup(
   const make = async (parent: string): Promise<string> => {
     const dir = join(parent, name);
     await mkdir(dir, { recursive: true });
+    // Left over by a monitor that died with this session open: whatever still runs there is nobody's now.
+    for (const pid of await members([dir])) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }
     if (!dirs.includes(dir)) dirs.push(dir);
     return dir;
   };

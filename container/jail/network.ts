@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { closeSync, openSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
@@ -27,6 +28,8 @@ export interface SessionNetwork {
   /** `/proc/<pid>/ns/net` of the holder, for `nsenter --net=`. */
   readonly netnsPath: string;
   readonly socketPath: string;
+  /** A short path to the socket (through a descriptor of the run directory), usable with `connect`. */
+  readonly connectPath: string;
   /** Whether slirp4netns gives this namespace a route out. */
   readonly outbound: boolean;
   /** Set once the holder exited; processes can no longer join the namespace. */
@@ -34,7 +37,16 @@ export interface SessionNetwork {
   close(): Promise<void>;
 }
 
-const BRIDGE = fileURLToPath(new URL("./bridge.ts", import.meta.url));
+/** Set by container/bundle.ts: the bundled monitor ships the bridge as its own file next to it. */
+declare const MONITOR_BUNDLED_BRIDGE: string | undefined;
+
+/** The bridge script: `MONITOR_BRIDGE_SCRIPT`, else the bundled sibling, else bridge.ts next to this module. */
+export function bridgeScript(): string {
+  if (process.env.MONITOR_BRIDGE_SCRIPT) return process.env.MONITOR_BRIDGE_SCRIPT;
+  const sibling = typeof MONITOR_BUNDLED_BRIDGE === "string" ? MONITOR_BUNDLED_BRIDGE : "./bridge.ts";
+  return fileURLToPath(new URL(sibling, import.meta.url));
+}
+
 const START_TIMEOUT_MS = 15_000;
 
 /** Address ranges a session with outbound access must never reach (link-local holds cloud metadata services). */
@@ -55,9 +67,6 @@ export async function startNetwork(
   outbound: boolean,
 ): Promise<SessionNetwork> {
   const socketPath = join(runDir, "bridge.sock");
-  if (Buffer.byteLength(socketPath) > 100) {
-    throw new Error(`run directory path is too long for a unix socket: ${socketPath}`);
-  }
   const holder = spawn(
     tools.bwrap,
     [
@@ -75,7 +84,7 @@ export async function startNetwork(
       runDir,
       "--",
       process.execPath,
-      BRIDGE,
+      bridgeScript(),
       socketPath,
     ],
     { stdio: ["pipe", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
@@ -85,11 +94,14 @@ export async function startNetwork(
     exited = true;
   });
   let slirp: ChildProcess | null = null;
+  // Unix socket paths are limited to 108 bytes; connecting through a descriptor of the run directory is not.
+  const dirFd = openSync(runDir, "r");
   const stop = async (): Promise<void> => {
     // The bridge exits by itself when its stdin closes; SIGTERM to bwrap (then its --die-with-parent) backs it up.
     holder.stdin?.end();
     await Promise.all([terminate(slirp), terminate(holder)]);
     await rm(socketPath, { force: true });
+    closeSync(dirFd);
   };
   try {
     const line = await firstLine(holder, holder.stdout!, START_TIMEOUT_MS, "network namespace holder");
@@ -108,6 +120,7 @@ export async function startNetwork(
       holderPid,
       netnsPath,
       socketPath,
+      connectPath: `/proc/self/fd/${dirFd}/bridge.sock`,
       outbound: hasRoute,
       get exited() {
         return exited;

@@ -117,3 +117,26 @@ export function alive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * Pid-namespace inits whose bwrap died before they armed --die-with-parent (a signal during jail setup) are
+ * reparented to pid 1 or to us and would run forever. They are found by `marker`, an argument only this
+ * session's bwrap command lines carry, and SIGKILLed, which ends their whole namespace.
+ */
+export function killOrphanedInits(marker: string): number {
+  let killed = 0;
+  for (const [ppid, pids] of parentMap()) {
+    if (ppid !== 1 && ppid !== process.pid) continue;
+    for (const pid of pids) {
+      if (!isNamespaceInit(pid)) continue;
+      let cmdline = "";
+      try {
+        cmdline = readFileSync(`/proc/${pid}/cmdline`, "latin1");
+      } catch {
+        continue;
+      }
+      if (cmdline.split("\0").includes(marker) && signal(pid, "SIGKILL")) killed += 1;
+    }
+  }
+  return killed;
+}

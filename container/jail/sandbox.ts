@@ -3,11 +3,19 @@ import { rm, writeFile } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import { envArgs, JAIL_WORKSPACE, jailArgs, jailCwd, jailEnv, wrapperScript } from "./bwrap-args.ts";
+import {
+  envArgs,
+  JAIL_WORKSPACE,
+  type JailUser,
+  jailArgs,
+  jailCwd,
+  jailEnv,
+  wrapperScript,
+} from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import type { HostProbe } from "./detect.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
-import { signal } from "./proc-tree.ts";
+import { killOrphanedInits, signal } from "./proc-tree.ts";
 import { killJailed } from "./signals.ts";
 import type { EnforcedLimits, SessionSandbox, SessionSandboxOptions, SpawnOptions } from "./types.ts";
 
@@ -76,7 +84,11 @@ function tracked(): { add(child: ChildProcess): ChildProcess; live(): ChildProce
 }
 
 /** A session in a bubblewrap jail inside its own network namespace. */
-export async function openJailed(probe: HostProbe, options: SessionSandboxOptions): Promise<SessionSandbox> {
+export async function openJailed(
+  probe: HostProbe,
+  options: SessionSandboxOptions,
+  user: JailUser | null = null,
+): Promise<SessionSandbox> {
   const bwrap = probe.bwrap!;
   const nsenter = probe.nsenter!;
   const wantsOutbound = options.network === "allow";
@@ -118,6 +130,7 @@ export async function openJailed(probe: HostProbe, options: SessionSandboxOption
       hostsFile,
       systemEntries: probe.systemEntries,
       userns: probe.userns,
+      user: probe.userns ? user : null,
     }),
   ];
   const file = limits.wrapper ? "/bin/sh" : nsenter;
@@ -149,21 +162,26 @@ export async function openJailed(probe: HostProbe, options: SessionSandboxOption
         "-c",
         spawnOptions.command,
       );
-      return children.add(
-        spawn(file, args, {
-          cwd: "/",
-          env: HELPER_ENV,
-          detached: true,
-          stdio: [spawnOptions.stdin ?? "ignore", "pipe", "pipe"],
-        }),
-      );
+      const child = spawn(file, args, {
+        cwd: "/",
+        env: HELPER_ENV,
+        detached: true,
+        stdio: [spawnOptions.stdin ?? "ignore", "pipe", "pipe"],
+      });
+      // A jail that ended normally took its namespace with it; one killed by a signal may have left an init
+      // behind if the signal came while bubblewrap was still setting up.
+      child.once("exit", (_code, sig) => {
+        if (sig !== null) killOrphanedInits(resolvConf);
+      });
+      return children.add(child);
     },
     kill,
-    connect: (port) => connectThroughBridge(network.socketPath, port),
+    connect: (port) => connectThroughBridge(network.connectPath, port),
     close() {
       closing ??= (async () => {
         for (const child of children.live()) kill(child, "SIGKILL");
         await limits.cgroup?.remove();
+        killOrphanedInits(resolvConf);
         await network.close();
         await Promise.all([rm(resolvConf, { force: true }), rm(hostsFile, { force: true })]);
       })();

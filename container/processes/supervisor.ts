@@ -121,10 +121,14 @@ export class Supervisor {
   async restart(runtime: SessionRuntime, processId: string): Promise<ProcessInfo> {
     const row = this.#row(runtime.id, processId);
     let managed = this.#live.get(runtime.id)?.get(processId);
-    if (managed) {
-      await this.#stop(managed, managed.request.graceMs);
-    }
+    if (managed) await this.#stop(managed, managed.request.graceMs);
+    // A concurrent restart got there first.
+    const current = this.#live.get(runtime.id)?.get(processId);
+    if (current) return this.#info(current.row);
     const request = StartProcessRequest.parse(row.request);
+    const others = [...this.#sessionLive(runtime.id).values()].map((other) => other.row);
+    const conflict = conflictWith(others, { name: row.name, port: request.port });
+    if (conflict) throw conflict;
     managed = this.#manage(runtime, request, { ...row, request });
     this.#logs.append(runtime.id, processId, "system", "restart requested");
     await this.#launch(managed, readinessSpec(request, compilePattern(request.waitFor?.logPattern)));

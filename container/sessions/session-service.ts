@@ -32,6 +32,8 @@ export class SessionService {
   readonly #sandboxes = new Map<string, Promise<SessionSandbox>>();
   readonly #touched = new Map<string, number>();
   readonly #destroying = new Map<string, Promise<boolean>>();
+  /** Aborted when the session is destroyed, so that commands still running in it end. */
+  readonly #lifetimes = new Map<string, AbortController>();
 
   constructor(options: SessionServiceOptions) {
     this.#options = options;
@@ -97,7 +99,7 @@ export class SessionService {
   }
 
   /** Everything a command or process of the session needs; marks the session active. */
-  async runtime(id: string): Promise<SessionRuntime & { hostPath: string }> {
+  async runtime(id: string): Promise<SessionRuntime & { hostPath: string; destroyed: AbortSignal }> {
     const record = await this.#live(id);
     this.#touch(record);
     const sandbox = await this.#sandbox(record);
@@ -108,6 +110,7 @@ export class SessionService {
       env: record.env,
       limits: record.limits,
       hostPath: this.paths(id).workspace,
+      destroyed: this.#lifetime(id).signal,
       nextProcessId: (kind) => store.nextProcessId(id, kind),
     };
   }
@@ -154,6 +157,8 @@ export class SessionService {
   async #destroy(id: string): Promise<boolean> {
     const record = this.#options.store.get(id);
     if (!record) return false;
+    this.#lifetimes.get(id)?.abort();
+    this.#lifetimes.delete(id);
     await this.#options.onDestroy(id);
     const sandbox = this.#sandboxes.get(id);
     this.#sandboxes.delete(id);
@@ -162,6 +167,15 @@ export class SessionService {
     this.#touched.delete(id);
     await rm(this.paths(id).root, { recursive: true, force: true });
     return true;
+  }
+
+  #lifetime(id: string): AbortController {
+    let lifetime = this.#lifetimes.get(id);
+    if (!lifetime) {
+      lifetime = new AbortController();
+      this.#lifetimes.set(id, lifetime);
+    }
+    return lifetime;
   }
 
   async #live(id: string): Promise<SessionRecord> {

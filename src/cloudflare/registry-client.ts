@@ -57,7 +57,10 @@ export class RegistryClient {
     return new RegistryClient(namespace, containerShardName(container));
   }
 
-  static async forOwner(namespace: DurableObjectNamespaceLike, owner: string | null): Promise<RegistryClient> {
+  static async forOwner(
+    namespace: DurableObjectNamespaceLike,
+    owner: string | null,
+  ): Promise<RegistryClient> {
     return new RegistryClient(namespace, await principalIndexName(owner));
   }
 
@@ -141,7 +144,10 @@ export class RegistryClient {
     if (!response.ok) {
       const parsed = ErrorBody.safeParse(safeJson(text));
       if (parsed.success) throw SandboxError.fromBody(parsed.data);
-      throw new SandboxError("unavailable", `the session registry answered ${response.status}: ${text.slice(0, 200)}`);
+      throw new SandboxError(
+        "unavailable",
+        `the session registry answered ${response.status}: ${text.slice(0, 200)}`,
+      );
     }
     return JSON.parse(text) as T;
   }

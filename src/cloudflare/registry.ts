@@ -1,7 +1,7 @@
+import { newTenantTag } from "../placement/placement.ts";
 import { SandboxClient } from "../protocol/client.ts";
 import { isSandboxError, SandboxError } from "../protocol/errors.ts";
 import type { CreateSessionRequest, Session } from "../protocol/schemas.ts";
-import { newTenantTag } from "../placement/placement.ts";
 import type { OwnedSession, RegistryRecord } from "./registry-client.ts";
 import { RegistryClient } from "./registry-client.ts";
 import type {
@@ -13,9 +13,9 @@ import type {
 } from "./routing-fetch-bindings.ts";
 import { stubFor } from "./routing-fetch-bindings.ts";
 import {
+  R2SnapshotStore,
   type SnapshotDebounce,
   type SnapshotStore,
-  R2SnapshotStore,
   SqlSnapshotStore,
   snapshotDueAt,
 } from "./snapshots.ts";
@@ -66,7 +66,9 @@ export class SandboxRegistry {
       const body = (await request.json()) as Record<string, unknown>;
       return Response.json(await this.#dispatch(op, body));
     } catch (error) {
-      const failure = isSandboxError(error) ? error : new SandboxError("internal", `registry: ${String(error)}`);
+      const failure = isSandboxError(error)
+        ? error
+        : new SandboxError("internal", `registry: ${String(error)}`);
       return Response.json(failure.toBody(), { status: failure.status });
     }
   }
@@ -74,7 +76,9 @@ export class SandboxRegistry {
   /** Takes the snapshots that are due and forgets expired sessions. */
   async alarm(): Promise<void> {
     const now = Date.now();
-    for (const row of this.#rows("SELECT * FROM sessions WHERE state = 'live' AND first_dirty_at IS NOT NULL")) {
+    for (const row of this.#rows(
+      "SELECT * FROM sessions WHERE state = 'live' AND first_dirty_at IS NOT NULL",
+    )) {
       const debounce = { quietMs: num(row.quiet_ms), maxWaitMs: num(row.max_wait_ms) };
       if (snapshotDueAt(num(row.first_dirty_at), num(row.last_dirty_at), debounce) > now) continue;
       try {
@@ -159,7 +163,10 @@ export class SandboxRegistry {
     // Synchronous from count to insert: no other request can interleave inside a Durable Object here.
     const live = this.#rows("SELECT * FROM sessions").filter((row) => this.#live(row, now)).length;
     if (live >= input.capacity) {
-      throw new SandboxError("at_capacity", `container ${input.container} holds its ${input.capacity} sessions`);
+      throw new SandboxError(
+        "at_capacity",
+        `container ${input.container} holds its ${input.capacity} sessions`,
+      );
     }
     this.#sql.exec(
       `INSERT INTO sessions (id, owner, container, state, request, created_at, last_active_at, idle_ttl,
@@ -206,7 +213,7 @@ export class SandboxRegistry {
 
   async #restore(id: string): Promise<{ restored: boolean; fromSnapshot: boolean }> {
     const row = this.#row(id);
-    if (!row || row.state !== "live") return { restored: false, fromSnapshot: false };
+    if (row?.state !== "live") return { restored: false, fromSnapshot: false };
     const now = Date.now();
     if (!this.#live(row, now)) {
       await this.#forget(id);
@@ -245,7 +252,7 @@ export class SandboxRegistry {
 
   async #snapshot(id: string): Promise<{ bytes: number; takenAt: number }> {
     const row = this.#row(id);
-    if (!row || row.state !== "live") throw new SandboxError("not_found", `no session ${id} in the registry`);
+    if (row?.state !== "live") throw new SandboxError("not_found", `no session ${id} in the registry`);
     const container = str(row.container);
     const store = this.#store(container);
     const gen = num(row.snapshot_gen) + 1;
@@ -336,10 +343,12 @@ export class SandboxRegistry {
   }
 
   #owned(owner: string | null): OwnedSession[] {
-    return this.#rows("SELECT id, container FROM owned WHERE owner IS ? AND pending = 0", owner).map((row) => ({
-      id: str(row.id),
-      container: str(row.container),
-    }));
+    return this.#rows("SELECT id, container FROM owned WHERE owner IS ? AND pending = 0", owner).map(
+      (row) => ({
+        id: str(row.id),
+        container: str(row.container),
+      }),
+    );
   }
 
   #pending(owner: string | null): number {

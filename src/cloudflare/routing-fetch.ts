@@ -1,6 +1,3 @@
-import { SandboxClient } from "../protocol/client.ts";
-import { isSandboxError, SandboxError } from "../protocol/errors.ts";
-import { CreateSessionRequest, type Isolation, type Session, SessionId } from "../protocol/schemas.ts";
 import {
   locateSession,
   newPoolPlacement,
@@ -14,6 +11,9 @@ import {
   type TenancyPolicy,
   tenancyFor,
 } from "../placement/placement.ts";
+import { SandboxClient } from "../protocol/client.ts";
+import { isSandboxError, SandboxError } from "../protocol/errors.ts";
+import { CreateSessionRequest, type Isolation, type Session, SessionId } from "../protocol/schemas.ts";
 import { RegistryClient } from "./registry-client.ts";
 import type { DurableObjectNamespaceLike, R2BucketLike } from "./routing-fetch-bindings.ts";
 import { stubFor } from "./routing-fetch-bindings.ts";
@@ -59,7 +59,6 @@ const MUTATING = [/^POST \/files\/write$/, /^PUT \/files\/archive$/, /^POST \/ex
 const TENANT_WARNING =
   "this sandbox host cannot jail sessions from each other, so the container serving this session is dedicated " +
   "to its owner: other principals' sessions never share it";
-const RESTORE_WARNING = "the container holding this session was replaced; it is restored from its last snapshot on next use";
 
 /**
  * A fetch that makes the whole fleet of sandbox containers look like one monitor to `SandboxClient`:
@@ -128,7 +127,8 @@ class Router {
     const match = SESSION_PATH.exec(url.pathname);
     if (match) {
       const id = SessionId.safeParse(decodeURIComponent(match[1] ?? ""));
-      if (!id.success) throw new SandboxError("bad_request", `invalid session id: ${id.error.issues[0]?.message}`);
+      if (!id.success)
+        throw new SandboxError("bad_request", `invalid session id: ${id.error.issues[0]?.message}`);
       return this.#session(request, url, id.data, match[2] ?? "");
     }
     throw new SandboxError("not_found", `no route ${request.method} ${url.pathname}`);
@@ -166,7 +166,8 @@ class Router {
   async #place(tag: string): Promise<Placement> {
     if (this.#config.mode === "solo") return newSoloPlacement();
     const candidate = newPoolPlacement(this.#config.poolSize);
-    const isolation = this.#options.tenancy === "auto" ? await this.#isolationOf(candidate.container) : "none";
+    const isolation =
+      this.#options.tenancy === "auto" ? await this.#isolationOf(candidate.container) : "none";
     return tenancyFor(isolation, this.#options.tenancy) === "shared" ? candidate : newTenantPlacement(tag);
   }
 
@@ -268,7 +269,10 @@ class Router {
       this.#config.mode === "pool"
         ? `health of ${container}, one of ${this.#config.poolSize} pool containers`
         : "health of a probe container; every session has a container of its own";
-    return Response.json({ ...health, isolation: { ...health.isolation, warnings: [...health.isolation.warnings, scope] } });
+    return Response.json({
+      ...health,
+      isolation: { ...health.isolation, warnings: [...health.isolation.warnings, scope] },
+    });
   }
 
   // ------------------------------------------------------------------------------------------ session routes
@@ -278,8 +282,7 @@ class Router {
     const shard = RegistryClient.forContainer(this.#env.REGISTRY, container);
     if (request.method === "DELETE" && rest === "") return this.#destroy(request, url, id, container, shard);
     const streaming = rest.startsWith("/ports/") || (request.method === "PUT" && rest === "/files/archive");
-    const body =
-      request.body && !streaming ? await request.arrayBuffer() : (request.body ?? undefined);
+    const body = request.body && !streaming ? await request.arrayBuffer() : (request.body ?? undefined);
     let response = await this.#forward(container, request, url, body);
     if (response.status === 404 && (await this.#sessionMissing(container, id, rest))) {
       const { restored } = await shard.restore(id);
@@ -309,7 +312,8 @@ class Router {
     const response = await this.#forward(container, request, url, undefined);
     if (!response.ok && response.status !== 404) return response;
     const { known, owner } = await shard.forget(id);
-    if (known) await RegistryClient.forOwner(this.#env.REGISTRY, owner).then((principal) => principal.drop([id]));
+    if (known)
+      await RegistryClient.forOwner(this.#env.REGISTRY, owner).then((principal) => principal.drop([id]));
     if (response.ok || !known) return response;
     // The container had already lost it (slept or replaced); forgetting the record and snapshot destroys it.
     await response.body?.cancel();
@@ -338,7 +342,9 @@ class Router {
   }
 
   async #background(work: Promise<unknown>): Promise<void> {
-    const quiet = work.catch((error: unknown) => console.error(`[routing] registry update failed: ${String(error)}`));
+    const quiet = work.catch((error: unknown) =>
+      console.error(`[routing] registry update failed: ${String(error)}`),
+    );
     if (this.#options.waitUntil) this.#options.waitUntil(quiet);
     else await quiet;
   }
@@ -383,7 +389,10 @@ class Router {
 function errorResponse(error: unknown): Response {
   const failure = isSandboxError(error)
     ? error
-    : new SandboxError("internal", `routing failed: ${error instanceof Error ? error.message : String(error)}`);
+    : new SandboxError(
+        "internal",
+        `routing failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
   const headers = new Headers();
   const retry = failure.details?.retryAfterSeconds;
   if (failure.code === "at_capacity" && typeof retry === "number") headers.set("retry-after", String(retry));

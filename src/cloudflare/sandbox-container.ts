@@ -64,7 +64,10 @@ export class SandboxContainer<Env = unknown> extends Container<Env> {
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
     if (!url.pathname.startsWith("/v1/")) {
-      const error = new SandboxError("not_found", `the sandbox container serves only /v1, not ${url.pathname}`);
+      const error = new SandboxError(
+        "not_found",
+        `the sandbox container serves only /v1, not ${url.pathname}`,
+      );
       return Response.json(error.toBody(), { status: error.status });
     }
     const secret = await this.#ensureSecret();
@@ -80,16 +83,31 @@ export class SandboxContainer<Env = unknown> extends Container<Env> {
 
   override async onStart(): Promise<void> {
     const lifecycle = await this.lifecycle();
-    await this.#record({ ...lifecycle, status: "running", starts: lifecycle.starts + 1, lastStartAt: Date.now() });
+    await this.#record({
+      ...lifecycle,
+      status: "running",
+      starts: lifecycle.starts + 1,
+      lastStartAt: Date.now(),
+    });
   }
 
   override async onStop(params: StopParams): Promise<void> {
-    await this.#record({ ...(await this.lifecycle()), status: "stopped", lastStopAt: Date.now(), lastExit: params });
+    await this.#record({
+      ...(await this.lifecycle()),
+      status: "stopped",
+      lastStopAt: Date.now(),
+      lastExit: params,
+    });
   }
 
   override async onError(error: unknown): Promise<never> {
     const message = error instanceof Error ? error.message : String(error);
-    await this.#record({ ...(await this.lifecycle()), status: "error", lastError: message, lastErrorAt: Date.now() });
+    await this.#record({
+      ...(await this.lifecycle()),
+      status: "error",
+      lastError: message,
+      lastErrorAt: Date.now(),
+    });
     throw error;
   }
 

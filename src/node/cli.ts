@@ -137,6 +137,8 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`sandbox-mcp: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.stderr.write(
+    `sandbox-mcp: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+  );
   process.exit(1);
 });

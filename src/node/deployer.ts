@@ -1,6 +1,6 @@
-import { SandboxError } from "../protocol/errors.ts";
-import type { SandboxClient } from "../protocol/client.ts";
 import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../../tools/types.ts";
+import type { SandboxClient } from "../protocol/client.ts";
+import { SandboxError } from "../protocol/errors.ts";
 import { APP_NAME, type StaticApps } from "./static-apps.ts";
 import type { WorkerPublisher } from "./wrangler.ts";
 
@@ -75,7 +75,9 @@ async function publishStatic(
     : [];
   const outputDir = request.outputDir ?? (await findOutputDir(context.sandbox, request.sessionId, context));
   await context.progress(2, 3, `publishing ${outputDir}`);
-  const archive = await context.sandbox.exportArchive(request.sessionId, outputDir, { signal: context.signal });
+  const archive = await context.sandbox.exportArchive(request.sessionId, outputDir, {
+    signal: context.signal,
+  });
   const { app, deployment } = await options.apps.publish(name, request.principal, request.sessionId, archive);
   const base = `${options.publicOrigin()}/apps/${name}/`;
   const earlier = app.deployments.slice(1, 6).map((d) => `${base}@${d.id}/`);
@@ -101,7 +103,11 @@ async function publishWorker(
     ? await build(context.sandbox, request.sessionId, request.buildCommand, context)
     : [];
   const dir = request.outputDir ?? ".";
-  await context.progress(2, 3, options.workers.canDeploy && !request.dryRun ? "wrangler deploy" : "wrangler dry run");
+  await context.progress(
+    2,
+    3,
+    options.workers.canDeploy && !request.dryRun ? "wrangler deploy" : "wrangler dry run",
+  );
   const archive = await context.sandbox.exportArchive(request.sessionId, dir, { signal: context.signal });
   const result = await options.workers.publish({
     archive,
@@ -125,7 +131,12 @@ async function publishWorker(
 
 /** Session ids are already DNS-label safe; the default app name is the session id. */
 function defaultName(sessionId: string): string {
-  return APP_NAME.test(sessionId) ? sessionId : sessionId.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 63);
+  return APP_NAME.test(sessionId)
+    ? sessionId
+    : sessionId
+        .toLowerCase()
+        .replace(/[^a-z0-9-]/g, "-")
+        .slice(0, 63);
 }
 
 async function build(
@@ -144,8 +155,10 @@ async function build(
   const output = `${result?.stdout.text ?? ""}\n${result?.stderr.text ?? ""}`
     .split("\n")
     .filter((line) => line.trim().length > 0);
-  if (!result || result.exitCode !== 0) {
-    const how = result?.timedOut ? "timed out" : `exited with ${result?.exitCode ?? result?.signal ?? "nothing"}`;
+  if (result?.exitCode !== 0) {
+    const how = result?.timedOut
+      ? "timed out"
+      : `exited with ${result?.exitCode ?? result?.signal ?? "nothing"}`;
     throw new SandboxError(
       "process_failed",
       `the build "${command}" ${how}:\n${output.slice(-20).join("\n")}`,
@@ -155,9 +168,15 @@ async function build(
   return output.slice(-20);
 }
 
-async function findOutputDir(sandbox: SandboxClient, sessionId: string, context: DeployContext): Promise<string> {
+async function findOutputDir(
+  sandbox: SandboxClient,
+  sessionId: string,
+  context: DeployContext,
+): Promise<string> {
   const { entries } = await sandbox.listFiles(sessionId, { path: "." }, { signal: context.signal });
-  const dirs = new Set(entries.filter((e) => e.type === "directory").map((e) => e.path.replace(/^\.\/|\/$/g, "")));
+  const dirs = new Set(
+    entries.filter((e) => e.type === "directory").map((e) => e.path.replace(/^\.\/|\/$/g, "")),
+  );
   const found = STATIC_OUTPUT_DIRS.find((candidate) => dirs.has(candidate));
   if (!found) {
     throw new SandboxError(

@@ -64,7 +64,8 @@ export function checkHostAndOrigin(headers: Headers, policy: HostPolicy): HostVe
   const localNames = localhostAllowedHostnames();
   if (policy.loopback) {
     const verdict = validateHostHeader(host.hostname, localNames);
-    const preview = PREVIEW_HOST.test(host.hostname);
+    // Names under .localhost resolve to loopback (RFC 6761); they are preview hosts, never the MCP endpoint.
+    const preview = host.hostname.endsWith(".localhost");
     if ((!verdict.ok && !preview) || host.port !== port) {
       return { ok: false, message: `Host ${headers.get("host")} is not allowed; use localhost:${port}` };
     }

@@ -1,5 +1,5 @@
 import { type StdioServerHandle, serveStdio } from "@modelcontextprotocol/server/stdio";
-import { SessionOwnerCache, type Deployer } from "../../tools/types.ts";
+import { type Deployer, SessionOwnerCache } from "../../tools/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { createHttpHandler, createServer } from "../server.ts";
 

@@ -12,7 +12,11 @@ const STRIPPED = new Set(["cookie", "authorization", "proxy-authorization"]);
 export type SessionConnector = (sessionId: string, port: number) => Promise<Socket>;
 
 /** Whether `principal` may reach the session: it must exist and belong to the principal. */
-export async function ownsSession(client: SandboxClient, sessionId: string, principal: string): Promise<boolean> {
+export async function ownsSession(
+  client: SandboxClient,
+  sessionId: string,
+  principal: string,
+): Promise<boolean> {
   try {
     const session = await client.getSession(sessionId);
     return session.owner === principal;

@@ -82,7 +82,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
       return c.json({ jsonrpc: "2.0", id: null, error: { code: -32000, message: verdict.message } }, 403);
     }
     const host = parseHost(c.req.header("host"));
-    if (host && host.hostname.endsWith(".localhost")) {
+    if (host?.hostname.endsWith(".localhost")) {
       const target = previewTarget(c.req.header("host"));
       if (!target) return c.text("not a preview host: use <port>-<sessionId>.localhost\n", 404);
       const principal = auth.principal(c.req.raw.headers);

@@ -91,7 +91,9 @@ export class StaticApps {
     archive: ReadableStream<Uint8Array>,
   ): Promise<{ app: AppRecord; deployment: Deployment }> {
     const previous = this.#locks.get(name) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(() => this.#publish(name, principal, sessionId, archive));
+    const next = previous
+      .catch(() => undefined)
+      .then(() => this.#publish(name, principal, sessionId, archive));
     this.#locks.set(name, next);
     void next.finally(() => {
       if (this.#locks.get(name) === next) this.#locks.delete(name);
@@ -136,7 +138,11 @@ export class StaticApps {
       );
       if (refused) throw refused;
       if (files === 0) {
-        throw new SandboxError("bad_request", "the output directory is empty", "check outputDir and the build");
+        throw new SandboxError(
+          "bad_request",
+          "the output directory is empty",
+          "check outputDir and the build",
+        );
       }
       await rename(staging, join(appDir, id));
     } catch (error) {

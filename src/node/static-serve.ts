@@ -56,7 +56,10 @@ export async function serveApp(apps: StaticApps, pathname: string, method: strin
     rest = pinned[2];
   }
   if (method !== "GET" && method !== "HEAD") {
-    return new Response("static apps answer GET and HEAD only\n", { status: 405, headers: { allow: "GET, HEAD" } });
+    return new Response("static apps answer GET and HEAD only\n", {
+      status: 405,
+      headers: { allow: "GET, HEAD" },
+    });
   }
   const root = await apps.directory(name, deploymentId);
   if (!root) return notFound();
@@ -106,7 +109,12 @@ async function listing(apps: StaticApps, name: string): Promise<Response> {
     {
       name: record.name,
       live: record.deployments[0]?.id ?? null,
-      deployments: record.deployments.map(({ id, createdAt, files, bytes }) => ({ id, createdAt, files, bytes })),
+      deployments: record.deployments.map(({ id, createdAt, files, bytes }) => ({
+        id,
+        createdAt,
+        files,
+        bytes,
+      })),
     },
     { headers: { "access-control-allow-origin": "*" } },
   );

@@ -47,7 +47,8 @@ export interface LocalWranglerOptions {
 }
 
 const CONFIG_FILES = ["wrangler.jsonc", "wrangler.json", "wrangler.toml"];
-const SUMMARY_LINE = /Total Upload|bindings|Uploaded|Deployed|https:\/\/|dry-run|Current Version ID|env\.|Worker Startup/i;
+const SUMMARY_LINE =
+  /Total Upload|bindings|Uploaded|Deployed|https:\/\/|dry-run|Current Version ID|env\.|Worker Startup/i;
 
 /** Wrangler from this project's node_modules, run by the Node that runs this server. */
 export function createLocalWrangler(options: LocalWranglerOptions = {}): WorkerPublisher {
@@ -101,7 +102,9 @@ export function createLocalWrangler(options: LocalWranglerOptions = {}): WorkerP
             "fix the Worker (wrangler.jsonc, main entry, imports) in the session and deploy again",
           );
         }
-        const summary = lines.filter((line) => SUMMARY_LINE.test(line)).map((line) => redact(line, options.apiToken));
+        const summary = lines
+          .filter((line) => SUMMARY_LINE.test(line))
+          .map((line) => redact(line, options.apiToken));
         const url = /https:\/\/[^\s]+/.exec(summary.join("\n"))?.[0] ?? null;
         return {
           status: dryRun ? "dry-run" : "deployed",

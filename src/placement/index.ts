@@ -6,10 +6,10 @@ export {
   newSoloPlacement,
   newTenantPlacement,
   newTenantTag,
-  POOL_CONTAINER_PREFIX,
   type Placement,
   type PlacementConfig,
   type PlacementMode,
+  POOL_CONTAINER_PREFIX,
   parsePlacementConfig,
   poolContainerName,
   poolIndexForKey,
@@ -19,4 +19,10 @@ export {
   tenancyFor,
   tenantContainerName,
 } from "./placement.ts";
-export { decodeSessionId, encodeSessionId, MAX_POOL_SIZE, randomDigits, type SessionIdParts } from "./session-id.ts";
+export {
+  decodeSessionId,
+  encodeSessionId,
+  MAX_POOL_SIZE,
+  randomDigits,
+  type SessionIdParts,
+} from "./session-id.ts";

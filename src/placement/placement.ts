@@ -46,7 +46,10 @@ export interface Placement {
 export const POOL_CONTAINER_PREFIX = "container-pool-";
 
 /** Reads `MAX_SANDBOX_INSTANCES`: "0" means one container per session; `mode` overrides it explicitly. */
-export function parsePlacementConfig(maxInstances: string | undefined, mode?: PlacementMode): PlacementConfig {
+export function parsePlacementConfig(
+  maxInstances: string | undefined,
+  mode?: PlacementMode,
+): PlacementConfig {
   const raw = (maxInstances ?? "").trim();
   const size = raw === "" ? 0 : Number(raw);
   if (!Number.isInteger(size) || size < 0 || size >= MAX_POOL_SIZE) {

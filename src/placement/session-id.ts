@@ -40,7 +40,9 @@ export function encodeSessionId(parts: SessionIdParts): string {
   switch (parts.kind) {
     case "pool": {
       if (!Number.isInteger(parts.poolIndex) || parts.poolIndex < 0 || parts.poolIndex >= MAX_POOL_SIZE) {
-        throw new RangeError(`pool index ${parts.poolIndex} does not fit in ${POOL_INDEX_DIGITS} base-36 digits`);
+        throw new RangeError(
+          `pool index ${parts.poolIndex} does not fit in ${POOL_INDEX_DIGITS} base-36 digits`,
+        );
       }
       return `p${parts.poolIndex.toString(36).padStart(POOL_INDEX_DIGITS, "0")}${digits(parts.random, RANDOM_DIGITS)}`;
     }

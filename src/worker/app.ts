@@ -75,7 +75,8 @@ export function createWorkerApp<E extends AppBindings>(platform: WorkerPlatform<
     c.set("runtime", runtime);
     // The URL's host is what Cloudflare routed on; previews live on their own hosts, never on the MCP host.
     const target = parsePreviewHost(new URL(c.req.url).host, runtime.config.previewDomain);
-    if (target) return servePreview(c.req.raw, target, { sandbox: runtime.sandbox, previews: c.env.PREVIEWS });
+    if (target)
+      return servePreview(c.req.raw, target, { sandbox: runtime.sandbox, previews: c.env.PREVIEWS });
     await next();
   });
 
@@ -120,8 +121,11 @@ export function createWorkerApp<E extends AppBindings>(platform: WorkerPlatform<
       if (isSandboxError(error) && error.code === "not_found") return missing;
       throw error;
     }
-    if (port !== undefined && !validPort(Number(port))) return c.json({ error: { code: "bad_request", message: `invalid port ${port}` } }, 400);
-    const revoked = await new PreviewGrants(c.env.PREVIEWS, sessionId).revoke(port === undefined ? undefined : Number(port));
+    if (port !== undefined && !validPort(Number(port)))
+      return c.json({ error: { code: "bad_request", message: `invalid port ${port}` } }, 400);
+    const revoked = await new PreviewGrants(c.env.PREVIEWS, sessionId).revoke(
+      port === undefined ? undefined : Number(port),
+    );
     return c.json({ sessionId, revoked });
   });
 

@@ -26,7 +26,9 @@ export interface WorkerConfig {
 export function readConfig(vars: WorkerVars): WorkerConfig {
   const poolSize = Number(vars.MAX_SANDBOX_INSTANCES ?? "1");
   if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 10_000) {
-    throw new Error(`MAX_SANDBOX_INSTANCES must be a whole number from 1, not "${vars.MAX_SANDBOX_INSTANCES}"`);
+    throw new Error(
+      `MAX_SANDBOX_INSTANCES must be a whole number from 1, not "${vars.MAX_SANDBOX_INSTANCES}"`,
+    );
   }
   const previewDomain = (vars.PREVIEW_DOMAIN ?? "").trim().toLowerCase().replace(/^\*\./, "");
   if (previewDomain && !/^[a-z0-9.-]+(:[0-9]+)?$/.test(previewDomain)) {

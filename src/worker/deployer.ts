@@ -1,5 +1,11 @@
+import type {
+  DeployContext,
+  Deployer,
+  DeployRequest,
+  DeployResult,
+  DeployTarget,
+} from "../../tools/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
-import type { DeployContext, Deployer, DeployRequest, DeployResult, DeployTarget } from "../../tools/types.ts";
 import { MONITOR_PORT, previewUrl } from "./preview-host.ts";
 import { PreviewGrants, type PreviewNamespace } from "./preview-registry.ts";
 
@@ -42,7 +48,11 @@ async function preview(
 ): Promise<DeployResult> {
   const port = request.port;
   if (port === undefined) {
-    throw new SandboxError("bad_request", "a preview needs the port the app listens on", "pass port, e.g. 5173");
+    throw new SandboxError(
+      "bad_request",
+      "a preview needs the port the app listens on",
+      "pass port, e.g. 5173",
+    );
   }
   if (port === MONITOR_PORT) {
     throw new SandboxError(

@@ -27,7 +27,8 @@ export function createWorkerMcp(deps: WorkerMcpDeps): WorkerMcp {
   const handler = createMcpHandler(
     (context) => {
       const principal = context.authInfo?.clientId;
-      if (!principal) throw new Error("an MCP request reached the handler without an authenticated principal");
+      if (!principal)
+        throw new Error("an MCP request reached the handler without an authenticated principal");
       return createServer({ sandbox: deps.sandbox, principal, deploy: deps.deploy, owners });
     },
     {

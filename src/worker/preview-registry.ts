@@ -29,7 +29,8 @@ export class PreviewRegistry {
   async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const port = url.searchParams.has("port") ? Number(url.searchParams.get("port")) : undefined;
-    if (port !== undefined && !validPort(port)) return Response.json({ error: "invalid port" }, { status: 400 });
+    if (port !== undefined && !validPort(port))
+      return Response.json({ error: "invalid port" }, { status: 400 });
     if (request.method === "PUT" && port !== undefined) {
       const { principal } = (await request.json()) as { principal: string };
       return Response.json(await this.#grant(port, principal));
@@ -54,7 +55,9 @@ export class PreviewRegistry {
 
   async #revoke(port: number | undefined): Promise<number[]> {
     if (port !== undefined) return (await this.#storage.delete(key(port))) ? [port] : [];
-    const ports = [...(await this.#storage.list<PreviewGrant>({ prefix: "port:" })).values()].map((g) => g.port);
+    const ports = [...(await this.#storage.list<PreviewGrant>({ prefix: "port:" })).values()].map(
+      (g) => g.port,
+    );
     await this.#storage.deleteAll();
     return ports;
   }
@@ -99,7 +102,8 @@ export class PreviewGrants {
       init.headers = { "content-type": "application/json" };
     }
     const response = await this.#stub.fetch(new Request(url, init));
-    if (!response.ok) throw new Error(`preview registry answered ${response.status}: ${await response.text()}`);
+    if (!response.ok)
+      throw new Error(`preview registry answered ${response.status}: ${await response.text()}`);
     return (await response.json()) as T;
   }
 }

@@ -13,15 +13,26 @@ export interface PreviewDeps {
  * so no token is asked for, but only a registered preview answers and revocation takes effect at once (the
  * grant is read on every request). HTTP and WebSocket upgrades go through the sandbox protocol's port proxy.
  */
-export async function servePreview(request: Request, target: PreviewTarget, deps: PreviewDeps): Promise<Response> {
+export async function servePreview(
+  request: Request,
+  target: PreviewTarget,
+  deps: PreviewDeps,
+): Promise<Response> {
   if (target.port === MONITOR_PORT) {
     return text(403, `port ${MONITOR_PORT} is the sandbox monitor's own port and is never previewed\n`);
   }
   const grant = await new PreviewGrants(deps.previews, target.sessionId).lookup(target.port);
   if (!grant) {
-    return text(404, `no preview at port ${target.port} of this session (never deployed, revoked, or destroyed)\n`);
+    return text(
+      404,
+      `no preview at port ${target.port} of this session (never deployed, revoked, or destroyed)\n`,
+    );
   }
-  const init: RequestInit = { method: request.method, headers: forwardedHeaders(request), signal: request.signal };
+  const init: RequestInit = {
+    method: request.method,
+    headers: forwardedHeaders(request),
+    signal: request.signal,
+  };
   if (request.body && request.method !== "GET" && request.method !== "HEAD") init.body = request.body;
   try {
     const response = await deps.sandbox.proxy(target.sessionId, target.port, new Request(request.url, init));

@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { principalOf } from "../../src/node/auth.ts";
 import { requiresToken, startLocalServer } from "../../src/node/server.ts";
@@ -66,7 +67,11 @@ describe("local server over HTTP (loopback, no token)", () => {
   });
 
   it("routes *.localhost hosts to the preview proxy, never to /mcp", async () => {
-    const preview = await rawRequest(server.port, mcpPost(`3000-abcdefgh12.localhost:${server.port}`), initialize);
+    const preview = await rawRequest(
+      server.port,
+      mcpPost(`3000-abcdefgh12.localhost:${server.port}`),
+      initialize,
+    );
     expect(preview.status).toBe(404);
     const odd = await rawRequest(server.port, mcpPost(`whatever.localhost:${server.port}`), initialize);
     expect(odd.status).toBe(404);
@@ -101,7 +106,10 @@ describe("bearer tokens", () => {
 
   it("refuses to start off loopback without a token", async () => {
     const dataDir = await tempDir();
-    await expect(startLocalServer({ port: 0, host: "0.0.0.0", dataDir, tokens: [] })).rejects.toThrow(/token/);
+    await expect(startLocalServer({ port: 0, host: "0.0.0.0", dataDir, tokens: [] })).rejects.toThrow(
+      /token/,
+    );
+    await rm(dataDir, { recursive: true, force: true });
   });
 
   it("answers 401 without the token or with a wrong one", async () => {
@@ -109,9 +117,17 @@ describe("bearer tokens", () => {
     const missing = await rawRequest(server.port, mcpPost(host), initialize);
     expect(missing.status).toBe(401);
     expect(missing.head.toLowerCase()).toContain("www-authenticate: bearer");
-    const wrong = await rawRequest(server.port, mcpPost(host, ["Authorization: Bearer token-of-eve"]), initialize);
+    const wrong = await rawRequest(
+      server.port,
+      mcpPost(host, ["Authorization: Bearer token-of-eve"]),
+      initialize,
+    );
     expect(wrong.status).toBe(401);
-    const right = await rawRequest(server.port, mcpPost(host, ["Authorization: Bearer token-of-alice"]), initialize);
+    const right = await rawRequest(
+      server.port,
+      mcpPost(host, ["Authorization: Bearer token-of-alice"]),
+      initialize,
+    );
     expect(right.status).toBe(200);
   });
 

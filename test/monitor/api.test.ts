@@ -1,3 +1,4 @@
+import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import {
@@ -117,6 +118,41 @@ describe("monitor HTTP API", () => {
 
     expect((await client.destroySession(other.id)).destroyed).toBe(true);
     await expectCode(client.getSession(other.id), "not_found");
+  });
+
+  it("proxies HTTP upgrades (WebSocket) into a session port, only with the secret", async () => {
+    const { client } = monitor;
+    const session = await client.createSession({});
+    const echo = [
+      "const s=require('http').createServer();",
+      "s.on('upgrade',(q,sock)=>{sock.write('HTTP/1.1 101 Switching Protocols\\r\\nupgrade: echo\\r\\nconnection: upgrade\\r\\nx-path: '+q.url+'\\r\\n\\r\\n');sock.pipe(sock)});",
+      "s.listen(4100)",
+    ].join("");
+    await client.writeFiles(session.id, { files: [{ path: "echo.js", content: echo }] });
+    await client.startProcess(session.id, { command: "node echo.js", port: 4100, waitFor: { port: 4100 } });
+    const upgrade = (authorization?: string) =>
+      new Promise<{ status: number; path?: string; echoed?: string }>((resolve, reject) => {
+        const request = httpRequest(`${monitor.url}/v1/sessions/${session.id}/ports/4100/live?x=1`, {
+          headers: { connection: "upgrade", upgrade: "echo", ...(authorization ? { authorization } : {}) },
+        });
+        request.on("upgrade", (response, socket) => {
+          socket.once("data", (data: Buffer) => {
+            resolve({
+              status: response.statusCode ?? 0,
+              path: String(response.headers["x-path"]),
+              echoed: data.toString(),
+            });
+            socket.destroy();
+          });
+          socket.write("ping");
+        });
+        request.on("response", (response) => resolve({ status: response.statusCode ?? 0 }));
+        request.on("error", reject);
+        request.end();
+      });
+    expect((await upgrade()).status).toBe(401);
+    const ok = await upgrade(`Bearer ${monitor.secret}`);
+    expect(ok).toEqual({ status: 101, path: "/live?x=1", echoed: "ping" });
   });
 
   it("answers bad input with clear errors and stays up", async () => {

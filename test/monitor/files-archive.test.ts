@@ -1,4 +1,15 @@
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -150,8 +161,16 @@ describe("hostile archives", () => {
     ["an absolute path", (out) => [{ path: `${out}/pwn.txt`, body: "x" }], "absolute path"],
     ["a .. path", () => [{ path: "../outside/pwn.txt", body: "x" }], "'..'"],
     ["a .. in the middle", () => [{ path: "a/../../outside/pwn.txt", body: "x" }], "'..'"],
-    ["a symlink to an outside path", (out) => [{ path: "evil", type: "SymbolicLink", linkpath: out }], "outside"],
-    ["a symlink climbing out", () => [{ path: "a/evil", type: "SymbolicLink", linkpath: "../../../outside" }], "outside"],
+    [
+      "a symlink to an outside path",
+      (out) => [{ path: "evil", type: "SymbolicLink", linkpath: out }],
+      "outside",
+    ],
+    [
+      "a symlink climbing out",
+      () => [{ path: "a/evil", type: "SymbolicLink", linkpath: "../../../outside" }],
+      "outside",
+    ],
     [
       "a file written through a symlink of the same archive",
       () => [
@@ -165,14 +184,26 @@ describe("hostile archives", () => {
       (out) => [{ path: "hard", type: "Link", linkpath: `${out}/secret.txt` }],
       "absolute path",
     ],
-    ["a hard link climbing out", () => [{ path: "hard", type: "Link", linkpath: "../outside/secret.txt" }], "'..'"],
-    ["a hard link to a missing entry", () => [{ path: "hard", type: "Link", linkpath: "nope.txt" }], "not a file"],
+    [
+      "a hard link climbing out",
+      () => [{ path: "hard", type: "Link", linkpath: "../outside/secret.txt" }],
+      "'..'",
+    ],
+    [
+      "a hard link to a missing entry",
+      () => [{ path: "hard", type: "Link", linkpath: "nope.txt" }],
+      "not a file",
+    ],
   ];
 
   for (const [name, entries, message] of hostile) {
     it(`refuses ${name} and leaves the workspace unchanged`, async () => {
       await writeFile(join(other, "existing.txt"), "existing");
-      const tar = tarOf([{ path: "good.txt", body: "good" }, ...entries(outside), { path: "after.txt", body: "after" }]);
+      const tar = tarOf([
+        { path: "good.txt", body: "good" },
+        ...entries(outside),
+        { path: "after.txt", body: "after" },
+      ]);
       const error = await failure(files.importArchive(other, "sub", Readable.from([tar])));
       expect(error.code).toBe("invalid_path");
       expect(error.message).toContain(message);

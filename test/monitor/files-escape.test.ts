@@ -126,7 +126,13 @@ describe("escape attempts", () => {
   });
 
   it("refuses deletes through an escaping link; deleting a link removes only the link", async () => {
-    for (const path of ["linkdir/secret.txt", "linkdir/sub", "relative-up/secret.txt", "../outside", "/tmp"]) {
+    for (const path of [
+      "linkdir/secret.txt",
+      "linkdir/sub",
+      "relative-up/secret.txt",
+      "../outside",
+      "/tmp",
+    ]) {
       await refused(files.write(ws, { delete: [path] }));
     }
     const result = await files.write(ws, { delete: ["target.txt", "linkdir", "chain"] });

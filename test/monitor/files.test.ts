@@ -57,7 +57,13 @@ describe("write and read", () => {
         bytes: Buffer.byteLength("export const x = 'é€😀';\n"),
         truncated: false,
       },
-      { path: "assets/logo.png", content: binary.toString("base64"), encoding: "base64", bytes: 9, truncated: false },
+      {
+        path: "assets/logo.png",
+        content: binary.toString("base64"),
+        encoding: "base64",
+        bytes: 9,
+        truncated: false,
+      },
       { path: "empty.txt", content: "", encoding: "utf8", bytes: 0, truncated: false },
     ]);
     const forced = await files.read(ws, { paths: ["src/app/index.ts"], encoding: "base64" });
@@ -117,7 +123,9 @@ describe("write and read", () => {
   it("refuses to replace a directory with a file, and a file used as a directory", async () => {
     await mkdir(join(ws, "dir"));
     await writeFile(join(ws, "file"), "x");
-    expect((await failure(files.write(ws, { files: [{ path: "dir", content: "x" }] }))).code).toBe("bad_request");
+    expect((await failure(files.write(ws, { files: [{ path: "dir", content: "x" }] }))).code).toBe(
+      "bad_request",
+    );
     const error = await failure(files.write(ws, { files: [{ path: "file/child.txt", content: "x" }] }));
     expect(error.code).toBe("bad_request");
     expect(error.message).toContain("is a file, not a directory");
@@ -135,7 +143,9 @@ describe("write and read", () => {
   });
 
   it("never leaves a torn file under many concurrent writes to one file", async () => {
-    const versions = Array.from({ length: 40 }, (_, i) => String.fromCharCode(65 + (i % 26)).repeat(50_000 + i));
+    const versions = Array.from({ length: 40 }, (_, i) =>
+      String.fromCharCode(65 + (i % 26)).repeat(50_000 + i),
+    );
     const seen = new Set<string>();
     let writing = true;
     const reader = (async () => {
@@ -144,7 +154,9 @@ describe("write and read", () => {
         if (content !== null) seen.add(content);
       }
     })();
-    await Promise.all(versions.map((content) => files.write(ws, { files: [{ path: "shared.txt", content }] })));
+    await Promise.all(
+      versions.map((content) => files.write(ws, { files: [{ path: "shared.txt", content }] })),
+    );
     writing = false;
     await reader;
     const final = await readFile(join(ws, "shared.txt"), "utf8");
@@ -299,7 +311,12 @@ describe("list", () => {
 
   it("lists by glob, relative to the path", async () => {
     const ts = await files.list(ws, { glob: "**/*.ts" });
-    expect(ts.entries.map((e) => e.path)).toEqual(["entry.ts", "src/index.ts", "src/lib/util.ts", "src-old/x.ts"]);
+    expect(ts.entries.map((e) => e.path)).toEqual([
+      "entry.ts",
+      "src/index.ts",
+      "src/lib/util.ts",
+      "src-old/x.ts",
+    ]);
     const inSrc = await files.list(ws, { path: "src", glob: "*" });
     expect(inSrc.entries.map((e) => e.path)).toEqual(["src/index.ts", "src/lib"]);
     const git = await files.list(ws, { glob: ".git/*" });

@@ -1,5 +1,8 @@
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:http";
 import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createJail } from "../../container/jail/index.ts";
 import { blockedRoutes } from "../../container/jail/network.ts";
@@ -8,6 +11,7 @@ import {
   hostLoopbackServer,
   openTestSession,
   run,
+  TEST_LIMITS,
   type TestSession,
   waitForOutput,
 } from "../fixtures/jail/helpers.ts";
@@ -93,6 +97,34 @@ describe.each(["deny", "allow"] as const)("network %s", (network) => {
       "ip route del 169.254.0.0/16 2>&1; ip route add default dev lo 2>&1; ip link set lo down 2>&1; echo end",
     );
     expect(result.stdout.match(/Operation not permitted/g)?.length).toBe(3);
+  });
+});
+
+describe("a run directory longer than a unix socket path allows", () => {
+  it("still gives connect() a way into the session", async () => {
+    const root = await mkdtemp(join(tmpdir(), "jail-test-"));
+    const runDir = join(root, "a".repeat(60), "b".repeat(60), "run");
+    await mkdir(runDir, { recursive: true });
+    await mkdir(join(root, "workspace"));
+    expect(Buffer.byteLength(join(runDir, "bridge.sock"))).toBeGreaterThan(108);
+    const sandbox = await jail.open({
+      sessionId: `longrun${process.pid}`,
+      hostPath: join(root, "workspace"),
+      runDir,
+      network: "deny",
+      limits: TEST_LIMITS,
+    });
+    const server = sandbox.spawn({ command: JAIL_SERVER, cwd: "", env: {} });
+    const done = collect(server);
+    try {
+      await waitForOutput(server, "listening");
+      expect(await httpGet(await sandbox.connect(8080), "/long")).toBe("hello from the jail /long");
+    } finally {
+      sandbox.kill(server, "SIGKILL");
+      await done;
+      await sandbox.close();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { detectCgroups } from "../../container/jail/cgroup.ts";
 import { createJail } from "../../container/jail/index.ts";
 import { descendants } from "../../container/jail/proc-tree.ts";
 import {
@@ -192,6 +194,27 @@ describe("a jailed session", () => {
     tree = descendants(child.pid!);
     await collect(child);
     await eventually(() => tree.every((pid) => !alive(pid)), "the background sleep to die with its command");
+  });
+});
+
+describe("signals during jail setup", () => {
+  it("leave nothing behind, even when they arrive before the program starts", async () => {
+    const session = await openTestSession(jail);
+    const procs = join(detectCgroups()!.pidsParent!, `sandbox-${session.id}`, "cgroup.procs");
+    try {
+      for (let i = 0; i < 40; i++) {
+        const child = session.sandbox.spawn({ command: "sleep 304", cwd: "", env: {} });
+        const done = collect(child);
+        // Spread the signals over bubblewrap's setup, from "not yet cloned" to "running".
+        await new Promise((resolve) => setTimeout(resolve, i % 10));
+        session.sandbox.kill(child, i % 2 === 0 ? "SIGTERM" : "SIGINT");
+        // Bounded, so that a leaked jail (which keeps the pipes open) fails the check below instead of hanging.
+        await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 3_000))]);
+      }
+      await eventually(() => readFileSync(procs, "utf8") === "", "every jail to be gone");
+    } finally {
+      await session.dispose();
+    }
   });
 });
 

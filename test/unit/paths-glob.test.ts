@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { completeUtf8Length, decodeBase64, encodeContent, looksLikeText } from "../../container/files/content.ts";
+import {
+  completeUtf8Length,
+  decodeBase64,
+  encodeContent,
+  looksLikeText,
+} from "../../container/files/content.ts";
 import { compileGlob } from "../../container/files/glob.ts";
 import { SandboxError } from "../../src/protocol/errors.ts";
 
@@ -89,8 +94,14 @@ describe("content helpers", () => {
 
   it("encodes as requested, else by content", () => {
     expect(encodeContent(Buffer.from("hi"), false, undefined)).toEqual({ content: "hi", encoding: "utf8" });
-    expect(encodeContent(Buffer.from("hi"), false, "base64")).toEqual({ content: "aGk=", encoding: "base64" });
-    expect(encodeContent(Buffer.from([0, 1]), false, undefined)).toEqual({ content: "AAE=", encoding: "base64" });
+    expect(encodeContent(Buffer.from("hi"), false, "base64")).toEqual({
+      content: "aGk=",
+      encoding: "base64",
+    });
+    expect(encodeContent(Buffer.from([0, 1]), false, undefined)).toEqual({
+      content: "AAE=",
+      encoding: "base64",
+    });
     expect(encodeContent(Buffer.from("a€").subarray(0, 3), true, undefined)).toEqual({
       content: "a",
       encoding: "utf8",

@@ -51,7 +51,13 @@ describe("parseWorkspacePath", () => {
   });
 
   it("refuses other absolute paths, including look-alikes of the alias", () => {
-    for (const path of ["/etc/passwd", "/", "/workspaces/x", "/workspace-other/x", "/data/sessions/abc/workspace2"]) {
+    for (const path of [
+      "/etc/passwd",
+      "/",
+      "/workspaces/x",
+      "/workspace-other/x",
+      "/data/sessions/abc/workspace2",
+    ]) {
       const error = refusal(() => parse(path));
       expect(error.code).toBe("invalid_path");
       expect(error.message).toContain("absolute paths are refused");

@@ -64,12 +64,15 @@ function fakeState(storage = new Map<string, unknown>()) {
       deleteAlarm: async () => {},
       sync: async () => {},
       kv: { get: (key: string) => storage.get(key), put: (key: string, v: unknown) => storage.set(key, v) },
-      sql: { exec: () => ({ toArray: () => [], one: () => undefined, [Symbol.iterator]: [][Symbol.iterator] }) },
+      sql: {
+        exec: () => ({ toArray: () => [], one: () => undefined, [Symbol.iterator]: [][Symbol.iterator] }),
+      },
     },
     blockConcurrencyWhile: async <T>(fn: () => Promise<T>) => fn(),
     waitUntil: () => {},
     abort: () => {},
-    exports: {},
+    // Required by the base class whenever it wakes up with a running container (the Worker entry exports it).
+    exports: { ContainerProxy: () => ({ fetch: async () => new Response("proxied") }) },
     container,
   };
   return { ctx, storage, seen, starts, ports, container };

@@ -15,15 +15,22 @@ export const TOKENS = { alice: "alice-token-0123456789", bob: "bob-token-0123456
 export const MCP_URL = "http://mcp.test/mcp";
 
 /** Calls the Worker's default export, the way Cloudflare's edge does. */
-export function worker(input: string, init: RequestInit = {}): Promise<Response> {
+export function worker(
+  input: string,
+  init: RequestInit = {},
+  via: Via = (request) => exports.default.fetch(request),
+): Promise<Response> {
   const request = new Request(input, init);
   if (!request.headers.has("host")) {
     const headers = new Headers(request.headers);
     headers.set("host", new URL(input).host);
-    return exports.default.fetch(new Request(request, { headers }));
+    return via(new Request(request, { headers }));
   }
-  return exports.default.fetch(request);
+  return via(request);
 }
+
+/** How a request reaches the Worker: its default export by default, or a variant (another environment). */
+export type Via = (request: Request) => Promise<Response>;
 
 export interface ToolResult {
   content: Array<{ type: string; text?: string }>;
@@ -39,10 +46,10 @@ export interface McpSession {
 }
 
 /** An MCP SDK v2 client (2026-07-28, no handshake) talking to the Worker with `principal`'s token. */
-export async function connect(principal: keyof typeof TOKENS): Promise<McpSession> {
+export async function connect(principal: keyof typeof TOKENS, via?: Via): Promise<McpSession> {
   const client = new Client({ name: "workerd-test", version: "1.0.0" });
   const transport = new StreamableHTTPClientTransport(new URL(MCP_URL), {
-    fetch: (url, init) => worker(String(url), init),
+    fetch: (url, init) => worker(String(url), init, via),
     requestInit: { headers: { authorization: `Bearer ${TOKENS[principal]}` } },
   });
   await client.connect(transport);
@@ -67,7 +74,11 @@ export function textOf(result: ToolResult): string {
 /** A client straight to host monitor `index`, bypassing the Worker: where a session really lives. */
 export function monitor(index: number): SandboxClient {
   const url = bindings.MONITOR_URLS.split(",")[index]!;
-  return new SandboxClient({ fetch: (request) => fetch(request), baseUrl: url, secret: bindings.MONITOR_SECRET });
+  return new SandboxClient({
+    fetch: (request) => fetch(request),
+    baseUrl: url,
+    secret: bindings.MONITOR_SECRET,
+  });
 }
 
 export async function control(path: string): Promise<Record<string, unknown>> {

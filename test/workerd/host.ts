@@ -55,7 +55,8 @@ export async function startTestHost(monitors: number): Promise<TestHost> {
       Object.assign(slot, fresh);
       return { status: 200, body: { restarted: true, url: fresh.process.url } };
     }
-    if (method === "POST" && url.pathname === "/checks/wrangler") return { status: 200, body: await wranglerChecks() };
+    if (method === "POST" && url.pathname === "/checks/wrangler")
+      return { status: 200, body: await wranglerChecks() };
     return { status: 404, body: { error: "unknown control route" } };
   }
 
@@ -96,6 +97,7 @@ export interface CommandResult {
 
 export interface WranglerChecks {
   types: CommandResult;
+  typecheck: CommandResult;
   dryRun: CommandResult;
   bundleBytes: number;
   /** Whether the bundle carries Ajv, which compiles schemas with `new Function` (refused by production workerd). */
@@ -103,16 +105,26 @@ export interface WranglerChecks {
   bundleHasCfWorkerValidator: boolean;
 }
 
-/** `npm run check:worker`'s two commands, run the same way, plus facts about the bundle they produce. */
+/** What `npm run check:worker` runs, run the same way, plus facts about the bundle the dry run produces. */
 async function wranglerChecks(): Promise<WranglerChecks> {
   const outdir = await mkdtemp(join(tmpdir(), "worker-dry-run-"));
   try {
-    const types = await run(["wrangler", "types", "--check"]);
-    const dryRun = await run(["wrangler", "deploy", "--dry-run", "--containers-rollout=none", "--outdir", outdir]);
+    const types = await run(["wrangler", "types", "types/worker-configuration.d.ts", "--check"]);
+    const typecheck = await run(["tsc", "--noEmit", "-p", "tsconfig.worker.json"]);
+    const dryRun = await run([
+      "wrangler",
+      "deploy",
+      "--env=",
+      "--dry-run",
+      "--containers-rollout=none",
+      "--outdir",
+      outdir,
+    ]);
     const bundlePath = join(outdir, "index.js");
     const bundle = await readFile(bundlePath, "utf8").catch(() => "");
     return {
       types,
+      typecheck,
       dryRun,
       bundleBytes: bundle ? (await stat(bundlePath)).size : 0,
       bundleHasAjv: /\bclass Ajv\b|ajv\.js\.org/.test(bundle),
@@ -139,6 +151,8 @@ function run(args: string[]): Promise<CommandResult> {
     child.stderr.on("data", (chunk: Buffer) => {
       output += chunk.toString();
     });
-    child.on("close", (exitCode) => resolve({ command: args.join(" "), exitCode, output: output.slice(-4000) }));
+    child.on("close", (exitCode) =>
+      resolve({ command: args.join(" "), exitCode, output: output.slice(-4000) }),
+    );
   });
 }

@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RoutingEnv, snapshotSession } from "../../src/cloudflare/index.ts";
 import { decodeSessionId } from "../../src/placement/session-id.ts";
+import entry from "../../src/worker/index.ts";
 import { connect, control, type McpSession, monitor } from "./helpers.ts";
 
 const MONITORS = 2;
@@ -21,7 +22,7 @@ describe("placement on the container pool", () => {
     await alice?.close();
   });
 
-  it("puts each session on the container its id names, and keeps it there", async () => {
+  it("puts each session on the container its id names, and keeps it there when the pool is resized", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) {
       const { sessionId } = await alice.ok<{ sessionId: string }>("create_session", {});
@@ -40,7 +41,23 @@ describe("placement on the container pool", () => {
       const read = await alice.ok("read_files", { sessionId: id, paths: ["where.txt"] });
       expect(JSON.stringify(read)).toContain(id);
     }
-    for (const sessionId of ids) await alice.ok("destroy_session", { sessionId });
+
+    // The pool shrinks to 2: new sessions land on containers 0 and 1, live ones stay where they are.
+    const resizedEnv = { ...(env as unknown as RoutingEnv), MAX_SANDBOX_INSTANCES: "2" };
+    const ctx = { waitUntil: () => {}, passThroughOnException: () => {}, props: {} };
+    const resized = await connect("alice", (request) => entry.fetch(request, resizedEnv as never, ctx));
+    try {
+      for (const id of ids) {
+        const read = await resized.ok("read_files", { sessionId: id, paths: ["where.txt"] });
+        expect(JSON.stringify(read)).toContain(id);
+      }
+      const { sessionId } = await resized.ok<{ sessionId: string }>("create_session", {});
+      expect(poolIndexOf(sessionId)).toBeLessThan(2);
+      await resized.ok("destroy_session", { sessionId });
+      for (const id of ids) await resized.ok("destroy_session", { sessionId: id });
+    } finally {
+      await resized.close();
+    }
   });
 });
 

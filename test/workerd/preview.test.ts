@@ -25,7 +25,12 @@ describe("previews", () => {
     bob = await connect("bob");
     ({ sessionId } = await alice.ok<{ sessionId: string }>("create_session", {}));
     await alice.ok("write_files", { sessionId, files: [{ path: "server.js", content: SERVER }] });
-    await alice.ok("start_process", { sessionId, command: "node server.js", port: 3000, waitFor: { port: 3000 } });
+    await alice.ok("start_process", {
+      sessionId,
+      command: "node server.js",
+      port: 3000,
+      waitFor: { port: 3000 },
+    });
   });
   afterAll(async () => {
     await alice?.close();
@@ -64,7 +69,8 @@ describe("previews", () => {
     expect(echo).toMatchObject({ path: "/api/items?x=1", method: "POST" });
     expect(echo.headers["content-type"]).toBe("application/json");
     expect(echo.headers["x-forwarded-host"]).toBe(`3000-${sessionId}.preview.test`);
-    for (const leaked of ["cookie", "authorization", "cf-connecting-ip"]) expect(echo.headers[leaked]).toBeUndefined();
+    for (const leaked of ["cookie", "authorization", "cf-connecting-ip"])
+      expect(echo.headers[leaked]).toBeUndefined();
   });
 
   it("never exposes the monitor's port", async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, type McpSession, MCP_URL, TOKENS, textOf, worker } from "./helpers.ts";
+import { connect, MCP_URL, type McpSession, TOKENS, textOf, worker } from "./helpers.ts";
 
 const initialize = JSON.stringify({
   jsonrpc: "2.0",
@@ -39,7 +39,11 @@ describe("the Worker's front door", () => {
 
   it("refuses a Host it does not serve and a foreign browser Origin (DNS rebinding)", async () => {
     const auth = { ...mcpHeaders, authorization: `Bearer ${TOKENS.alice}` };
-    const wrongHost = await worker("http://evil.test/mcp", { method: "POST", headers: auth, body: initialize });
+    const wrongHost = await worker("http://evil.test/mcp", {
+      method: "POST",
+      headers: auth,
+      body: initialize,
+    });
     expect(wrongHost.status).toBe(403);
     const wrongOrigin = await worker(MCP_URL, {
       method: "POST",
@@ -71,7 +75,10 @@ describe("tools through the Worker", () => {
   it("runs a session end to end, and other principals get not found", async () => {
     const session = await alice.ok<{ sessionId: string }>("create_session", {});
     const { sessionId } = session;
-    await alice.ok("write_files", { sessionId, files: [{ path: "hello.txt", content: "hi from the worker" }] });
+    await alice.ok("write_files", {
+      sessionId,
+      files: [{ path: "hello.txt", content: "hi from the worker" }],
+    });
     const run = await alice.ok<{ results: Array<{ exitCode: number; stdout: string }> }>("run_commands", {
       sessionId,
       commands: ["cat hello.txt"],
@@ -86,6 +93,11 @@ describe("tools through the Worker", () => {
     expect(JSON.stringify(bobs)).not.toContain(sessionId);
     const alices = await alice.ok("list_sessions", {});
     expect(JSON.stringify(alices)).toContain(sessionId);
+
+    // No deployer container is bound here: the Worker says which targets it offers instead of failing late.
+    const cloudflare = await alice.call("deploy", { sessionId, target: "cloudflare", dryRun: true });
+    expect(cloudflare.isError).toBe(true);
+    expect(textOf(cloudflare)).toContain("offers: preview");
 
     await alice.ok("destroy_session", { sessionId });
     const gone = await alice.call("read_files", { sessionId, paths: ["hello.txt"] });
