@@ -1,4 +1,6 @@
 import { parseArgs } from "node:util";
+import { benchJailSpawn } from "./jail-spawn.ts";
+import { benchMcp } from "./mcp.ts";
 import { benchMonitor } from "./monitor.ts";
 import { printTable } from "./stats.ts";
 
@@ -12,4 +14,6 @@ const quick = values.quick ?? false;
 console.log(
   `# sandbox-mcp bench (${quick ? "quick" : "full"}), ${new Date().toISOString()}, node ${process.version}`,
 );
+printTable("jailed spawn", await benchJailSpawn({ quick }));
 printTable("monitor", await benchMonitor({ quick }));
+printTable("mcp (local server)", await benchMcp({ quick }));

@@ -151,6 +151,23 @@ function logQuery(a: Args): LogsQueryInput {
     ...(after !== undefined ? { after } : {}),
   };
 }
+const STRING_OPTIONS = [
+  "url",
+  "secret",
+  "format",
+  "session",
+  "id",
+  "name",
+  "port",
+  "owner",
+  "lines",
+  "after",
+  "grep",
+  "stream",
+  "limit",
+  "grace-ms",
+] as const;
+
 const GLOBAL = `Global options:
   --url <url>             monitor URL [MONITOR_URL, default http://127.0.0.1:8788]
   --secret <s>            monitor secret [MONITOR_SECRET]
@@ -170,13 +187,23 @@ function help(group?: string): string {
   return `Usage: monitor-cli <group> <command> [options]\n\nGroups:\n  health    monitor health\n${names.join("\n")}\n\n${GLOBAL}`;
 }
 
+function parseOptions(argv: string[]) {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+  };
+  for (const name of STRING_OPTIONS) options[name] = { type: "string" };
+  return parseArgs({ args: argv, allowPositionals: true, options });
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: false,
-    options: { help: { type: "boolean", short: "h" }, format: { type: "string" } },
-  });
+  let parsed: ReturnType<typeof parseOptions>;
+  try {
+    parsed = parseOptions(argv);
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${help()}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
   const args = values as Args;
   const [group, command, ...rest] = positionals;
   if (!group || (args.help && (!command || !groups[group]?.[command]))) {

@@ -10,13 +10,9 @@ import { isSandboxError, SandboxError } from "../../src/protocol/errors.ts";
 import { receiveApp } from "./archive.ts";
 import { checkWorkerConfig } from "./policy.ts";
 
-/** Runs wrangler; `dispatchNamespace` says where it publishes (absent: the account's own Workers). */
-export type NamespacedPublisher = WorkerPublisher & { readonly dispatchNamespace?: string | null };
-
 export interface DeployerAppOptions {
-  publisher: NamespacedPublisher;
-  /** The Workers for Platforms dispatch namespace deploys must go to; null: the operator's account. */
-  dispatchNamespace: string | null;
+  /** Runs wrangler; its `dispatchNamespace` says where deploys land (null: the operator's account). */
+  publisher: WorkerPublisher;
   /** Secrets that must never appear in a response (the API token). */
   secrets: string[];
   /** When set, deploys need `Authorization: Bearer <secret>` (the Durable Object in front of the container). */
@@ -64,15 +60,7 @@ export function createDeployerApp(options: DeployerAppOptions): DeployerApp {
       );
     }
     const query = parsed.data;
-    const namespace = options.dispatchNamespace;
-    if (!query.dryRun && namespace && (options.publisher.dispatchNamespace ?? null) !== namespace) {
-      // Publishing into the account instead of the namespace would put a tenant's Worker where it does not belong.
-      throw new SandboxError(
-        "unavailable",
-        `deploys into the dispatch namespace ${namespace} are not supported by this deployer's wrangler runner`,
-        "deploy with dryRun: true, or ask the operator to update the deployer",
-      );
-    }
+    const namespace = options.publisher.dispatchNamespace ?? null;
     const app = await receiveApp(request.body, options.maxArchiveBytes ?? DEFAULT_MAX_ARCHIVE_BYTES);
     checkWorkerConfig(app.configs);
     const scriptName = await scopedScriptName(query.principal, query.name);
@@ -109,7 +97,7 @@ export function createDeployerApp(options: DeployerAppOptions): DeployerApp {
           const health: DeployerHealth = {
             status: "ok",
             canDeploy: options.publisher.canDeploy,
-            namespace: options.dispatchNamespace,
+            namespace: options.publisher.dispatchNamespace ?? null,
           };
           return respond(health, 200);
         }

@@ -19,6 +19,7 @@ Environment only:
   CLOUDFLARE_API_TOKEN    token wrangler deploys with; absent: every deploy is a dry run
   CLOUDFLARE_ACCOUNT_ID   the account to deploy to
   DISPATCH_NAMESPACE      Workers for Platforms namespace to deploy into (default: the account's Workers)
+  CLOUDFLARE_API_BASE_URL the Cloudflare API wrangler calls (default Cloudflare's), e.g. an egress proxy
   DEPLOYER_SECRET         bearer secret deploy requests must carry
   DEPLOYER_TIMEOUT_MS     wrangler's time limit per deploy (default 300000)
 
@@ -39,7 +40,8 @@ if (values.help) {
 const env = process.env;
 const apiToken = env.CLOUDFLARE_API_TOKEN || undefined;
 const accountId = env.CLOUDFLARE_ACCOUNT_ID || undefined;
-const dispatchNamespace = env.DISPATCH_NAMESPACE || null;
+const dispatchNamespace = env.DISPATCH_NAMESPACE || undefined;
+const apiBaseUrl = env.CLOUDFLARE_API_BASE_URL || undefined;
 const bearer = env.DEPLOYER_SECRET || undefined;
 // wrangler gets an environment built from scratch; nothing else this process starts should see the token.
 delete env.CLOUDFLARE_API_TOKEN;
@@ -48,11 +50,12 @@ delete env.DEPLOYER_SECRET;
 const publisher = createLocalWrangler({
   ...(apiToken ? { apiToken } : {}),
   ...(accountId ? { accountId } : {}),
+  ...(dispatchNamespace ? { dispatchNamespace } : {}),
+  ...(apiBaseUrl ? { apiBaseUrl } : {}),
   timeoutMs: Number(env.DEPLOYER_TIMEOUT_MS ?? 300_000),
 });
 const app = createDeployerApp({
   publisher,
-  dispatchNamespace,
   secrets: [apiToken, bearer].filter((value): value is string => Boolean(value)),
   ...(bearer ? { bearer } : {}),
 });

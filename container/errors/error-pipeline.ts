@@ -37,7 +37,8 @@ export function attachErrorDetection(
   store: ErrorStore,
   options: ErrorDetectionOptions = {},
 ): ErrorDetection {
-  const idleMs = options.idleMs ?? 50;
+  // A report printed by one write arrives within a few ms; waiting longer only delays what agents see.
+  const idleMs = options.idleMs ?? 15;
   const tracked = new Map<string, Tracked>();
   let failures = 0;
 

@@ -15,7 +15,8 @@ export const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
 
 /**
  * The parts of /etc that ordinary programs need (TLS roots, name service, dynamic loader, time zone, npm's system
- * config). Everything else (shadow, ssh keys, the host's configuration) stays invisible.
+ * config). Everything else (shadow, ssh keys, the host's configuration) stays invisible. Jails see a copy of them
+ * (see etc-copy.ts), bound at /etc in one mount.
  */
 export const ETC_ENTRIES = [
   "/etc/ssl",
@@ -45,6 +46,8 @@ export type SystemEntry = { path: string; kind: "dir" } | { path: string; kind: 
 
 export interface JailLayout {
   hostWorkspace: string;
+  /** The filtered copy of /etc (etc-copy.ts), bound read-only at /etc. */
+  etcDir: string;
   /** Host files generated for this session, bound over /etc/resolv.conf and /etc/hosts. */
   resolvConf: string;
   hostsFile: string;
@@ -90,8 +93,7 @@ export function jailArgs(layout: JailLayout): string[] {
     if (entry.kind === "dir") args.push("--ro-bind", entry.path, entry.path);
     else args.push("--symlink", entry.target, entry.path);
   }
-  args.push("--dir", "/etc");
-  for (const path of ETC_ENTRIES) args.push("--ro-bind-try", path, path);
+  args.push("--ro-bind", layout.etcDir, "/etc");
   args.push("--ro-bind", layout.resolvConf, "/etc/resolv.conf", "--ro-bind", layout.hostsFile, "/etc/hosts");
   args.push(
     "--proc",
@@ -172,6 +174,18 @@ export function wrapperScript(options: WrapperOptions): string | null {
   for (const limit of limits) steps.push(`ulimit ${limit}`);
   if (steps.length === 0) return null;
   return `${steps.join(" && ")} && exec "$@"`;
+}
+
+/**
+ * `prlimit` options setting RLIMIT_FSIZE and RLIMIT_CPU as soft and hard limits (one value sets both), which a
+ * process without CAP_SYS_RESOURCE in the host's user namespace cannot raise again. Empty when there is nothing to
+ * set.
+ */
+export function prlimitArgs(options: Pick<WrapperOptions, "maxFileBytes" | "cpuSeconds">): string[] {
+  const args: string[] = [];
+  if (options.maxFileBytes > 0) args.push(`--fsize=${Math.floor(options.maxFileBytes)}`);
+  if (options.cpuSeconds > 0) args.push(`--cpu=${Math.floor(options.cpuSeconds)}`);
+  return args;
 }
 
 export function shQuote(value: string): string {

@@ -1,8 +1,9 @@
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, lstatSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
-import { SYSTEM_DIRS, type SystemEntry } from "./bwrap-args.ts";
+import { ETC_ENTRIES, SYSTEM_DIRS, type SystemEntry } from "./bwrap-args.ts";
 import { type CgroupSupport, detectCgroups } from "./cgroup.ts";
+import { type EtcCopy, sharedEtcCopy } from "./etc-copy.ts";
 import type { JailCapabilities } from "./types.ts";
 
 /** What the host offers, probed once when the jail is created; sessions only read it. */
@@ -12,10 +13,14 @@ export interface HostProbe {
   bwrap: string | null;
   userns: boolean;
   nsenter: string | null;
+  /** util-linux prlimit, which sets the rlimits of a jail without a shell; null: a wrapper shell does it. */
+  prlimit: string | null;
   slirp4netns: string | null;
   ip: string | null;
   cgroups: CgroupSupport | null;
   systemEntries: SystemEntry[];
+  /** The jails' /etc, built here when there is a jail; null without one. */
+  etc: EtcCopy | null;
 }
 
 export interface ProbeOptions {
@@ -140,6 +145,18 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
   } else {
     slirp4netns = null;
   }
+  let etc: EtcCopy | null = null;
+  if (bwrap) {
+    etc = sharedEtcCopy(ETC_ENTRIES);
+    try {
+      etc.dir();
+    } catch (error) {
+      warnings.push(`cannot build the jails' /etc (${(error as Error).message}): ${NOT_ISOLATED}`);
+      bwrap = null;
+      etc = null;
+      slirp4netns = null;
+    }
+  }
   const cgroups = detectCgroups();
   if (!cgroups?.pidsParent) {
     warnings.push("no writable pids cgroup: the number of processes of a session is not limited");
@@ -157,9 +174,11 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
     bwrap,
     userns,
     nsenter,
+    prlimit: findExecutable("prlimit"),
     slirp4netns,
     ip,
     cgroups,
     systemEntries: systemEntries(),
+    etc,
   };
 }

@@ -121,14 +121,16 @@ export function alive(pid: number): boolean {
 /**
  * Pid-namespace inits whose bwrap died before they armed --die-with-parent (a signal during jail setup) are
  * reparented to pid 1 or to us and would run forever. They are found by `marker`, an argument only this
- * session's bwrap command lines carry, and SIGKILLed, which ends their whole namespace.
+ * session's bwrap command lines carry, and SIGKILLed, which ends their whole namespace. Orphaned outer bwraps
+ * (their monitor died while they were starting) are SIGKILLed too; their inits are orphans at the next call.
  */
 export function killOrphanedInits(marker: string): number {
   let killed = 0;
   for (const [ppid, pids] of parentMap()) {
     if (ppid !== 1 && ppid !== process.pid) continue;
     for (const pid of pids) {
-      if (!isNamespaceInit(pid)) continue;
+      // Our own children that are not inits are live jails of this monitor.
+      if (ppid !== 1 && !isNamespaceInit(pid)) continue;
       let cmdline = "";
       try {
         cmdline = readFileSync(`/proc/${pid}/cmdline`, "latin1");

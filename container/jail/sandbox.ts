@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { rm, writeFile } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import {
   envArgs,
@@ -10,6 +11,7 @@ import {
   jailArgs,
   jailCwd,
   jailEnv,
+  prlimitArgs,
   wrapperScript,
 } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
@@ -17,12 +19,13 @@ import type { HostProbe } from "./detect.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
 import { killJailed } from "./signals.ts";
+import { GATE_ARGS, GATE_STDIO, gateIntoCgroups } from "./spawn-gate.ts";
 import type { EnforcedLimits, SessionSandbox, SessionSandboxOptions, SpawnOptions } from "./types.ts";
 
-/** The environment of the host-side helpers (wrapper shell, nsenter, bwrap): nothing from the session. */
+/** The environment of the host-side helpers (prlimit, nsenter, bwrap): nothing from the session. */
 const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
 
-/** Limits shared by both kinds of sandbox: cgroup, then rlimits in a wrapper shell. */
+/** Limits shared by both kinds of sandbox: the cgroup, and the host wrapper shell of a session without a jail. */
 async function limitsFor(
   probe: HostProbe,
   options: SessionSandboxOptions,
@@ -99,7 +102,12 @@ export async function openJailed(
       'network "allow" requested but slirp4netns is not usable here: the session has loopback only',
     );
   }
+  // Rebuilt here if it went missing since the monitor started (see etc-copy.ts).
+  const etcDir = probe.etc!.dir();
   const resolvConf = join(options.runDir, "resolv.conf");
+  // Jails of this session left by a monitor that died while they were being set up, before bubblewrap armed
+  // --die-with-parent and before their gate joined them to the cgroups: nothing else would ever end them.
+  for (let pass = 0; pass < 5 && killOrphanedInits(resolvConf) > 0; pass++) await sleep(20);
   const hostsFile = join(options.runDir, "hosts");
   await writeFile(resolvConf, outbound ? "nameserver 10.0.2.3\n" : "# no network access\n");
   await writeFile(hostsFile, "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
@@ -118,14 +126,27 @@ export async function openJailed(
     throw error;
   }
 
-  // Everything up to the per-spawn --chdir, env and command is computed once.
-  const prefix = [
-    ...(limits.wrapper ? ["-c", limits.wrapper, "sh", nsenter] : []),
+  // Everything up to the per-spawn --chdir, env and command is computed once. No shell runs on the host: prlimit
+  // sets the rlimits (inherited by everything below it) and execs nsenter, which execs bubblewrap, whose gate joins
+  // the cgroups (spawn-gate.ts).
+  const rlimits = prlimitArgs(options.limits);
+  const procsFiles = limits.cgroup?.procsFiles ?? [];
+  const gated = procsFiles.length > 0;
+  const shellLimits =
+    rlimits.length > 0 && !probe.prlimit
+      ? wrapperScript({ ...options.limits, cgroupProcs: [], addressSpaceBytes: 0 })
+      : null;
+  const command = [
+    ...(rlimits.length > 0 && probe.prlimit ? [probe.prlimit, ...rlimits, "--"] : []),
+    ...(shellLimits ? ["/bin/sh", "-c", shellLimits, "sh"] : []),
+    nsenter,
     `--net=${network.netnsPath}`,
     "--",
     bwrap,
+    ...(gated ? GATE_ARGS : []),
     ...jailArgs({
       hostWorkspace: options.hostPath,
+      etcDir,
       resolvConf,
       hostsFile,
       systemEntries: probe.systemEntries,
@@ -133,7 +154,9 @@ export async function openJailed(
       user: probe.userns ? user : null,
     }),
   ];
-  const file = limits.wrapper ? "/bin/sh" : nsenter;
+  const file = command[0]!;
+  const prefix = command.slice(1);
+  const stdio = gated ? GATE_STDIO : [];
   const children = tracked();
   let closing: Promise<void> | null = null;
 
@@ -166,8 +189,9 @@ export async function openJailed(
         cwd: "/",
         env: HELPER_ENV,
         detached: true,
-        stdio: [spawnOptions.stdin ?? "ignore", "pipe", "pipe"],
+        stdio: [spawnOptions.stdin ?? "ignore", "pipe", "pipe", ...stdio],
       });
+      if (gated) gateIntoCgroups(child, procsFiles, resolvConf);
       // A jail that ended normally took its namespace with it; one killed by a signal may have left an init
       // behind if the signal came while bubblewrap was still setting up.
       child.once("exit", (_code, sig) => {

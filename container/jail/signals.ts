@@ -35,14 +35,18 @@ export function killJailed(child: ChildProcess, sig: NodeJS.Signals): void {
   }
   const tree = jailedTree(pid);
   if (tree.top === null) {
-    // Nothing runs inside yet (the jail is being set up): ending bwrap ends the jail.
+    // Nothing runs inside yet (the jail is being set up or waits at its cgroup gate): ending bwrap ends the jail.
+    // The init ignores signals other than SIGKILL from outside its namespace, and arms --die-with-parent only once
+    // it runs the command, so it is ended directly: its program never ran, so it loses nothing.
     signal(-pid, sig);
+    if (tree.init !== null) signal(tree.init, "SIGKILL");
     return;
   }
   const signum = constants.signals[sig];
   const defer = DEFERRED.has(sig) && tree.rest.length > 0 && !handlesSignal(tree.top, signum);
   if (!defer) {
     for (const inner of [tree.top, ...tree.rest]) signal(inner, sig);
+    if (DEFERRED.has(sig) && tree.rest.length === 0) resendToNewcomers(child, new Set([tree.top]), sig);
     return;
   }
   const top = tree.top;
@@ -59,4 +63,29 @@ export function killJailed(child: ChildProcess, sig: NodeJS.Signals): void {
     signal(top, "SIGCONT");
   };
   setTimeout(release, POLL_MS).unref();
+}
+
+const RESENDS = 10;
+
+/**
+ * A command signalled as it starts can miss it: a shell that has not forked yet catches SIGINT (it waits to see
+ * whether its foreground child dies of it) and then forks a child that never got it. Processes of the tree that
+ * appear within the next polls get the signal too, as members of a process group would have.
+ */
+function resendToNewcomers(
+  child: ChildProcess,
+  signalled: Set<number>,
+  sig: NodeJS.Signals,
+  left = RESENDS,
+): void {
+  setTimeout(() => {
+    if (exited(child) || child.pid === undefined) return;
+    const tree = jailedTree(child.pid);
+    for (const pid of [tree.top, ...tree.rest]) {
+      if (pid === null || signalled.has(pid)) continue;
+      signalled.add(pid);
+      signal(pid, sig);
+    }
+    if (left > 1) resendToNewcomers(child, signalled, sig, left - 1);
+  }, POLL_MS).unref();
 }

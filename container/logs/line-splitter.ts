@@ -35,18 +35,18 @@ export class LineSplitter {
     const buf = typeof chunk === "string" ? Buffer.from(chunk, "utf8") : chunk;
     let start = 0;
     for (let nl = buf.indexOf(LF, start); nl !== -1; nl = buf.indexOf(LF, start)) {
-      const piece = buf.subarray(start, nl);
+      const from = start;
       start = nl + 1;
-      let line: Buffer;
       if (this.#bytes === 0) {
-        line = piece;
+        // The common case decodes straight from the chunk: no per-line Buffer view.
+        this.#emitComplete(buf, from, nl);
       } else {
-        this.#parts.push(piece);
-        line = Buffer.concat(this.#parts, this.#bytes + piece.length);
+        this.#parts.push(buf.subarray(from, nl));
+        const line = Buffer.concat(this.#parts, this.#bytes + nl - from);
         this.#parts = [];
         this.#bytes = 0;
+        this.#emitComplete(line, 0, line.length);
       }
-      this.#emitComplete(line[line.length - 1] === CR ? line.subarray(0, line.length - 1) : line);
     }
     if (start < buf.length) {
       // Copy: the caller may reuse its buffer, and a small view would pin a large chunk in memory.
@@ -63,7 +63,7 @@ export class LineSplitter {
     const line = Buffer.concat(this.#parts, this.#bytes);
     this.#parts = [];
     this.#bytes = 0;
-    this.#emitComplete(line[line.length - 1] === CR ? line.subarray(0, line.length - 1) : line);
+    this.#emitComplete(line, 0, line.length);
   }
 
   /** Keeps the pending partial line within bounds; one extra byte is allowed for the CR of a CRLF. */
@@ -71,8 +71,8 @@ export class LineSplitter {
     if (this.#bytes <= this.#maxLineBytes + 1) return;
     let pending = Buffer.concat(this.#parts, this.#bytes);
     while (pending.length > this.#maxLineBytes + 1) {
-      const end = charBoundary(pending, this.#maxLineBytes);
-      this.#emitText(pending.subarray(0, end), true);
+      const end = charBoundary(pending, 0, this.#maxLineBytes);
+      this.#emitText(pending, 0, end, true);
       pending = pending.subarray(end);
     }
     const copy = Buffer.from(pending);
@@ -80,27 +80,32 @@ export class LineSplitter {
     this.#bytes = copy.length;
   }
 
-  #emitComplete(line: Buffer): void {
-    let rest = line;
-    while (rest.length > this.#maxLineBytes) {
-      const end = charBoundary(rest, this.#maxLineBytes);
-      this.#emitText(rest.subarray(0, end), true);
-      rest = rest.subarray(end);
+  /** Emits the line `buf[from, to)` (without its LF), dropping the CR of a CRLF and cutting it if overlong. */
+  #emitComplete(buf: Buffer, from: number, to: number): void {
+    const end = to > from && buf[to - 1] === CR ? to - 1 : to;
+    let start = from;
+    while (end - start > this.#maxLineBytes) {
+      const cut = charBoundary(buf, start, this.#maxLineBytes);
+      this.#emitText(buf, start, cut, true);
+      start = cut;
     }
-    this.#emitText(rest, false);
+    this.#emitText(buf, start, end, false);
   }
 
-  #emitText(bytes: Buffer, continued: boolean): void {
-    const text = cleanLine(bytes.toString("utf8"));
+  #emitText(buf: Buffer, from: number, to: number, continued: boolean): void {
+    const text = cleanLine(buf.toString("utf8", from, to));
     this.#onLine(continued ? text + CONTINUED_MARKER : text);
   }
 }
 
-/** The largest cut position <= max that does not split a UTF-8 sequence (continuation bytes are 10xxxxxx). */
-function charBoundary(buf: Buffer, max: number): number {
-  let end = max;
-  while (end > 0 && ((buf[end] ?? 0) & 0xc0) === 0x80) end--;
-  return end === 0 ? max : end;
+/**
+ * The largest cut position <= from + max that does not split a UTF-8 sequence (continuation bytes are
+ * 10xxxxxx); an absolute index into `buf`.
+ */
+function charBoundary(buf: Buffer, from: number, max: number): number {
+  let end = from + max;
+  while (end > from && ((buf[end] ?? 0) & 0xc0) === 0x80) end--;
+  return end === from ? from + max : end;
 }
 
 /** Removes escape sequences and keeps what a terminal shows after bare carriage returns. */

@@ -8,15 +8,24 @@ import {
   type LogsResult,
   SessionId,
 } from "../../src/protocol/schemas.ts";
+import { LineRing, RingBudget } from "./line-ring.ts";
 import { LineSplitter } from "./line-splitter.ts";
 import { type LogFile, readFileLines, recoverSync } from "./log-files.ts";
+import { compileFilter, type Filter } from "./log-filter.ts";
 import { LogSink } from "./log-sink.ts";
 import type { LineListener, LineWriter } from "./types.ts";
 
 export interface LogStoreOptions {
   dir: string;
-  /** Lines kept in memory per session for fast tails and followers. */
+  /** Lines kept in memory per session for fast tails and followers (at most). */
   ringLines?: number;
+  /** Text bytes kept in memory per session (at most); the ring grows towards this only as output arrives. */
+  ringBytes?: number;
+  /**
+   * Ring memory (text plus line records) of all sessions together: once used up, rings stop growing and hold
+   * fewer lines; older lines are then read from the files.
+   */
+  maxTotalRingBytes?: number;
   /** A file is rotated before it would grow past this size. */
   maxFileBytes?: number;
   /** Files kept per session; the oldest is deleted on rotation. */
@@ -30,6 +39,8 @@ export interface LogStoreOptions {
 export interface LogSessionStats {
   seq: number;
   ringLines: number;
+  /** Memory held by the session's ring (text buffer and line records). */
+  ringBytes: number;
   pendingBytes: number;
   files: number;
   droppedLines: number;
@@ -44,24 +55,28 @@ interface Waiter {
 interface SessionState {
   id: string;
   seq: number;
-  /** Slot `seq % capacity`; holds the seqs (seq - ringSize, seq]. */
-  ring: (LogLine | undefined)[];
-  ringSize: number;
+  /** Covers the seqs [ring.oldest, seq]. */
+  ring: LineRing;
   sink: LogSink;
   waiters: Set<Waiter>;
   removed: boolean;
 }
 
-type Filter = (line: LogLine) => boolean;
-
 /**
  * Per-session output store: an in-memory ring for tails and followers plus rolling JSONL files. Appends are
- * synchronous and cheap (ring slot, JSON string, queue); the files are written in batches once per event-loop
- * turn. Every line gets a per-session `seq`, the cursor of the protocol.
+ * synchronous and cheap (bytes into the ring, encoded JSON into a reused file chunk); the files are written in
+ * batches once per event-loop turn. Every line gets a per-session `seq`, the cursor of the protocol.
+ *
+ * Memory: nothing per line outlives its append except bytes in preallocated buffers, so a flood of output does
+ * not pile up garbage in the old generation. With the defaults a session holds at most 1 MiB of ring text plus
+ * 5,000 line records (~160 KiB), allocated as output arrives (an idle session with a few lines: ~40 KiB), and at
+ * most 4 MiB queued for the disk while the disk lags; all rings together stay within 64 MiB.
  */
 export class LogStore {
   readonly #dir: string;
   readonly #ringLines: number;
+  readonly #ringBytes: number;
+  readonly #ringBudget: RingBudget;
   readonly #maxFileBytes: number;
   readonly #maxFiles: number;
   readonly #maxLineBytes: number;
@@ -76,6 +91,10 @@ export class LogStore {
     this.#maxFiles = positive(options.maxFiles ?? 4, "maxFiles");
     this.#maxLineBytes = positive(options.maxLineBytes ?? 16 * 1024, "maxLineBytes");
     this.#maxPendingBytes = positive(options.maxPendingBytes ?? 4 * 1024 * 1024, "maxPendingBytes");
+    this.#ringBytes = positive(options.ringBytes ?? 1024 * 1024, "ringBytes");
+    this.#ringBudget = new RingBudget(
+      positive(options.maxTotalRingBytes ?? 64 * 1024 * 1024, "maxTotalRingBytes"),
+    );
   }
 
   writer(sessionId: string, processId: string, stream: LogStream): LineWriter {
@@ -96,13 +115,15 @@ export class LogStore {
   /** Stores one message (the monitor's own messages use stream "system"); returns its last line. */
   append(sessionId: string, processId: string, stream: LogStream, text: string): LogLine {
     const state = this.#ensure(sessionId);
-    let last: LogLine | undefined;
+    let pushed = false;
     const splitter = new LineSplitter(this.#maxLineBytes, (piece) => {
-      last = this.#push(state, processId, stream, piece);
+      this.#push(state, processId, stream, piece);
+      pushed = true;
     });
     splitter.write(text);
     splitter.end();
-    return last ?? this.#push(state, processId, stream, "");
+    if (!pushed) this.#push(state, processId, stream, "");
+    return state.ring.get(state.seq) as LogLine;
   }
 
   onLine(listener: LineListener): () => void {
@@ -119,12 +140,11 @@ export class LogStore {
 
   /** The text of the last `n` stdout/stderr lines of one process still in the ring, oldest first. */
   lastLines(sessionId: string, processId: string, n: number): string[] {
-    const state = this.#ensure(sessionId);
+    const { ring } = this.#ensure(sessionId);
     const out: string[] = [];
-    const oldest = state.seq - state.ringSize + 1;
-    for (let s = state.seq; s >= oldest && out.length < n; s--) {
-      const line = this.#ringGet(state, s);
-      if (line && line.processId === processId && line.stream !== "system") out.push(line.text);
+    for (let s = ring.newest; s >= ring.oldest && out.length < n; s--) {
+      if (ring.processOf(s) !== processId || ring.streamOf(s) === "system") continue;
+      out.push(ring.text(s) ?? "");
     }
     return out.reverse();
   }
@@ -143,27 +163,39 @@ export class LogStore {
   /** Recovers a session after a restart: seq continues after the files, the ring is refilled from their tail. */
   async open(sessionId: string): Promise<void> {
     const state = this.#ensure(sessionId);
-    let oldest = state.seq - state.ringSize + 1;
+    const { ring } = state;
+    const below = ring.oldest;
+    // The seqs the ring may still cover (gaps included, as before the restart).
+    const low = below - (this.#ringLines - ring.size);
+    if (low >= below) return;
     const { files, dir } = state.sink;
-    for (let i = files.length - 1; i >= 0 && state.ringSize < this.#ringLines; i--) {
+    const found: LogLine[] = [];
+    for (let i = files.length - 1; i >= 0; i--) {
       const file = files[i];
-      if (!file || file.firstSeq === null || file.firstSeq >= oldest) continue;
-      const lines = (await readFileLines(dir, file.n)).filter((l) => l.seq < oldest);
-      for (let j = lines.length - 1; j >= 0 && state.ringSize < this.#ringLines; j--) {
-        const line = lines[j];
-        if (!line || line.seq >= oldest) continue;
-        // Extend the ring backwards one seq at a time so that gaps (lines never written) stay empty slots.
-        while (oldest > line.seq + 1 && state.ringSize < this.#ringLines) {
-          oldest--;
-          state.ring[oldest % this.#ringLines] = undefined;
-          state.ringSize++;
-        }
-        if (state.ringSize >= this.#ringLines) break;
-        oldest--;
-        state.ring[oldest % this.#ringLines] = line;
-        state.ringSize++;
+      if (!file || file.firstSeq === null || file.firstSeq >= below) continue;
+      for (const line of await readFileLines(dir, file.n)) {
+        if (line.seq >= low && line.seq < below) found.push(line);
       }
+      if (file.firstSeq <= low) break;
     }
+    if (found.length === 0 || state.removed) return;
+    found.sort((a, b) => a.seq - b.seq);
+    const kept: LogLine[] = [];
+    for (let s = ring.oldest; s <= ring.newest; s++) {
+      const line = ring.get(s);
+      if (line) kept.push(line);
+    }
+    const newest = ring.newest;
+    ring.clear((found[0] as LogLine).seq - 1);
+    let last = 0;
+    for (const line of found.concat(kept)) {
+      if (line.seq <= last) continue;
+      last = line.seq;
+      const ms = Date.parse(line.time);
+      ring.push(line.seq, Number.isFinite(ms) ? ms : 0, line.stream, String(line.processId ?? ""), line.text);
+    }
+    // Lines after the last one found never reached the files: they stay gaps, as before the restart.
+    ring.advance(newest);
   }
 
   /** Writes everything queued, for one session or all. */
@@ -182,6 +214,7 @@ export class LogStore {
       state.removed = true;
       for (const waiter of state.waiters) waiter.wake();
       await state.sink.stop();
+      state.ring.release();
       this.#sessions.delete(sessionId);
     }
     if (SessionId.safeParse(sessionId).success) {
@@ -197,7 +230,8 @@ export class LogStore {
     const state = this.#ensure(sessionId);
     return {
       seq: state.seq,
-      ringLines: state.ringSize,
+      ringLines: state.ring.size,
+      ringBytes: state.ring.allocated,
       pendingBytes: state.sink.pendingBytes,
       files: state.sink.files.length,
       droppedLines: state.sink.droppedTotal,
@@ -218,8 +252,7 @@ export class LogStore {
     const state: SessionState = {
       id: sessionId,
       seq: recovered.seq,
-      ring: new Array<LogLine | undefined>(this.#ringLines),
-      ringSize: 0,
+      ring: new LineRing(recovered.seq, this.#ringLines, this.#ringBytes, this.#ringBudget),
       sink: new LogSink(
         {
           dir,
@@ -241,12 +274,18 @@ export class LogStore {
     return state;
   }
 
-  #push(state: SessionState, processId: string, stream: LogStream, text: string): LogLine {
-    state.seq++;
-    const line: LogLine = { seq: state.seq, time: new Date().toISOString(), stream, processId, text };
-    state.ring[line.seq % this.#ringLines] = line;
-    if (state.ringSize < this.#ringLines) state.ringSize++;
-    state.sink.enqueue(line);
+  /**
+   * The hot path: the ring and the file queue take the text as bytes, and the `LogLine` object exists only for
+   * waiters and listeners, which use it synchronously, so it dies young.
+   */
+  #push(state: SessionState, processId: string, stream: LogStream, text: string): void {
+    const seq = ++state.seq;
+    const now = Date.now();
+    const time = isoTime(now);
+    state.ring.push(seq, now, stream, processId, text);
+    state.sink.enqueue(seq, time, stream, processId, text);
+    if (state.waiters.size === 0 && this.#listeners.size === 0) return;
+    const line: LogLine = { seq, time, stream, processId, text };
     for (const waiter of state.waiters) if (waiter.match(line)) waiter.wake();
     for (const listener of this.#listeners) {
       try {
@@ -256,7 +295,6 @@ export class LogStore {
         console.error("[logs] line listener failed:", error);
       }
     }
-    return line;
   }
 
   #flushState(state: SessionState): Promise<void> {
@@ -264,11 +302,6 @@ export class LogStore {
   }
 
   // ------------------------------------------------------------------------------------------------ reading
-
-  #ringGet(state: SessionState, seq: number): LogLine | undefined {
-    const line = state.ring[seq % this.#ringLines];
-    return line && line.seq === seq ? line : undefined;
-  }
 
   #query(state: SessionState, after: number | undefined, limit: number, match: Filter): Promise<LogsResult> {
     return after === undefined ? this.#tail(state, limit, match) : this.#after(state, after, limit, match);
@@ -278,7 +311,7 @@ export class LogStore {
     const lines: LogLine[] = [];
     let truncated = false;
     let from = after + 1;
-    const ringOldest = state.seq - state.ringSize + 1;
+    const ringOldest = state.ring.oldest;
     if (from < ringOldest) {
       await this.#flushState(state);
       const { files, dir } = state.sink;
@@ -300,7 +333,7 @@ export class LogStore {
     }
     const last = state.seq;
     for (let s = from; s <= last && lines.length < limit; s++) {
-      const line = this.#ringGet(state, s);
+      const line = state.ring.get(s);
       if (line && match(line)) lines.push(line);
     }
     const tail = lines[lines.length - 1];
@@ -309,9 +342,9 @@ export class LogStore {
 
   async #tail(state: SessionState, limit: number, match: Filter): Promise<LogsResult> {
     const newest: LogLine[] = [];
-    const ringOldest = state.seq - state.ringSize + 1;
+    const ringOldest = state.ring.oldest;
     for (let s = state.seq; s >= ringOldest && newest.length <= limit; s--) {
-      const line = this.#ringGet(state, s);
+      const line = state.ring.get(s);
       if (line && match(line)) newest.push(line);
     }
     newest.reverse();
@@ -349,7 +382,7 @@ export class LogStore {
     signal?: AbortSignal,
   ): Promise<boolean> {
     for (let s = after + 1; s <= state.seq; s++) {
-      const line = this.#ringGet(state, s);
+      const line = state.ring.get(s);
       if (line && match(line)) return Promise.resolve(true);
     }
     return new Promise((resolve) => {
@@ -368,24 +401,16 @@ export class LogStore {
   }
 }
 
-function compileFilter(query: LogsQueryInput): Filter {
-  let re: RegExp | undefined;
-  if (query.grep !== undefined && query.grep !== "") {
-    try {
-      re = new RegExp(query.grep);
-    } catch (error) {
-      throw new SandboxError(
-        "bad_request",
-        `grep is not a valid regular expression: ${(error as Error).message}`,
-        'pass a JavaScript regular expression such as "error|warn" (escape special characters with \\)',
-      );
-    }
+let cachedMs = -1;
+let cachedIso = "";
+
+/** A flood stores many lines within the same millisecond: they share one time string. */
+function isoTime(ms: number): string {
+  if (ms !== cachedMs) {
+    cachedMs = ms;
+    cachedIso = new Date(ms).toISOString();
   }
-  const { processId, stream } = query;
-  return (line) =>
-    (processId === undefined || line.processId === processId) &&
-    (stream === undefined || line.stream === stream) &&
-    (re === undefined || re.test(line.text));
+  return cachedIso;
 }
 
 function positive(value: number, name: string): number {

@@ -1,6 +1,7 @@
 import { Container } from "@cloudflare/containers";
 import { SandboxError } from "../protocol/errors.ts";
 import { DEPLOYER_PORT, deployerRoutes } from "./deployer-protocol.ts";
+import { type SecretStorage, storedSecret } from "./stored-secret.ts";
 
 /** The Worker's bindings the deployer container is configured from (secrets and vars of wrangler.jsonc). */
 export interface DeployerEnv {
@@ -14,7 +15,7 @@ export interface DeployerEnv {
 const SECRET_KEY = "deployer-secret";
 
 interface StateSlice {
-  storage: { get<T>(key: string): Promise<T | undefined>; put(key: string, value: unknown): Promise<void> };
+  storage: SecretStorage;
 }
 
 /**
@@ -62,14 +63,7 @@ export class DeployerContainer<Env extends DeployerEnv = DeployerEnv> extends Co
 
   /** Puts the server's environment into `envVars` (read when the container starts); returns the bearer secret. */
   async #configure(): Promise<string> {
-    if (!this.#secret) {
-      let secret = await this.#state.storage.get<string>(SECRET_KEY);
-      if (!secret) {
-        secret = randomSecret();
-        await this.#state.storage.put(SECRET_KEY, secret);
-      }
-      this.#secret = secret;
-    }
+    this.#secret ??= await storedSecret(this.#state.storage, SECRET_KEY);
     const env = this.#env;
     this.envVars = {
       DEPLOYER_PORT: String(DEPLOYER_PORT),
@@ -82,9 +76,4 @@ export class DeployerContainer<Env extends DeployerEnv = DeployerEnv> extends Co
     };
     return this.#secret;
   }
-}
-
-function randomSecret(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return [...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("");
 }

@@ -1,5 +1,6 @@
 import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../../tools/types.ts";
-import type { FetchLike, SandboxClient } from "../protocol/client.ts";
+import { buildInSession } from "../node/build-step.ts";
+import type { FetchLike } from "../protocol/client.ts";
 import { ErrorBody, SandboxError } from "../protocol/errors.ts";
 import { DeployOutcome, deployPath, WORKER_NAME } from "./deployer-protocol.ts";
 
@@ -32,7 +33,7 @@ export function createCloudflareDeployer(options: CloudflareDeployerOptions): De
         );
       }
       const logs = request.buildCommand
-        ? await build(context.sandbox, request.sessionId, request.buildCommand, context)
+        ? await buildInSession(context.sandbox, request.sessionId, request.buildCommand, context)
         : [];
       const dir = request.outputDir ?? ".";
       await context.progress(2, 3, request.dryRun ? "wrangler deploy --dry-run" : "wrangler deploy");
@@ -78,29 +79,4 @@ function errorOf(status: number, body: unknown): SandboxError {
     `the deployer answered HTTP ${status} without an error body`,
     "retry in a minute; the deployer container may be starting",
   );
-}
-
-async function build(
-  sandbox: SandboxClient,
-  sessionId: string,
-  command: string,
-  context: DeployContext,
-): Promise<string[]> {
-  await context.progress(1, 3, `building: ${command}`);
-  const { results } = await sandbox.exec(sessionId, { commands: [command] }, { signal: context.signal });
-  const result = results[0];
-  const output = `${result?.stdout.text ?? ""}\n${result?.stderr.text ?? ""}`
-    .split("\n")
-    .filter((line) => line.trim().length > 0);
-  if (result?.exitCode !== 0) {
-    const how = result?.timedOut
-      ? "timed out"
-      : `exited with ${result?.exitCode ?? result?.signal ?? "nothing"}`;
-    throw new SandboxError(
-      "process_failed",
-      `the build "${command}" ${how}:\n${output.slice(-20).join("\n")}`,
-      "fix the build (get_errors lists what failed) and deploy again",
-    );
-  }
-  return output.slice(-20);
 }

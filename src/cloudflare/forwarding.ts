@@ -1,8 +1,8 @@
 /**
- * A stand-in for the sandbox container class where no container can run (`wrangler dev` without Docker,
- * workerd tests): every request goes to one monitor process at `MONITOR_URL`, with `MONITOR_SECRET` added the
- * way `SandboxContainer` adds its per-container secret. It is a plain Durable Object class (no
- * `cloudflare:workers` import), so every pool name maps to that same monitor.
+ * Stand-ins for the container classes where no container can run (`wrangler dev` without Docker, workerd
+ * tests): every request goes to one process on this machine, with the bearer secret added the way the container
+ * classes add their per-container secret. They are plain Durable Object classes (no `cloudflare:workers`
+ * import), so every name of a namespace maps to that same process.
  */
 
 export interface ForwardingEnv {
@@ -10,6 +10,7 @@ export interface ForwardingEnv {
   MONITOR_SECRET: string;
 }
 
+/** `SANDBOX` in dev and tests: the monitor at `MONITOR_URL` (`npm run monitor`). */
 export class ForwardingSandbox {
   readonly #env: ForwardingEnv;
 
@@ -17,27 +18,55 @@ export class ForwardingSandbox {
     this.#env = env;
   }
 
-  async fetch(request: Request): Promise<Response> {
+  fetch(request: Request): Promise<Response> {
     if (!this.#env.MONITOR_URL || !this.#env.MONITOR_SECRET) {
-      return Response.json(
-        {
-          error: {
-            code: "unavailable",
-            message: "ForwardingSandbox needs MONITOR_URL and MONITOR_SECRET",
-            suggestion: "start a monitor (npm run monitor) and set both vars for this environment",
-          },
-        },
-        { status: 503 },
+      return Promise.resolve(
+        unavailable(
+          "ForwardingSandbox needs MONITOR_URL and MONITOR_SECRET",
+          "start a monitor (npm run monitor) and set both vars for this environment",
+        ),
       );
     }
     return forwardToMonitor(request, this.#env.MONITOR_URL, this.#env.MONITOR_SECRET);
   }
 }
 
-/** Sends the path and query of `request` to the monitor at `monitorUrl` with its bearer secret. */
-export function forwardToMonitor(request: Request, monitorUrl: string, secret: string): Promise<Response> {
+export interface ForwardingDeployerEnv {
+  DEPLOYER_URL?: string;
+  DEPLOYER_SECRET?: string;
+}
+
+/**
+ * `DEPLOYER` in dev and tests: the deployer server at `DEPLOYER_URL` (`node container/deployer/main.ts`), which
+ * holds the Cloudflare credentials itself, as the deployer container does.
+ */
+export class ForwardingDeployer {
+  readonly #env: ForwardingDeployerEnv;
+
+  constructor(_ctx: unknown, env: ForwardingDeployerEnv) {
+    this.#env = env;
+  }
+
+  fetch(request: Request): Promise<Response> {
+    if (!this.#env.DEPLOYER_URL || !this.#env.DEPLOYER_SECRET) {
+      return Promise.resolve(
+        unavailable(
+          "ForwardingDeployer needs DEPLOYER_URL and DEPLOYER_SECRET",
+          "start the deployer (node container/deployer/main.ts with DEPLOYER_SECRET) and set both vars",
+        ),
+      );
+    }
+    return forwardToMonitor(request, this.#env.DEPLOYER_URL, this.#env.DEPLOYER_SECRET);
+  }
+}
+
+/**
+ * Sends the path and query of `request` to the server at `baseUrl` with its bearer secret. HTTP upgrades
+ * (WebSocket) pass as they are: workerd's fetch answers them with the 101 and its `webSocket`.
+ */
+export function forwardToMonitor(request: Request, baseUrl: string, secret: string): Promise<Response> {
   const source = new URL(request.url);
-  const target = new URL(source.pathname + source.search, monitorUrl);
+  const target = new URL(source.pathname + source.search, baseUrl);
   const headers = new Headers(request.headers);
   headers.set("authorization", `Bearer ${secret}`);
   headers.delete("host");
@@ -47,4 +76,8 @@ export function forwardToMonitor(request: Request, monitorUrl: string, secret: s
     init.duplex = "half";
   }
   return fetch(new Request(target, init));
+}
+
+function unavailable(message: string, suggestion: string): Response {
+  return Response.json({ error: { code: "unavailable", message, suggestion } }, { status: 503 });
 }

@@ -1,4 +1,12 @@
-export { type ForwardingEnv, ForwardingSandbox, forwardToMonitor } from "./forwarding.ts";
+export { createCloudflareDeployer } from "./deployer.ts";
+export { DeployerContainer, type DeployerEnv } from "./deployer-container.ts";
+export {
+  ForwardingDeployer,
+  type ForwardingDeployerEnv,
+  type ForwardingEnv,
+  ForwardingSandbox,
+  forwardToMonitor,
+} from "./forwarding.ts";
 export { type RegistryEnv, SandboxRegistry } from "./registry.ts";
 export {
   containerShardName,

@@ -1,5 +1,6 @@
 import { Container, type StopParams } from "@cloudflare/containers";
 import { SandboxError } from "../protocol/errors.ts";
+import { storedSecret } from "./stored-secret.ts";
 
 /** The monitor's port inside the container (`container/main.ts`, `MONITOR_PORT`). */
 export const MONITOR_PORT = 8788;
@@ -122,14 +123,7 @@ export class SandboxContainer<Env = unknown> extends Container<Env> {
 
   /** Loads or generates the secret, and puts it (with the rest of the monitor's env) into `envVars`. */
   async #ensureSecret(): Promise<string> {
-    if (!this.#secret) {
-      let secret = await this.#state.storage.get<string>(SECRET_KEY);
-      if (!secret) {
-        secret = randomSecret();
-        await this.#state.storage.put(SECRET_KEY, secret);
-      }
-      this.#secret = secret;
-    }
+    this.#secret ??= await storedSecret(this.#state.storage, SECRET_KEY);
     this.envVars = {
       ...this.envVars,
       MONITOR_SECRET: this.#secret,
@@ -140,12 +134,4 @@ export class SandboxContainer<Env = unknown> extends Container<Env> {
     };
     return this.#secret;
   }
-}
-
-function randomSecret(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return btoa(String.fromCharCode(...bytes))
-    .replaceAll("+", "-")
-    .replaceAll("/", "_")
-    .replace(/=+$/, "");
 }

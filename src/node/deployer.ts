@@ -1,8 +1,12 @@
 import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../../tools/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { SandboxError } from "../protocol/errors.ts";
+import { buildInSession } from "./build-step.ts";
 import { APP_NAME, type StaticApps } from "./static-apps.ts";
 import type { WorkerPublisher } from "./wrangler.ts";
+
+// The build step is shared with the Worker's deployer, which cannot import this module's Node dependencies.
+export { buildInSession };
 
 export interface NodeDeployerOptions {
   /** The server's own origin, e.g. `http://127.0.0.1:8787`; static apps live under `/apps/`. */
@@ -71,7 +75,7 @@ async function publishStatic(
   const name = request.name ?? defaultName(request.sessionId);
   await options.apps.assertPublishable(name, request.principal);
   const logs = request.buildCommand
-    ? await build(context.sandbox, request.sessionId, request.buildCommand, context)
+    ? await buildInSession(context.sandbox, request.sessionId, request.buildCommand, context)
     : [];
   const outputDir = request.outputDir ?? (await findOutputDir(context.sandbox, request.sessionId, context));
   await context.progress(2, 3, `publishing ${outputDir}`);
@@ -100,7 +104,7 @@ async function publishWorker(
   options: NodeDeployerOptions,
 ): Promise<DeployResult> {
   const logs = request.buildCommand
-    ? await build(context.sandbox, request.sessionId, request.buildCommand, context)
+    ? await buildInSession(context.sandbox, request.sessionId, request.buildCommand, context)
     : [];
   const dir = request.outputDir ?? ".";
   await context.progress(
@@ -137,35 +141,6 @@ function defaultName(sessionId: string): string {
         .toLowerCase()
         .replace(/[^a-z0-9-]/g, "-")
         .slice(0, 63);
-}
-
-async function build(
-  sandbox: SandboxClient,
-  sessionId: string,
-  command: string,
-  context: DeployContext,
-): Promise<string[]> {
-  await context.progress(1, 3, `building: ${command}`);
-  const { results } = await sandbox.exec(
-    sessionId,
-    { commands: [command], stopOnError: true },
-    { signal: context.signal },
-  );
-  const result = results[0];
-  const output = `${result?.stdout.text ?? ""}\n${result?.stderr.text ?? ""}`
-    .split("\n")
-    .filter((line) => line.trim().length > 0);
-  if (result?.exitCode !== 0) {
-    const how = result?.timedOut
-      ? "timed out"
-      : `exited with ${result?.exitCode ?? result?.signal ?? "nothing"}`;
-    throw new SandboxError(
-      "process_failed",
-      `the build "${command}" ${how}:\n${output.slice(-20).join("\n")}`,
-      "fix the build (get_errors lists what failed) and deploy again",
-    );
-  }
-  return output.slice(-20);
 }
 
 async function findOutputDir(

@@ -37,14 +37,23 @@ export interface WorkerDeployRequest {
 export interface WorkerPublisher {
   /** Whether a real (non dry-run) deploy is possible. */
   readonly canDeploy: boolean;
+  /** The Workers for Platforms dispatch namespace it publishes into; null or absent: the account's Workers. */
+  readonly dispatchNamespace?: string | null;
   publish(request: WorkerDeployRequest): Promise<WorkerDeployResult>;
 }
 
 export interface LocalWranglerOptions {
   apiToken?: string;
   accountId?: string;
+  /** Publish into this Workers for Platforms dispatch namespace (`--dispatch-namespace`), not the account. */
+  dispatchNamespace?: string;
+  /** The Cloudflare API wrangler calls (`CLOUDFLARE_API_BASE_URL`), e.g. an egress proxy; default Cloudflare's. */
+  apiBaseUrl?: string;
   timeoutMs?: number;
 }
+
+/** A dispatch namespace name as Cloudflare accepts it; checked here so no flag-like value reaches wrangler. */
+const NAMESPACE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 
 const CONFIG_FILES = ["wrangler.jsonc", "wrangler.json", "wrangler.toml"];
 const SUMMARY_LINE =
@@ -56,8 +65,15 @@ export function createLocalWrangler(options: LocalWranglerOptions = {}): WorkerP
   const bin = join(dirname(require.resolve("wrangler/package.json")), "bin", "wrangler.js");
   const timeoutMs = options.timeoutMs ?? 300_000;
   const canDeploy = Boolean(options.apiToken);
+  const namespace = options.dispatchNamespace || null;
+  if (namespace !== null && !NAMESPACE.test(namespace)) {
+    throw new Error(
+      `dispatch namespace "${namespace}" is not a namespace name (letters, digits, _ and -, at most 63)`,
+    );
+  }
   return {
     canDeploy,
+    dispatchNamespace: namespace,
     async publish(request) {
       const work = await mkdtemp(join(tmpdir(), "sandbox-mcp-wrangler-"));
       try {
@@ -74,6 +90,7 @@ export function createLocalWrangler(options: LocalWranglerOptions = {}): WorkerP
         const dryRun = request.dryRun || !canDeploy;
         const args = [bin, "deploy", "--autoconfig=false"];
         if (request.name) args.push("--name", request.name);
+        if (namespace) args.push("--dispatch-namespace", namespace);
         if (dryRun) args.push("--dry-run", "--outdir", outDir);
         const env: Record<string, string> = {
           PATH: process.env.PATH ?? "/usr/bin:/bin",
@@ -86,6 +103,7 @@ export function createLocalWrangler(options: LocalWranglerOptions = {}): WorkerP
         if (!dryRun && options.apiToken) {
           env.CLOUDFLARE_API_TOKEN = options.apiToken;
           if (options.accountId) env.CLOUDFLARE_ACCOUNT_ID = options.accountId;
+          if (options.apiBaseUrl) env.CLOUDFLARE_API_BASE_URL = options.apiBaseUrl;
         }
         const run = await runNode(args, appDir, env, timeoutMs, request.signal);
         const lines = stripAnsi(`${run.stdout}\n${run.stderr}`)

@@ -4,7 +4,7 @@ export interface TokenEntry {
   token: string;
 }
 
-const PRINCIPAL = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/;
+export const PRINCIPAL = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/;
 /** Shorter tokens are guessable; refuse them at configuration time rather than accept weak secrets. */
 const MIN_TOKEN_LENGTH = 16;
 

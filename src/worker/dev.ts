@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm run dev:worker`: the Worker in `wrangler dev --env dev` without Docker. The sandbox binding of env.dev
-// forwards to a monitor on this machine, which this script starts first and stops last.
+// `npm run dev:worker`: the Worker in `wrangler dev --env dev` without Docker. The sandbox and deployer bindings
+// of env.dev forward to a monitor and a deployer on this machine, which this script starts first and stops last.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
@@ -9,19 +9,25 @@ import { parseArgs } from "node:util";
 
 const HELP = `Usage: npm run dev:worker [-- options]
 
-Runs the Worker locally (wrangler dev --env dev --enable-containers=false) bound to a sandbox monitor
-started on 127.0.0.1. MCP answers at http://localhost:<port>/mcp, previews at <port>-<session>.localhost:<port>.
+Runs the Worker locally (wrangler dev --env dev --enable-containers=false) bound to a sandbox monitor and a
+deployer started on 127.0.0.1. MCP answers at http://localhost:<port>/mcp, previews at
+<port>-<session>.localhost:<port>. The deployer dry-runs deploys unless CLOUDFLARE_API_TOKEN (and
+CLOUDFLARE_ACCOUNT_ID, optionally DISPATCH_NAMESPACE) are set in this script's environment.
 
 Options:
-  --port <n>       wrangler dev port (previews assume 8787)            [default 8787]
-  --data-dir <d>   the monitor's data directory                        [default .data/worker-dev]
-  --token <t>      the bearer token of principal "dev"                 [AUTH_TOKENS, else generated]
-  -h, --help       this text`;
+  --port <n>            wrangler dev port                                  [default 8787]
+  --inspector-port <n>  wrangler's devtools port                           [default 9229]
+  --data-dir <d>        the monitor's data directory                       [default .data/worker-dev]
+  --persist-to <d>      wrangler's local state (registry, previews, R2)    [default .wrangler/state]
+  --token <t>           the bearer token of principal "dev"                [AUTH_TOKENS, else generated]
+  -h, --help            this text`;
 
 const { values } = parseArgs({
   options: {
     port: { type: "string", default: "8787" },
+    "inspector-port": { type: "string" },
     "data-dir": { type: "string", default: ".data/worker-dev" },
+    "persist-to": { type: "string" },
     token: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
@@ -33,6 +39,7 @@ if (values.help) {
 
 const root = new URL("../../", import.meta.url).pathname;
 const secret = randomBytes(24).toString("base64url");
+const deployerSecret = randomBytes(24).toString("base64url");
 const token = values.token ?? randomBytes(18).toString("base64url");
 const authTokens = process.env.AUTH_TOKENS ?? `dev:${token}`;
 const children: ChildProcess[] = [];
@@ -44,11 +51,21 @@ const monitor = spawn(
   { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
 );
 children.push(monitor);
-const monitorUrl = await new Promise<string>((resolve, reject) => {
-  createInterface({ input: monitor.stdout! }).once("line", (line) =>
-    resolve((JSON.parse(line) as { url: string }).url),
-  );
-  monitor.once("exit", (code) => reject(new Error(`the monitor exited with ${code} before it listened`)));
+// The deployer gets the Cloudflare credentials of this environment, if any; the Worker never sees them.
+const deployer = spawn(process.execPath, ["container/deployer/main.ts", "--port", "0"], {
+  cwd: root,
+  env: { ...process.env, DEPLOYER_SECRET: deployerSecret },
+  stdio: ["ignore", "pipe", "inherit"],
+});
+children.push(deployer);
+const [monitorUrl, deployerUrl] = await Promise.all([
+  announced(monitor, "monitor"),
+  announced(deployer, "deployer"),
+]).catch((error: unknown) => {
+  // Neither child may outlive this script.
+  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+  console.error(`[dev:worker] ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
 });
 
 const wrangler = spawn(
@@ -67,14 +84,22 @@ const wrangler = spawn(
     "--var",
     `MONITOR_SECRET:${secret}`,
     "--var",
+    `DEPLOYER_URL:${deployerUrl}`,
+    "--var",
+    `DEPLOYER_SECRET:${deployerSecret}`,
+    "--var",
     `AUTH_TOKENS:${authTokens}`,
     "--var",
     `PREVIEW_DOMAIN:localhost:${values.port}`,
+    ...(values["inspector-port"] ? ["--inspector-port", values["inspector-port"]] : []),
+    ...(values["persist-to"] ? ["--persist-to", resolve(root, values["persist-to"])] : []),
   ],
   { cwd: root, stdio: "inherit" },
 );
 children.push(wrangler);
-console.error(`[dev:worker] monitor ${monitorUrl}; MCP at http://localhost:${values.port}/mcp`);
+console.error(
+  `[dev:worker] monitor ${monitorUrl}, deployer ${deployerUrl}; MCP at http://localhost:${values.port}/mcp`,
+);
 if (!process.env.AUTH_TOKENS) console.error(`[dev:worker] bearer token (principal "dev"): ${token}`);
 
 let stopping = false;
@@ -86,5 +111,16 @@ function stop(code: number) {
 }
 wrangler.once("exit", (code) => stop(code ?? 0));
 monitor.once("exit", (code) => stop(code ?? 1));
+deployer.once("exit", (code) => stop(code ?? 1));
 process.on("SIGINT", () => stop(0));
 process.on("SIGTERM", () => stop(0));
+
+/** The URL a child announces on its first stdout line (`{"url": …}`). */
+function announced(child: ChildProcess, name: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once("line", (line) =>
+      resolve((JSON.parse(line) as { url: string }).url),
+    );
+    child.once("exit", (code) => reject(new Error(`the ${name} exited with ${code} before it listened`)));
+  });
+}

@@ -1,12 +1,24 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { createRoutingFetch, type RoutingEnv } from "../cloudflare/index.ts";
+import { createCloudflareDeployer, createRoutingFetch, type RoutingEnv } from "../cloudflare/index.ts";
 import { type AppBindings, createWorkerApp } from "./app.ts";
+import { withOAuth } from "./oauth.ts";
 
-export { ForwardingSandbox, SandboxContainer, SandboxRegistry } from "../cloudflare/index.ts";
+export {
+  DeployerContainer,
+  ForwardingDeployer,
+  ForwardingSandbox,
+  SandboxContainer,
+  SandboxRegistry,
+} from "../cloudflare/index.ts";
 export { PreviewRegistry } from "./preview-registry.ts";
 
+/** The deployer's binding, structurally: `DurableObjectNamespace<DeployerContainer>` is assignable to it. */
+export interface DeployerNamespace {
+  getByName(name: string): { fetch(request: Request): Promise<Response> };
+}
+
 /** The bindings the production Worker reads (wrangler.jsonc); the generated `Env` is assignable to it. */
-export type WorkerEnv = AppBindings & RoutingEnv;
+export type WorkerEnv = AppBindings & RoutingEnv & { DEPLOYER?: DeployerNamespace };
 
 interface WaitUntil {
   waitUntil(promise: Promise<unknown>): void;
@@ -25,11 +37,15 @@ const app = createWorkerApp<WorkerEnv>({
         if (ctx) ctx.waitUntil(promise);
       },
     }),
-  publisher: () => undefined,
+  // One deployer instance: deploys are rare and each runs in its own temporary directory.
+  publisher: (env) => {
+    const deployer = env.DEPLOYER;
+    return deployer
+      ? createCloudflareDeployer({ deployer: (request) => deployer.getByName("deployer").fetch(request) })
+      : undefined;
+  },
 });
 
-export default {
-  fetch(request: Request, env: WorkerEnv, ctx: WaitUntil): Promise<Response> {
-    return requestContext.run(ctx, async () => app.fetch(request, env, ctx as never));
-  },
-};
+export default withOAuth<WorkerEnv, WaitUntil>((request, env, ctx) =>
+  requestContext.run(ctx, async () => app.fetch(request, env, ctx as never)),
+);

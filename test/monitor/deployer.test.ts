@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { createServer, type Server as HttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCloudflareDeployer } from "../../src/cloudflare/deployer.ts";
@@ -70,6 +72,33 @@ function viaDurableObject(server: Server, bearer = BEARER) {
 let monitor: MonitorProcess;
 let deployer: Server;
 let namespaced: Server;
+/**
+ * Stands in for the Cloudflare API, which is unreachable from here: records what wrangler asks and answers
+ * every call with an API error, so a real deploy gets exactly as far as its first upload.
+ */
+let cloudflareApi: HttpServer;
+const apiCalls: { method: string; path: string; authorization: string }[] = [];
+
+async function startCloudflareApi(): Promise<string> {
+  cloudflareApi = createServer((request, response) => {
+    apiCalls.push({
+      method: request.method ?? "",
+      path: request.url ?? "",
+      authorization: request.headers.authorization ?? "",
+    });
+    response.writeHead(404, { "content-type": "application/json" });
+    response.end(
+      JSON.stringify({
+        success: false,
+        errors: [{ code: 10007, message: "stand-in API" }],
+        messages: [],
+        result: null,
+      }),
+    );
+  });
+  await new Promise<void>((resolve) => cloudflareApi.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(cloudflareApi.address() as AddressInfo).port}/client/v4`;
+}
 
 const context = (): DeployContext => ({
   sandbox: monitor.client,
@@ -93,6 +122,7 @@ const WRANGLER = JSON.stringify({
 const WORKER = 'export default { fetch() { return new Response("hello from the worker"); } };\n';
 
 beforeAll(async () => {
+  const apiBaseUrl = await startCloudflareApi();
   [monitor, deployer, namespaced] = await Promise.all([
     startMonitorProcess(),
     startDeployer({
@@ -100,11 +130,18 @@ beforeAll(async () => {
       CLOUDFLARE_ACCOUNT_ID: "0123456789abcdef",
       DEPLOYER_SECRET: BEARER,
     }),
-    startDeployer({ CLOUDFLARE_API_TOKEN: TOKEN, DISPATCH_NAMESPACE: "tenants", DEPLOYER_SECRET: BEARER }),
+    startDeployer({
+      CLOUDFLARE_API_TOKEN: TOKEN,
+      CLOUDFLARE_ACCOUNT_ID: "0123456789abcdef",
+      CLOUDFLARE_API_BASE_URL: apiBaseUrl,
+      DISPATCH_NAMESPACE: "tenants",
+      DEPLOYER_SECRET: BEARER,
+    }),
   ]);
 }, 60_000);
 
 afterAll(async () => {
+  await new Promise((resolve) => cloudflareApi?.close(resolve));
   for (const { child } of servers) {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -201,7 +238,7 @@ describe("deployer server", () => {
     expect((failure as SandboxError).code).toBe("unauthorized");
   });
 
-  it("deploys into the dispatch namespace when one is configured, never silently into the account", async () => {
+  it("deploys into the dispatch namespace when one is configured, never into the account", async () => {
     const sessionId = await sessionWith({ "wrangler.jsonc": WRANGLER, "src/index.js": WORKER });
     const deploy = createCloudflareDeployer({ deployer: viaDurableObject(namespaced) });
     const request: DeployRequest = {
@@ -211,15 +248,27 @@ describe("deployer server", () => {
       name: "shop",
       dryRun: true,
     };
+    // wrangler accepts --dispatch-namespace with a dry run, which validates and bundles as usual.
     const dry = await deploy.deploy(request, context());
     expect(dry.status).toBe("dry_run");
     expect(dry.message).toContain("dispatch namespace tenants");
-    // The wrangler runner cannot target a namespace yet (see the report): a real deploy is refused, not misplaced.
+    expect(dry.message).toMatch(/bundle \d+ bytes/);
+    expect(apiCalls).toEqual([]);
+
+    // A real deploy: wrangler uploads into the namespace (the stand-in API refuses it), with the token.
+    const scriptName = await scopedScriptName("bob", "shop");
     const real = await deploy
       .deploy({ ...request, dryRun: false }, context())
       .catch((error: unknown) => error);
-    expect((real as SandboxError).code).toBe("unavailable");
-    expect((real as SandboxError).message).toContain("tenants");
+    expect((real as SandboxError).code).toBe("process_failed");
+    expect((real as SandboxError).message).toContain(
+      `/accounts/0123456789abcdef/workers/dispatch/namespaces/tenants/scripts/${scriptName}`,
+    );
+    expect(apiCalls.length).toBeGreaterThan(0);
+    for (const call of apiCalls) {
+      expect(call.path).toContain("/workers/dispatch/namespaces/tenants/");
+      expect(call.authorization).toBe(`Bearer ${TOKEN}`);
+    }
   }, 120_000);
 
   it("reports its health without authentication", async () => {

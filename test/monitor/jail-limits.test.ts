@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { detectCgroups } from "../../container/jail/cgroup.ts";
 import { createJail } from "../../container/jail/index.ts";
+import { jailedTree } from "../../container/jail/proc-tree.ts";
 import { collect, eventually, openTestSession, run, waitForOutput } from "../fixtures/jail/helpers.ts";
 
 const jail = createJail();
@@ -42,6 +43,33 @@ describe("session limits", () => {
       expect((await run(session.sandbox, "echo alive")).stdout).toBe("alive\n");
       await session.sandbox.close();
       expect(existsSync(dir)).toBe(false);
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it("runs the command inside the session's cgroups from its start, with hard rlimits it cannot raise", async () => {
+    const session = await openTestSession(jail, { limits: { maxFileBytes: 64 * 1024, cpuSeconds: 5 } });
+    try {
+      const child = session.sandbox.spawn({
+        command:
+          "ulimit -H -f; ulimit -H -t; (ulimit -f unlimited) 2>/dev/null && echo raised; (ulimit -t 100) 2>/dev/null && echo raised; echo ready; sleep 300",
+        cwd: "",
+        env: {},
+      });
+      const done = collect(child);
+      await waitForOutput(child, "ready");
+      const tree = jailedTree(child.pid!);
+      expect(tree.top).not.toBeNull();
+      const dirs = [pidsDir(session.id), join(cgroups!.memoryParent!, `sandbox-${session.id}`)];
+      for (const dir of dirs) {
+        const members = readFileSync(join(dir, "cgroup.procs"), "utf8").trim().split("\n").map(Number);
+        expect(members).toEqual(expect.arrayContaining([tree.init!, tree.top!, ...tree.rest]));
+      }
+      expect(readFileSync(`/proc/${tree.top}/cgroup`, "utf8")).toContain(`pids:/sandbox-${session.id}`);
+      session.sandbox.kill(child, "SIGKILL");
+      // dash prints the file size limit in 512-byte blocks; neither limit could be raised.
+      expect((await done).stdout).toBe("128\n5\nready\n");
     } finally {
       await session.dispose();
     }

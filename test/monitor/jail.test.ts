@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ETC_ENTRIES } from "../../container/jail/bwrap-args.ts";
 import { detectCgroups } from "../../container/jail/cgroup.ts";
 import { createJail } from "../../container/jail/index.ts";
 import { descendants } from "../../container/jail/proc-tree.ts";
@@ -194,6 +195,44 @@ describe("a jailed session", () => {
     tree = descendants(child.pid!);
     await collect(child);
     await eventually(() => tree.every((pid) => !alive(pid)), "the background sleep to die with its command");
+  });
+});
+
+describe("the jail's /etc", () => {
+  it("is a copy of the allowed entries only, with working TLS roots, name service and hosts", async () => {
+    const session = await openTestSession(jail, { network: "allow" });
+    try {
+      const listing = await run(
+        session.sandbox,
+        "ls -A /etc; ls /etc/ssl; test -e /etc/ssl/private && echo private",
+      );
+      const names = listing.stdout.trim().split("\n");
+      const allowed = new Set([
+        ...ETC_ENTRIES.map((entry) => entry.slice("/etc/".length)),
+        "resolv.conf",
+        "hosts",
+      ]);
+      expect(names.filter((name) => !allowed.has(name) && !["certs", "openssl.cnf"].includes(name))).toEqual(
+        [],
+      );
+      expect(names).not.toContain("private");
+      expect(names).not.toContain("shadow");
+      // /etc/ssl/certs links into /usr: the links survive the copy and resolve inside the jail.
+      // curl reads the system store; node only with NODE_EXTRA_CA_CERTS (this network re-signs TLS).
+      const tls = await run(
+        session.sandbox,
+        `getent hosts localhost; test -L /etc/localtime && echo link; curl -s -m 20 -o /dev/null -w 'curl %{http_code}\\n' https://registry.npmjs.org/; node -e "fetch('https://registry.npmjs.org/').then((r) => console.log('node', r.status), (e) => console.log('node failed', e.cause?.code ?? e.message))"`,
+        { env: { NODE_EXTRA_CA_CERTS: "/etc/ssl/certs/ca-certificates.crt" } },
+      );
+      expect(tls.stdout).toMatch(/^(127\.0\.0\.1|::1)\s+localhost/);
+      expect(tls.stdout).toContain("link\n");
+      expect(tls.stdout).toContain("curl 200\n");
+      expect(tls.stdout).toContain("node 200\n");
+      const write = await run(session.sandbox, "echo x > /etc/passwd || echo denied");
+      expect(write.stdout).toContain("denied");
+    } finally {
+      await session.dispose();
+    }
   });
 });
 

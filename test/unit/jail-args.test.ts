@@ -7,12 +7,14 @@ import {
   jailArgs,
   jailCwd,
   jailEnv,
+  prlimitArgs,
   shQuote,
   wrapperScript,
 } from "../../container/jail/bwrap-args.ts";
 
 const layout: JailLayout = {
   hostWorkspace: "/data/sessions/abc/workspace",
+  etcDir: "/run/sandbox-mcp/etc-1-abc",
   resolvConf: "/data/sessions/abc/run/resolv.conf",
   hostsFile: "/data/sessions/abc/run/hosts",
   systemEntries: [
@@ -50,17 +52,18 @@ describe("jailArgs", () => {
     expect(pairs(args, "--symlink")).toContainEqual(["usr/bin", "/bin"]);
   });
 
-  it("exposes only the needed parts of /etc, with a per-session resolv.conf and hosts", () => {
-    const etc = pairs(args, "--ro-bind-try").map(([source]) => source);
-    expect(etc).toEqual([...ETC_ENTRIES, "/proc/sysrq-trigger"]);
-    expect(etc).not.toContain("/etc/shadow");
-    expect(etc).not.toContain("/etc");
-    expect(pairs(args, "--ro-bind")).toEqual(
-      expect.arrayContaining([
-        [layout.resolvConf, "/etc/resolv.conf"],
-        [layout.hostsFile, "/etc/hosts"],
-      ]),
-    );
+  it("binds the filtered copy of /etc in one mount, then the per-session resolv.conf and hosts over it", () => {
+    const binds = pairs(args, "--ro-bind");
+    const etc = binds.findIndex(([, target]) => target === "/etc");
+    expect(binds[etc]).toEqual([layout.etcDir, "/etc"]);
+    expect(binds.slice(etc + 1, etc + 3)).toEqual([
+      [layout.resolvConf, "/etc/resolv.conf"],
+      [layout.hostsFile, "/etc/hosts"],
+    ]);
+    // No bind of host /etc paths at all: the jail sees only what the copy holds.
+    const sources = [...binds, ...pairs(args, "--ro-bind-try")].map(([source]) => source);
+    expect(sources.filter((source) => source?.startsWith("/etc"))).toEqual([]);
+    expect(ETC_ENTRIES).not.toContain("/etc/shadow");
   });
 
   it("never binds the host root, /root or /work", () => {
@@ -161,6 +164,13 @@ describe("wrapperScript", () => {
     expect(
       wrapperScript({ cgroupProcs: [], maxFileBytes: 0, cpuSeconds: 0, addressSpaceBytes: 0 }),
     ).toBeNull();
+  });
+});
+
+describe("prlimitArgs", () => {
+  it("sets file size in bytes and CPU seconds, each as soft and hard limit", () => {
+    expect(prlimitArgs({ maxFileBytes: 1000, cpuSeconds: 30 })).toEqual(["--fsize=1000", "--cpu=30"]);
+    expect(prlimitArgs({ maxFileBytes: 0, cpuSeconds: 0 })).toEqual([]);
   });
 });
 

@@ -1,9 +1,10 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { type MonitorProcess, removeDir, startMonitorProcess } from "../helpers/monitor-process.ts";
 
 /**
@@ -15,7 +16,18 @@ export interface TestHost {
   monitorUrls: string[];
   secret: string;
   controlUrl: string;
+  deployer: DeployerProcess;
   close(): Promise<void>;
+}
+
+/** The deployer server (`container/deployer/main.ts`) the forwarding `DEPLOYER` binding reaches. */
+export interface DeployerProcess {
+  url: string;
+  /** Its bearer secret (the Durable Object's, in production). */
+  secret: string;
+  /** A stand-in API token: no Cloudflare API is reachable here, so it only has to stay out of every result. */
+  apiToken: string;
+  stop(): Promise<void>;
 }
 
 interface Slot {
@@ -30,6 +42,7 @@ export async function startTestHost(monitors: number): Promise<TestHost> {
   const secret = `workerd-test-${Math.random().toString(36).slice(2)}-0123456789`;
   const slots: Slot[] = [];
   for (let i = 0; i < monitors; i++) slots.push(await startSlot(secret));
+  const deployer = await startDeployerProcess();
 
   const server = createServer((request, response) => {
     void handle(request.method ?? "GET", new URL(request.url ?? "/", "http://host"))
@@ -66,12 +79,56 @@ export async function startTestHost(monitors: number): Promise<TestHost> {
     monitorUrls: slots.map((slot) => slot.process.url),
     secret,
     controlUrl: `http://127.0.0.1:${port}`,
+    deployer,
     async close() {
       await closeServer(server);
+      await deployer.stop();
       for (const slot of slots) {
         await slot.process.kill();
         await removeDir(slot.dataDir);
       }
+    },
+  };
+}
+
+export async function startDeployerProcess(): Promise<DeployerProcess> {
+  const random = () => Math.random().toString(36).slice(2);
+  const secret = `deployer-secret-${random()}-0123456789`;
+  const apiToken = `cf-token-${random()}-must-not-leak`;
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [join(root, "container/deployer/main.ts"), "--port", "0"],
+    {
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        DEPLOYER_SECRET: secret,
+        CLOUDFLARE_API_TOKEN: apiToken,
+        CLOUDFLARE_ACCOUNT_ID: "0123456789abcdef",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the deployer did not start: ${stderr}`)), 20_000);
+    createInterface({ input: child.stdout! }).once("line", (line) => {
+      clearTimeout(timer);
+      resolve((JSON.parse(line) as { url: string }).url);
+    });
+    child.once("exit", (code) => reject(new Error(`the deployer exited with ${code}: ${stderr}`)));
+  });
+  return {
+    url,
+    secret,
+    apiToken,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
     },
   };
 }

@@ -1,0 +1,54 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createJail } from "../container/jail/index.ts";
+
+/** Resolves when the child exits; rejects on a spawn failure. */
+export function exitOf(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", () => resolve());
+  });
+}
+
+/** bubblewrap's floor: the cheapest jailed `true` there is. */
+export const bareBwrap = () =>
+  exitOf(
+    spawn("bwrap", ["--ro-bind", "/", "/", "--unshare-pid", "--die-with-parent", "true"], {
+      stdio: "ignore",
+    }),
+  );
+
+export interface JailedSpawn {
+  /** `true` spawned straight through a session sandbox from Node: the jail without the monitor around it. */
+  run(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A real session sandbox (jail, network namespace, cgroup) opened directly, for same-run baselines. */
+export async function openJailedSpawn(): Promise<JailedSpawn> {
+  const root = await mkdtemp(join(tmpdir(), "bench-baseline-"));
+  await mkdir(join(root, "workspace"));
+  await mkdir(join(root, "run"));
+  const sandbox = await createJail().open({
+    sessionId: `baseline${process.pid}`,
+    hostPath: join(root, "workspace"),
+    runDir: join(root, "run"),
+    network: "deny",
+    limits: {
+      maxProcesses: 512,
+      maxFileBytes: 1 << 28,
+      cpuSeconds: 600,
+      memoryBytes: 1 << 31,
+      outputBytes: 1 << 20,
+    },
+  });
+  return {
+    run: () => exitOf(sandbox.spawn({ command: "true", cwd: "", env: {} })),
+    async close() {
+      await sandbox.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,125 @@
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { jailArgs } from "../container/jail/bwrap-args.ts";
+import { probeHost } from "../container/jail/detect.ts";
+import { createJail } from "../container/jail/index.ts";
+import type { SessionSandbox } from "../container/jail/types.ts";
+import { median, ms, type Row, timeRuns } from "./stats.ts";
+
+/**
+ * The cost of starting one jailed process, against bubblewrap's own floor measured in the same run:
+ * - bare `bwrap --ro-bind / / --unshare-pid --die-with-parent true`;
+ * - `bwrap <the session's jail arguments> /bin/sh -c true`, without network namespace, cgroups or rlimits;
+ * - `sandbox.spawn({ command: "true" })` of a real session, until it exits.
+ * Runs are interleaved so that machine noise hits all three alike.
+ */
+export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]> {
+  const probe = probeHost();
+  if (!probe.bwrap) {
+    return [
+      { figure: "jailed spawn", value: "-", baseline: "no bubblewrap here", ratio: "-", goal: "-", ok: null },
+    ];
+  }
+  const bwrap = probe.bwrap;
+  const root = await mkdtemp(join(tmpdir(), "bench-jail-"));
+  const hostPath = join(root, "workspace");
+  const runDir = join(root, "run");
+  await mkdir(hostPath);
+  await mkdir(runDir);
+  const jail = createJail();
+  let sandbox: SessionSandbox | null = null;
+  try {
+    sandbox = await jail.open({
+      sessionId: `bench${process.pid}`,
+      hostPath,
+      runDir,
+      network: "deny",
+      limits: {
+        maxProcesses: 512,
+        maxFileBytes: 1 << 28,
+        cpuSeconds: 600,
+        memoryBytes: 1 << 31,
+        outputBytes: 1 << 20,
+      },
+    });
+    const direct = [
+      ...jailArgs({
+        hostWorkspace: hostPath,
+        etcDir: probe.etc!.dir(),
+        resolvConf: join(runDir, "resolv.conf"),
+        hostsFile: join(runDir, "hosts"),
+        systemEntries: probe.systemEntries,
+        userns: probe.userns,
+      }),
+      "--chdir",
+      "/workspace",
+      "/bin/sh",
+      "-c",
+      "true",
+    ];
+    const open = sandbox;
+    const tasks = {
+      bare: () =>
+        exitOf(
+          spawn(bwrap, ["--ro-bind", "/", "/", "--unshare-pid", "--die-with-parent", "true"], {
+            stdio: "ignore",
+          }),
+        ),
+      direct: () => exitOf(spawn(bwrap, direct, { stdio: "ignore" })),
+      sandbox: () => exitOf(open.spawn({ command: "true", cwd: "", env: {} })),
+    };
+    const samples = { bare: [] as number[], direct: [] as number[], sandbox: [] as number[] };
+    for (const task of Object.values(tasks)) await timeRuns(5, task);
+    const runs = options.quick ? 30 : 100;
+    for (let i = 0; i < runs; i++) {
+      samples.bare.push(...(await timeRuns(1, tasks.bare)));
+      samples.direct.push(...(await timeRuns(1, tasks.direct)));
+      samples.sandbox.push(...(await timeRuns(1, tasks.sandbox)));
+    }
+    const floor = median(samples.bare);
+    const ratio = (value: number) => `${(value / floor).toFixed(2)}x`;
+    return [
+      {
+        figure: "bare bwrap spawn of `true` (p50)",
+        value: ms(floor),
+        baseline: "the floor",
+        ratio: "1.00x",
+        goal: "-",
+        ok: null,
+      },
+      {
+        figure: "bwrap <jail args> `true`, no netns/cgroup (p50)",
+        value: ms(median(samples.direct)),
+        baseline: `bare bwrap ${ms(floor)}`,
+        ratio: ratio(median(samples.direct)),
+        goal: "-",
+        ok: null,
+      },
+      {
+        figure: "sandbox.spawn `true` until exit (p50)",
+        value: ms(median(samples.sandbox)),
+        baseline: `bare bwrap ${ms(floor)}`,
+        ratio: ratio(median(samples.sandbox)),
+        goal: "<= 1.6x",
+        ok: median(samples.sandbox) / floor <= 1.6,
+      },
+    ];
+  } finally {
+    await sandbox?.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+function exitOf(child: ReturnType<typeof spawn>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code) => (code === 0 ? resolve() : reject(new Error(`exited ${code}`))));
+  });
+}
+
+if (import.meta.main) {
+  const { printTable } = await import("./stats.ts");
+  printTable("jailed spawn", await benchJailSpawn({ quick: process.argv.includes("--quick") }));
+}

@@ -1,0 +1,213 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { bareBwrap, openJailedSpawn } from "./baseline.ts";
+import { mb, median, ms, percentile, type Row, timeRuns } from "./stats.ts";
+
+/**
+ * MCP figures against the local server (`src/node/cli.ts`, a separate process) over streamable HTTP:
+ * - `run_commands(["true"])` vs `true` spawned straight through a session sandbox from Node (and bare bwrap);
+ * - `create_session` then a first command;
+ * - many concurrent sessions, each making a series of calls: errors, p50, p99;
+ * - the server's RSS with idle sessions (and, separately, the session helpers' RSS).
+ */
+export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
+  const rows: Row[] = [];
+  const principals = Array.from({ length: 10 }, (_, i) => `bench-token-${i}-${"x".repeat(24)}`);
+  const server = await startServer(principals);
+  const clients = await Promise.all(principals.map((token) => connect(server.url, token)));
+  const [first] = clients;
+  const baseline = await openJailedSpawn();
+  try {
+    // 1. run_commands(["true"])
+    const session = await call(first!, "create_session", {});
+    const sessionId = session.sessionId as string;
+    const runTrue = () => call(first!, "run_commands", { sessionId, commands: ["true"] });
+    const runs = options.quick ? 30 : 100;
+    for (const task of [runTrue, baseline.run, bareBwrap]) await timeRuns(5, task);
+    const mcp: number[] = [];
+    const jailed: number[] = [];
+    const floor: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      mcp.push(...(await timeRuns(1, runTrue)));
+      jailed.push(...(await timeRuns(1, baseline.run)));
+      floor.push(...(await timeRuns(1, bareBwrap)));
+    }
+    const ratio = median(mcp) / median(jailed);
+    rows.push({
+      figure: "run_commands([true]) over streamable HTTP (p50)",
+      value: ms(median(mcp)),
+      baseline: `jailed spawn ${ms(median(jailed))}; bare bwrap ${ms(median(floor))}`,
+      ratio: `${ratio.toFixed(2)}x (${(median(mcp) / median(floor)).toFixed(2)}x bare)`,
+      goal: "<= 1.3x",
+      ok: ratio <= 1.3,
+    });
+
+    // 2. create_session, then a first command
+    const firsts: number[] = [];
+    for (let i = 0; i < (options.quick ? 10 : 30); i++) {
+      let created = "";
+      firsts.push(
+        ...(await timeRuns(1, async () => {
+          created = (await call(first!, "create_session", {})).sessionId as string;
+          await call(first!, "run_commands", { sessionId: created, commands: ["true"] });
+        })),
+      );
+      await call(first!, "destroy_session", { sessionId: created });
+    }
+    rows.push({
+      figure: "create_session + first command (p50)",
+      value: ms(median(firsts)),
+      baseline: `p90 ${ms(percentile(firsts, 90))}`,
+      ratio: "-",
+      goal: "< 20 ms",
+      ok: median(firsts) < 20,
+    });
+    await call(first!, "destroy_session", { sessionId });
+
+    // 3. concurrent sessions × calls
+    const sessions = options.quick ? 50 : 200;
+    const callsEach = 20;
+    const latencies: number[] = [];
+    let errors = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: sessions }, async (_, i) => {
+        const client = clients[i % clients.length]!;
+        const timed = async (name: string, args: Record<string, unknown>) => {
+          const t = performance.now();
+          try {
+            return await call(client, name, args);
+          } catch {
+            errors++;
+            return undefined;
+          } finally {
+            latencies.push(performance.now() - t);
+          }
+        };
+        const created = await timed("create_session", {});
+        const id = created?.sessionId as string | undefined;
+        if (!id) return;
+        for (let k = 0; k < callsEach - 2; k++) {
+          const step = k % 4;
+          if (step === 0)
+            await timed("write_files", { sessionId: id, files: [{ path: `f${k}.txt`, content: `${k}` }] });
+          else if (step === 1)
+            await timed("run_commands", { sessionId: id, commands: [`cat f${k - 1}.txt`] });
+          else if (step === 2) await timed("read_files", { sessionId: id, paths: [`f${k - 2}.txt`] });
+          else await timed("tail_logs", { sessionId: id, lines: 5 });
+        }
+        await timed("destroy_session", { sessionId: id });
+      }),
+    );
+    const wall = (performance.now() - started) / 1000;
+    const p50 = median(latencies);
+    const p99 = percentile(latencies, 99);
+    rows.push({
+      figure: `${sessions} concurrent sessions x ${callsEach} calls`,
+      value: `${errors} errors; p50 ${ms(p50)}, p99 ${ms(p99)}`,
+      baseline: `${latencies.length} calls in ${wall.toFixed(1)} s`,
+      ratio: `p99/p50 ${(p99 / p50).toFixed(1)}`,
+      goal: "0 errors, p99 <= 10x p50",
+      ok: errors === 0 && p99 <= 10 * p50,
+    });
+
+    // 4. idle sessions
+    const idle = 100;
+    const before = await rssOf(server.child.pid!);
+    for (let i = 0; i < idle; i++) await call(clients[i % clients.length]!, "create_session", {});
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const serverRss = await rssOf(server.child.pid!);
+    const helpers = (await treeRss(server.child.pid!)) - serverRss;
+    rows.push({
+      figure: `server RSS with ${idle} idle sessions`,
+      value: mb(serverRss),
+      baseline: `empty server ${mb(before)}; session helpers (jails, netns) ${mb(helpers)} more`,
+      ratio: "-",
+      goal: "< 150 MB",
+      ok: serverRss < 150 * 1024 * 1024,
+    });
+  } finally {
+    await baseline.close();
+    await Promise.all(clients.map((client) => client.close()));
+    await server.stop();
+  }
+  return rows;
+}
+
+type Result = Record<string, unknown>;
+
+async function call(client: Client, name: string, args: Record<string, unknown>): Promise<Result> {
+  const result = await client.callTool({ name, arguments: args }, { timeout: 120_000 });
+  if (result.isError) throw new Error(`${name}: ${JSON.stringify(result.content)}`);
+  return (result.structuredContent ?? {}) as Result;
+}
+
+async function connect(url: string, token: string): Promise<Client> {
+  const client = new Client({ name: "bench", version: "1.0.0" });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(url), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    }),
+  );
+  await client.listTools();
+  return client;
+}
+
+async function startServer(
+  tokens: string[],
+): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
+  const dataDir = await mkdtemp(join(tmpdir(), "bench-mcp-"));
+  const cli = new URL("../src/node/cli.ts", import.meta.url).pathname;
+  const child = spawn(
+    process.execPath,
+    [cli, "--port", "0", "--data-dir", dataDir, "--token", tokens.join(",")],
+    {
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let stderr = "";
+    child.stderr!.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const found = /listening on (\S+\/mcp)/.exec(stderr);
+      if (found?.[1]) resolve(found[1]);
+    });
+    child.once("exit", (code) => reject(new Error(`server exited ${code}: ${stderr}`)));
+  });
+  return {
+    url,
+    child,
+    async stop() {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function rssOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
+}
+
+/** RSS of a process and all its descendants (found through /proc/<pid>/stat parent links). */
+async function treeRss(root: number): Promise<number> {
+  const parents = new Map<number, number>();
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid) parents.set(Number(entry), ppid);
+  }
+  const inTree = (pid: number): boolean => {
+    for (let p: number | undefined = pid; p; p = parents.get(p)) if (p === root) return true;
+    return false;
+  };
+  let total = 0;
+  for (const pid of parents.keys()) if (inTree(pid)) total += await rssOf(pid);
+  return total;
+}
