@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createJail } from "../container/jail/index.ts";
 
-/** Resolves when the child exits; rejects on a spawn failure. */
+/** Resolves when the child has exited with code 0 and closed its pipes; rejects otherwise. */
 export function exitOf(child: ChildProcess): Promise<void> {
   return new Promise((resolve, reject) => {
     child.once("error", reject);
-    child.once("exit", () => resolve());
+    child.once("close", (code) => (code === 0 ? resolve() : reject(new Error(`exited ${code}`))));
   });
 }
 

@@ -6,6 +6,7 @@ import { jailArgs } from "../container/jail/bwrap-args.ts";
 import { probeHost } from "../container/jail/detect.ts";
 import { createJail } from "../container/jail/index.ts";
 import type { SessionSandbox } from "../container/jail/types.ts";
+import { exitOf } from "./baseline.ts";
 import { median, ms, type Row, timeRuns } from "./stats.ts";
 
 /**
@@ -110,13 +111,6 @@ export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]
     await sandbox?.close();
     await rm(root, { recursive: true, force: true });
   }
-}
-
-function exitOf(child: ReturnType<typeof spawn>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code) => (code === 0 ? resolve() : reject(new Error(`exited ${code}`))));
-  });
 }
 
 if (import.meta.main) {

@@ -43,7 +43,7 @@ export function printTable(title: string, rows: Row[]): void {
     `${keys.map((key, i) => row[key].padEnd(widths[i] ?? 0)).join(" | ")} | ${row.ok === null ? (row === head ? "met" : "-") : row.ok ? "yes" : "NO"}`;
   console.log(`\n## ${title}\n`);
   console.log(line(head));
-  console.log(widths.map((w) => "-".repeat(w)).join("-|-") + "-|----");
+  console.log(`${widths.map((w) => "-".repeat(w)).join("-|-")}-|----`);
   for (const row of rows) console.log(line(row));
 }
 

@@ -71,6 +71,6 @@ export function resolveConfig(input: MonitorConfigInput): MonitorConfig & { secr
   return {
     ...config,
     dataDir: resolve(config.dataDir),
-    secret: config.secret ?? randomBytes(24).toString("base64url"),
+    secret: config.secret ?? randomBytes(24).toString("hex"),
   };
 }

@@ -3,11 +3,12 @@ import { connect, createServer, type Socket } from "node:net";
 import { basename, dirname } from "node:path";
 
 /**
- * The holder of a session's network namespace. It runs inside that namespace (started by the jail with
- * `bwrap --unshare-net`) and listens on a unix socket outside the workspace. Each client sends a port on the first
- * line; the bridge connects to 127.0.0.1:<port> inside the namespace and answers `ok` before piping bytes both
- * ways, or `error <code>` and closes. It prints `ready <pid>` once listening, and exits when its stdin closes, so
- * that it never outlives the monitor.
+ * The TCP bridge into a session's network namespace. The jail starts it on demand inside that namespace
+ * (`nsenter --net=` of the namespace holder, then bubblewrap; see lazy-bridge.ts) and it listens on a unix socket
+ * outside the workspace. Each client sends a port on the first line; the bridge connects to 127.0.0.1:<port> inside
+ * the namespace and answers `ok` before piping bytes both ways, or `error <code>` and closes. It prints
+ * `ready <pid>` once listening, and exits when its stdin closes: when the monitor stops it (idle, or the session
+ * closes) or dies.
  */
 
 const MAX_HEADER = 32;

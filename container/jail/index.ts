@@ -10,6 +10,11 @@ export type { EnforcedLimits, Jail, JailCapabilities, SessionSandbox, SpawnOptio
 export interface JailOptions extends ProbeOptions {
   /** The uid/gid jailed processes run as; defaults to `MONITOR_JAIL_USER` (`uid` or `uid:gid`), else none. */
   user?: JailUser | null;
+  /**
+   * How long a session's network bridge (started by the first `connect`) may run without connections before it
+   * is stopped; the next `connect` starts it again. Default 60 s.
+   */
+  bridgeIdleMs?: number;
 }
 
 /**
@@ -42,7 +47,7 @@ export function createJail(options: JailOptions = {}): Jail {
     async open(sessionOptions: SessionSandboxOptions): Promise<SessionSandbox> {
       try {
         return probe.bwrap
-          ? await openJailed(probe, sessionOptions, user)
+          ? await openJailed(probe, sessionOptions, user, options.bridgeIdleMs)
           : await openDirect(probe, sessionOptions);
       } catch (error) {
         if (error instanceof SandboxError) throw error;

@@ -1,14 +1,17 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
-import { rm } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { firstChunk, firstLine, terminate } from "./child-io.ts";
+import { createLazyBridge, DEFAULT_BRIDGE_IDLE_MS } from "./lazy-bridge.ts";
 
 /**
- * One network namespace per session, held by a small bridge process (see bridge.ts) so that every process of the
- * session joins the same namespace, and so that the monitor can reach ports inside it through a unix socket.
+ * One network namespace per session, held by a minimal process (bubblewrap running `cat` on a pipe from the
+ * monitor) so that every process of the session joins the same namespace. The monitor reaches ports inside it
+ * through a TCP bridge (bridge.ts) that is started only when a port is first connected to (see lazy-bridge.ts).
  * `allow` attaches slirp4netns (user-mode NAT, host loopback disabled) and installs unreachable routes for the
  * metadata range and the host's own addresses; the routes belong to a namespace owned by the host's user
  * namespace, so jailed processes, which hold no capabilities, cannot remove them.
@@ -22,18 +25,29 @@ export interface NetworkTools {
   ip: string | null;
 }
 
+export interface NetworkOptions {
+  /** Whether to attach slirp4netns for a route out. */
+  outbound: boolean;
+  /** How long the bridge may run without connections before it is stopped (default 60 s). */
+  bridgeIdleMs?: number;
+}
+
 export interface SessionNetwork {
-  /** Host pid of the bridge, a member of the namespace. */
+  /** Host pid of the holder, a member of the namespace. */
   readonly holderPid: number;
   /** `/proc/<pid>/ns/net` of the holder, for `nsenter --net=`. */
   readonly netnsPath: string;
+  /** Where the bridge listens while it runs. */
   readonly socketPath: string;
-  /** A short path to the socket (through a descriptor of the run directory), usable with `connect`. */
-  readonly connectPath: string;
+  /** Host pid of the bridge while it runs, else null. */
+  readonly bridgePid: number | null;
   /** Whether slirp4netns gives this namespace a route out. */
   readonly outbound: boolean;
   /** Set once the holder exited; processes can no longer join the namespace. */
   readonly exited: boolean;
+  /** A TCP connection to 127.0.0.1:`port` inside the namespace, through the bridge (started on demand). */
+  connect(port: number): Promise<Socket>;
+  /** Stops the holder, slirp4netns and the bridge; idempotent. */
   close(): Promise<void>;
 }
 
@@ -61,10 +75,16 @@ export function blockedRoutes(): string[] {
   return [...routes];
 }
 
+/**
+ * The holder's program: it reports its pid once bubblewrap has set up the namespace (loopback up), then waits for
+ * its stdin to close, which happens when the monitor stops it or dies.
+ */
+const HOLDER_SCRIPT = 'echo "ready $$" && exec cat';
+
 export async function startNetwork(
   tools: NetworkTools,
   runDir: string,
-  outbound: boolean,
+  options: NetworkOptions,
 ): Promise<SessionNetwork> {
   const socketPath = join(runDir, "bridge.sock");
   const holder = spawn(
@@ -79,13 +99,13 @@ export async function startNetwork(
       "/",
       "--dev",
       "/dev",
-      "--bind",
-      runDir,
+      // Names the session's run directory so that its helpers can be told apart on the host.
+      "--chdir",
       runDir,
       "--",
-      process.execPath,
-      bridgeScript(),
-      socketPath,
+      "/bin/sh",
+      "-c",
+      HOLDER_SCRIPT,
     ],
     { stdio: ["pipe", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
   );
@@ -96,11 +116,11 @@ export async function startNetwork(
   let slirp: ChildProcess | null = null;
   // Unix socket paths are limited to 108 bytes; connecting through a descriptor of the run directory is not.
   const dirFd = openSync(runDir, "r");
+  let bridge: ReturnType<typeof createLazyBridge> | null = null;
   const stop = async (): Promise<void> => {
-    // The bridge exits by itself when its stdin closes; SIGTERM to bwrap (then its --die-with-parent) backs it up.
+    // cat exits when its stdin closes; SIGTERM to bwrap (then its --die-with-parent) backs it up.
     holder.stdin?.end();
-    await Promise.all([terminate(slirp), terminate(holder)]);
-    await rm(socketPath, { force: true });
+    await Promise.all([bridge?.close(), terminate(slirp), terminate(holder)]);
     closeSync(dirFd);
   };
   try {
@@ -110,21 +130,37 @@ export async function startNetwork(
     const holderPid = Number(match[1]);
     const netnsPath = `/proc/${holderPid}/ns/net`;
     let hasRoute = false;
-    if (outbound && tools.slirp4netns && tools.ip) {
+    if (options.outbound && tools.slirp4netns && tools.ip) {
       slirp = await startSlirp(tools.slirp4netns, holderPid);
       await installRoutes(tools, netnsPath, blockedRoutes());
       hasRoute = true;
     }
+    const lazy = createLazyBridge({
+      nsenter: tools.nsenter,
+      bwrap: tools.bwrap,
+      node: process.execPath,
+      script: bridgeScript(),
+      runDir,
+      socketPath,
+      connectPath: `/proc/self/fd/${dirFd}/bridge.sock`,
+      netnsPath,
+      holderAlive: () => !exited,
+      idleMs: options.bridgeIdleMs ?? DEFAULT_BRIDGE_IDLE_MS,
+    });
+    bridge = lazy;
     let closed: Promise<void> | null = null;
     return {
       holderPid,
       netnsPath,
       socketPath,
-      connectPath: `/proc/self/fd/${dirFd}/bridge.sock`,
+      get bridgePid() {
+        return lazy.pid;
+      },
       outbound: hasRoute,
       get exited() {
         return exited;
       },
+      connect: (port) => lazy.connect(port),
       close: () => {
         closed ??= stop();
         return closed;
@@ -181,93 +217,4 @@ async function installRoutes(tools: NetworkTools, netnsPath: string, routes: str
     child.once("close", resolve);
   });
   if (code !== 0) throw new Error(`cannot install blocking routes: ${stderr.trim() || `exit ${code}`}`);
-}
-
-/** Resolves with the first line `stream` prints; rejects if the process exits or the timeout passes first. */
-function firstLine(child: ChildProcess, stream: Readable, timeoutMs: number, what: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    let stderr = "";
-    const onStderr = (chunk: Buffer): void => {
-      stderr += chunk.toString();
-    };
-    child.stderr?.on("data", onStderr);
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      stream.off("data", onData);
-      child.off("exit", onExit);
-      child.off("error", onError);
-      child.stderr?.off("data", onStderr);
-      child.stderr?.resume();
-    };
-    const onData = (chunk: Buffer): void => {
-      text += chunk.toString();
-      const end = text.indexOf("\n");
-      if (end >= 0) {
-        cleanup();
-        resolve(text.slice(0, end));
-      }
-    };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
-      cleanup();
-      reject(new Error(`${what} exited (${signal ?? code}) before it was ready: ${stderr.trim()}`));
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      reject(error);
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`${what} was not ready after ${timeoutMs} ms: ${stderr.trim()}`));
-    }, timeoutMs);
-    stream.on("data", onData);
-    child.once("exit", onExit);
-    child.once("error", onError);
-  });
-}
-
-function firstChunk(child: ChildProcess, stream: Readable, timeoutMs: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let stderr = "";
-    const onStderr = (chunk: Buffer): void => {
-      stderr += chunk.toString();
-    };
-    child.stderr?.on("data", onStderr);
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      stream.off("data", onData);
-      child.off("exit", onExit);
-      child.off("error", onError);
-      child.stderr?.off("data", onStderr);
-    };
-    const onData = (): void => {
-      cleanup();
-      resolve();
-    };
-    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
-      cleanup();
-      reject(new Error(`${what} exited (${signal ?? code}) before it was ready: ${stderr.trim()}`));
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      reject(error);
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`${what} was not ready after ${timeoutMs} ms: ${stderr.trim()}`));
-    }, timeoutMs);
-    stream.on("data", onData);
-    child.once("exit", onExit);
-    child.once("error", onError);
-  });
-}
-
-/** SIGTERM, then SIGKILL after a grace period; resolves once the process is gone. */
-export async function terminate(child: ChildProcess | null, graceMs = 2_000): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await gone;
-  clearTimeout(timer);
 }

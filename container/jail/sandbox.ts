@@ -16,6 +16,7 @@ import {
 } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import type { HostProbe } from "./detect.ts";
+import { connectionError } from "./lazy-bridge.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
 import { killJailed } from "./signals.ts";
@@ -91,6 +92,7 @@ export async function openJailed(
   probe: HostProbe,
   options: SessionSandboxOptions,
   user: JailUser | null = null,
+  bridgeIdleMs?: number,
 ): Promise<SessionSandbox> {
   const bwrap = probe.bwrap!;
   const nsenter = probe.nsenter!;
@@ -119,7 +121,7 @@ export async function openJailed(
     network = await startNetwork(
       { bwrap, nsenter, slirp4netns: probe.slirp4netns, ip: probe.ip },
       options.runDir,
-      outbound,
+      { outbound, bridgeIdleMs },
     );
   } catch (error) {
     await limits.cgroup?.remove();
@@ -200,7 +202,7 @@ export async function openJailed(
       return children.add(child);
     },
     kill,
-    connect: (port) => connectThroughBridge(network.connectPath, port),
+    connect: (port) => network.connect(port),
     close() {
       closing ??= (async () => {
         for (const child of children.live()) kill(child, "SIGKILL");
@@ -266,11 +268,6 @@ function closedError(sessionId: string): SandboxError {
   return new SandboxError("conflict", `session ${sessionId} is being closed`, "create a new session");
 }
 
-function connectionError(port: number, code: string): Error {
-  const error = new Error(`nothing accepts connections on port ${port} in the session (${code})`);
-  return Object.assign(error, { code });
-}
-
 function connectDirect(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = netConnect({ host: "127.0.0.1", port });
@@ -283,61 +280,5 @@ function connectDirect(port: number): Promise<Socket> {
       reject(connectionError(port, error.code ?? "EIO"));
     };
     socket.once("error", onError);
-  });
-}
-
-const CONNECT_TIMEOUT_MS = 10_000;
-
-/** Connects through the session's bridge: sends the port, waits for `ok` or `error <code>`, then hands over. */
-function connectThroughBridge(socketPath: string, port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    if (!Number.isInteger(port) || port < 1 || port > 65_535) {
-      reject(connectionError(port, "EINVAL"));
-      return;
-    }
-    const socket = netConnect(socketPath);
-    let header = Buffer.alloc(0);
-    const fail = (error: Error): void => {
-      cleanup();
-      socket.destroy();
-      reject(error);
-    };
-    // Paused-mode reads: the answer is consumed with read(), anything after it is put back with unshift(), and
-    // once the "readable" listener is gone the socket flows again for whoever reads it next; nothing is lost.
-    const onReadable = (): void => {
-      let chunk: Buffer | null = socket.read() as Buffer | null;
-      while (chunk !== null) {
-        header = Buffer.concat([header, chunk]);
-        if (header.indexOf(10) >= 0) break;
-        chunk = socket.read() as Buffer | null;
-      }
-      const end = header.indexOf(10);
-      if (end < 0) return;
-      const answer = header.subarray(0, end).toString("latin1");
-      const rest = header.subarray(end + 1);
-      cleanup();
-      if (answer !== "ok") {
-        socket.destroy();
-        reject(connectionError(port, answer.replace(/^error /, "") || "EIO"));
-        return;
-      }
-      if (rest.length > 0) socket.unshift(rest);
-      resolve(socket);
-    };
-    const onError = (error: NodeJS.ErrnoException): void => {
-      fail(new Error(`the session's network bridge is unavailable (${error.code ?? error.message})`));
-    };
-    const onClose = (): void => fail(connectionError(port, "ECONNRESET"));
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      socket.off("readable", onReadable);
-      socket.off("error", onError);
-      socket.off("close", onClose);
-    };
-    const timer = setTimeout(() => fail(connectionError(port, "ETIMEDOUT")), CONNECT_TIMEOUT_MS);
-    socket.on("readable", onReadable);
-    socket.once("error", onError);
-    socket.once("close", onClose);
-    socket.write(`${port}\n`);
   });
 }

@@ -19,7 +19,7 @@ export function principalOf(token: string): string {
 }
 
 export function generateToken(): string {
-  return randomBytes(24).toString("base64url");
+  return randomBytes(24).toString("hex");
 }
 
 export function parseTokens(value: string | undefined): string[] {

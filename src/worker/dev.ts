@@ -38,16 +38,16 @@ if (values.help) {
 }
 
 const root = new URL("../../", import.meta.url).pathname;
-const secret = randomBytes(24).toString("base64url");
-const deployerSecret = randomBytes(24).toString("base64url");
-const token = values.token ?? randomBytes(18).toString("base64url");
+const secret = randomBytes(24).toString("hex");
+const deployerSecret = randomBytes(24).toString("hex");
+const token = values.token ?? randomBytes(18).toString("hex");
 const authTokens = process.env.AUTH_TOKENS ?? `dev:${token}`;
 const children: ChildProcess[] = [];
 
 const monitor = spawn(
   process.execPath,
   // bubblewrap needs absolute paths for the workspace binds.
-  ["container/main.ts", "--port", "0", "--secret", secret, "--data-dir", resolve(root, values["data-dir"])],
+  ["container/main.ts", "--port", "0", `--secret=${secret}`, "--data-dir", resolve(root, values["data-dir"])],
   { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
 );
 children.push(monitor);

@@ -26,7 +26,7 @@ export async function startMonitorProcess(
   const secret = options.secret ?? `test-secret-${Math.random().toString(36).slice(2)}-0123456789`;
   const child = spawn(
     process.execPath,
-    [mainScript, "--port", "0", "--data-dir", dataDir, "--secret", secret, ...(options.args ?? [])],
+    [mainScript, "--port", "0", "--data-dir", dataDir, `--secret=${secret}`, ...(options.args ?? [])],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";

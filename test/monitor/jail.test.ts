@@ -258,35 +258,42 @@ describe("signals during jail setup", () => {
 });
 
 describe("closing a jailed session", () => {
-  it("stops the holder, slirp4netns and the cgroup, kills what still runs, and is idempotent", async () => {
+  it("stops the holder, slirp4netns, the bridge and the cgroup, kills what still runs, and is idempotent", async () => {
     const session = await openTestSession(jail, { network: "allow" });
     try {
       const socket = `${session.runDir}/bridge.sock`;
+      // The bridge starts on the first connect, and stays up after a refused one.
+      await expect(session.sandbox.connect(9)).rejects.toThrow(/ECONNREFUSED/);
       expect(existsSync(socket)).toBe(true);
       const helpers = descendants(process.pid).filter((pid) => {
         const cmdline = readCmdline(pid);
         // Earlier sessions of this file are closed by now: any slirp4netns of this worker is this session's.
-        return cmdline.includes(session.runDir) || cmdline.startsWith(jailSlirp);
+        return cmdline.includes(session.runDir) || jailSlirp.test(cmdline);
       });
-      expect(helpers.length).toBeGreaterThanOrEqual(2);
+      const withChildren = [...helpers, ...helpers.flatMap((pid) => descendants(pid))];
+      // The holder's bwrap, the bridge's bwrap and node, slirp4netns.
+      expect(helpers.length).toBeGreaterThanOrEqual(4);
+      expect(withChildren.some((pid) => readCmdline(pid).includes("bridge"))).toBe(true);
       const child = session.sandbox.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
       await waitForOutput(child, "up");
       const tree = [child.pid!, ...descendants(child.pid!)];
       await session.sandbox.close();
       await session.sandbox.close();
       await eventually(
-        () => [...helpers, ...tree].every((pid) => !alive(pid)),
+        () => [...withChildren, ...tree].every((pid) => !alive(pid)),
         "every helper and process to end",
       );
       expect(existsSync(socket)).toBe(false);
       expect(() => session.sandbox.spawn({ command: "true", cwd: "", env: {} })).toThrow(/being closed/);
+      await expect(session.sandbox.connect(9)).rejects.toThrow(/bridge is unavailable/);
     } finally {
       await session.dispose();
     }
   });
 });
 
-const jailSlirp = "slirp4netns ";
+/** slirp4netns, run by its absolute path. */
+const jailSlirp = /^(\S*\/)?slirp4netns /;
 
 function readCmdline(pid: number): string {
   try {
@@ -300,12 +307,15 @@ describe("a session whose network holder died", () => {
   it("refuses to spawn with an actionable error, and still closes", async () => {
     const session = await openTestSession(jail);
     try {
-      const bridge = descendants(process.pid).find((pid) => {
+      const holder = descendants(process.pid).find((pid) => {
         const cmdline = readCmdline(pid);
-        return cmdline.includes("bridge.ts") && cmdline.includes(session.runDir);
+        return cmdline.includes("--unshare-net") && cmdline.includes(session.runDir);
       });
-      expect(bridge).toBeDefined();
-      process.kill(bridge!, "SIGKILL");
+      expect(holder).toBeDefined();
+      // The namespace's member is bubblewrap's child (cat); bubblewrap exits with it.
+      const member = descendants(holder!)[0];
+      expect(member).toBeDefined();
+      process.kill(member!, "SIGKILL");
       await eventually(() => {
         try {
           session.sandbox.spawn({ command: "true", cwd: "", env: {} }).on("error", () => undefined);
