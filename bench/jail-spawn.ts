@@ -7,7 +7,7 @@ import { probeHost } from "../container/jail/detect.ts";
 import { createJail } from "../container/jail/index.ts";
 import type { SessionSandbox } from "../container/jail/types.ts";
 import { exitOf } from "./baseline.ts";
-import { median, ms, type Row, timeRuns } from "./stats.ts";
+import { median, ms, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
 
 /**
  * The cost of starting one jailed process, against bubblewrap's own floor measured in the same run:
@@ -75,9 +75,9 @@ export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]
     for (const task of Object.values(tasks)) await timeRuns(5, task);
     const runs = options.quick ? 30 : 100;
     for (let i = 0; i < runs; i++) {
-      samples.bare.push(...(await timeRuns(1, tasks.bare)));
-      samples.direct.push(...(await timeRuns(1, tasks.direct)));
-      samples.sandbox.push(...(await timeRuns(1, tasks.sandbox)));
+      samples.bare.push(...(await timeRuns(1, tasks.bare, SETTLE_MS)));
+      samples.direct.push(...(await timeRuns(1, tasks.direct, SETTLE_MS)));
+      samples.sandbox.push(...(await timeRuns(1, tasks.sandbox, SETTLE_MS)));
     }
     const floor = median(samples.bare);
     const ratio = (value: number) => `${(value / floor).toFixed(2)}x`;

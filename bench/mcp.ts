@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { bareBwrap, openJailedSpawn } from "./baseline.ts";
-import { mb, median, ms, percentile, type Row, timeRuns } from "./stats.ts";
+import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
 
 /**
  * MCP figures against the local server (`src/node/cli.ts`, a separate process) over streamable HTTP:
@@ -52,9 +52,9 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
     const jailed: number[] = [];
     const floor: number[] = [];
     for (let i = 0; i < runs; i++) {
-      mcp.push(...(await timeRuns(1, runTrue)));
-      jailed.push(...(await timeRuns(1, baseline.run)));
-      floor.push(...(await timeRuns(1, bareBwrap)));
+      mcp.push(...(await timeRuns(1, runTrue, SETTLE_MS)));
+      jailed.push(...(await timeRuns(1, baseline.run, SETTLE_MS)));
+      floor.push(...(await timeRuns(1, bareBwrap, SETTLE_MS)));
     }
     const ratio = median(mcp) / median(jailed);
     rows.push({

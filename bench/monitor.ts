@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { eventually, startMonitorProcess } from "../test/helpers/monitor-process.ts";
 import { bareBwrap, openJailedSpawn } from "./baseline.ts";
-import { mb, median, ms, percentile, type Row, timeRuns } from "./stats.ts";
+import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
 
 /**
  * Monitor figures, each against a baseline measured in the same run:
@@ -28,9 +28,9 @@ export async function benchMonitor(options: { quick: boolean }): Promise<Row[]> 
     const jailedSamples: number[] = [];
     const bareSamples: number[] = [];
     for (let i = 0; i < runs; i++) {
-      execSamples.push(...(await timeRuns(1, execTrue)));
-      jailedSamples.push(...(await timeRuns(1, baseline.run)));
-      bareSamples.push(...(await timeRuns(1, bareBwrap)));
+      execSamples.push(...(await timeRuns(1, execTrue, SETTLE_MS)));
+      jailedSamples.push(...(await timeRuns(1, baseline.run, SETTLE_MS)));
+      bareSamples.push(...(await timeRuns(1, bareBwrap, SETTLE_MS)));
     }
     await baseline.close();
     const execRatio = median(execSamples) / median(jailedSamples);

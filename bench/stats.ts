@@ -8,9 +8,14 @@ export function percentile(values: number[], p: number): number {
 
 export const median = (values: number[]) => percentile(values, 50);
 
-export async function timeRuns(runs: number, task: () => Promise<unknown>): Promise<number[]> {
+/**
+ * Times `task` `runs` times. `settleMs` of quiet before each sample puts every task compared in one figure in the
+ * same state: on this machine a spawn right after another is ~10 ms faster than one after a pause, whoever does it.
+ */
+export async function timeRuns(runs: number, task: () => Promise<unknown>, settleMs = 0): Promise<number[]> {
   const samples: number[] = [];
   for (let i = 0; i < runs; i++) {
+    if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
     const start = performance.now();
     await task();
     samples.push(performance.now() - start);
@@ -49,3 +54,6 @@ export function printTable(title: string, rows: Row[]): void {
 
 export const ms = (value: number) => `${value.toFixed(2)} ms`;
 export const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+
+/** The quiet before each interleaved sample of a spawn-latency comparison. */
+export const SETTLE_MS = 15;

@@ -1,0 +1,18 @@
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+const tokens = Array.from({ length: 10 }, (_, i) => `bench-token-${i}-${"x".repeat(24)}`);
+const dataDir = await mkdtemp(join(tmpdir(), "rss3-"));
+const extra = process.argv.slice(2);
+const child = spawn(process.execPath, [...extra, "src/node/cli.ts", "--port", "0", "--data-dir", dataDir, "--token", tokens.join(",")], { stdio: ["ignore", "ignore", "pipe"] });
+const url = await new Promise<string>((res) => { let e = ""; child.stderr!.on("data", (d) => { e += d; const m = /listening on (\S+\/mcp)/.exec(e); if (m) res(m[1]!); }); });
+const rss = async () => (Number(/VmRSS:\s+(\d+)/.exec(await readFile(`/proc/${child.pid}/status`, "utf8"))?.[1]) / 1024).toFixed(1);
+console.log("fresh", await rss());
+const clients = await Promise.all(tokens.map(async (t) => { const c = new Client({ name: "b", version: "1" }); await c.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${t}` } } })); await c.listTools(); return c; }));
+console.log("10 clients", await rss());
+for (let i = 0; i < 100; i++) await clients[i % 10]!.callTool({ name: "create_session", arguments: {} });
+await new Promise((r) => setTimeout(r, 1000));
+console.log("100 sessions", await rss());
+child.kill("SIGKILL");
