@@ -3,6 +3,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { RUNTIME_FLAGS } from "../src/node/runtime-flags.ts";
 import { bareBwrap, openJailedSpawn } from "./baseline.ts";
 import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
 

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { RUNTIME_FLAGS } from "../../src/node/runtime-flags.ts";
 import { SandboxClient } from "../../src/protocol/client.ts";
 
 const mainScript = new URL("../../container/main.ts", import.meta.url).pathname;
@@ -26,7 +27,16 @@ export async function startMonitorProcess(
   const secret = options.secret ?? `test-secret-${Math.random().toString(36).slice(2)}-0123456789`;
   const child = spawn(
     process.execPath,
-    [mainScript, "--port", "0", "--data-dir", dataDir, `--secret=${secret}`, ...(options.args ?? [])],
+    [
+      ...RUNTIME_FLAGS,
+      mainScript,
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+      `--secret=${secret}`,
+      ...(options.args ?? []),
+    ],
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   let stderr = "";

@@ -149,7 +149,10 @@ describe("the bridge of a session", () => {
     await eventually(() => bridgeNodes(session.runDir).length === 0, "the idle bridge to stop");
     await eventually(() => !started.some(alive), "the idle bridge's process to end");
     // The socket file is removed once the stopped bridge has exited, a moment after its process is gone.
-    await eventually(() => !existsSync(join(session.runDir, "bridge.sock")), "the idle bridge's socket to go");
+    await eventually(
+      () => !existsSync(join(session.runDir, "bridge.sock")),
+      "the idle bridge's socket to go",
+    );
     const again = await session.sandbox.connect(8080);
     const restarted = bridgeNodes(session.runDir);
     expect(restarted).toHaveLength(1);
