@@ -169,7 +169,7 @@ async function startServer(
   const cli = new URL("../src/node/cli.ts", import.meta.url).pathname;
   const child = spawn(
     process.execPath,
-    [cli, "--port", "0", "--data-dir", dataDir, "--token", tokens.join(",")],
+    [...RUNTIME_FLAGS, cli, "--port", "0", "--data-dir", dataDir, "--token", tokens.join(",")],
     {
       stdio: ["ignore", "ignore", "pipe"],
     },
