@@ -23,18 +23,23 @@ export const bareBwrap = () =>
 export interface JailedSpawn {
   /** `true` spawned straight through a session sandbox from Node: the jail without the monitor around it. */
   run(): Promise<void>;
+  /** The session's workspace and run directory on the host. */
+  hostPath: string;
+  runDir: string;
   close(): Promise<void>;
 }
 
 /** A real session sandbox (jail, network namespace, cgroup) opened directly, for same-run baselines. */
 export async function openJailedSpawn(): Promise<JailedSpawn> {
   const root = await mkdtemp(join(tmpdir(), "bench-baseline-"));
-  await mkdir(join(root, "workspace"));
-  await mkdir(join(root, "run"));
+  const hostPath = join(root, "workspace");
+  const runDir = join(root, "run");
+  await mkdir(hostPath);
+  await mkdir(runDir);
   const sandbox = await createJail().open({
     sessionId: `baseline${process.pid}`,
-    hostPath: join(root, "workspace"),
-    runDir: join(root, "run"),
+    hostPath,
+    runDir,
     network: "deny",
     limits: {
       maxProcesses: 512,
@@ -46,6 +51,8 @@ export async function openJailedSpawn(): Promise<JailedSpawn> {
   });
   return {
     run: () => exitOf(sandbox.spawn({ command: "true", cwd: "", env: {} })),
+    hostPath,
+    runDir,
     async close() {
       await sandbox.close();
       await rm(root, { recursive: true, force: true });

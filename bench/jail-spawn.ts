@@ -1,12 +1,8 @@
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { jailArgs } from "../container/jail/bwrap-args.ts";
 import { probeHost } from "../container/jail/detect.ts";
-import { createJail } from "../container/jail/index.ts";
-import type { SessionSandbox } from "../container/jail/types.ts";
-import { exitOf } from "./baseline.ts";
+import { bareBwrap, exitOf, openJailedSpawn } from "./baseline.ts";
 import { median, ms, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
 
 /**
@@ -24,27 +20,9 @@ export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]
     ];
   }
   const bwrap = probe.bwrap;
-  const root = await mkdtemp(join(tmpdir(), "bench-jail-"));
-  const hostPath = join(root, "workspace");
-  const runDir = join(root, "run");
-  await mkdir(hostPath);
-  await mkdir(runDir);
-  const jail = createJail();
-  let sandbox: SessionSandbox | null = null;
+  const sandbox = await openJailedSpawn();
+  const { hostPath, runDir } = sandbox;
   try {
-    sandbox = await jail.open({
-      sessionId: `bench${process.pid}`,
-      hostPath,
-      runDir,
-      network: "deny",
-      limits: {
-        maxProcesses: 512,
-        maxFileBytes: 1 << 28,
-        cpuSeconds: 600,
-        memoryBytes: 1 << 31,
-        outputBytes: 1 << 20,
-      },
-    });
     const direct = [
       ...jailArgs({
         hostWorkspace: hostPath,
@@ -60,16 +38,10 @@ export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]
       "-c",
       "true",
     ];
-    const open = sandbox;
     const tasks = {
-      bare: () =>
-        exitOf(
-          spawn(bwrap, ["--ro-bind", "/", "/", "--unshare-pid", "--die-with-parent", "true"], {
-            stdio: "ignore",
-          }),
-        ),
+      bare: bareBwrap,
       direct: () => exitOf(spawn(bwrap, direct, { stdio: "ignore" })),
-      sandbox: () => exitOf(open.spawn({ command: "true", cwd: "", env: {} })),
+      sandbox: sandbox.run,
     };
     const samples = { bare: [] as number[], direct: [] as number[], sandbox: [] as number[] };
     for (const task of Object.values(tasks)) await timeRuns(5, task);
@@ -108,8 +80,7 @@ export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]
       },
     ];
   } finally {
-    await sandbox?.close();
-    await rm(root, { recursive: true, force: true });
+    await sandbox.close();
   }
 }
 
