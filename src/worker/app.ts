@@ -91,7 +91,7 @@ export function createWorkerApp<E extends AppBindings>(platform: WorkerPlatform<
     return c.json({
       status: "ok",
       version: SERVER_VERSION,
-      pool: { instances: config.poolSize, instanceType: config.instanceType },
+      pool: { mode: config.placement, instances: config.poolSize, instanceType: config.instanceType },
       previews: config.previewDomain !== "",
       deployTargets: c.var.runtime.deployTargets,
     });

@@ -1,3 +1,4 @@
+import { type PlacementMode, parsePlacementConfig } from "../placement/placement.ts";
 import { parseAuthTokens, type TokenEntry } from "./auth.ts";
 
 /** The plain-text bindings the Worker reads (vars and secrets); see wrangler.jsonc. */
@@ -17,6 +18,8 @@ export interface WorkerConfig {
   previewDomain: string;
   /** Host names the MCP endpoint answers on; undefined leaves the defaults (localhost, workers.dev). */
   allowedHostnames: string[] | undefined;
+  /** As placement reads it: "0" gives every session its own container (`solo`, pool size 0). */
+  placement: PlacementMode;
   poolSize: number;
   instanceType: string;
   publicUrl: string | undefined;
@@ -24,12 +27,8 @@ export interface WorkerConfig {
 
 /** Validates the configuration once per isolate; a mistake throws with the variable to fix. */
 export function readConfig(vars: WorkerVars): WorkerConfig {
-  const poolSize = Number(vars.MAX_SANDBOX_INSTANCES ?? "1");
-  if (!Number.isInteger(poolSize) || poolSize < 1 || poolSize > 10_000) {
-    throw new Error(
-      `MAX_SANDBOX_INSTANCES must be a whole number from 1, not "${vars.MAX_SANDBOX_INSTANCES}"`,
-    );
-  }
+  // The same reading the router makes, so the Worker accepts every pool size placement does, "0" included.
+  const { mode: placement, poolSize } = parsePlacementConfig(vars.MAX_SANDBOX_INSTANCES ?? "1");
   const previewDomain = (vars.PREVIEW_DOMAIN ?? "").trim().toLowerCase().replace(/^\*\./, "");
   if (previewDomain && !/^[a-z0-9.-]+(:[0-9]+)?$/.test(previewDomain)) {
     throw new Error(`PREVIEW_DOMAIN must be a host name such as preview.example.com, not "${previewDomain}"`);
@@ -44,6 +43,7 @@ export function readConfig(vars: WorkerVars): WorkerConfig {
     tokens: parseAuthTokens(vars.AUTH_TOKENS),
     previewDomain,
     allowedHostnames: hostnames.length > 0 ? [...new Set(hostnames)] : undefined,
+    placement,
     poolSize,
     instanceType: vars.SANDBOX_INSTANCE_TYPE ?? "unknown",
     publicUrl,
