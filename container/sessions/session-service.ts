@@ -42,7 +42,7 @@ export class SessionService {
   async create(input: CreateSessionRequest): Promise<Session> {
     const request = CreateSessionSchema.parse(input);
     const { store, defaults, maxSessions } = this.#options;
-    if (store.list().length >= maxSessions) {
+    if (store.count() >= maxSessions) {
       throw new SandboxError(
         "at_capacity",
         `this sandbox host holds its maximum of ${maxSessions} sessions`,
@@ -144,7 +144,7 @@ export class SessionService {
   }
 
   count(): number {
-    return this.#options.store.list().length;
+    return this.#options.store.count();
   }
 
   /** Closes every open sandbox (network namespaces, helpers) without touching workspaces or records. */

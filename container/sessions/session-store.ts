@@ -34,6 +34,7 @@ export class SessionStore {
   readonly #get: StatementSync;
   readonly #all: StatementSync;
   readonly #byOwner: StatementSync;
+  readonly #count: StatementSync;
   readonly #touch: StatementSync;
   readonly #delete: StatementSync;
   readonly #nextId: StatementSync;
@@ -60,6 +61,7 @@ export class SessionStore {
     this.#get = db.prepare("SELECT * FROM sessions WHERE id = ?");
     this.#all = db.prepare("SELECT * FROM sessions ORDER BY created_at");
     this.#byOwner = db.prepare("SELECT * FROM sessions WHERE owner = ? ORDER BY created_at");
+    this.#count = db.prepare("SELECT count(*) AS n FROM sessions");
     this.#touch = db.prepare("UPDATE sessions SET last_active_at = ? WHERE id = ?");
     this.#delete = db.prepare("DELETE FROM sessions WHERE id = ?");
     // One statement both bumps and returns the counter, so ids stay unique across monitor restarts.
@@ -92,6 +94,10 @@ export class SessionStore {
   list(owner?: string): SessionRecord[] {
     const rows = (owner === undefined ? this.#all.all() : this.#byOwner.all(owner)) as unknown as Row[];
     return rows.map(fromRow);
+  }
+
+  count(): number {
+    return (this.#count.get() as { n: number }).n;
   }
 
   touch(id: string, at: number): void {
