@@ -151,7 +151,10 @@ export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
         return handler.fetch(request, options);
       const read = await readRequestBody(request.clone(), maxBody).catch(() => undefined);
       const body = read && !read.tooLarge ? parseJson(read.text) : undefined;
-      if (!isRpc(body) || !(await isLegacyRequest(request, body))) return handler.fetch(request, options);
+      if (!isRpc(body) || !(await isLegacyRequest(request, body))) {
+        // Hand the body on: the SDK would otherwise read and parse it again.
+        return handler.fetch(request, body === undefined ? options : { ...options, parsedBody: body });
+      }
       const principal = principalOf({ era: "legacy", requestInfo: request, ...withAuth(options?.authInfo) });
       const forward = { ...options, parsedBody: body };
       if (body.method === "notifications/cancelled") {

@@ -1,9 +1,8 @@
 import { z } from "zod";
 import { SandboxError } from "../src/protocol/errors.ts";
-import { EnvMap } from "../src/protocol/schemas.ts";
 import { flattenResults, progressReporter, summarize } from "./command-results.ts";
 import { defineTool } from "./define-tool.ts";
-import { startedShape, startSupervised, waitForField } from "./process-fields.ts";
+import { processEnvField, startedShape, startSupervised, waitForField } from "./process-fields.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
 
 const resultShape = z.object({
@@ -47,7 +46,7 @@ export const runCommands = defineTool({
       .min(1)
       .describe('shell commands, run in order, e.g. ["npm install", "npm run build"]'),
     cwd: z.string().optional().describe("working directory relative to the workspace; default the workspace"),
-    env: EnvMap.optional().describe("extra environment variables"),
+    env: processEnvField,
     timeoutMs: z.number().int().min(1).optional().describe("per-command timeout in ms; default 120000"),
     stopOnError: z
       .boolean()

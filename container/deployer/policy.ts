@@ -101,10 +101,9 @@ export function parseJsonc(text: string): unknown {
     const char = text[i]!;
     if (char === '"') {
       // Copy the string literal verbatim, escapes included.
-      let end = i + 1;
-      while (end < text.length && text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
-      out += text.slice(i, end + 1);
-      i = end + 1;
+      const end = stringEnd(text, i);
+      out += text.slice(i, end);
+      i = end;
     } else if (char === "/" && text[i + 1] === "/") {
       while (i < text.length && text[i] !== "\n") i++;
     } else if (char === "/" && text[i + 1] === "*") {
@@ -118,16 +117,22 @@ export function parseJsonc(text: string): unknown {
   return JSON.parse(dropTrailingCommas(out));
 }
 
+/** The index just past the string literal that starts at `start` (a `"`). */
+function stringEnd(text: string, start: number): number {
+  let end = start + 1;
+  while (end < text.length && text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+  return end + 1;
+}
+
 function dropTrailingCommas(text: string): string {
   let out = "";
   let i = 0;
   while (i < text.length) {
     const char = text[i]!;
     if (char === '"') {
-      let end = i + 1;
-      while (end < text.length && text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
-      out += text.slice(i, end + 1);
-      i = end + 1;
+      const end = stringEnd(text, i);
+      out += text.slice(i, end);
+      i = end;
       continue;
     }
     if (char === ",") {

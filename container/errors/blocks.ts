@@ -32,10 +32,6 @@ const CARET = /^\s*\^+\s*$/;
 const FRAME = /^\s+at /;
 const NODE_FOOTER = /^Node\.js v\d+/;
 
-export function isErrorLine(text: string): boolean {
-  return ERROR_LINE.test(text);
-}
-
 /** Node's uncaught exception report (header, code, caret, message, frames, properties, footer) or a logged stack. */
 class NodeStack implements Block {
   readonly #header: Location | null;

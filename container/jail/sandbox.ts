@@ -26,13 +26,12 @@ import type { EnforcedLimits, SessionSandbox, SessionSandboxOptions, SpawnOption
 /** The environment of the host-side helpers (prlimit, nsenter, bwrap): nothing from the session. */
 const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
 
-/** Limits shared by both kinds of sandbox: the cgroup, and the host wrapper shell of a session without a jail. */
+/** Limits shared by both kinds of sandbox: the session's cgroup and what is enforced. */
 async function limitsFor(
   probe: HostProbe,
   options: SessionSandboxOptions,
 ): Promise<{
   cgroup: SessionCgroup | null;
-  wrapper: string | null;
   enforced: EnforcedLimits;
   warnings: string[];
 }> {
@@ -62,13 +61,7 @@ async function limitsFor(
       `memory limit (${limits.memoryBytes} bytes) not enforced: no writable memory cgroup on this host`,
     );
   }
-  const wrapper = wrapperScript({
-    cgroupProcs: cgroup?.procsFiles ?? [],
-    maxFileBytes: limits.maxFileBytes,
-    cpuSeconds: limits.cpuSeconds,
-    addressSpaceBytes: 0,
-  });
-  return { cgroup, wrapper, enforced, warnings };
+  return { cgroup, enforced, warnings };
 }
 
 /** Processes spawned by a sandbox that have not exited yet, so close() can end them. */
@@ -219,6 +212,13 @@ export async function openJailed(
 /** A session without a jail: plain process groups of the monitor, loudly labelled as such. */
 export async function openDirect(probe: HostProbe, options: SessionSandboxOptions): Promise<SessionSandbox> {
   const limits = await limitsFor(probe, options);
+  // Without a jail a host shell joins the cgroups and sets the rlimits before the command runs.
+  const wrapper = wrapperScript({
+    cgroupProcs: limits.cgroup?.procsFiles ?? [],
+    maxFileBytes: options.limits.maxFileBytes,
+    cpuSeconds: options.limits.cpuSeconds,
+    addressSpaceBytes: 0,
+  });
   const warnings = [
     `session ${options.sessionId} is NOT isolated: its processes run directly on the host as the monitor's user, with the host's network (network "${options.network}" is not enforced)`,
     ...probe.capabilities.warnings.filter((warning) => warning.includes("NOT isolated")),
@@ -240,8 +240,8 @@ export async function openDirect(probe: HostProbe, options: SessionSandboxOption
       if (closing) throw closedError(options.sessionId);
       const env = { PATH: process.env.PATH ?? HELPER_ENV.PATH, HOME: options.hostPath, ...spawnOptions.env };
       const cwd = join(options.hostPath, spawnOptions.cwd === "" ? "." : spawnOptions.cwd);
-      const args = limits.wrapper
-        ? ["-c", limits.wrapper, "sh", "/bin/sh", "-c", spawnOptions.command]
+      const args = wrapper
+        ? ["-c", wrapper, "sh", "/bin/sh", "-c", spawnOptions.command]
         : ["-c", spawnOptions.command];
       return children.add(
         spawn("/bin/sh", args, {

@@ -4,8 +4,6 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 export const LOCAL_PRINCIPAL = "local";
 
 export interface TokenAuth {
-  /** Whether requests must carry `Authorization: Bearer <token>`. */
-  readonly required: boolean;
   /** The principal for a request, or null when the request must be refused with 401. */
   principal(headers: Headers): string | null;
 }
@@ -33,7 +31,6 @@ export function createTokenAuth(tokens: string[]): TokenAuth {
   // Digests have a fixed length, so comparing them in constant time does not leak the token length either.
   const digests = tokens.map((token) => ({ digest: sha256(token), principal: principalOf(token) }));
   return {
-    required: digests.length > 0,
     principal(headers) {
       if (digests.length === 0) return LOCAL_PRINCIPAL;
       const match = /^Bearer\s+(\S+)\s*$/i.exec(headers.get("authorization") ?? "");

@@ -5,9 +5,6 @@ import { buildInSession } from "./build-step.ts";
 import { APP_NAME, type StaticApps } from "./static-apps.ts";
 import type { WorkerPublisher } from "./wrangler.ts";
 
-// The build step is shared with the Worker's deployer, which cannot import this module's Node dependencies.
-export { buildInSession };
-
 export interface NodeDeployerOptions {
   /** The server's own origin, e.g. `http://127.0.0.1:8787`; static apps live under `/apps/`. */
   publicOrigin: () => string;

@@ -7,7 +7,7 @@ import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
 import { SandboxClient } from "../protocol/client.ts";
-import { createTokenAuth, LOCAL_PRINCIPAL, unauthorized } from "./auth.ts";
+import { createTokenAuth, unauthorized } from "./auth.ts";
 import { createNodeDeployer } from "./deployer.ts";
 import { checkHostAndOrigin, isLoopbackHost, parseHost, previewTarget } from "./host-check.ts";
 import { createMcpEndpoint, type McpEndpoint } from "./mcp.ts";
@@ -167,5 +167,3 @@ function displayHost(host: string): string {
   if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
   return host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
 }
-
-export { LOCAL_PRINCIPAL };

@@ -1,6 +1,4 @@
 /** Paths of the sandbox protocol. The monitor mounts these; `SandboxClient` builds URLs from them. */
-export const PROTOCOL_VERSION = "v1";
-
 const session = (id: string) => `/v1/sessions/${id}`;
 
 export const routes = {
@@ -43,6 +41,3 @@ export const patterns = {
   errorStats: "/v1/sessions/:sessionId/errors/stats",
   proxy: "/v1/sessions/:sessionId/ports/:port/*",
 } as const;
-
-/** Header that carries the monitor's per-instance secret (as `Bearer <secret>`). */
-export const AUTH_HEADER = "authorization";
