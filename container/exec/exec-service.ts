@@ -217,6 +217,8 @@ export class ExecService {
   }
 
   #observe(sessionId: string, line: LogLine): void {
+    // Every line of every session passes here; most arrive while no command runs.
+    if (this.#trackers.size === 0) return;
     const tracker = this.#trackers.get(trackerKey(sessionId, line.processId));
     if (!tracker) return;
     tracker.firstSeq ??= line.seq;

@@ -25,7 +25,7 @@ export class LineWaiters {
   readonly #waiters = new Map<string, Set<(line: LogLine) => void>>();
 
   dispatch(sessionId: string, line: LogLine): void {
-    if (line.stream === "system") return;
+    if (line.stream === "system" || this.#waiters.size === 0) return;
     const set = this.#waiters.get(key(sessionId, line.processId));
     if (set) for (const waiter of set) waiter(line);
   }
