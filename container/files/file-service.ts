@@ -29,7 +29,12 @@ import {
 import { walkTree } from "./walk.ts";
 
 const MiB = 1024 * 1024;
-const WRITE_CONCURRENCY = 8;
+/**
+ * Files written at once by one request, each holding one descriptor. Every file is four thread-pool hops
+ * (open, write, close, rename); with 8 in flight libuv's four threads wait on the event loop between hops, and
+ * 1,000 small files took ~10-25% longer than with 32. More than 32 measured no better.
+ */
+const WRITE_CONCURRENCY = 32;
 const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 export interface FileServiceOptions {

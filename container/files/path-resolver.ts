@@ -41,6 +41,11 @@ export interface DirRef {
   /** A path naming this very directory (pinned through /proc when available). */
   readonly base: string;
   readonly handle: FileHandle;
+  /**
+   * This resolver made it (its mkdir succeeded), so it started empty: anything found in it later was put there
+   * concurrently, after our mkdir, and may be treated as not there yet (see `entry`).
+   */
+  readonly created?: boolean;
 }
 
 /** A resolved entry: `name` inside the verified directory `dir` (the entry itself may not exist). */
@@ -66,8 +71,8 @@ export function errnoOf(error: unknown): string | undefined {
     : undefined;
 }
 
-function makeDir(segments: readonly string[], handle: FileHandle, realPath: string): DirRef {
-  return { segments, handle, base: PROC_FD ? `${PROC_FD}/${handle.fd}` : realPath };
+function makeDir(segments: readonly string[], handle: FileHandle, realPath: string, created = false): DirRef {
+  return { segments, handle, base: PROC_FD ? `${PROC_FD}/${handle.fd}` : realPath, created };
 }
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
@@ -199,6 +204,10 @@ export class PathResolver {
       const path = `${dir.base}/${name}`;
       const entry = { dir, name, path, segments: [...dir.segments, name] };
       if (!options.follow) return entry;
+      // A directory this resolver made started empty: an entry in it now (a link included) was created
+      // concurrently, and the caller's rename replaces it (or fails on a directory) without following it, just as
+      // if it had appeared right after an lstat. Skipping the lstat saves a syscall per file of a bulk write.
+      if (dir.created) return { ...entry, stat: null };
       const stat = await lstatOrNull(path);
       if (!stat?.isSymbolicLink()) return { ...entry, stat };
       let target: string;
@@ -289,19 +298,22 @@ export class PathResolver {
 
   async #openChild(parent: DirRef, name: string, create: boolean): Promise<Step> {
     const path = `${parent.base}/${name}`;
+    let created = false;
     for (let attempt = 0; attempt < MAX_RACE_RETRIES; attempt++) {
       try {
         const handle = await open(path, DIR_FLAGS);
         this.#handles.push(handle);
-        return { kind: "dir", dir: makeDir([...parent.segments, name], handle, path) };
+        return { kind: "dir", dir: makeDir([...parent.segments, name], handle, path, created) };
       } catch (error) {
         const code = errnoOf(error);
         if (code === "ENOENT") {
           if (!create) return { kind: "missing" };
           try {
             await mkdir(path, 0o755);
+            created = true;
           } catch (mkdirError) {
             if (errnoOf(mkdirError) !== "EEXIST") throw mkdirError;
+            created = false;
           }
           continue;
         }
