@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createJail } from "../container/jail/index.ts";
+import { createJail, type SandboxProcess } from "../container/jail/index.ts";
 
 /** Resolves when the child has exited with code 0 and closed its pipes; rejects otherwise. */
-export function exitOf(child: ChildProcess): Promise<void> {
+export function exitOf(child: SandboxProcess): Promise<void> {
   return new Promise((resolve, reject) => {
     child.once("error", reject);
     child.once("close", (code) => (code === 0 ? resolve() : reject(new Error(`exited ${code}`))));
@@ -21,7 +21,7 @@ export const bareBwrap = () =>
   );
 
 export interface JailedSpawn {
-  /** `true` spawned straight through a session sandbox from Node: the jail without the monitor around it. */
+  /** `true` through a session sandbox driven in-process: the jail and its agent without the monitor around them. */
   run(): Promise<void>;
   /** The session's workspace and run directory on the host. */
   hostPath: string;

@@ -13,6 +13,7 @@ export const bundlePaths = {
   monitor: "dist/monitor.mjs",
   cli: "dist/monitor-cli.mjs",
   bridge: "dist/bridge.mjs",
+  agent: "dist/agent.mjs",
   templates: "dist/templates",
   deployer: "dist/deployer.mjs",
 } as const;
@@ -33,15 +34,20 @@ export async function bundle(outDir = "dist"): Promise<string> {
       js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
     },
     // The jail finds its bridge next to the bundled monitor (container/jail/network.ts).
-    define: { MONITOR_BUNDLED_BRIDGE: JSON.stringify(`./${bundlePaths.bridge.replace(/^dist\//, "")}`) },
-    // Spawned as a program, never imported: the deployer image installs it next to the bundle.
-    external: ["wrangler"],
+    define: {
+      MONITOR_BUNDLED_BRIDGE: JSON.stringify(`./${bundlePaths.bridge.replace(/^dist\//, "")}`),
+      MONITOR_BUNDLED_AGENT: JSON.stringify(`./${bundlePaths.agent.replace(/^dist\//, "")}`),
+    },
+    // wrangler is spawned as a program (the deployer image installs it next to the bundle); esbuild only builds
+    // the jail agent when the monitor runs from source.
+    external: ["wrangler", "esbuild"],
     logLevel: "warning",
   };
   const entries: [string, string][] = [
     ["container/main.ts", bundlePaths.monitor],
     ["container/cli/monitor-cli.ts", bundlePaths.cli],
     ["container/jail/bridge.ts", bundlePaths.bridge],
+    ["container/jail/agent.ts", bundlePaths.agent],
     ["container/deployer/main.ts", bundlePaths.deployer],
   ];
   await Promise.all(

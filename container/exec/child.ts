@@ -1,6 +1,5 @@
-import type { ChildProcess } from "node:child_process";
 import type { Readable } from "node:stream";
-import type { SessionSandbox } from "../jail/types.ts";
+import type { SandboxProcess, SessionSandbox } from "../jail/types.ts";
 import type { LineWriter } from "../logs/types.ts";
 
 /** How a spawned process ended; `closed` once its stdio pipes are drained too. */
@@ -19,7 +18,7 @@ const DRAIN_MS = 5_000;
  * behind in its process group is killed: a command or process does not outlive itself, and a background
  * grandchild holding the pipes open must not hang the caller.
  */
-export function watchChild(sandbox: SessionSandbox, child: ChildProcess): Promise<ChildEnd> {
+export function watchChild(sandbox: SessionSandbox, child: SandboxProcess): Promise<ChildEnd> {
   return new Promise((resolve) => {
     let end: ChildEnd | undefined;
     let settled = false;
@@ -61,7 +60,7 @@ export function watchChild(sandbox: SessionSandbox, child: ChildProcess): Promis
 }
 
 /** Signals the child's whole tree; a tree that is already gone is not an error. */
-export function safeKill(sandbox: SessionSandbox, child: ChildProcess, signal: NodeJS.Signals): void {
+export function safeKill(sandbox: SessionSandbox, child: SandboxProcess, signal: NodeJS.Signals): void {
   try {
     sandbox.kill(child, signal);
   } catch {
@@ -75,7 +74,7 @@ export function safeKill(sandbox: SessionSandbox, child: ChildProcess, signal: N
  */
 export function terminate(
   sandbox: SessionSandbox,
-  child: ChildProcess,
+  child: SandboxProcess,
   graceMs: number,
   done: Promise<unknown>,
 ): () => void {

@@ -1,4 +1,3 @@
-import type { ChildProcess } from "node:child_process";
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type {
@@ -8,6 +7,7 @@ import type {
   ExecResult,
   LogLine,
 } from "../../src/protocol/schemas.ts";
+import type { SandboxProcess } from "../jail/types.ts";
 import { type ChildEnd, pipeOutput, terminate, watchChild } from "./child.ts";
 import { HeadTailCapture } from "./output.ts";
 import {
@@ -137,7 +137,7 @@ export class ExecService {
     let cancelled = false;
     let end: ChildEnd;
 
-    let child: ChildProcess | undefined;
+    let child: SandboxProcess | undefined;
     try {
       child = runtime.sandbox.spawn({
         command,
@@ -153,8 +153,6 @@ export class ExecService {
     }
     if (child) {
       const running = child;
-      running.stdin?.on("error", () => {});
-      running.stdin?.end();
       pipeOutput(running.stdout, outLog, (chunk) => stdout.push(chunk));
       pipeOutput(running.stderr, errLog, (chunk) => stderr.push(chunk));
       const ended = watchChild(runtime.sandbox, running);

@@ -56,6 +56,8 @@ export interface JailLayout {
   userns: boolean;
   /** The uid/gid jailed processes see as their own (needs `userns`); absent: 0, as the monitor. */
   user?: JailUser | null;
+  /** Host files bound read-only at the given jail paths (the jail agent and its Node binary). */
+  files?: [host: string, jail: string][];
 }
 
 export interface JailUser {
@@ -118,6 +120,9 @@ export function jailArgs(layout: JailLayout): string[] {
     "--bind",
     layout.hostWorkspace,
     JAIL_WORKSPACE,
+  );
+  for (const [host, jail] of layout.files ?? []) args.push("--ro-bind", host, jail);
+  args.push(
     // The root is a tmpfs of bwrap's: read-only once everything is in place, so /etc and / stay as built.
     "--remount-ro",
     "/",
@@ -135,13 +140,6 @@ export function jailCwd(cwd: string): string {
 /** The environment of a jailed process: sane defaults, overridden by the session's and the command's env. */
 export function jailEnv(env: Record<string, string>): Record<string, string> {
   return { PATH: DEFAULT_JAIL_PATH, HOME: JAIL_WORKSPACE, TMPDIR: "/tmp", LANG: "C.UTF-8", ...env };
-}
-
-/** `--setenv` pairs for bubblewrap (after `--clearenv`). */
-export function envArgs(env: Record<string, string>): string[] {
-  const args: string[] = [];
-  for (const [key, value] of Object.entries(env)) args.push("--setenv", key, value);
-  return args;
 }
 
 export interface WrapperOptions {
@@ -174,18 +172,6 @@ export function wrapperScript(options: WrapperOptions): string | null {
   for (const limit of limits) steps.push(`ulimit ${limit}`);
   if (steps.length === 0) return null;
   return `${steps.join(" && ")} && exec "$@"`;
-}
-
-/**
- * `prlimit` options setting RLIMIT_FSIZE and RLIMIT_CPU as soft and hard limits (one value sets both), which a
- * process without CAP_SYS_RESOURCE in the host's user namespace cannot raise again. Empty when there is nothing to
- * set.
- */
-export function prlimitArgs(options: Pick<WrapperOptions, "maxFileBytes" | "cpuSeconds">): string[] {
-  const args: string[] = [];
-  if (options.maxFileBytes > 0) args.push(`--fsize=${Math.floor(options.maxFileBytes)}`);
-  if (options.cpuSeconds > 0) args.push(`--cpu=${Math.floor(options.cpuSeconds)}`);
-  return args;
 }
 
 export function shQuote(value: string): string {

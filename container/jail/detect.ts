@@ -13,8 +13,6 @@ export interface HostProbe {
   bwrap: string | null;
   userns: boolean;
   nsenter: string | null;
-  /** util-linux prlimit, which sets the rlimits of a jail without a shell; null: a wrapper shell does it. */
-  prlimit: string | null;
   slirp4netns: string | null;
   ip: string | null;
   cgroups: CgroupSupport | null;
@@ -174,7 +172,6 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
     bwrap,
     userns,
     nsenter,
-    prlimit: findExecutable("prlimit"),
     slirp4netns,
     ip,
     cgroups,

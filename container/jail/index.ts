@@ -5,7 +5,14 @@ import { openDirect, openJailed } from "./sandbox.ts";
 import type { Jail, SessionSandbox, SessionSandboxOptions } from "./types.ts";
 
 export type { JailUser } from "./bwrap-args.ts";
-export type { EnforcedLimits, Jail, JailCapabilities, SessionSandbox, SpawnOptions } from "./types.ts";
+export type {
+  EnforcedLimits,
+  Jail,
+  JailCapabilities,
+  SandboxProcess,
+  SessionSandbox,
+  SpawnOptions,
+} from "./types.ts";
 
 export interface JailOptions extends ProbeOptions {
   /** The uid/gid jailed processes run as; defaults to `MONITOR_JAIL_USER` (`uid` or `uid:gid`), else none. */
@@ -15,6 +22,8 @@ export interface JailOptions extends ProbeOptions {
    * is stopped; the next `connect` starts it again. Default 60 s.
    */
   bridgeIdleMs?: number;
+  /** How long a session's jail runs with nothing in it before it is stopped (default 60 s). */
+  boxIdleMs?: number;
 }
 
 /**
@@ -47,7 +56,7 @@ export function createJail(options: JailOptions = {}): Jail {
     async open(sessionOptions: SessionSandboxOptions): Promise<SessionSandbox> {
       try {
         return probe.bwrap
-          ? await openJailed(probe, sessionOptions, user, options.bridgeIdleMs)
+          ? await openJailed(probe, sessionOptions, user, options.bridgeIdleMs, options.boxIdleMs)
           : await openDirect(probe, sessionOptions);
       } catch (error) {
         if (error instanceof SandboxError) throw error;

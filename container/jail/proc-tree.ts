@@ -1,9 +1,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 
 /**
- * Finding a jailed process tree from the host. bubblewrap does not forward signals to the sandboxed program and
- * `--new-session` moves it out of our process group, so signals other than SIGKILL are delivered to each process
- * of the tree individually. (This kernel has no /proc/<pid>/task/<tid>/children, hence the scan.)
+ * Host-side process lookups for the jails: descendants of a process and bubblewrap inits left behind. (This
+ * kernel has no /proc/<pid>/task/<tid>/children, hence the scan.)
  */
 
 /** Parent pid of every process, from /proc/<pid>/stat. */
@@ -46,41 +45,6 @@ function descendantsIn(children: Map<number, number[]>, root: number): number[] 
   return found;
 }
 
-/**
- * The processes of one jailed command, seen from the host: `init` is bubblewrap's pid 1 of the namespace, `top`
- * the command it started (pid 2, usually `/bin/sh -c`), `rest` everything else in the namespace.
- */
-export interface JailedTree {
-  init: number | null;
-  top: number | null;
-  rest: number[];
-}
-
-export function jailedTree(outer: number): JailedTree {
-  const children = parentMap();
-  const init = (children.get(outer) ?? []).find(isNamespaceInit) ?? null;
-  if (init === null) return { init: null, top: null, rest: [] };
-  // bubblewrap forks the command first, so it is pid 2 of the namespace; orphans reparented to init are others.
-  const top = (children.get(init) ?? []).find((pid) => innerPid(pid) === 2) ?? null;
-  if (top === null) return { init, top: null, rest: [] };
-  return { init, top, rest: descendantsIn(children, init).filter((pid) => pid !== top) };
-}
-
-/** Whether `pid` has a handler for, or ignores, signal number `signum` (SigCgt / SigIgn of its status). */
-export function handlesSignal(pid: number, signum: number): boolean {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "latin1");
-    const bit = 1n << BigInt(signum - 1);
-    for (const field of ["SigCgt", "SigIgn"]) {
-      const mask = new RegExp(`^${field}:\\s*([0-9a-f]+)$`, "m").exec(status)?.[1];
-      if (mask && (BigInt(`0x${mask}`) & bit) !== 0n) return true;
-    }
-    return false;
-  } catch {
-    return false;
-  }
-}
-
 /** The pid of `pid` inside the innermost pid namespace it belongs to, per the NSpid line; null if unknown. */
 function innerPid(pid: number): number | null {
   try {
@@ -102,17 +66,6 @@ export function signal(pid: number, sig: NodeJS.Signals): boolean {
   try {
     process.kill(pid, sig);
     return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Whether `pid` is a live process; a zombie has finished. */
-export function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-    return state !== "Z" && state !== "X";
   } catch {
     return false;
   }

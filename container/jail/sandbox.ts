@@ -4,27 +4,27 @@ import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import {
-  envArgs,
-  JAIL_WORKSPACE,
-  type JailUser,
-  jailArgs,
-  jailCwd,
-  jailEnv,
-  prlimitArgs,
-  wrapperScript,
-} from "./bwrap-args.ts";
+import { agentInvocation, agentScript, Box, BoxedProcess, type BoxSpec } from "./box.ts";
+import { JAIL_WORKSPACE, type JailUser, jailArgs, jailCwd, jailEnv, wrapperScript } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import type { HostProbe } from "./detect.ts";
 import { connectionError } from "./lazy-bridge.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
-import { killJailed } from "./signals.ts";
-import { GATE_ARGS, GATE_STDIO, gateIntoCgroups } from "./spawn-gate.ts";
-import type { EnforcedLimits, SessionSandbox, SessionSandboxOptions, SpawnOptions } from "./types.ts";
+import { GATE_ARGS } from "./spawn-gate.ts";
+import type {
+  EnforcedLimits,
+  SandboxProcess,
+  SessionSandbox,
+  SessionSandboxOptions,
+  SpawnOptions,
+} from "./types.ts";
 
-/** The environment of the host-side helpers (prlimit, nsenter, bwrap): nothing from the session. */
+/** The environment of the host-side helpers (nsenter, bwrap): nothing from the session. */
 const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
+
+/** How long a session's jail stays up with nothing running in it. */
+export const DEFAULT_BOX_IDLE_MS = 60_000;
 
 /** Limits shared by both kinds of sandbox: the session's cgroup and what is enforced. */
 async function limitsFor(
@@ -86,6 +86,7 @@ export async function openJailed(
   options: SessionSandboxOptions,
   user: JailUser | null = null,
   bridgeIdleMs?: number,
+  boxIdleMs = DEFAULT_BOX_IDLE_MS,
 ): Promise<SessionSandbox> {
   const bwrap = probe.bwrap!;
   const nsenter = probe.nsenter!;
@@ -99,6 +100,7 @@ export async function openJailed(
   }
   // Rebuilt here if it went missing since the monitor started (see etc-copy.ts).
   const etcDir = probe.etc!.dir();
+  const agentFile = await agentScript(etcDir);
   const resolvConf = join(options.runDir, "resolv.conf");
   // Jails of this session left by a monitor that died while they were being set up, before bubblewrap armed
   // --die-with-parent and before their gate joined them to the cgroups: nothing else would ever end them.
@@ -121,41 +123,40 @@ export async function openJailed(
     throw error;
   }
 
-  // Everything up to the per-spawn --chdir, env and command is computed once. No shell runs on the host: prlimit
-  // sets the rlimits (inherited by everything below it) and execs nsenter, which execs bubblewrap, whose gate joins
-  // the cgroups (spawn-gate.ts).
-  const rlimits = prlimitArgs(options.limits);
+  // No shell runs on the host: nsenter joins the session's network namespace and execs bubblewrap, whose gate
+  // joins the cgroups (spawn-gate.ts) before the agent runs. Rlimits are set per command, inside (see agent.ts).
   const procsFiles = limits.cgroup?.procsFiles ?? [];
   const gated = procsFiles.length > 0;
-  const shellLimits =
-    rlimits.length > 0 && !probe.prlimit
-      ? wrapperScript({ ...options.limits, cgroupProcs: [], addressSpaceBytes: 0 })
-      : null;
-  const command = [
-    ...(rlimits.length > 0 && probe.prlimit ? [probe.prlimit, ...rlimits, "--"] : []),
-    ...(shellLimits ? ["/bin/sh", "-c", shellLimits, "sh"] : []),
-    nsenter,
-    `--net=${network.netnsPath}`,
-    "--",
-    bwrap,
-    ...(gated ? GATE_ARGS : []),
-    ...jailArgs({
-      hostWorkspace: options.hostPath,
-      etcDir,
-      resolvConf,
-      hostsFile,
-      systemEntries: probe.systemEntries,
-      userns: probe.userns,
-      user: probe.userns ? user : null,
-    }),
-  ];
-  const file = command[0]!;
-  const prefix = command.slice(1);
-  const stdio = gated ? GATE_STDIO : [];
-  const children = tracked();
+  const agent = agentInvocation(agentFile);
+  const spec: BoxSpec = {
+    file: nsenter,
+    args: [
+      `--net=${network.netnsPath}`,
+      "--",
+      bwrap,
+      ...(gated ? GATE_ARGS : []),
+      ...jailArgs({
+        hostWorkspace: options.hostPath,
+        etcDir,
+        resolvConf,
+        hostsFile,
+        systemEntries: probe.systemEntries,
+        userns: probe.userns,
+        user: probe.userns ? user : null,
+        files: agent.files,
+      }),
+      ...agent.tail,
+    ],
+    gate: gated ? { procsFiles, marker: resolvConf } : null,
+    env: HELPER_ENV,
+  };
+  const rlimits = wrapperScript({ ...options.limits, cgroupProcs: [], addressSpaceBytes: 0 });
+  const boxes = boxKeeper(spec, boxIdleMs);
+  // Most sessions run a command right after they are created: have the jail ready by then. A failure here is
+  // reported by the first spawn, which tries again.
+  boxes.get().catch(() => {});
+  let nextId = 1;
   let closing: Promise<void> | null = null;
-
-  const kill = killJailed;
 
   return {
     isolation: "bubblewrap",
@@ -163,7 +164,7 @@ export async function openJailed(
     workspacePath: JAIL_WORKSPACE,
     warnings,
     enforced: limits.enforced,
-    spawn(spawnOptions: SpawnOptions): ChildProcess {
+    spawn(spawnOptions: SpawnOptions): SandboxProcess {
       if (closing) throw closedError(options.sessionId);
       if (network.exited) {
         throw new SandboxError(
@@ -172,39 +173,108 @@ export async function openJailed(
           "destroy the session and create a new one",
         );
       }
-      const args = prefix.concat(
-        "--chdir",
-        jailCwd(spawnOptions.cwd),
-        envArgs(jailEnv(spawnOptions.env)),
-        "/bin/sh",
-        "-c",
-        spawnOptions.command,
-      );
-      const child = spawn(file, args, {
-        cwd: "/",
-        env: HELPER_ENV,
-        detached: true,
-        stdio: [spawnOptions.stdin ?? "ignore", "pipe", "pipe", ...stdio],
-      });
-      if (gated) gateIntoCgroups(child, procsFiles, resolvConf);
-      // A jail that ended normally took its namespace with it; one killed by a signal may have left an init
-      // behind if the signal came while bubblewrap was still setting up.
-      child.once("exit", (_code, sig) => {
-        if (sig !== null) killOrphanedInits(resolvConf);
-      });
-      return children.add(child);
+      const process = new BoxedProcess(nextId++);
+      const request = {
+        command: spawnOptions.command,
+        cwd: jailCwd(spawnOptions.cwd),
+        env: jailEnv(spawnOptions.env),
+        limits: rlimits,
+      };
+      const ready = boxes.current();
+      if (ready) ready.spawn(request, process);
+      else
+        boxes.get().then(
+          (box) => box.spawn(request, process),
+          (error: Error) => process.failed(error),
+        );
+      return process;
     },
-    kill,
+    kill(child: SandboxProcess, sig: NodeJS.Signals): void {
+      if (child instanceof BoxedProcess) child.signal(sig);
+    },
     connect: (port) => network.connect(port),
     close() {
       closing ??= (async () => {
-        for (const child of children.live()) kill(child, "SIGKILL");
+        await boxes.close();
         await limits.cgroup?.remove();
         killOrphanedInits(resolvConf);
         await network.close();
         await Promise.all([rm(resolvConf, { force: true }), rm(hostsFile, { force: true })]);
       })();
       return closing;
+    },
+  };
+}
+
+/**
+ * The session's jail, started on demand and stopped once nothing has run in it for `idleMs`, so an idle session
+ * costs no process. A jail that ended (its agent killed, say) is replaced by the next spawn.
+ */
+function boxKeeper(
+  spec: BoxSpec,
+  idleMs: number,
+): { current(): Box | null; get(): Promise<Box>; close(): Promise<void> } {
+  let box: Box | null = null;
+  let starting: Promise<Box> | null = null;
+  let closed = false;
+  let idleTimer: NodeJS.Timeout | undefined;
+  let stopping: Promise<void> = Promise.resolve();
+  const checkIdle = (): void => {
+    const idle = box;
+    if (!idle) return;
+    if (idle.live > 0) {
+      idleTimer = setTimeout(checkIdle, idleMs).unref();
+      return;
+    }
+    // Forgotten first: a spawn from now on starts a new jail rather than landing in this one as it goes.
+    box = null;
+    starting = null;
+    stopping = Promise.all([stopping, idle.close()]).then(() => {});
+  };
+  const touch = (): void => {
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(checkIdle, idleMs).unref();
+  };
+  return {
+    current() {
+      if (!box || box.gone || closed) return null;
+      touch();
+      return box;
+    },
+    get() {
+      if (closed) return Promise.reject(new Error("the session is being closed"));
+      touch();
+      if (starting) return starting;
+      const attempt: Promise<Box> = Box.start(spec).then(
+        (started) => {
+          if (closed) {
+            void started.close();
+            throw new Error("the session is being closed");
+          }
+          box = started;
+          started.onGone(() => {
+            if (box === started) box = null;
+            if (starting === attempt) starting = null;
+          });
+          return started;
+        },
+        (error: unknown) => {
+          if (starting === attempt) starting = null;
+          throw error;
+        },
+      );
+      starting = attempt;
+      return attempt;
+    },
+    async close() {
+      closed = true;
+      clearTimeout(idleTimer);
+      const pending = starting;
+      await pending?.then(
+        (started) => started.close(),
+        () => {},
+      );
+      await stopping;
     },
   };
 }
@@ -226,7 +296,7 @@ export async function openDirect(probe: HostProbe, options: SessionSandboxOption
   ];
   const children = tracked();
   let closing: Promise<void> | null = null;
-  const kill = (child: ChildProcess, sig: NodeJS.Signals): void => {
+  const kill = (child: SandboxProcess, sig: NodeJS.Signals): void => {
     // The group can outlive its leader (background grandchildren), so it is signalled even after an exit.
     if (child.pid !== undefined) signal(-child.pid, sig);
   };
@@ -236,7 +306,7 @@ export async function openDirect(probe: HostProbe, options: SessionSandboxOption
     workspacePath: options.hostPath,
     warnings: [...new Set(warnings)],
     enforced: limits.enforced,
-    spawn(spawnOptions: SpawnOptions): ChildProcess {
+    spawn(spawnOptions: SpawnOptions): SandboxProcess {
       if (closing) throw closedError(options.sessionId);
       const env = { PATH: process.env.PATH ?? HELPER_ENV.PATH, HOME: options.hostPath, ...spawnOptions.env };
       const cwd = join(options.hostPath, spawnOptions.cwd === "" ? "." : spawnOptions.cwd);
@@ -248,7 +318,7 @@ export async function openDirect(probe: HostProbe, options: SessionSandboxOption
           cwd,
           env,
           detached: true,
-          stdio: [spawnOptions.stdin ?? "ignore", "pipe", "pipe"],
+          stdio: ["ignore", "pipe", "pipe"],
         }),
       );
     },

@@ -1,5 +1,5 @@
-import type { ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
+import type { Readable } from "node:stream";
 import type { Isolation, Limits, NetworkPolicy } from "../../src/protocol/schemas.ts";
 
 /** What the host can offer, probed once at monitor start. */
@@ -41,8 +41,25 @@ export interface SpawnOptions {
   /** Working directory relative to the workspace root ("" or "." for the root); already validated. */
   cwd: string;
   env: Record<string, string>;
-  /** stdin of the process: "ignore" (default) or "pipe". stdout and stderr are always pipes. */
-  stdin?: "ignore" | "pipe";
+}
+
+/**
+ * A process started by a sandbox: the part of Node's ChildProcess the monitor uses, so that a process of the jail
+ * agent (box.ts) and a plain child process (no isolation) are handled alike. stdin is always /dev/null; `pid` is
+ * set once `spawn` is emitted (inside a jail it is the pid the jail sees); `close` follows `exit` once both output
+ * streams are done.
+ */
+export interface SandboxProcess {
+  readonly pid?: number | undefined;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  on(event: "error", listener: (error: Error) => void): this;
+  once(event: "error", listener: (error: Error) => void): this;
+  once(event: "spawn", listener: () => void): this;
+  once(event: "exit" | "close", listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
+  off(event: "exit" | "close", listener: (code: number | null, signal: NodeJS.Signals | null) => void): this;
 }
 
 /**
@@ -58,9 +75,9 @@ export interface SessionSandbox {
   readonly warnings: string[];
   /** Which limits are actually enforced, and how. */
   readonly enforced: EnforcedLimits;
-  spawn(options: SpawnOptions): ChildProcess;
-  /** Delivers `signal` to every process `spawn` started for `child` (the whole tree, inside the jail too). */
-  kill(child: ChildProcess, signal: NodeJS.Signals): void;
+  spawn(options: SpawnOptions): SandboxProcess;
+  /** Delivers `signal` to every process `spawn` started for `child` (its process group, inside the jail too). */
+  kill(child: SandboxProcess, signal: NodeJS.Signals): void;
   /** A TCP connection to 127.0.0.1:`port` as seen inside the session (its network namespace). */
   connect(port: number): Promise<Socket>;
   /** Stops the session's network namespace and helpers; does not touch the workspace. */

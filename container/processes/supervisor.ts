@@ -1,4 +1,3 @@
-import type { ChildProcess } from "node:child_process";
 import type { DatabaseSync } from "node:sqlite";
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
@@ -10,6 +9,7 @@ import {
 } from "../../src/protocol/schemas.ts";
 import { type ChildEnd, pipeOutput, terminate, watchChild } from "../exec/child.ts";
 import { notifyExit, type ProcessHooks, type ProcessLogs, type SessionRuntime } from "../exec/types.ts";
+import type { SandboxProcess } from "../jail/types.ts";
 import { startHealthChecks } from "./health-check.ts";
 import { conflictWith, decideRestart, describeEnd, describeExit } from "./policy.ts";
 import { type ProcessRow, ProcessTable, type ProcessUpdate } from "./process-table.ts";
@@ -39,7 +39,7 @@ interface Managed {
   runtime: SessionRuntime;
   request: ParsedStartRequest;
   row: ProcessRow;
-  child: ChildProcess | null;
+  child: SandboxProcess | null;
   /** Settles when the current run has ended and its exit is handled. */
   runEnded: Promise<void>;
   stopRequested: boolean;
@@ -203,7 +203,7 @@ export class Supervisor {
       startedAt: new Date().toISOString(),
       endedAt: null,
     });
-    let child: ChildProcess;
+    let child: SandboxProcess;
     try {
       const portEnv: Record<string, string> = request.port ? { PORT: String(request.port) } : {};
       child = runtime.sandbox.spawn({
@@ -221,8 +221,6 @@ export class Supervisor {
     managed.child = child;
     const stdout = this.#logs.writer(runtime.id, row.id, "stdout");
     const stderr = this.#logs.writer(runtime.id, row.id, "stderr");
-    child.stdin?.on("error", () => {});
-    child.stdin?.end();
     pipeOutput(child.stdout, stdout);
     pipeOutput(child.stderr, stderr);
     const run = watchChild(runtime.sandbox, child).then((end) => {
@@ -231,8 +229,15 @@ export class Supervisor {
       return this.#ended(managed, child, end);
     });
     managed.runEnded = run;
-    this.#set(managed, { pid: child.pid ?? null, status: spec ? "starting" : "running" });
-    this.#system(managed, `started (pid ${child.pid ?? "?"}): ${request.command}`);
+    // Inside a jail the pid is known once the jail's agent has started the process (a few milliseconds).
+    await new Promise<void>((resolve) => {
+      child.once("spawn", resolve);
+      child.once("error", () => resolve());
+    });
+    if (managed.child === child && child.pid !== undefined) {
+      this.#set(managed, { pid: child.pid, status: spec ? "starting" : "running" });
+      this.#system(managed, `started (pid ${child.pid}): ${request.command}`);
+    }
     this.#scheduleHealth(managed, child);
 
     if (!readiness) return this.#startResult(managed, null);
@@ -245,7 +250,7 @@ export class Supervisor {
     return this.#startResult(managed, outcome);
   }
 
-  async #ended(managed: Managed, child: ChildProcess | null, end: ChildEnd): Promise<void> {
+  async #ended(managed: Managed, child: SandboxProcess | null, end: ChildEnd): Promise<void> {
     const { runtime, row } = managed;
     if (managed.child === child) managed.child = null;
     this.#stopHealth(managed);
@@ -309,7 +314,7 @@ export class Supervisor {
 
   // ------------------------------------------------------------------------------------------------ health
 
-  #scheduleHealth(managed: Managed, child: ChildProcess): void {
+  #scheduleHealth(managed: Managed, child: SandboxProcess): void {
     const check = managed.request.healthCheck;
     const port = managed.request.port;
     if (!check || port === undefined) return;

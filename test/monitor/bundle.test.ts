@@ -75,7 +75,14 @@ afterAll(async () => {
 describe("bundle", () => {
   it("writes every path the Dockerfiles copy, and nothing imports a package at run time", async () => {
     const names = (await readdir(out)).sort();
-    expect(names).toEqual(["bridge.mjs", "deployer.mjs", "monitor-cli.mjs", "monitor.mjs", "templates"]);
+    expect(names).toEqual([
+      "agent.mjs",
+      "bridge.mjs",
+      "deployer.mjs",
+      "monitor-cli.mjs",
+      "monitor.mjs",
+      "templates",
+    ]);
     expect((await readdir(path("templates"))).sort()).toEqual(
       (await readdir(join(root, "container/templates"))).sort(),
     );

@@ -10,6 +10,9 @@ import {
   alive,
   collect,
   eventually,
+  hostPid,
+  jailProcesses,
+  onlyTheJailIn,
   openTestSession,
   run,
   type TestSession,
@@ -84,11 +87,17 @@ describe("a jailed session", () => {
     );
   });
 
-  it("keeps /tmp private to each process and off the host", async () => {
+  it("keeps /tmp private to the session and off the host", async () => {
     await run(session.sandbox, "echo one > /tmp/private-file");
-    const second = await run(session.sandbox, "ls /tmp");
-    expect(second.stdout).toBe("");
+    // The session's commands share one jail, so its /tmp lasts from one command to the next.
+    expect((await run(session.sandbox, "cat /tmp/private-file")).stdout).toBe("one\n");
     expect(existsSync("/tmp/private-file")).toBe(false);
+    const other = await openTestSession(jail);
+    try {
+      expect((await run(other.sandbox, "ls /tmp")).stdout).toBe("");
+    } finally {
+      await other.dispose();
+    }
   });
 
   it("clears the environment and sets PATH, HOME, TMPDIR and the given variables", async () => {
@@ -129,14 +138,15 @@ describe("a jailed session", () => {
     expect(lines[0]).toMatch(/^CapEff:\s+0+$/);
     expect(lines).toContain("sysctl denied");
     expect(lines).toContain("userns denied");
-    // Only the pid namespace's init, the shell, grep and ls.
-    expect(Number(lines.at(-1))).toBeLessThanOrEqual(4);
+    // Only the pid namespace's init, the jail agent, the shell, grep and ls.
+    expect(Number(lines.at(-1))).toBeLessThanOrEqual(5);
   });
 
   it("starts each process in its own process group with piped stdout and stderr", async () => {
     const child = session.sandbox.spawn({ command: "echo out; echo err >&2; sleep 0.2", cwd: "", env: {} });
-    const pgid = Number((await readFile(`/proc/${child.pid}/stat`, "latin1")).split(") ")[1]?.split(" ")[2]);
-    expect(pgid).toBe(child.pid);
+    const host = await hostPid(session.runDir, child);
+    const pgid = Number((await readFile(`/proc/${host}/stat`, "latin1")).split(") ")[1]?.split(" ")[2]);
+    expect(pgid).toBe(host);
     const result = await collect(child);
     expect(result).toMatchObject({ code: 0, stdout: "out\n", stderr: "err\n" });
   });
@@ -163,7 +173,7 @@ describe("a jailed session", () => {
     await waitForOutput(child, "ready");
     session.sandbox.kill(child, "SIGTERM");
     // The shell around node gets the signal too (as with `kill -TERM -<pgid>`), once node is done.
-    expect(await result).toMatchObject({ code: 128 + 15, stdout: "ready\nnode got term\n" });
+    expect(await result).toMatchObject({ code: null, signal: "SIGTERM", stdout: "ready\nnode got term\n" });
   });
 
   it("ends a process that ignores SIGTERM, and its grandchildren, with SIGKILL", async () => {
@@ -174,10 +184,11 @@ describe("a jailed session", () => {
     });
     const result = collect(child);
     await waitForOutput(child, "ready");
+    const shell = await hostPid(session.runDir, child);
     let tree: number[] = [];
     await eventually(() => {
-      tree = descendants(child.pid!);
-      return tree.length >= 6;
+      tree = [shell, ...descendants(shell)];
+      return tree.length >= 5;
     }, "the jailed tree to start");
     session.sandbox.kill(child, "SIGTERM");
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -189,10 +200,10 @@ describe("a jailed session", () => {
   });
 
   it("ends background processes of a command when the command exits", async () => {
-    const child = session.sandbox.spawn({ command: "sleep 303 & echo started", cwd: "", env: {} });
+    const child = session.sandbox.spawn({ command: "sleep 303 & echo started; sleep 0.3", cwd: "", env: {} });
     let tree: number[] = [];
     await waitForOutput(child, "started");
-    tree = descendants(child.pid!);
+    tree = descendants(await hostPid(session.runDir, child));
     await collect(child);
     await eventually(() => tree.every((pid) => !alive(pid)), "the background sleep to die with its command");
   });
@@ -244,13 +255,13 @@ describe("signals during jail setup", () => {
       for (let i = 0; i < 40; i++) {
         const child = session.sandbox.spawn({ command: "sleep 304", cwd: "", env: {} });
         const done = collect(child);
-        // Spread the signals over bubblewrap's setup, from "not yet cloned" to "running".
+        // Spread the signals from "not yet started by the agent" to "running".
         await new Promise((resolve) => setTimeout(resolve, i % 10));
         session.sandbox.kill(child, i % 2 === 0 ? "SIGTERM" : "SIGINT");
-        // Bounded, so that a leaked jail (which keeps the pipes open) fails the check below instead of hanging.
+        // Bounded, so that a leaked process (which keeps the pipes open) fails the check below instead of hanging.
         await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 3_000))]);
       }
-      await eventually(() => readFileSync(procs, "utf8") === "", "every jail to be gone");
+      await eventually(() => onlyTheJailIn(session.runDir, procs), "every command to be gone");
     } finally {
       await session.dispose();
     }
@@ -276,7 +287,8 @@ describe("closing a jailed session", () => {
       expect(withChildren.some((pid) => readCmdline(pid).includes("bridge"))).toBe(true);
       const child = session.sandbox.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
       await waitForOutput(child, "up");
-      const tree = [child.pid!, ...descendants(child.pid!)];
+      const tree = [...jailProcesses(session.runDir).values()];
+      expect(tree.length).toBeGreaterThanOrEqual(3);
       await session.sandbox.close();
       await session.sandbox.close();
       await eventually(

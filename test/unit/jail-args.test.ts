@@ -1,13 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
   ETC_ENTRIES,
-  envArgs,
   JAIL_WORKSPACE,
   type JailLayout,
   jailArgs,
   jailCwd,
   jailEnv,
-  prlimitArgs,
   shQuote,
   wrapperScript,
 } from "../../container/jail/bwrap-args.ts";
@@ -116,7 +114,7 @@ describe("jailCwd", () => {
   });
 });
 
-describe("jailEnv and envArgs", () => {
+describe("jailEnv", () => {
   it("provides PATH, HOME and TMPDIR, which the given env may override", () => {
     expect(jailEnv({})).toMatchObject({
       HOME: "/workspace",
@@ -127,10 +125,6 @@ describe("jailEnv and envArgs", () => {
       PATH: "/workspace/bin:/usr/bin",
       FOO: "1",
     });
-  });
-
-  it("turns the env into --setenv triples, values untouched", () => {
-    expect(envArgs({ A: "x y", B: "" })).toEqual(["--setenv", "A", "x y", "--setenv", "B", ""]);
   });
 });
 
@@ -164,13 +158,6 @@ describe("wrapperScript", () => {
     expect(
       wrapperScript({ cgroupProcs: [], maxFileBytes: 0, cpuSeconds: 0, addressSpaceBytes: 0 }),
     ).toBeNull();
-  });
-});
-
-describe("prlimitArgs", () => {
-  it("sets file size in bytes and CPU seconds, each as soft and hard limit", () => {
-    expect(prlimitArgs({ maxFileBytes: 1000, cpuSeconds: 30 })).toEqual(["--fsize=1000", "--cpu=30"]);
-    expect(prlimitArgs({ maxFileBytes: 0, cpuSeconds: 0 })).toEqual([]);
   });
 });
 

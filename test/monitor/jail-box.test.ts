@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Box } from "../../container/jail/box.ts";
+import { createJail } from "../../container/jail/index.ts";
+import {
+  alive,
+  collect,
+  eventually,
+  jailProcesses,
+  openTestSession,
+  run,
+  started,
+  type TestSession,
+  waitForOutput,
+} from "../fixtures/jail/helpers.ts";
+
+/** The session's jail: one bubblewrap jail per busy session, with the agent that starts its commands. */
+describe("a session's jail", () => {
+  const jail = createJail({ boxIdleMs: 400 });
+  let session: TestSession;
+
+  beforeAll(async () => {
+    session = await openTestSession(jail);
+  });
+  afterAll(async () => {
+    await session?.dispose();
+  });
+
+  it("runs every command of the session in one jail, next to its agent", async () => {
+    const result = await run(
+      session.sandbox,
+      "echo $$; cat /proc/1/comm; cat /proc/2/cmdline | tr '\\0' ' '",
+    );
+    const [shell, init, agent] = result.stdout.trim().split("\n");
+    expect(Number(shell)).toBeGreaterThan(2);
+    expect(init).toBe("bwrap");
+    expect(agent).toContain("/run/sandbox/agent.mjs");
+    const again = await run(session.sandbox, "cat /proc/2/cmdline | tr '\\0' ' '");
+    expect(again.stdout.trim()).toBe(agent);
+  });
+
+  it("gives commands no descriptor of the agent's channel or the cgroup gate", async () => {
+    const result = await run(
+      session.sandbox,
+      'cd /proc/$$/fd && for f in *; do echo "$f $(readlink $f)"; done',
+    );
+    const fds = new Map(
+      result.stdout
+        .trim()
+        .split("\n")
+        .map((line) => line.split(" ") as [string, string]),
+    );
+    // 3 is the shell's own (the command substitution); 4 and 5 would be the gate's and the agent's channel.
+    for (const fd of ["4", "5"]) expect(fds.has(fd)).toBe(false);
+    expect([...fds.values()].filter((target) => target.startsWith("socket:"))).toHaveLength(2);
+  });
+
+  it("holds output back while the reader is paused, so the process blocks instead of the monitor buffering", async () => {
+    const bytes = 20_000_000;
+    const child = session.sandbox.spawn({ command: `head -c ${bytes} /dev/zero`, cwd: "", env: {} });
+    child.stdout!.pause();
+    await started(child);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(child.exitCode).toBeNull();
+    // The agent's window plus the stream's buffer, nowhere near the 20 MB the command wants to print.
+    expect(child.stdout!.readableLength).toBeLessThan(1024 * 1024);
+    let received = 0;
+    child.stdout!.on("data", (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    child.stdout!.resume();
+    const end = await new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+    expect(end).toBe(0);
+    expect(received).toBe(bytes);
+  });
+
+  it("reports the session's processes killed when its agent dies, and starts a new jail for the next command", async () => {
+    const child = session.sandbox.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
+    const done = collect(child);
+    await waitForOutput(child, "up");
+    const before = jailProcesses(session.runDir);
+    process.kill(before.get(2)!, "SIGKILL");
+    expect(await done).toMatchObject({ code: null, signal: "SIGKILL" });
+    await eventually(() => [...before.values()].every((pid) => !alive(pid)), "the old jail to be gone");
+    expect((await run(session.sandbox, "echo again")).stdout).toBe("again\n");
+    expect(jailProcesses(session.runDir).get(1)).not.toBe(before.get(1));
+  });
+
+  it("stops once nothing has run in it for a while, and not while a process runs", async () => {
+    const slow = run(session.sandbox, "sleep 1; echo slept");
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(jailProcesses(session.runDir).size).toBeGreaterThanOrEqual(3);
+    expect((await slow).stdout).toBe("slept\n");
+    await eventually(() => jailProcesses(session.runDir).size === 0, "the idle jail to stop");
+    expect((await run(session.sandbox, "echo back")).stdout).toBe("back\n");
+  });
+
+  it("explains a working directory that does not exist", async () => {
+    await expect(run(session.sandbox, "true", { cwd: "missing/dir" })).rejects.toThrow(
+      "working directory /workspace/missing/dir does not exist",
+    );
+  });
+});
+
+describe("Box.start", () => {
+  it("rejects with what the jail printed when it stops before its agent is ready", async () => {
+    await expect(
+      Box.start({ file: "/bin/sh", args: ["-c", "echo no agent here >&2; exit 3"], gate: null, env: {} }),
+    ).rejects.toThrow("the jail stopped while starting: no agent here");
+  });
+});
