@@ -187,7 +187,8 @@ async function dirSize(dir: string): Promise<number> {
   let total = 0;
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
     // Rotation may remove a file between the listing and its stat.
-    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name)).catch(() => null))?.size ?? 0;
+    if (entry.isFile())
+      total += (await stat(join(entry.parentPath, entry.name)).catch(() => null))?.size ?? 0;
   }
   return total;
 }

@@ -40,8 +40,8 @@ export interface Tool {
 }
 
 export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spec: ToolSpec<I, O>): Tool {
-  const inputSchema = z.object(spec.input);
-  const outputSchema = z.object(spec.output);
+  const inputSchema = convertingOnce(z.object(spec.input));
+  const outputSchema = convertingOnce(z.object(spec.output));
   return {
     name: spec.name,
     title: spec.title,
@@ -56,4 +56,35 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
       return reply;
     },
   };
+}
+
+type JsonSchemaConverter = (options: { target: string }) => Record<string, unknown>;
+
+/**
+ * The SDK builds a server per request (stateless serving), and each converts the tools' schemas to JSON Schema
+ * again (for tools/list and for every tools/call result). The schemas never change, so each conversion is done
+ * once and kept: this is a fixed cost per call otherwise, plus the garbage it leaves.
+ */
+function convertingOnce<S extends z.ZodType>(schema: S): S {
+  const standard = schema["~standard"];
+  const convert = standard.jsonSchema as
+    | { input: JsonSchemaConverter; output: JsonSchemaConverter }
+    | undefined;
+  if (!convert) return schema;
+  const cache = new Map<string, Record<string, unknown>>();
+  const once =
+    (io: "input" | "output"): JsonSchemaConverter =>
+    (options) => {
+      const key = `${io} ${options.target}`;
+      let converted = cache.get(key);
+      if (!converted) {
+        converted = convert[io](options);
+        cache.set(key, converted);
+      }
+      return converted;
+    };
+  Object.defineProperty(schema, "~standard", {
+    value: { ...standard, jsonSchema: { input: once("input"), output: once("output") } },
+  });
+  return schema;
 }

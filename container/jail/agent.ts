@@ -37,44 +37,46 @@ function send(message: FromAgent): void {
   if (process.connected) process.send?.(message);
 }
 
-function start(request: Extract<ToAgent, { type: "spawn" }>): void {
+type SpawnRequest = Extract<ToAgent, { type: "spawn" }>;
+
+function start(request: SpawnRequest): void {
   const { id, cwd } = request;
-  // The rlimits are set per command by the shell (ulimit sets soft and hard limits), so that the agent's own
-  // CPU time never counts against them.
-  const args = request.limits
-    ? ["-c", request.limits, "sh", "/bin/sh", "-c", request.command]
-    : ["-c", request.command];
-  let child: ChildProcess;
+  let child = takeStandby(request);
+  scheduleStandby();
   try {
-    child = spawn("/bin/sh", args, {
-      cwd,
-      env: request.env,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    // The rlimits are set per command by the shell (ulimit sets soft and hard limits), so that the agent's own
+    // CPU time never counts against them.
+    child ??= spawn(
+      "/bin/sh",
+      request.limits
+        ? ["-c", request.limits, "sh", "/bin/sh", "-c", request.command]
+        : ["-c", request.command],
+      { cwd, env: request.env, detached: true, stdio: ["ignore", "pipe", "pipe"] },
+    );
   } catch (error) {
     send({ type: "failed", id, message: (error as Error).message });
     return;
   }
-  child.once("error", (error) => {
-    if (child.pid === undefined) send({ type: "failed", id, message: spawnFailure(error, cwd) });
+  const started = child;
+  started.once("error", (error) => {
+    if (started.pid === undefined) send({ type: "failed", id, message: spawnFailure(error, cwd) });
   });
-  const pid = child.pid;
+  const pid = started.pid;
   if (pid === undefined) return;
-  const entry: Running = { child, pid, acks: {}, open: 2, exited: false };
+  const entry: Running = { child: started, pid, acks: {}, open: 2, exited: false };
   running.set(id, entry);
   send({ type: "spawned", id, pid });
   const done = (): void => {
     if (entry.exited && entry.open === 0) running.delete(id);
   };
   for (const fd of [1, 2] as const) {
-    const stream = (fd === 1 ? child.stdout : child.stderr) as Readable;
+    const stream = (fd === 1 ? started.stdout : started.stderr) as Readable;
     entry.acks[fd] = relay(id, fd, stream, () => {
       entry.open--;
       done();
     });
   }
-  child.once("exit", (code, signal) => {
+  started.once("exit", (code, signal) => {
     entry.exited = true;
     // A command does not outlive itself: what it left in its group (background jobs) ends with it.
     kill(-pid, "SIGKILL");
@@ -100,6 +102,69 @@ function relay(id: number, fd: AgentFd, stream: Readable, closed: () => void): (
     unacked = Math.max(0, unacked - bytes);
     if (unacked < OUTPUT_WINDOW_BYTES && stream.isPaused()) stream.resume();
   };
+}
+
+/**
+ * Forking from the agent (a Node process of some 50 MB) costs a few milliseconds, most of a short command's run.
+ * So a shell is forked ahead of time, off the critical path, and waits on its stdin for the few lines that
+ * make it the next command: its directory, its exact environment (the standby starts with none), its rlimits,
+ * then `exec /bin/sh -c command`, as a fresh spawn would run it. Requests it cannot express exactly (a variable
+ * name the shell cannot export, a missing directory, whose error a fresh spawn words better) take the fresh path.
+ */
+let standby: ChildProcess | null = null;
+let standbyTimer: NodeJS.Timeout | undefined;
+/** After a spawn, the agent waits this long before forking the next standby, so a short command's exit is not delayed. */
+const STANDBY_DELAY_MS = 10;
+const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function scheduleStandby(): void {
+  clearTimeout(standbyTimer);
+  standbyTimer = setTimeout(prepareStandby, STANDBY_DELAY_MS);
+}
+
+function prepareStandby(): void {
+  if (standby || !process.connected) return;
+  let child: ChildProcess;
+  try {
+    // It reads its script from stdin, which the script then points at /dev/null for the command.
+    child = spawn("/bin/sh", ["-s"], { cwd: "/", env: {}, detached: true, stdio: ["pipe", "pipe", "pipe"] });
+  } catch {
+    return;
+  }
+  const forget = (): void => {
+    if (standby === child) standby = null;
+  };
+  child.once("error", forget);
+  child.once("exit", forget);
+  if (child.pid !== undefined) standby = child;
+}
+
+function takeStandby(request: SpawnRequest): ChildProcess | null {
+  const child = standby;
+  const script = child?.stdin;
+  if (!child || !script || child.exitCode !== null || child.signalCode !== null) return null;
+  if (!Object.keys(request.env).every((name) => SHELL_NAME.test(name))) return null;
+  try {
+    if (!statSync(request.cwd).isDirectory()) return null;
+  } catch {
+    return null;
+  }
+  standby = null;
+  const exports = Object.entries(request.env).map(([name, value]) => `${name}=${quote(value)}`);
+  const lines = [
+    // cd sets OLDPWD, which a fresh spawn would not have.
+    `cd -- ${quote(request.cwd)} && unset OLDPWD || exit 126`,
+    ...(exports.length > 0 ? [`export ${exports.join(" ")}`] : []),
+    `set -- /bin/sh -c ${quote(request.command)}`,
+    `{ ${request.limits ?? 'exec "$@"'}; } </dev/null`,
+  ];
+  script.on("error", () => {});
+  script.end(`${lines.join("\n")}\n`);
+  return child;
+}
+
+function quote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
 }
 
 function spawnFailure(error: NodeJS.ErrnoException, cwd: string): string {
@@ -222,7 +287,9 @@ process.on("message", (message: ToAgent) => {
 // The monitor closed the channel or died: nothing may outlive it. Ending the agent ends the jail.
 process.on("disconnect", () => {
   for (const entry of running.values()) kill(-entry.pid, "SIGKILL");
+  if (standby?.pid !== undefined) kill(-standby.pid, "SIGKILL");
   process.exit(0);
 });
 
 send({ type: "ready" });
+prepareStandby();
