@@ -58,24 +58,32 @@ export const createSession = defineTool({
         `pass ttlSeconds of at most ${limits.maxTtlSeconds}`,
       );
     }
-    const mine = await sandbox.listSessions({ owner: principal }, { signal });
-    if (mine.length >= limits.maxSessionsPerPrincipal) {
-      throw new SandboxError(
-        "limit_exceeded",
-        `you already hold ${mine.length} sessions, the limit is ${limits.maxSessionsPerPrincipal}`,
-        "destroy_session the ones you no longer need (list_sessions shows them), or reuse one",
+    // Counted before the listing, so that of two concurrent creations at least one sees the other.
+    const release = ctx.owners.reserve(principal);
+    let session: Awaited<ReturnType<typeof sandbox.createSession>>;
+    try {
+      const mine = await sandbox.listSessions({ owner: principal }, { signal });
+      const held = mine.length + ctx.owners.creating(principal) - 1;
+      if (held >= limits.maxSessionsPerPrincipal) {
+        throw new SandboxError(
+          "limit_exceeded",
+          `you already hold ${held} sessions (counting those being created), the limit is ${limits.maxSessionsPerPrincipal}`,
+          "destroy_session the ones you no longer need (list_sessions shows them), or reuse one",
+        );
+      }
+      session = await sandbox.createSession(
+        {
+          owner: principal,
+          network: args.network ?? "deny",
+          env: args.env ?? {},
+          ...(args.template ? { template: args.template } : {}),
+          ...(args.ttlSeconds !== undefined ? { idleTtlSeconds: args.ttlSeconds } : {}),
+        },
+        { signal },
       );
+    } finally {
+      release();
     }
-    const session = await sandbox.createSession(
-      {
-        owner: principal,
-        network: args.network ?? "deny",
-        env: args.env ?? {},
-        ...(args.template ? { template: args.template } : {}),
-        ...(args.ttlSeconds !== undefined ? { idleTtlSeconds: args.ttlSeconds } : {}),
-      },
-      { signal },
-    );
     ctx.owners.set(session.id, session.owner);
     const data = {
       sessionId: session.id,

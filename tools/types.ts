@@ -146,4 +146,27 @@ export class SessionOwnerCache {
   forget(sessionId: string): void {
     this.#owners.delete(sessionId);
   }
+
+  readonly #creating = new Map<string, number>();
+
+  /**
+   * Marks a session of `owner` as being created until the returned function is called. Quota checks count these
+   * too: concurrent creations would otherwise all pass a check made before any of them exists.
+   */
+  reserve(owner: string): () => void {
+    this.#creating.set(owner, this.creating(owner) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = this.creating(owner) - 1;
+      if (left > 0) this.#creating.set(owner, left);
+      else this.#creating.delete(owner);
+    };
+  }
+
+  /** Sessions of `owner` being created right now (see `reserve`). */
+  creating(owner: string): number {
+    return this.#creating.get(owner) ?? 0;
+  }
 }

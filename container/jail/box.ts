@@ -1,10 +1,13 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { existsSync, rmSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { chmod } from "node:fs/promises";
+import { createRequire } from "node:module";
 import { constants } from "node:os";
+import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import {
   AGENT_CHANNEL_FD,
   AGENT_DIR,
@@ -26,6 +29,8 @@ import type { SandboxProcess } from "./types.ts";
 /** Set by container/bundle.ts: the bundled monitor ships the agent, built, as its own file next to it. */
 declare const MONITOR_BUNDLED_AGENT: string | undefined;
 
+const execFileAsync = promisify(execFile);
+
 /** Never read by the bundled monitor, which runs the built agent next to itself. */
 const AGENT_SOURCE = "./agent.ts";
 let built: { file: string; pending: Promise<string> } | null = null;
@@ -42,10 +47,21 @@ export async function agentScript(etcDir: string): Promise<string> {
   const file = `${etcDir}.agent.mjs`;
   if (built?.file !== file || !existsSync(file)) {
     const pending = (async () => {
-      const { transform } = await import("esbuild");
-      const source = await readFile(fileURLToPath(new URL(AGENT_SOURCE, import.meta.url)), "utf8");
-      const { code } = await transform(source, { loader: "ts", format: "esm", target: "node20" });
-      await writeFile(file, code, { mode: 0o644 });
+      // esbuild's command line, not its JavaScript API, which would stay loaded in the monitor (~15 MB).
+      const esbuild = join(
+        dirname(createRequire(import.meta.url).resolve("esbuild/package.json")),
+        "bin/esbuild",
+      );
+      const source = fileURLToPath(new URL(AGENT_SOURCE, import.meta.url));
+      await execFileAsync(esbuild, [
+        source,
+        "--format=esm",
+        "--platform=node",
+        "--target=node20",
+        `--outfile=${file}`,
+        "--log-level=warning",
+      ]);
+      await chmod(file, 0o644);
       process.once("exit", () => rmSync(file, { force: true }));
       return file;
     })();
@@ -224,6 +240,7 @@ export class Box {
   readonly #processes = new Map<number, BoxedProcess>();
   readonly #marker: string | null;
   #gone = false;
+  #ready = false;
   #stderr = "";
   readonly #exited: Promise<void>;
   readonly #onGone = new Set<() => void>();
@@ -275,6 +292,7 @@ export class Box {
       }, spec.startTimeoutMs ?? START_TIMEOUT_MS);
       const onMessage = (message: unknown): void => {
         if ((message as FromAgent | null)?.type !== "ready") return;
+        box.#ready = true;
         settle();
         resolve();
       };
@@ -345,8 +363,9 @@ export class Box {
     if (pid !== undefined && this.#child.exitCode === null && this.#child.signalCode === null) {
       signalPid(-pid, "SIGKILL");
     }
-    // bubblewrap's init inside would die with its parent, but only once it armed --die-with-parent.
-    if (this.#marker) killOrphanedInits(this.#marker);
+    // bubblewrap's init inside dies with its parent once it has armed --die-with-parent, which it has before the
+    // agent runs; a jail stopped while starting may have an init without it, found by a (costly) /proc scan.
+    if (this.#marker && !this.#ready) killOrphanedInits(this.#marker);
   }
 
   /** Everything from the agent is checked: a jailed process could have taken it over. */

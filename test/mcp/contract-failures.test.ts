@@ -133,3 +133,27 @@ describe.each(clientKinds)("MCP failures: $name", (kind) => {
     expect(textOf(result)).toContain("timed out");
   });
 });
+
+describe("the per-principal session limit", () => {
+  it("holds for concurrent create_session calls", { timeout: 60_000 }, async () => {
+    const kind = clientKinds[0]!;
+    const carol = await kind.connect(env.target, "carol");
+    try {
+      // Each caller may hold 20 sessions; all 24 calls check the limit before any session exists.
+      const results = await Promise.all(Array.from({ length: 24 }, () => carol.call("create_session", {})));
+      const created = results.filter((result) => !result.isError);
+      const refused = results.filter((result) => result.isError).map(failure);
+      expect(created.length).toBeGreaterThan(0);
+      expect(created.length).toBeLessThanOrEqual(20);
+      expect(refused.length).toBe(24 - created.length);
+      for (const text of refused) expect(text).toContain("limit_exceeded");
+      await Promise.all(
+        created.map((result) =>
+          carol.call("destroy_session", { sessionId: result.structuredContent?.sessionId }),
+        ),
+      );
+    } finally {
+      await carol.close();
+    }
+  });
+});
