@@ -13,7 +13,7 @@ export const bundlePaths = {
   monitor: "dist/monitor.mjs",
   cli: "dist/monitor-cli.mjs",
   bridge: "dist/bridge.mjs",
-  agent: "dist/agent.mjs",
+  agent: "dist/agent.pl",
   templates: "dist/templates",
   deployer: "dist/deployer.mjs",
 } as const;
@@ -38,16 +38,14 @@ export async function bundle(outDir = "dist"): Promise<string> {
       MONITOR_BUNDLED_BRIDGE: JSON.stringify(`./${bundlePaths.bridge.replace(/^dist\//, "")}`),
       MONITOR_BUNDLED_AGENT: JSON.stringify(`./${bundlePaths.agent.replace(/^dist\//, "")}`),
     },
-    // wrangler is spawned as a program (the deployer image installs it next to the bundle); esbuild only builds
-    // the jail agent when the monitor runs from source.
-    external: ["wrangler", "esbuild"],
+    // Spawned as a program, never imported: the deployer image installs it next to the bundle.
+    external: ["wrangler"],
     logLevel: "warning",
   };
   const entries: [string, string][] = [
     ["container/main.ts", bundlePaths.monitor],
     ["container/cli/monitor-cli.ts", bundlePaths.cli],
     ["container/jail/bridge.ts", bundlePaths.bridge],
-    ["container/jail/agent.ts", bundlePaths.agent],
     ["container/deployer/main.ts", bundlePaths.deployer],
   ];
   await Promise.all(
@@ -56,6 +54,8 @@ export async function bundle(outDir = "dist"): Promise<string> {
     ),
   );
   await cp(join(root, "container/templates"), target(bundlePaths.templates), { recursive: true });
+  // The jail agent is a Perl program: copied as it is.
+  await cp(join(root, "container/jail/agent.pl"), target(bundlePaths.agent));
   return out;
 }
 

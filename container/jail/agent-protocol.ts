@@ -1,45 +1,154 @@
+import { constants } from "node:os";
+
 /**
- * The messages between the monitor and a session's jail agent (agent.ts), carried by Node's IPC channel with the
- * `advanced` serialization so output travels as binary Buffers. Types only: the agent runs inside the jail, where
- * nothing but its own file is visible, and `import type` leaves no trace at run time.
+ * The wire format between the monitor and a session's jail agent (agent.pl), on descriptor 5 of the jail: frames
+ * of a 4-byte big-endian length, then a 1-byte type and the fields below (integers big-endian).
  *
- * The monitor never trusts what the agent says beyond its own session: a jailed process could take the agent
- * over (same uid), so every message is checked before use (box.ts) and can only affect that session's processes.
+ *   monitor → agent
+ *     SPAWN   id:u32, then command, cwd, limits ("" for none) and one NAME=value per variable, NUL-separated
+ *     SIGNAL  id:u32 signal:u8        signal the process group (terminating signals: see agent.pl)
+ *     ACK     id:u32 fd:u8 bytes:u32  the monitor has taken that much more output of the stream
+ *   agent → monitor
+ *     READY
+ *     SPAWNED id:u32 pid:u32          pid inside the jail
+ *     FAILED  id:u32 message
+ *     DATA    id:u32 fd:u8 bytes
+ *     EOF     id:u32 fd:u8
+ *     EXIT    id:u32 code:i32 signal:u8   code -1 when killed by a signal; signal 0 when none
+ *
+ * Flow control: the agent sends a window's worth (256 KB) of a stream ahead and then waits for acks. While the
+ * monitor's log store is full it holds them back, the agent stops reading, the pipe fills and the process blocks,
+ * as if the monitor read the pipe itself.
+ *
+ * The monitor never trusts what the agent says beyond its own session: a jailed process could take the agent over
+ * (same uid), so frames are checked before use (box.ts) and can only affect that session's processes.
  */
 
 /** Output streams of a process: 1 is stdout, 2 is stderr. */
 export type AgentFd = 1 | 2;
 
+export interface SpawnFields {
+  command: string;
+  /** A path inside the jail. */
+  cwd: string;
+  env: Record<string, string>;
+  /** The shell prefix that sets the rlimits and then runs `"$@"` (bwrap-args.ts wrapperScript), or null. */
+  limits: string | null;
+}
+
 export type ToAgent =
-  /** Start `/bin/sh -c command` in its own process group, with exactly `env`, in `cwd` (a jail path). */
-  | {
-      type: "spawn";
-      id: number;
-      command: string;
-      cwd: string;
-      env: Record<string, string>;
-      limits: string | null;
-    }
-  /** Signal the process group of `id` (for terminating signals, so that the program's handler can finish). */
+  | ({ type: "spawn"; id: number } & SpawnFields)
   | { type: "signal"; id: number; signal: NodeJS.Signals }
-  /**
-   * The monitor has taken `bytes` more of `id`'s output on `fd`. The agent sends a window's worth ahead and then
-   * waits for acks: while the monitor's log store is full it holds them back, the agent stops reading, the pipe
-   * fills and the process blocks, as if the monitor read the pipe itself.
-   */
   | { type: "ack"; id: number; fd: AgentFd; bytes: number };
 
 export type FromAgent =
   | { type: "ready" }
-  /** `pid` is the process's pid inside the jail (the host never signals it directly). */
   | { type: "spawned"; id: number; pid: number }
   | { type: "failed"; id: number; message: string }
-  | { type: "data"; id: number; fd: AgentFd; data: Uint8Array }
+  | { type: "data"; id: number; fd: AgentFd; data: Buffer }
   | { type: "eof"; id: number; fd: AgentFd }
   | { type: "exit"; id: number; code: number | null; signal: NodeJS.Signals | null };
 
-/** Where the agent's program (agent.ts or its bundle) and the Node binary that runs it appear inside the jail. */
-export const AGENT_DIR = "/run/sandbox";
-export const AGENT_NODE = `${AGENT_DIR}/node`;
-/** The descriptor of the IPC channel in the agent (3 and 4 belong to the cgroup gate). */
+/** Where the agent's program appears inside the jail, and the descriptor of its channel (3 and 4 are the gate's). */
+export const AGENT_SCRIPT = "/run/sandbox/agent.pl";
 export const AGENT_CHANNEL_FD = 5;
+
+const TYPE = { spawn: 1, signal: 2, ack: 3, ready: 10, spawned: 11, failed: 12, data: 13, eof: 14, exit: 15 };
+/** Frames the agent may send are bounded: a data chunk is at most 64 KB. */
+const MAX_FRAME = 1024 * 1024;
+const SIGNAL_NAMES = new Map(
+  Object.entries(constants.signals).map(([name, number]) => [number, name as NodeJS.Signals]),
+);
+
+export function encodeToAgent(message: ToAgent): Buffer {
+  let body: Buffer;
+  if (message.type === "spawn") {
+    const fields = [
+      message.command,
+      message.cwd,
+      message.limits ?? "",
+      ...Object.entries(message.env).map(([name, value]) => `${name}=${value}`),
+    ];
+    if (fields.some((field) => field.includes("\0")))
+      throw new Error("a command, path or variable holds a NUL byte");
+    const text = Buffer.from(fields.join("\0"));
+    body = Buffer.alloc(5 + text.length);
+    body.writeUInt8(TYPE.spawn, 0);
+    body.writeUInt32BE(message.id, 1);
+    text.copy(body, 5);
+  } else if (message.type === "signal") {
+    body = Buffer.alloc(6);
+    body.writeUInt8(TYPE.signal, 0);
+    body.writeUInt32BE(message.id, 1);
+    body.writeUInt8(constants.signals[message.signal], 5);
+  } else {
+    body = Buffer.alloc(10);
+    body.writeUInt8(TYPE.ack, 0);
+    body.writeUInt32BE(message.id, 1);
+    body.writeUInt8(message.fd, 5);
+    body.writeUInt32BE(message.bytes, 6);
+  }
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(body.length, 0);
+  return Buffer.concat([length, body]);
+}
+
+/**
+ * Splits the agent's byte stream into messages. Returns a function to feed chunks to; it calls `onMessage` for
+ * each complete frame and `onInvalid` (once, then ignores the rest) for a frame that breaks the format.
+ */
+export function agentDecoder(
+  onMessage: (message: FromAgent) => void,
+  onInvalid: (why: string) => void,
+): (chunk: Buffer) => void {
+  let pending: Buffer = Buffer.alloc(0);
+  let broken = false;
+  return (chunk) => {
+    if (broken) return;
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    while (pending.length >= 4) {
+      const size = pending.readUInt32BE(0);
+      if (size < 1 || size > MAX_FRAME) {
+        broken = true;
+        onInvalid(`a frame of ${size} bytes`);
+        return;
+      }
+      if (pending.length < 4 + size) break;
+      const body = pending.subarray(4, 4 + size);
+      pending = pending.subarray(4 + size);
+      const message = decodeFromAgent(body);
+      if (!message) {
+        broken = true;
+        onInvalid(`an unknown or short frame of type ${body[0]}`);
+        return;
+      }
+      onMessage(message);
+    }
+  };
+}
+
+function decodeFromAgent(body: Buffer): FromAgent | null {
+  const type = body[0];
+  const id = body.length >= 5 ? body.readUInt32BE(1) : -1;
+  const fd = body[5] === 1 || body[5] === 2 ? body[5] : null;
+  switch (type) {
+    case TYPE.ready:
+      return { type: "ready" };
+    case TYPE.spawned:
+      return body.length === 9 ? { type: "spawned", id, pid: body.readUInt32BE(5) } : null;
+    case TYPE.failed:
+      return id >= 0 ? { type: "failed", id, message: body.subarray(5, 505).toString() } : null;
+    case TYPE.data:
+      return fd !== null ? { type: "data", id, fd, data: body.subarray(6) } : null;
+    case TYPE.eof:
+      return fd !== null && body.length === 6 ? { type: "eof", id, fd } : null;
+    case TYPE.exit: {
+      if (body.length !== 10) return null;
+      const code = body.readInt32BE(5);
+      const signal = body[9] ? (SIGNAL_NAMES.get(body[9] as number) ?? null) : null;
+      return { type: "exit", id, code: code < 0 ? null : code, signal };
+    }
+    default:
+      return null;
+  }
+}

@@ -1,19 +1,16 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
-import { existsSync, rmSync } from "node:fs";
-import { chmod } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { constants } from "node:os";
-import { dirname, join } from "node:path";
+import type { Duplex } from "node:stream";
 import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import {
   AGENT_CHANNEL_FD,
-  AGENT_DIR,
-  AGENT_NODE,
+  AGENT_SCRIPT,
   type AgentFd,
+  agentDecoder,
+  encodeToAgent,
   type FromAgent,
+  type SpawnFields,
   type ToAgent,
 } from "./agent-protocol.ts";
 import { killOrphanedInits, signal as signalPid } from "./proc-tree.ts";
@@ -22,81 +19,25 @@ import type { SandboxProcess } from "./types.ts";
 
 /**
  * The monitor's side of a session's jail: one bubblewrap jail that lives as long as the session is busy, with the
- * jail agent (agent.ts) inside. Commands are started by the agent, their output comes back over its IPC channel
- * with flow control, and signals go through it to their process groups.
+ * jail agent (agent.pl) inside. Commands are started by the agent, their output comes back over its channel with
+ * flow control, and signals go through it to their process groups (agent-protocol.ts has the wire format).
  */
 
-/** Set by container/bundle.ts: the bundled monitor ships the agent, built, as its own file next to it. */
+/** Set by container/bundle.ts: the bundled monitor ships the agent as its own file next to it. */
 declare const MONITOR_BUNDLED_AGENT: string | undefined;
 
-const execFileAsync = promisify(execFile);
-
-/** Never read by the bundled monitor, which runs the built agent next to itself. */
-const AGENT_SOURCE = "./agent.ts";
-let built: { file: string; pending: Promise<string> } | null = null;
-
-/**
- * The agent's program on the host. The bundled monitor has it next to itself. From source, agent.ts is turned
- * into JavaScript once per monitor, beside the jails' /etc copy (`etcDir`, swept with it): Node would take
- * ~0.3 s to load its TypeScript support in every new jail.
- */
-export async function agentScript(etcDir: string): Promise<string> {
-  if (typeof MONITOR_BUNDLED_AGENT === "string") {
-    return fileURLToPath(new URL(MONITOR_BUNDLED_AGENT, import.meta.url));
-  }
-  const file = `${etcDir}.agent.mjs`;
-  if (built?.file !== file || !existsSync(file)) {
-    const pending = (async () => {
-      // esbuild's command line, not its JavaScript API, which would stay loaded in the monitor (~15 MB).
-      const esbuild = join(
-        dirname(createRequire(import.meta.url).resolve("esbuild/package.json")),
-        "bin/esbuild",
-      );
-      const source = fileURLToPath(new URL(AGENT_SOURCE, import.meta.url));
-      await execFileAsync(esbuild, [
-        source,
-        "--format=esm",
-        "--platform=node",
-        "--target=node20",
-        `--outfile=${file}`,
-        "--log-level=warning",
-      ]);
-      await chmod(file, 0o644);
-      process.once("exit", () => rmSync(file, { force: true }));
-      return file;
-    })();
-    built = { file, pending };
-    pending.catch(() => {
-      if (built?.pending === pending) built = null;
-    });
-  }
-  return built.pending;
+/** The agent's program on the host: the bundled sibling, else agent.pl next to this module. */
+export function agentScript(): string {
+  const sibling = typeof MONITOR_BUNDLED_AGENT === "string" ? MONITOR_BUNDLED_AGENT : "./agent.pl";
+  return fileURLToPath(new URL(sibling, import.meta.url));
 }
 
-/** What bubblewrap needs to run the agent: the files to bind, then the environment and program after `--clearenv`. */
-export function agentInvocation(script: string): { files: [string, string][]; tail: string[] } {
-  const jailScript = `${AGENT_DIR}/agent.mjs`;
-  return {
-    files: [
-      [process.execPath, AGENT_NODE],
-      [script, jailScript],
-    ],
-    tail: [
-      "--setenv",
-      "NODE_CHANNEL_FD",
-      String(AGENT_CHANNEL_FD),
-      "--setenv",
-      "NODE_CHANNEL_SERIALIZATION_MODE",
-      "advanced",
-      "--chdir",
-      "/",
-      "--",
-      AGENT_NODE,
-      // A small young generation: the agent holds little and should stay small.
-      "--max-semi-space-size=1",
-      jailScript,
-    ],
-  };
+/** What bubblewrap needs to run the agent with `perl` (a path the jail sees): the file to bind, then the program. */
+export function agentInvocation(
+  perl: string,
+  script = agentScript(),
+): { files: [string, string][]; tail: string[] } {
+  return { files: [[script, AGENT_SCRIPT]], tail: ["--chdir", "/", "--", perl, AGENT_SCRIPT] };
 }
 
 export interface BoxSpec {
@@ -110,11 +51,10 @@ export interface BoxSpec {
   startTimeoutMs?: number;
 }
 
-export type BoxRequest = Omit<Extract<ToAgent, { type: "spawn" }>, "type" | "id">;
+export type BoxRequest = SpawnFields;
 
 const START_TIMEOUT_MS = 15_000;
 const STDERR_KEEP = 4_096;
-const SIGNALS = new Set(Object.keys(constants.signals));
 
 /** A process of the jail, driven through the agent; behaves like the parts of ChildProcess the monitor uses. */
 export class BoxedProcess extends EventEmitter implements SandboxProcess {
@@ -171,13 +111,12 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
   }
 
   /** @internal box.ts */
-  data(fd: AgentFd, data: Uint8Array): void {
+  data(fd: AgentFd, chunk: Buffer): void {
     const readable = fd === 1 ? this.stdout : this.stderr;
     if (readable.readableEnded || readable.destroyed) {
-      this.#box?.ack(this.id, fd, data.byteLength);
+      this.#box?.ack(this.id, fd, chunk.length);
       return;
     }
-    const chunk = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     this.#held[fd] += chunk.length;
     if (readable.push(chunk)) this.#release(fd);
   }
@@ -237,8 +176,10 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
 /** One running jail with its agent. */
 export class Box {
   readonly #child: ChildProcess;
+  readonly #channel: Duplex;
   readonly #processes = new Map<number, BoxedProcess>();
   readonly #marker: string | null;
+  readonly #messages = new EventEmitter();
   #gone = false;
   #ready = false;
   #stderr = "";
@@ -248,10 +189,20 @@ export class Box {
   private constructor(child: ChildProcess, marker: string | null) {
     this.#child = child;
     this.#marker = marker;
+    this.#channel = (child.stdio as unknown[])[AGENT_CHANNEL_FD] as Duplex;
     child.stderr?.on("data", (chunk: Buffer) => {
       this.#stderr = (this.#stderr + chunk.toString()).slice(-STDERR_KEEP);
     });
-    child.on("message", (message: unknown) => this.#receive(message));
+    const decode = agentDecoder(
+      (message) => this.#receive(message),
+      (why) => {
+        // Not the agent's own words: something in the jail took the channel over. The jail goes.
+        this.#stderr += `\nthe agent's channel broke: ${why}`;
+        this.#kill();
+      },
+    );
+    this.#channel.on("data", decode);
+    this.#channel.on("error", () => {});
     this.#exited = new Promise((resolve) => {
       const gone = (): void => {
         if (this.#gone) return;
@@ -263,7 +214,7 @@ export class Box {
       };
       child.once("exit", gone);
       child.once("error", gone);
-      child.once("disconnect", () => {
+      this.#channel.once("close", () => {
         // The agent closed its channel: it is dying; make sure the jail goes with it.
         this.#kill();
         gone();
@@ -277,21 +228,18 @@ export class Box {
       cwd: "/",
       env: spec.env,
       detached: true,
-      serialization: "advanced",
       // 3 and 4 are the cgroup gate's (unused without it), 5 the agent's channel (AGENT_CHANNEL_FD).
-      stdio: ["ignore", "ignore", "pipe", ...GATE_STDIO, "ipc"],
+      stdio: ["ignore", "ignore", "pipe", ...GATE_STDIO, "pipe"],
     });
     if (spec.gate) gateIntoCgroups(child, spec.gate.procsFiles, spec.gate.marker);
     const box = new Box(child, spec.gate?.marker ?? null);
+    const timeoutMs = spec.startTimeoutMs ?? START_TIMEOUT_MS;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         box.#kill();
-        reject(
-          new Error(`the jail's agent was not ready after ${spec.startTimeoutMs ?? START_TIMEOUT_MS} ms`),
-        );
-      }, spec.startTimeoutMs ?? START_TIMEOUT_MS);
-      const onMessage = (message: unknown): void => {
-        if ((message as FromAgent | null)?.type !== "ready") return;
+        reject(new Error(`the jail's agent was not ready after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onReady = (): void => {
         box.#ready = true;
         settle();
         resolve();
@@ -302,10 +250,10 @@ export class Box {
       };
       const settle = (): void => {
         clearTimeout(timer);
-        child.off("message", onMessage);
+        box.#messages.off("ready", onReady);
         box.#onGone.delete(onGone);
       };
-      child.on("message", onMessage);
+      box.#messages.on("ready", onReady);
       box.#onGone.add(onGone);
     });
     return box;
@@ -332,8 +280,15 @@ export class Box {
       process.lost();
       return;
     }
+    let frame: Buffer;
+    try {
+      frame = encodeToAgent({ type: "spawn", id: process.id, ...request });
+    } catch (error) {
+      queueMicrotask(() => process.failed(error as Error));
+      return;
+    }
     this.#processes.set(process.id, process);
-    this.#send({ type: "spawn", id: process.id, ...request });
+    this.#write(frame);
   }
 
   signal(id: number, signal: NodeJS.Signals): void {
@@ -351,11 +306,12 @@ export class Box {
   }
 
   #send(message: ToAgent): void {
-    if (this.#gone || !this.#child.connected) return;
-    this.#child.send(message, (error: Error | null) => {
-      // The channel broke: the jail is going down, and the exit handler reports every process as ended.
-      if (error) this.#kill();
-    });
+    this.#write(encodeToAgent(message));
+  }
+
+  #write(frame: Buffer): void {
+    // A broken channel ends the jail; the exit handler reports every process as ended.
+    if (!this.#gone && this.#channel.writable) this.#channel.write(frame);
   }
 
   #kill(): void {
@@ -368,36 +324,33 @@ export class Box {
     if (this.#marker && !this.#ready) killOrphanedInits(this.#marker);
   }
 
-  /** Everything from the agent is checked: a jailed process could have taken it over. */
-  #receive(raw: unknown): void {
-    const message = raw as FromAgent;
-    if (typeof message !== "object" || message === null || message.type === "ready") return;
-    const process = this.#processes.get((message as { id?: unknown }).id as number);
+  /** Frames are well-formed by now (agentDecoder); ids and order are checked here. */
+  #receive(message: FromAgent): void {
+    if (message.type === "ready") {
+      this.#messages.emit("ready");
+      return;
+    }
+    const process = this.#processes.get(message.id);
     if (!process) return;
     switch (message.type) {
       case "spawned":
-        if (Number.isSafeInteger(message.pid) && message.pid > 0 && process.pid === undefined) {
-          process.spawned(this, message.pid);
-        }
+        if (message.pid > 0 && process.pid === undefined) process.spawned(this, message.pid);
         break;
       case "failed":
-        process.failed(new Error(String(message.message).slice(0, 500)));
+        process.failed(new Error(message.message));
         break;
       case "data":
-        if ((message.fd === 1 || message.fd === 2) && message.data instanceof Uint8Array) {
-          process.data(message.fd, message.data);
-        }
+        process.data(message.fd, message.data);
         break;
       case "eof":
-        if (message.fd === 1 || message.fd === 2) process.eof(message.fd);
+        process.eof(message.fd);
         break;
-      case "exit": {
-        const code = Number.isSafeInteger(message.code) ? message.code : null;
-        const signal =
-          typeof message.signal === "string" && SIGNALS.has(message.signal) ? message.signal : null;
-        process.exited(code, code === null && signal === null ? "SIGKILL" : signal);
+      case "exit":
+        process.exited(
+          message.code,
+          message.code === null && message.signal === null ? "SIGKILL" : message.signal,
+        );
         break;
-      }
     }
     if (process.settled) this.#processes.delete(process.id);
   }

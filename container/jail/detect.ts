@@ -13,6 +13,8 @@ export interface HostProbe {
   bwrap: string | null;
   userns: boolean;
   nsenter: string | null;
+  /** perl under /usr, which runs the jail agent (agent.pl); the jails see /usr read-only. */
+  perl: string | null;
   slirp4netns: string | null;
   ip: string | null;
   cgroups: CgroupSupport | null;
@@ -96,6 +98,8 @@ function trial(bwrap: string, userns: boolean): string | null {
 export function probeHost(options: ProbeOptions = {}): HostProbe {
   const warnings: string[] = [];
   const nsenter = findExecutable("nsenter");
+  // Inside the jail only the system directories exist; perl-base puts perl in /usr/bin on Debian and its kin.
+  const perl = ["/usr/bin/perl", "/usr/local/bin/perl"].find((path) => findExecutable("perl", path)) ?? null;
   const ip = findExecutable("ip");
   let slirp4netns = findExecutable("slirp4netns", options.slirp4netnsPath);
   let bwrap: string | null = null;
@@ -113,6 +117,10 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
   } else if (!nsenter) {
     warnings.push(
       `nsenter (util-linux) not found, sessions cannot share a network namespace: ${NOT_ISOLATED}`,
+    );
+  } else if (!perl) {
+    warnings.push(
+      `perl not found in /usr/bin (install perl-base), which runs each jail's agent: ${NOT_ISOLATED}`,
     );
   } else {
     const hardened = trial(found, true);
@@ -172,6 +180,7 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
     bwrap,
     userns,
     nsenter,
+    perl: bwrap ? perl : null,
     slirp4netns,
     ip,
     cgroups,

@@ -4,7 +4,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import { agentInvocation, agentScript, Box, BoxedProcess, type BoxSpec } from "./box.ts";
+import { agentInvocation, Box, BoxedProcess, type BoxSpec } from "./box.ts";
 import { JAIL_WORKSPACE, type JailUser, jailArgs, jailCwd, jailEnv, wrapperScript } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import type { HostProbe } from "./detect.ts";
@@ -100,7 +100,6 @@ export async function openJailed(
   }
   // Rebuilt here if it went missing since the monitor started (see etc-copy.ts).
   const etcDir = probe.etc!.dir();
-  const agentFile = await agentScript(etcDir);
   const resolvConf = join(options.runDir, "resolv.conf");
   // Jails of this session left by a monitor that died while they were being set up, before bubblewrap armed
   // --die-with-parent and before their gate joined them to the cgroups: nothing else would ever end them.
@@ -124,10 +123,10 @@ export async function openJailed(
   }
 
   // No shell runs on the host: nsenter joins the session's network namespace and execs bubblewrap, whose gate
-  // joins the cgroups (spawn-gate.ts) before the agent runs. Rlimits are set per command, inside (see agent.ts).
+  // joins the cgroups (spawn-gate.ts) before the agent runs. Rlimits are set per command, inside (see agent.pl).
   const procsFiles = limits.cgroup?.procsFiles ?? [];
   const gated = procsFiles.length > 0;
-  const agent = agentInvocation(agentFile);
+  const agent = agentInvocation(probe.perl!);
   const spec: BoxSpec = {
     file: nsenter,
     args: [

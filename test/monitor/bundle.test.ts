@@ -76,7 +76,7 @@ describe("bundle", () => {
   it("writes every path the Dockerfiles copy, and nothing imports a package at run time", async () => {
     const names = (await readdir(out)).sort();
     expect(names).toEqual([
-      "agent.mjs",
+      "agent.pl",
       "bridge.mjs",
       "deployer.mjs",
       "monitor-cli.mjs",

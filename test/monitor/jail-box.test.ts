@@ -33,7 +33,7 @@ describe("a session's jail", () => {
     const [shell, init, agent] = result.stdout.trim().split("\n");
     expect(Number(shell)).toBeGreaterThan(2);
     expect(init).toBe("bwrap");
-    expect(agent).toContain("/run/sandbox/agent.mjs");
+    expect(agent).toContain("/run/sandbox/agent.pl");
     const again = await run(session.sandbox, "cat /proc/2/cmdline | tr '\\0' ' '");
     expect(again.stdout.trim()).toBe(agent);
   });
@@ -51,7 +51,9 @@ describe("a session's jail", () => {
     );
     // 3 is the shell's own (the command substitution); 4 and 5 would be the gate's and the agent's channel.
     for (const fd of ["4", "5"]) expect(fds.has(fd)).toBe(false);
-    expect([...fds.values()].filter((target) => target.startsWith("socket:"))).toHaveLength(2);
+    expect(fds.get("1")).toMatch(/^pipe:/);
+    expect(fds.get("2")).toMatch(/^pipe:/);
+    expect([...fds.values()].filter((target) => target.startsWith("socket:"))).toEqual([]);
   });
 
   it("holds output back while the reader is paused, so the process blocks instead of the monitor buffering", async () => {
@@ -92,28 +94,6 @@ describe("a session's jail", () => {
     expect((await slow).stdout).toBe("slept\n");
     await eventually(() => jailProcesses(session.runDir).size === 0, "the idle jail to stop");
     expect((await run(session.sandbox, "echo back")).stdout).toBe("back\n");
-  });
-
-  it("starts a command from its standby shell exactly as a fresh spawn would", async () => {
-    await run(session.sandbox, "mkdir -p sub");
-    // How long the command's process has existed, in clock ticks: a standby shell waited for it.
-    const age = `echo "age $(( $(cut -d' ' -f1 /proc/uptime | tr -d .) - $(cut -d' ' -f22 /proc/$$/stat) ))"`;
-    const command = `${age}; echo "$0"; pwd; ulimit -H -f; ulimit -H -t; env | sort; readlink /proc/self/fd/0`;
-    const env = { QUOTED: 'it\'s "quoted" $HOME `x`\nnext line', EMPTY: "" };
-    // Long enough for the standby to be waiting, short of the jail's idle stop (400 ms here).
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    const viaStandby = await run(session.sandbox, command, { cwd: "sub", env });
-    // A variable name the shell cannot export forces a fresh spawn.
-    const fresh = await run(session.sandbox, command, { cwd: "sub", env: { ...env, "NOT-A-NAME": "x" } });
-    const [standbyAge, ...standbyRest] = viaStandby.stdout.split("\n");
-    const [freshAge, ...freshRest] = fresh.stdout.replace("NOT-A-NAME=x\n", "").split("\n");
-    expect(Number(standbyAge?.split(" ")[1])).toBeGreaterThanOrEqual(15);
-    expect(Number(freshAge?.split(" ")[1])).toBeLessThan(15);
-    expect(standbyRest).toEqual(freshRest);
-    // `env | sort` puts the value's second line elsewhere.
-    expect(standbyRest).toEqual(expect.arrayContaining(['QUOTED=it\'s "quoted" $HOME `x`', "next line"]));
-    expect(standbyRest.slice(0, 4)).toEqual(["/bin/sh", "/workspace/sub", "524288", "600"]);
-    expect(viaStandby.stderr).toBe("");
   });
 
   it("explains a working directory that does not exist", async () => {

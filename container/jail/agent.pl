@@ -1,0 +1,323 @@
+#!/usr/bin/perl
+# The jail agent: the one long-lived program of a session's jail (bubblewrap's pid 1 runs it as pid 2). The monitor
+# asks it over descriptor 5 to start commands, gets their output back from it with flow control, and signals them
+# through it. Starting a command is then a fork of this small process inside a jail that already exists: no new
+# namespaces, mounts or cgroup migration per command. When the agent goes, bubblewrap's init goes and the kernel
+# ends every process of the jail, so nothing outlives it.
+#
+# Perl, because it is on every Debian-based system (perl-base is essential) and starts in milliseconds with a few
+# megabytes, where a Node process needs ~70 ms of CPU and ~10 MB per session. Only modules of perl-base are used.
+# The wire format is described in agent-protocol.ts.
+use strict;
+use warnings;
+no warnings 'portable';    # 64-bit signal masks
+use POSIX ();
+use Fcntl qw(F_GETFD F_SETFD F_GETFL F_SETFL FD_CLOEXEC O_NONBLOCK);
+
+my $CHANNEL_FD = 5;
+# Output bytes sent per stream before waiting for the monitor's acks.
+my $WINDOW = 256 * 1024;
+my $CHUNK = 64 * 1024;
+# Signals whose default action ends a process: the group leader's death is deferred (see signal_group).
+my %DEFERRED = map { $_ => 1 } (POSIX::SIGTERM(), POSIX::SIGINT(), POSIX::SIGHUP(), POSIX::SIGQUIT(),
+    POSIX::SIGUSR1(), POSIX::SIGUSR2());
+my $GRACE = 5;      # seconds
+my $POLL = 0.02;    # seconds
+my $RESENDS = 10;
+
+use constant {
+    SPAWN => 1, SIGNAL => 2, ACK => 3,
+    READY => 10, SPAWNED => 11, FAILED => 12, DATA => 13, EOF_ => 14, EXIT => 15,
+};
+
+# Nothing the agent holds may reach a command: mark every inherited descriptor above stderr close-on-exec (Perl
+# does so for the ones it opens), and drop the cgroup gate's.
+POSIX::close($_) for (3, 4);
+my @inherited;    # kept open: a handle going out of scope would close its descriptor
+if (opendir(my $fds, "/proc/self/fd")) {
+    my @numbers = grep { /^\d+$/ && $_ > 2 && $_ != fileno($fds) } readdir $fds;
+    closedir $fds;
+    for my $fd (@numbers) {
+        next unless open(my $h, "<&=", $fd);
+        my $flags = fcntl($h, F_GETFD, 0);
+        fcntl($h, F_SETFD, $flags | FD_CLOEXEC) if defined $flags;
+        push @inherited, $h;
+    }
+}
+open(my $ctl, "+<&=", $CHANNEL_FD) or die "no channel on descriptor $CHANNEL_FD: $!\n";
+binmode $ctl;
+
+# SIGCHLD writes to a pipe that the main loop watches, so that no exit is missed between two selects.
+pipe(my $wake_r, my $wake_w) or die "pipe: $!\n";
+fcntl($wake_w, F_SETFL, fcntl($wake_w, F_GETFL, 0) | O_NONBLOCK);
+$SIG{CHLD} = sub { syswrite($wake_w, "c") };
+$SIG{PIPE} = "IGNORE";
+
+my %run;       # id => { pid, out => { 1 => fh, 2 => fh }, unacked => { 1 => n, 2 => n }, exited }
+my %by_pid;    # pid => id
+my @timers;    # [due, code]
+
+sub now {
+    open(my $f, "<", "/proc/uptime") or return time;
+    my ($uptime) = split / /, scalar <$f>;
+    return $uptime;
+}
+
+sub put {
+    my ($body) = @_;
+    my $frame = pack("N", length $body) . $body;
+    my $off = 0;
+    while ($off < length $frame) {
+        my $n = syswrite($ctl, $frame, length($frame) - $off, $off);
+        if (!defined $n) {
+            next if $!{EINTR};
+            shutdown_all();
+        }
+        $off += $n;
+    }
+}
+
+sub shutdown_all {
+    kill("KILL", -$_->{pid}) for values %run;
+    POSIX::_exit(0);
+}
+
+sub fail {
+    my ($id, $message) = @_;
+    put(pack("CN", FAILED, $id) . $message);
+}
+
+sub start {
+    my ($id, $command, $cwd, $limits, @env) = @_;
+    my ($out_r, $out_w, $err_r, $err_w, $st_r, $st_w);
+    unless (pipe($out_r, $out_w) && pipe($err_r, $err_w) && pipe($st_r, $st_w)) {
+        return fail($id, "cannot create pipes: $!");
+    }
+    my $pid = fork();
+    if (!defined $pid) {
+        return fail($id, "cannot fork: $!");
+    }
+    if ($pid == 0) {
+        # The command: its own session and process group, /dev/null for stdin, exactly the given environment.
+        $SIG{CHLD} = "DEFAULT";
+        $SIG{PIPE} = "DEFAULT";
+        POSIX::setsid();
+        if (!chdir $cwd) {
+            my $why = ($!{ENOENT} || $!{ENOTDIR}) ? "working directory $cwd does not exist" : "cannot enter $cwd: $!";
+            syswrite($st_w, $why);
+            POSIX::_exit(127);
+        }
+        open(STDIN, "<", "/dev/null");
+        open(STDOUT, ">&", $out_w);
+        open(STDERR, ">&", $err_w);
+        %ENV = map { split(/=/, $_, 2) } @env;
+        # The rlimits are set per command by the shell (ulimit sets soft and hard limits), so that the agent's own
+        # CPU time never counts against them.
+        my @argv = length $limits ? ("/bin/sh", "-c", $limits, "sh", "/bin/sh", "-c", $command) : ("/bin/sh", "-c", $command);
+        { no warnings "exec"; exec { "/bin/sh" } @argv; }
+        syswrite($st_w, "cannot run /bin/sh: $!");
+        POSIX::_exit(127);
+    }
+    close $out_w;
+    close $err_w;
+    close $st_w;
+    # The status pipe is close-on-exec: end of file means the command runs.
+    my $why = "";
+    while (1) {
+        my $n = sysread($st_r, $why, 512, length $why);
+        next if !defined $n && $!{EINTR};
+        last;
+    }
+    close $st_r;
+    if (length $why) {
+        waitpid($pid, 0);
+        close $out_r;
+        close $err_r;
+        return fail($id, $why);
+    }
+    $run{$id} = { pid => $pid, out => { 1 => $out_r, 2 => $err_r }, unacked => { 1 => 0, 2 => 0 }, exited => 0 };
+    $by_pid{$pid} = $id;
+    put(pack("CNN", SPAWNED, $id, $pid));
+}
+
+sub settle {
+    my ($id) = @_;
+    my $entry = $run{$id} or return;
+    delete $run{$id} if $entry->{exited} && !%{ $entry->{out} };
+}
+
+sub reap {
+    while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
+        my $status = $?;
+        my $id = delete $by_pid{$pid};
+        next unless defined $id && $run{$id};
+        $run{$id}{exited} = 1;
+        # A command does not outlive itself: what it left in its group (background jobs) ends with it.
+        kill("KILL", -$pid);
+        my ($code, $signal) = POSIX::WIFEXITED($status) ? (POSIX::WEXITSTATUS($status), 0) : (-1, POSIX::WTERMSIG($status));
+        put(pack("CNl>C", EXIT, $id, $code, $signal));
+        settle($id);
+    }
+}
+
+# Pids of the jail's processes in process group $pgid (the jail's /proc shows its own pid namespace only).
+sub group_members {
+    my ($pgid) = @_;
+    my @members;
+    opendir(my $proc, "/proc") or return ();
+    for my $name (readdir $proc) {
+        next unless $name =~ /^\d+$/;
+        open(my $f, "<", "/proc/$name/stat") or next;
+        my $stat = do { local $/; <$f> } // next;
+        # The command name may contain spaces and parentheses: fields resume after the last ")".
+        my @fields = split / /, substr($stat, rindex($stat, ")") + 2);
+        push @members, $name + 0 if ($fields[2] // -1) == $pgid && $fields[0] ne "Z";
+    }
+    closedir $proc;
+    return @members;
+}
+
+# Whether $pid has a handler for signal $signum (SigCgt in /proc/<pid>/status).
+sub catches {
+    my ($pid, $signum) = @_;
+    open(my $f, "<", "/proc/$pid/status") or return 0;
+    my $status = do { local $/; <$f> } // "";
+    my ($mask) = $status =~ /^SigCgt:\s*([0-9a-f]+)$/m or return 0;
+    return (hex($mask) >> ($signum - 1)) & 1;
+}
+
+# Signals a command's process group. For terminating signals one subtlety: the command is `/bin/sh -c` (the group
+# leader), and its group is ended once the leader exits. A shell that dies of SIGTERM at once would cut short the
+# program it runs while that program handles the same signal. So when the leader would die of the signal and has
+# company, it is stopped first, the others get the signal, and the leader gets it (and SIGCONT) once they are gone
+# or after a grace period: the program's handler runs to completion, and the shell cannot move on meanwhile.
+sub signal_group {
+    my ($entry, $signum) = @_;
+    my $pgid = $entry->{pid};
+    if (!$DEFERRED{$signum}) {
+        kill($signum, -$pgid);
+        return;
+    }
+    my @members = group_members($pgid);
+    my @others = grep { $_ != $pgid } @members;
+    if ($entry->{exited} || !@others || catches($pgid, $signum)) {
+        kill($signum, -$pgid);
+        resend_to_newcomers($pgid, { map { $_ => 1 } @members }, $signum, $RESENDS);
+        return;
+    }
+    kill("STOP", $pgid);
+    kill($signum, $_) for @others;
+    my %waiting = map { $_ => 1 } @others;
+    my $deadline = now() + $GRACE;
+    my $release;
+    $release = sub {
+        return if $entry->{exited};
+        my @left = grep { $waiting{$_} } group_members($pgid);
+        if (@left && now() < $deadline) {
+            push @timers, [now() + $POLL, $release];
+            return;
+        }
+        kill($signum, $pgid);
+        kill("CONT", $pgid);
+    };
+    push @timers, [now() + $POLL, $release];
+}
+
+# A command signalled as it starts can miss it: a shell that has not forked yet may catch SIGINT and then fork a
+# child that never got it. Processes that join the group within the next polls get the signal too.
+sub resend_to_newcomers {
+    my ($pgid, $signalled, $signum, $left) = @_;
+    return if $left <= 0;
+    push @timers, [now() + $POLL, sub {
+        for my $pid (group_members($pgid)) {
+            next if $signalled->{$pid}++;
+            kill($signum, $pid);
+        }
+        resend_to_newcomers($pgid, $signalled, $signum, $left - 1);
+    }];
+}
+
+sub dispatch {
+    my ($body) = @_;
+    my $type = unpack("C", $body);
+    if ($type == SPAWN) {
+        my ($id, $fields) = unpack("x N a*", $body);
+        start($id, split(/\0/, $fields, -1));
+    } elsif ($type == SIGNAL) {
+        my ($id, $signum) = unpack("x N C", $body);
+        signal_group($run{$id}, $signum) if $run{$id};
+    } elsif ($type == ACK) {
+        my ($id, $fd, $bytes) = unpack("x N C N", $body);
+        my $entry = $run{$id} or return;
+        $entry->{unacked}{$fd} = ($entry->{unacked}{$fd} // 0) - $bytes;
+        $entry->{unacked}{$fd} = 0 if $entry->{unacked}{$fd} < 0;
+    }
+}
+
+my $inbox = "";
+put(pack("C", READY));
+
+while (1) {
+    my $rin = "";
+    vec($rin, fileno($ctl), 1) = 1;
+    vec($rin, fileno($wake_r), 1) = 1;
+    for my $entry (values %run) {
+        for my $fd (keys %{ $entry->{out} }) {
+            vec($rin, fileno($entry->{out}{$fd}), 1) = 1 if $entry->{unacked}{$fd} < $WINDOW;
+        }
+    }
+    my $timeout;
+    if (@timers) {
+        my $next = (sort { $a <=> $b } map { $_->[0] } @timers)[0];
+        $timeout = $next - now();
+        $timeout = 0 if $timeout < 0;
+    }
+    my $rout;
+    my $ready = select($rout = $rin, undef, undef, $timeout);
+    if ($ready < 0) {
+        next if $!{EINTR};
+        die "select: $!\n";
+    }
+    if (vec($rout, fileno($wake_r), 1)) {
+        sysread($wake_r, my $drain, 4096);
+        reap();
+    }
+    if (@timers) {
+        my $t = now();
+        my @due = grep { $_->[0] <= $t } @timers;
+        @timers = grep { $_->[0] > $t } @timers;
+        $_->[1]->() for @due;
+    }
+    for my $id (sort { $a <=> $b } keys %run) {
+        my $entry = $run{$id} or next;
+        # Both streams ready at once: stdout first, the order in which programs usually write.
+        for my $fd (sort keys %{ $entry->{out} }) {
+            my $fh = $entry->{out}{$fd};
+            next unless vec($rout, fileno($fh), 1);
+            my $n = sysread($fh, my $chunk, $CHUNK);
+            next if !defined $n && $!{EINTR};
+            if (!$n) {
+                close $fh;
+                delete $entry->{out}{$fd};
+                put(pack("CNC", EOF_, $id, $fd));
+                settle($id);
+                next;
+            }
+            $entry->{unacked}{$fd} += $n;
+            put(pack("CNC", DATA, $id, $fd) . $chunk);
+        }
+    }
+    if (vec($rout, fileno($ctl), 1)) {
+        my $n = sysread($ctl, $inbox, 65536, length $inbox);
+        next if !defined $n && $!{EINTR};
+        # The monitor closed the channel or died: nothing may outlive it. Ending the agent ends the jail.
+        shutdown_all() if !$n;
+        while (length $inbox >= 4) {
+            my $size = unpack("N", $inbox);
+            last if length $inbox < 4 + $size;
+            my $body = substr($inbox, 4, $size);
+            substr($inbox, 0, 4 + $size) = "";
+            dispatch($body);
+        }
+    }
+}
