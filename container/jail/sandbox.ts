@@ -151,9 +151,6 @@ export async function openJailed(
   };
   const rlimits = wrapperScript({ ...options.limits, cgroupProcs: [], addressSpaceBytes: 0 });
   const boxes = boxKeeper(spec, boxIdleMs);
-  // Most sessions run a command right after they are created: have the jail ready by then. A failure here is
-  // reported by the first spawn, which tries again.
-  boxes.get().catch(() => {});
   let nextId = 1;
   let closing: Promise<void> | null = null;
 
