@@ -20,6 +20,8 @@ export const MonitorConfig = z.object({
   maxLifetimeSeconds: z.number().int().min(10).default(86_400),
   reapIntervalMs: z.number().int().min(100).default(30_000),
   maxSessions: z.number().int().min(1).default(500),
+  /** Sessions kept opened ahead of time, so that creating one and its first command do not wait (0: none). */
+  spareSessions: z.number().int().min(0).max(8).default(0),
   maxBodyBytes: z
     .number()
     .int()

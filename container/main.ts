@@ -14,6 +14,7 @@ Options (each also read from the environment variable in brackets):
   --data-dir <dir>   sessions, logs and the SQLite database      [MONITOR_DATA_DIR, default ./.data/monitor]
   --secret <s>       bearer secret callers must send             [MONITOR_SECRET, generated and printed when absent]
   --isolation <m>    auto (bubblewrap when possible) or none     [MONITOR_ISOLATION, default auto]
+  --spare-sessions <n>  sessions kept opened ahead of time, 0-8  [MONITOR_SPARE_SESSIONS, default 1]
 
 Environment only:
   MONITOR_TEMPLATES_DIR   session templates (default: templates/ next to the monitor)
@@ -30,6 +31,7 @@ const { values } = parseArgs({
     "data-dir": { type: "string" },
     secret: { type: "string" },
     isolation: { type: "string" },
+    "spare-sessions": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -47,6 +49,12 @@ if (isolation !== "auto" && isolation !== "none") {
   process.exit(2);
 }
 
+const spares = Number(values["spare-sessions"] ?? env.MONITOR_SPARE_SESSIONS ?? "1");
+if (!Number.isInteger(spares) || spares < 0 || spares > 8) {
+  console.error("--spare-sessions must be a whole number from 0 to 8");
+  process.exit(2);
+}
+
 try {
   parseJailUser(env.MONITOR_JAIL_USER);
 } catch (error) {
@@ -57,6 +65,7 @@ try {
 const monitor = await createMonitor({
   dataDir: values["data-dir"] ?? env.MONITOR_DATA_DIR ?? ".data/monitor",
   isolation,
+  spareSessions: spares,
   ...(givenSecret ? { secret: givenSecret } : {}),
   ...(env.MONITOR_TEMPLATES_DIR ? { templatesDir: env.MONITOR_TEMPLATES_DIR } : {}),
 });

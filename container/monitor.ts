@@ -69,6 +69,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
       limits: config.limits,
     },
     maxSessions: config.maxSessions,
+    spareSessions: config.spareSessions,
     async onDestroy(sessionId) {
       await supervisor.stopAll(sessionId);
       supervisor.forget(sessionId);
@@ -77,6 +78,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
       detection.forgetSession(sessionId);
     },
   });
+  await sessions.start();
 
   const health = (): Health => ({
     status: "ok",

@@ -188,6 +188,10 @@ export async function openJailed(
     kill(child: SandboxProcess, sig: NodeJS.Signals): void {
       if (child instanceof BoxedProcess) child.signal(sig);
     },
+    warm() {
+      // A failure here is reported by the first spawn, which tries again.
+      if (!closing && !boxes.current()) boxes.get().catch(() => {});
+    },
     connect: (port) => network.connect(port),
     close() {
       closing ??= (async () => {
@@ -319,6 +323,7 @@ export async function openDirect(probe: HostProbe, options: SessionSandboxOption
       );
     },
     kill,
+    warm() {},
     connect: (port) => connectDirect(port),
     close() {
       closing ??= (async () => {

@@ -78,6 +78,8 @@ export interface SessionSandbox {
   spawn(options: SpawnOptions): SandboxProcess;
   /** Delivers `signal` to every process `spawn` started for `child` (its process group, inside the jail too). */
   kill(child: SandboxProcess, signal: NodeJS.Signals): void;
+  /** Starts the session's jail ahead of its first command, if it has one that is not running. */
+  warm(): void;
   /** A TCP connection to 127.0.0.1:`port` as seen inside the session (its network namespace). */
   connect(port: number): Promise<Socket>;
   /** Stops the session's network namespace and helpers; does not touch the workspace. */

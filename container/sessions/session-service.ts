@@ -7,6 +7,7 @@ import type { SessionRuntime } from "../exec/types.ts";
 import type { Jail, SessionSandbox } from "../jail/types.ts";
 import { newSessionId } from "./session-id.ts";
 import type { SessionRecord, SessionStore } from "./session-store.ts";
+import { SparePool } from "./spare-pool.ts";
 
 export interface SessionServiceOptions {
   store: SessionStore;
@@ -16,6 +17,8 @@ export interface SessionServiceOptions {
   templatesDir: string;
   defaults: { idleTtlSeconds: number; maxLifetimeSeconds: number; limits: Limits };
   maxSessions: number;
+  /** Sessions opened ahead of time for `create` to take (network "deny", default limits); 0 for none. */
+  spareSessions?: number;
   /** Called while a session is destroyed, before its directory goes: stop processes, drop logs and errors. */
   onDestroy: (sessionId: string) => Promise<void>;
 }
@@ -34,9 +37,40 @@ export class SessionService {
   readonly #destroying = new Map<string, Promise<boolean>>();
   /** Aborted when the session is destroyed, so that commands still running in it end. */
   readonly #lifetimes = new Map<string, AbortController>();
+  readonly #spares: SparePool;
 
   constructor(options: SessionServiceOptions) {
     this.#options = options;
+    this.#spares = new SparePool({
+      size: options.spareSessions ?? 0,
+      open: async (id) => {
+        const paths = this.paths(id);
+        await mkdir(paths.workspace, { recursive: true });
+        await mkdir(paths.run, { recursive: true });
+        const sandbox = await this.#options.jail.open({
+          sessionId: id,
+          hostPath: paths.workspace,
+          runDir: paths.run,
+          network: "deny",
+          limits: options.defaults.limits,
+        });
+        sandbox.warm();
+        return sandbox;
+      },
+      discard: (id) => rm(this.paths(id).root, { recursive: true, force: true }),
+    });
+  }
+
+  /**
+   * Removes session directories without a record (spares and half-created sessions of a monitor that died), then
+   * opens the spares. Call once at start.
+   */
+  async start(): Promise<void> {
+    const root = join(this.#options.dataDir, "sessions");
+    for (const name of await readdir(root).catch(() => [])) {
+      if (!this.#options.store.get(name)) await rm(join(root, name), { recursive: true, force: true });
+    }
+    this.#spares.refill();
   }
 
   async create(input: CreateSessionRequest): Promise<Session> {
@@ -51,8 +85,10 @@ export class SessionService {
     }
     const template = request.template && request.template !== "empty" ? request.template : null;
     if (template) await this.#assertTemplate(template);
-    const id = request.id ?? newSessionId();
+    const spare = request.id === undefined && request.network === "deny" ? this.#spares.take() : null;
+    const id = spare?.id ?? request.id ?? newSessionId();
     if (store.get(id)) throw new SandboxError("conflict", `session ${id} already exists`);
+    if (spare) this.#sandboxes.set(id, spare.sandbox);
     const now = Date.now();
     const record: SessionRecord = {
       id,
@@ -76,6 +112,8 @@ export class SessionService {
     store.insert(record);
     try {
       const sandbox = await this.#sandbox(record);
+      // Most sessions run a command soon after they are created: have the jail ready by then.
+      sandbox.warm();
       return this.#toSession(record, sandbox);
     } catch (error) {
       await this.destroy(id);
@@ -149,6 +187,7 @@ export class SessionService {
 
   /** Closes every open sandbox (network namespaces, helpers) without touching workspaces or records. */
   async close(): Promise<void> {
+    await this.#spares.close();
     const sandboxes = [...this.#sandboxes.values()];
     this.#sandboxes.clear();
     await Promise.allSettled(sandboxes.map(async (sandbox) => (await sandbox).close()));

@@ -61,7 +61,8 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   }
   const dataDir = resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true });
-  const monitor = await createMonitor({ dataDir, isolation: options.isolation ?? "auto" });
+  // One session kept opened ahead of time: creating a session and its first command then wait for nothing.
+  const monitor = await createMonitor({ dataDir, isolation: options.isolation ?? "auto", spareSessions: 1 });
   const client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret });
   const auth = createTokenAuth(options.tokens);
   const apps = new StaticApps({ root: join(dataDir, "deployments") });

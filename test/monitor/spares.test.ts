@@ -1,0 +1,71 @@
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMonitor, type Monitor } from "../../container/monitor.ts";
+import { SandboxClient } from "../../src/protocol/client.ts";
+import { jailProcesses } from "../fixtures/jail/helpers.ts";
+import { eventually } from "../helpers/monitor-process.ts";
+
+/** Sessions opened ahead of time (container/sessions/spare-pool.ts), against an in-process monitor. */
+describe("spare sessions", () => {
+  let dataDir: string;
+  let monitor: Monitor;
+  let client: SandboxClient;
+  const sessionsDir = () => join(dataDir, "sessions");
+  const onDisk = async () => (await readdir(sessionsDir())).sort();
+  const start = async () => {
+    monitor = await createMonitor({ dataDir, spareSessions: 1 });
+    client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret });
+  };
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), "spares-test-"));
+    // A directory without a record, as a monitor that died would leave a spare.
+    await mkdir(join(dataDir, "sessions", "leftoverspare0000000000", "workspace"), { recursive: true });
+    await writeFile(join(dataDir, "sessions", "leftoverspare0000000000", "workspace", "f"), "x");
+    await start();
+  });
+  afterAll(async () => {
+    await monitor?.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("removes directories without a record at start, and keeps one session opened, with its jail running", async () => {
+    const [spare, ...rest] = await eventually(async () => {
+      const names = await onDisk();
+      return names.length > 0 ? names : undefined;
+    });
+    expect(rest).toEqual([]);
+    expect(spare).not.toBe("leftoverspare0000000000");
+    expect(await client.listSessions()).toEqual([]);
+    await eventually(() => (jailProcesses(join(sessionsDir(), spare!, "run")).size >= 2 ? true : undefined));
+  });
+
+  it("hands the spare to the next default session and opens another", async () => {
+    const [spare] = await onDisk();
+    const session = await client.createSession({ template: "node" });
+    expect(session.id).toBe(spare);
+    expect(existsSync(join(sessionsDir(), spare!, "workspace", "package.json"))).toBe(true);
+    const result = await client.exec(session.id, { commands: ["cat package.json | head -c 1; echo"] });
+    expect(result.results[0]?.stdout.text).toBe("{\n");
+    await eventually(async () => ((await onDisk()).length === 2 ? true : undefined));
+    const next = (await onDisk()).find((name) => name !== session.id);
+    // A session of its own: an explicit id or network "allow" never takes the spare.
+    const allow = await client.createSession({ network: "allow" });
+    expect(allow.id).not.toBe(next);
+    expect(await onDisk()).toContain(next);
+    await client.destroySession(allow.id);
+    await client.destroySession(session.id);
+  });
+
+  it("leaves no spare behind when the monitor closes, and records survive a restart", async () => {
+    const kept = await client.createSession({});
+    await monitor.close();
+    expect(await onDisk()).toEqual([kept.id]);
+    await start();
+    expect((await client.getSession(kept.id)).id).toBe(kept.id);
+    await eventually(async () => ((await onDisk()).length === 2 ? true : undefined));
+  });
+});
