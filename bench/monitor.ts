@@ -117,18 +117,21 @@ export async function benchMonitor(options: { quick: boolean }): Promise<Row[]> 
     };
     const fsSamples: number[] = [];
     const apiSamples: number[] = [];
-    for (let round = 0; round < (options.quick ? 3 : 7); round++) {
+    const roundRatios: number[] = [];
+    for (let round = 0; round < (options.quick ? 5 : 9); round++) {
       fsSamples.push(...(await timeRuns(1, () => writeDirect(round))));
       const files = batch(round);
       apiSamples.push(...(await timeRuns(1, () => client.writeFiles(session.id, { files }))));
+      roundRatios.push(apiSamples.at(-1)! / fsSamples.at(-1)!);
     }
     await rm(direct, { recursive: true, force: true });
-    const writeRatio = median(apiSamples) / median(fsSamples);
+    // Each round's ratio against its own baseline: the disk's speed swings from round to round on a shared machine.
+    const writeRatio = median(roundRatios);
     rows.push({
       figure: "write 1,000 files / 10 MB, one request (median)",
       value: ms(median(apiSamples)),
       baseline: `fs.writeFile ${ms(median(fsSamples))}`,
-      ratio: `${writeRatio.toFixed(2)}x`,
+      ratio: `${writeRatio.toFixed(2)}x (median of ${roundRatios.length} same-round ratios)`,
       goal: "<= 2x",
       ok: writeRatio <= 2,
     });

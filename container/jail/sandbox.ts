@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
@@ -102,8 +103,11 @@ export async function openJailed(
   const etcDir = probe.etc!.dir();
   const resolvConf = join(options.runDir, "resolv.conf");
   // Jails of this session left by a monitor that died while they were being set up, before bubblewrap armed
-  // --die-with-parent and before their gate joined them to the cgroups: nothing else would ever end them.
-  for (let pass = 0; pass < 5 && killOrphanedInits(resolvConf) > 0; pass++) await sleep(20);
+  // --die-with-parent and before their gate joined them to the cgroups: nothing else would ever end them. They
+  // name this session's resolv.conf, so a session that never had one has none (and skips the /proc scan).
+  if (existsSync(resolvConf)) {
+    for (let pass = 0; pass < 5 && killOrphanedInits(resolvConf) > 0; pass++) await sleep(20);
+  }
   const hostsFile = join(options.runDir, "hosts");
   await writeFile(resolvConf, outbound ? "nameserver 10.0.2.3\n" : "# no network access\n");
   await writeFile(hostsFile, "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
@@ -195,9 +199,9 @@ export async function openJailed(
     connect: (port) => network.connect(port),
     close() {
       closing ??= (async () => {
+        // The jail ends itself (box.ts); the cgroups' removal kills anything that escaped.
         await boxes.close();
         await limits.cgroup?.remove();
-        killOrphanedInits(resolvConf);
         await network.close();
         await Promise.all([rm(resolvConf, { force: true }), rm(hostsFile, { force: true })]);
       })();
