@@ -23,7 +23,6 @@ my %DEFERRED = map { $_ => 1 } (POSIX::SIGTERM(), POSIX::SIGINT(), POSIX::SIGHUP
     POSIX::SIGUSR1(), POSIX::SIGUSR2());
 my $GRACE = 5;      # seconds
 my $POLL = 0.02;    # seconds
-my $RESENDS = 10;
 
 use constant {
     SPAWN => 1, SIGNAL => 2, ACK => 3,
@@ -160,21 +159,25 @@ sub reap {
     }
 }
 
-# Pids of the jail's processes in process group $pgid (the jail's /proc shows its own pid namespace only).
+# The jail's processes in process group $pgid, as pid => command name (the jail's /proc shows its own pid namespace
+# only).
 sub group_members {
     my ($pgid) = @_;
-    my @members;
+    my %members;
     opendir(my $proc, "/proc") or return ();
     for my $name (readdir $proc) {
         next unless $name =~ /^\d+$/;
         open(my $f, "<", "/proc/$name/stat") or next;
         my $stat = do { local $/; <$f> } // next;
         # The command name may contain spaces and parentheses: fields resume after the last ")".
-        my @fields = split / /, substr($stat, rindex($stat, ")") + 2);
-        push @members, $name + 0 if ($fields[2] // -1) == $pgid && $fields[0] ne "Z";
+        my $open = index($stat, "(");
+        my $close = rindex($stat, ")");
+        my @fields = split / /, substr($stat, $close + 2);
+        $members{$name + 0} = substr($stat, $open + 1, $close - $open - 1)
+            if ($fields[2] // -1) == $pgid && $fields[0] ne "Z";
     }
     closedir $proc;
-    return @members;
+    return %members;
 }
 
 # Whether $pid has a handler for signal $signum (SigCgt in /proc/<pid>/status).
@@ -198,11 +201,11 @@ sub signal_group {
         kill($signum, -$pgid);
         return;
     }
-    my @members = group_members($pgid);
-    my @others = grep { $_ != $pgid } @members;
+    my %members = group_members($pgid);
+    my @others = grep { $_ != $pgid } keys %members;
     if ($entry->{exited} || !@others || catches($pgid, $signum)) {
         kill($signum, -$pgid);
-        resend_to_newcomers($pgid, { map { $_ => 1 } @members }, $signum, $RESENDS);
+        resend_to_newcomers($entry, \%members, $signum, now() + $GRACE);
         return;
     }
     kill("STOP", $pgid);
@@ -212,8 +215,8 @@ sub signal_group {
     my $release;
     $release = sub {
         return if $entry->{exited};
-        my @left = grep { $waiting{$_} } group_members($pgid);
-        if (@left && now() < $deadline) {
+        my %left = group_members($pgid);
+        if ((grep { $waiting{$_} } keys %left) && now() < $deadline) {
             push @timers, [now() + $POLL, $release];
             return;
         }
@@ -223,17 +226,22 @@ sub signal_group {
     push @timers, [now() + $POLL, $release];
 }
 
-# A command signalled as it starts can miss it: a shell that has not forked yet may catch SIGINT and then fork a
-# child that never got it. Processes that join the group within the next polls get the signal too.
+# A command signalled as it starts can miss it. A shell that has not forked yet may catch SIGINT and then fork a
+# child that never got it (and wait for it); a child forked but not yet running its program catches the signal
+# with the shell's handler, then loses it when it execs. Until the command exits, or for the grace period,
+# processes that join the group, or that run a new program since they were signalled, get the signal too.
 sub resend_to_newcomers {
-    my ($pgid, $signalled, $signum, $left) = @_;
-    return if $left <= 0;
+    my ($entry, $signalled, $signum, $deadline) = @_;
+    return if $entry->{exited} || now() > $deadline;
     push @timers, [now() + $POLL, sub {
-        for my $pid (group_members($pgid)) {
-            next if $signalled->{$pid}++;
+        return if $entry->{exited};
+        my %members = group_members($entry->{pid});
+        while (my ($pid, $name) = each %members) {
+            next if defined $signalled->{$pid} && $signalled->{$pid} eq $name;
+            $signalled->{$pid} = $name;
             kill($signum, $pid);
         }
-        resend_to_newcomers($pgid, $signalled, $signum, $left - 1);
+        resend_to_newcomers($entry, $signalled, $signum, $deadline);
     }];
 }
 
