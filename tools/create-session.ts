@@ -58,20 +58,17 @@ export const createSession = defineTool({
         `pass ttlSeconds of at most ${limits.maxTtlSeconds}`,
       );
     }
-    // Counted before the listing, so that of two concurrent creations at least one sees the other.
-    const release = ctx.owners.reserve(principal);
-    let session: Awaited<ReturnType<typeof sandbox.createSession>>;
-    try {
+    // One creation at a time per caller (on this instance), so that each sees the sessions made before it.
+    const session = await ctx.owners.oneAtATime(principal, async () => {
       const mine = await sandbox.listSessions({ owner: principal }, { signal });
-      const held = mine.length + ctx.owners.creating(principal) - 1;
-      if (held >= limits.maxSessionsPerPrincipal) {
+      if (mine.length >= limits.maxSessionsPerPrincipal) {
         throw new SandboxError(
           "limit_exceeded",
-          `you already hold ${held} sessions (counting those being created), the limit is ${limits.maxSessionsPerPrincipal}`,
+          `you already hold ${mine.length} sessions, the limit is ${limits.maxSessionsPerPrincipal}`,
           "destroy_session the ones you no longer need (list_sessions shows them), or reuse one",
         );
       }
-      session = await sandbox.createSession(
+      return sandbox.createSession(
         {
           owner: principal,
           network: args.network ?? "deny",
@@ -81,9 +78,7 @@ export const createSession = defineTool({
         },
         { signal },
       );
-    } finally {
-      release();
-    }
+    });
     ctx.owners.set(session.id, session.owner);
     const data = {
       sessionId: session.id,

@@ -147,26 +147,20 @@ export class SessionOwnerCache {
     this.#owners.delete(sessionId);
   }
 
-  readonly #creating = new Map<string, number>();
+  readonly #creating = new Map<string, Promise<unknown>>();
 
   /**
-   * Marks a session of `owner` as being created until the returned function is called. Quota checks count these
-   * too: concurrent creations would otherwise all pass a check made before any of them exists.
+   * Runs `task` (check the owner's quota, then create) after any other such task of `owner` on this instance has
+   * finished: concurrent creations would otherwise all pass a check made before any of them exists.
    */
-  reserve(owner: string): () => void {
-    this.#creating.set(owner, this.creating(owner) + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = this.creating(owner) - 1;
-      if (left > 0) this.#creating.set(owner, left);
-      else this.#creating.delete(owner);
-    };
-  }
-
-  /** Sessions of `owner` being created right now (see `reserve`). */
-  creating(owner: string): number {
-    return this.#creating.get(owner) ?? 0;
+  oneAtATime<T>(owner: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.#creating.get(owner) ?? Promise.resolve();
+    const run = previous.then(task, task);
+    const settled = run.catch(() => {});
+    this.#creating.set(owner, settled);
+    void settled.then(() => {
+      if (this.#creating.get(owner) === settled) this.#creating.delete(owner);
+    });
+    return run;
   }
 }

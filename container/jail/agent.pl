@@ -6,7 +6,7 @@
 # ends every process of the jail, so nothing outlives it.
 #
 # Perl, because it is on every Debian-based system (perl-base is essential) and starts in milliseconds with a few
-# megabytes, where a Node process needs ~70 ms of CPU and ~10 MB per session. Only modules of perl-base are used.
+# megabytes, where a Node process needs ~70 ms of CPU and ~8 MB of private memory per session. Only modules of perl-base are used.
 # The wire format is described in agent-protocol.ts.
 use strict;
 use warnings;
@@ -23,6 +23,9 @@ my %DEFERRED = map { $_ => 1 } (POSIX::SIGTERM(), POSIX::SIGINT(), POSIX::SIGHUP
     POSIX::SIGUSR1(), POSIX::SIGUSR2());
 my $GRACE = 5;      # seconds
 my $POLL = 0.02;    # seconds
+# How young a command must be for its signals to be sent again to newcomers (see resend_to_newcomers), and for how
+# long they are.
+my $STARTING = 2;   # seconds
 
 use constant {
     SPAWN => 1, SIGNAL => 2, ACK => 3,
@@ -134,7 +137,9 @@ sub start {
         close $err_r;
         return fail($id, $why);
     }
-    $run{$id} = { pid => $pid, out => { 1 => $out_r, 2 => $err_r }, unacked => { 1 => 0, 2 => 0 }, exited => 0 };
+    $run{$id} = {
+        pid => $pid, started => now(), out => { 1 => $out_r, 2 => $err_r }, unacked => { 1 => 0, 2 => 0 }, exited => 0,
+    };
     $by_pid{$pid} = $id;
     put(pack("CNN", SPAWNED, $id, $pid));
 }
@@ -205,7 +210,7 @@ sub signal_group {
     my @others = grep { $_ != $pgid } keys %members;
     if ($entry->{exited} || !@others || catches($pgid, $signum)) {
         kill($signum, -$pgid);
-        resend_to_newcomers($entry, \%members, $signum, now() + $GRACE);
+        resend_to_newcomers($entry, \%members, $signum, now() + $STARTING) if now() - $entry->{started} < $STARTING;
         return;
     }
     kill("STOP", $pgid);
@@ -228,8 +233,9 @@ sub signal_group {
 
 # A command signalled as it starts can miss it. A shell that has not forked yet may catch SIGINT and then fork a
 # child that never got it (and wait for it); a child forked but not yet running its program catches the signal
-# with the shell's handler, then loses it when it execs. Until the command exits, or for the grace period,
-# processes that join the group, or that run a new program since they were signalled, get the signal too.
+# with the shell's handler, then loses it when it execs. So for a command signalled within its first seconds,
+# processes that join the group, or run a new program since they were signalled, get the signal too for a while.
+# (Later, a group that handles the signal, say a shell running a cleanup trap, is left to do so.)
 sub resend_to_newcomers {
     my ($entry, $signalled, $signum, $deadline) = @_;
     return if $entry->{exited} || now() > $deadline;

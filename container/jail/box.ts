@@ -54,6 +54,10 @@ export interface BoxSpec {
 export type BoxRequest = SpawnFields;
 
 const START_TIMEOUT_MS = 15_000;
+/** How long a SIGKILLed process may take to be reported gone before its whole jail is ended. */
+const KILL_TIMEOUT_MS = 5_000;
+/** The agent sends at most 256 KB per stream ahead of the monitor's acks (agent.pl), in chunks of 64 KB. */
+const MAX_UNACKED_BYTES = 512 * 1024;
 const STDERR_KEEP = 4_096;
 
 /** A process of the jail, driven through the agent; behaves like the parts of ChildProcess the monitor uses. */
@@ -90,8 +94,19 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
   /** Sends `signal` to the process group; held until the agent has started the process. */
   signal(signal: NodeJS.Signals): void {
     if (this.#exited) return;
-    if (this.#box && this.pid !== undefined) this.#box.signal(this.id, signal);
+    if (this.#box && this.pid !== undefined) this.#deliver(this.#box, signal);
     else this.#pendingSignals.push(signal);
+  }
+
+  #deliver(box: Box, signal: NodeJS.Signals): void {
+    box.signal(this.id, signal);
+    // The agent runs as the jail's user: a jailed process can stop it (kill -STOP 2). A SIGKILL that brings no
+    // exit ends the whole jail instead.
+    if (signal === "SIGKILL") {
+      setTimeout(() => {
+        if (!this.#exited) void box.close();
+      }, KILL_TIMEOUT_MS).unref();
+    }
   }
 
   /** @internal box.ts: the agent started the process. */
@@ -99,7 +114,7 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
     this.#box = box;
     this.pid = pid;
     this.emit("spawn");
-    for (const signal of this.#pendingSignals.splice(0)) box.signal(this.id, signal);
+    for (const signal of this.#pendingSignals.splice(0)) this.#deliver(box, signal);
   }
 
   /** @internal box.ts: the process could not be started. */
@@ -118,6 +133,11 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
       return;
     }
     this.#held[fd] += chunk.length;
+    if (this.#held[fd] > MAX_UNACKED_BYTES) {
+      // More than the agent may send ahead: not the agent's own doing. The jail goes, the monitor's memory stays.
+      this.#box?.breach(`output of process ${this.id} beyond the flow-control window`);
+      return;
+    }
     if (readable.push(chunk)) this.#release(fd);
   }
 
@@ -195,11 +215,8 @@ export class Box {
     });
     const decode = agentDecoder(
       (message) => this.#receive(message),
-      (why) => {
-        // Not the agent's own words: something in the jail took the channel over. The jail goes.
-        this.#stderr += `\nthe agent's channel broke: ${why}`;
-        this.#kill();
-      },
+      // Not the agent's own words: something in the jail took the channel over. The jail goes.
+      (why) => this.breach(why),
     );
     this.#channel.on("data", decode);
     this.#channel.on("error", () => {});
@@ -213,12 +230,12 @@ export class Box {
         resolve();
       };
       child.once("exit", gone);
-      child.once("error", gone);
-      this.#channel.once("close", () => {
-        // The agent closed its channel: it is dying; make sure the jail goes with it.
-        this.#kill();
+      child.once("error", (error) => {
+        this.#stderr += error.message;
         gone();
       });
+      // The agent closed its channel: it is dying; make sure the jail goes with it (`exit` follows).
+      this.#channel.once("close", () => this.#kill());
     });
   }
 
@@ -297,6 +314,12 @@ export class Box {
 
   ack(id: number, fd: AgentFd, bytes: number): void {
     this.#send({ type: "ack", id, fd, bytes });
+  }
+
+  /** Ends the jail after a breach of the protocol by whatever speaks for the agent. */
+  breach(why: string): void {
+    this.#stderr += `\nthe agent's channel broke: ${why}`;
+    this.#kill();
   }
 
   /** Ends the jail and every process in it; resolves once bubblewrap is gone. */

@@ -56,7 +56,7 @@ export interface JailLayout {
   userns: boolean;
   /** The uid/gid jailed processes see as their own (needs `userns`); absent: 0, as the monitor. */
   user?: JailUser | null;
-  /** Host files bound read-only at the given jail paths (the jail agent and its Node binary). */
+  /** Host files bound read-only at the given jail paths (the jail agent's program). */
   files?: [host: string, jail: string][];
 }
 

@@ -225,7 +225,11 @@ function boxKeeper(
   let stopping: Promise<void> = Promise.resolve();
   const checkIdle = (): void => {
     const idle = box;
-    if (!idle) return;
+    if (!idle) {
+      // A jail still starting is checked once it runs.
+      if (starting) idleTimer = setTimeout(checkIdle, idleMs).unref();
+      return;
+    }
     if (idle.live > 0) {
       idleTimer = setTimeout(checkIdle, idleMs).unref();
       return;

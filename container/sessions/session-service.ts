@@ -88,7 +88,6 @@ export class SessionService {
     const spare = request.id === undefined && request.network === "deny" ? this.#spares.take() : null;
     const id = spare?.id ?? request.id ?? newSessionId();
     if (store.get(id)) throw new SandboxError("conflict", `session ${id} already exists`);
-    if (spare) this.#sandboxes.set(id, spare.sandbox);
     const now = Date.now();
     const record: SessionRecord = {
       id,
@@ -106,9 +105,18 @@ export class SessionService {
       limits: defaults.limits,
     };
     const paths = this.paths(id);
-    await mkdir(paths.workspace, { recursive: true });
-    await mkdir(paths.run, { recursive: true });
-    if (template) await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
+    try {
+      await mkdir(paths.workspace, { recursive: true });
+      await mkdir(paths.run, { recursive: true });
+      if (template)
+        await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
+    } catch (error) {
+      // No record yet: what the spare opened goes with its directory.
+      if (spare) await (await spare.sandbox.catch(() => null))?.close();
+      await rm(paths.root, { recursive: true, force: true });
+      throw error;
+    }
+    if (spare) this.#sandboxes.set(id, spare.sandbox);
     store.insert(record);
     try {
       const sandbox = await this.#sandbox(record);

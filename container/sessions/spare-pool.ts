@@ -45,9 +45,10 @@ export class SparePool {
       this.#ready.push(spare);
       spare.sandbox.catch(() => {
         // A spare that cannot open is dropped quietly: the next create opens a session the usual way and reports
-        // whatever goes wrong there.
+        // whatever goes wrong there. One already taken belongs to that create, which reports and cleans up.
         const at = this.#ready.indexOf(spare);
-        if (at >= 0) this.#ready.splice(at, 1);
+        if (at < 0) return;
+        this.#ready.splice(at, 1);
         void this.#options.discard(id).catch(() => {});
       });
     }

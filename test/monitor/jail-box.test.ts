@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Box } from "../../container/jail/box.ts";
 import { createJail } from "../../container/jail/index.ts";
@@ -85,6 +86,25 @@ describe("a session's jail", () => {
     await eventually(() => [...before.values()].every((pid) => !alive(pid)), "the old jail to be gone");
     expect((await run(session.sandbox, "echo again")).stdout).toBe("again\n");
     expect(jailProcesses(session.runDir).get(1)).not.toBe(before.get(1));
+  });
+
+  it("ends the whole jail when a SIGKILL brings no exit, as when a jailed process stopped the agent", {
+    timeout: 20_000,
+  }, async () => {
+    const child = session.sandbox.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
+    const done = collect(child);
+    await waitForOutput(child, "up");
+    // The command that stops the agent cannot be reported either: it is lost with the jail.
+    const stopper = collect(session.sandbox.spawn({ command: "kill -STOP 2", cwd: "", env: {} }));
+    const agent = jailProcesses(session.runDir).get(2)!;
+    await eventually(
+      () => /State:\s+T/.test(readFileSync(`/proc/${agent}/status`, "utf8")),
+      "the agent to stop",
+    );
+    session.sandbox.kill(child, "SIGKILL");
+    expect(await stopper).toMatchObject({ signal: "SIGKILL" });
+    expect(await done).toMatchObject({ code: null, signal: "SIGKILL" });
+    expect((await run(session.sandbox, "echo next")).stdout).toBe("next\n");
   });
 
   it("stops once nothing has run in it for a while, and not while a process runs", async () => {
