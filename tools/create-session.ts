@@ -58,27 +58,18 @@ export const createSession = defineTool({
         `pass ttlSeconds of at most ${limits.maxTtlSeconds}`,
       );
     }
-    // One creation at a time per caller (on this instance), so that each sees the sessions made before it.
-    const session = await ctx.owners.oneAtATime(principal, async () => {
-      const mine = await sandbox.listSessions({ owner: principal }, { signal });
-      if (mine.length >= limits.maxSessionsPerPrincipal) {
-        throw new SandboxError(
-          "limit_exceeded",
-          `you already hold ${mine.length} sessions, the limit is ${limits.maxSessionsPerPrincipal}`,
-          "destroy_session the ones you no longer need (list_sessions shows them), or reuse one",
-        );
-      }
-      return sandbox.createSession(
-        {
-          owner: principal,
-          network: args.network ?? "deny",
-          env: args.env ?? {},
-          ...(args.template ? { template: args.template } : {}),
-          ...(args.ttlSeconds !== undefined ? { idleTtlSeconds: args.ttlSeconds } : {}),
-        },
-        { signal },
-      );
-    });
+    // The sandbox counts the caller's sessions, including those being created, in the same step as it creates.
+    const session = await sandbox.createSession(
+      {
+        owner: principal,
+        maxOwnerSessions: limits.maxSessionsPerPrincipal,
+        network: args.network ?? "deny",
+        env: args.env ?? {},
+        ...(args.template ? { template: args.template } : {}),
+        ...(args.ttlSeconds !== undefined ? { idleTtlSeconds: args.ttlSeconds } : {}),
+      },
+      { signal },
+    );
     ctx.owners.set(session.id, session.owner);
     const data = {
       sessionId: session.id,

@@ -146,21 +146,4 @@ export class SessionOwnerCache {
   forget(sessionId: string): void {
     this.#owners.delete(sessionId);
   }
-
-  readonly #creating = new Map<string, Promise<unknown>>();
-
-  /**
-   * Runs `task` (check the owner's quota, then create) after any other such task of `owner` on this instance has
-   * finished: concurrent creations would otherwise all pass a check made before any of them exists.
-   */
-  oneAtATime<T>(owner: string, task: () => Promise<T>): Promise<T> {
-    const previous = this.#creating.get(owner) ?? Promise.resolve();
-    const run = previous.then(task, task);
-    const settled = run.catch(() => {});
-    this.#creating.set(owner, settled);
-    void settled.then(() => {
-      if (this.#creating.get(owner) === settled) this.#creating.delete(owner);
-    });
-    return run;
-  }
 }

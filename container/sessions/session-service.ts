@@ -1,5 +1,6 @@
 import { cp, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { CreateSessionRequest, Limits, Session } from "../../src/protocol/schemas.ts";
 import { CreateSessionRequest as CreateSessionSchema } from "../../src/protocol/schemas.ts";
@@ -38,6 +39,8 @@ export class SessionService {
   /** Aborted when the session is destroyed, so that commands still running in it end. */
   readonly #lifetimes = new Map<string, AbortController>();
   readonly #spares: SparePool;
+  /** Sessions being created per owner, not yet recorded (see #holdOwnerSlot). */
+  readonly #creating = new Map<string, number>();
 
   constructor(options: SessionServiceOptions) {
     this.#options = options;
@@ -75,7 +78,7 @@ export class SessionService {
 
   async create(input: CreateSessionRequest): Promise<Session> {
     const request = CreateSessionSchema.parse(input);
-    const { store, defaults, maxSessions } = this.#options;
+    const { store, maxSessions } = this.#options;
     if (store.count() >= maxSessions) {
       throw new SandboxError(
         "at_capacity",
@@ -83,6 +86,42 @@ export class SessionService {
         "destroy sessions you no longer need, or retry later",
       );
     }
+    // Checked and counted before the first await: concurrent creations each see the ones before them.
+    const release = this.#holdOwnerSlot(request.owner ?? null, request.maxOwnerSessions);
+    try {
+      return await this.#create(request, release);
+    } finally {
+      release();
+    }
+  }
+
+  /** Counts a session of `owner` as being created until the returned function runs (once its record exists). */
+  #holdOwnerSlot(owner: string | null, limit: number | undefined): () => void {
+    if (owner === null) return () => {};
+    const creating = this.#creating.get(owner) ?? 0;
+    if (limit !== undefined) {
+      const held = this.#options.store.list(owner).length + creating;
+      if (held >= limit) {
+        throw new SandboxError(
+          "limit_exceeded",
+          `you already hold ${held} sessions (counting those being created), the limit is ${limit}`,
+          "destroy_session the ones you no longer need (list_sessions shows them), or reuse one",
+        );
+      }
+    }
+    this.#creating.set(owner, creating + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const left = (this.#creating.get(owner) ?? 1) - 1;
+      if (left > 0) this.#creating.set(owner, left);
+      else this.#creating.delete(owner);
+    };
+  }
+
+  async #create(request: z.output<typeof CreateSessionSchema>, recorded: () => void): Promise<Session> {
+    const { store, defaults } = this.#options;
     const template = request.template && request.template !== "empty" ? request.template : null;
     if (template) await this.#assertTemplate(template);
     const spare = request.id === undefined && request.network === "deny" ? this.#spares.take() : null;
@@ -118,6 +157,7 @@ export class SessionService {
     }
     if (spare) this.#sandboxes.set(id, spare.sandbox);
     store.insert(record);
+    recorded();
     try {
       const sandbox = await this.#sandbox(record);
       // Most sessions run a command soon after they are created: have the jail ready by then.

@@ -54,6 +54,15 @@ export type Session = z.infer<typeof Session>;
 export const CreateSessionRequest = z.object({
   id: SessionId.optional().describe("chosen by the control plane for placement; generated when absent"),
   owner: z.string().max(200).optional(),
+  maxOwnerSessions: z
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .optional()
+    .describe(
+      "refuse with limit_exceeded when the owner already holds this many sessions, counting those being created",
+    ),
   network: NetworkPolicy.default("deny"),
   env: EnvMap.default({}),
   template: z.string().max(64).optional(),
