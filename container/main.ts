@@ -14,7 +14,8 @@ Options (each also read from the environment variable in brackets):
   --data-dir <dir>   sessions, logs and the SQLite database      [MONITOR_DATA_DIR, default ./.data/monitor]
   --secret <s>       bearer secret callers must send             [MONITOR_SECRET, generated and printed when absent]
   --isolation <m>    auto (bubblewrap when possible) or none     [MONITOR_ISOLATION, default auto]
-  --spare-sessions <n>  sessions kept opened ahead of time, 0-8  [MONITOR_SPARE_SESSIONS, default 1]
+  --spare-sessions <n>  sessions kept opened ahead of time, 0-8  [MONITOR_SPARE_SESSIONS, default 0]
+                     (taken only by creations without an explicit id, so not behind the Worker)
 
 Environment only:
   MONITOR_TEMPLATES_DIR   session templates (default: templates/ next to the monitor)
@@ -49,7 +50,7 @@ if (isolation !== "auto" && isolation !== "none") {
   process.exit(2);
 }
 
-const spares = Number(values["spare-sessions"] ?? env.MONITOR_SPARE_SESSIONS ?? "1");
+const spares = Number(values["spare-sessions"] ?? env.MONITOR_SPARE_SESSIONS ?? "0");
 if (!Number.isInteger(spares) || spares < 0 || spares > 8) {
   console.error("--spare-sessions must be a whole number from 0 to 8");
   process.exit(2);
