@@ -27,7 +27,7 @@ import type { SandboxProcess } from "./types.ts";
 declare const MONITOR_BUNDLED_AGENT: string | undefined;
 
 /** The agent's program on the host: the bundled sibling, else agent.pl next to this module. */
-export function agentScript(): string {
+function agentScript(): string {
   const sibling = typeof MONITOR_BUNDLED_AGENT === "string" ? MONITOR_BUNDLED_AGENT : "./agent.pl";
   return fileURLToPath(new URL(sibling, import.meta.url));
 }
@@ -50,8 +50,6 @@ export interface BoxSpec {
   env: Record<string, string>;
   startTimeoutMs?: number;
 }
-
-export type BoxRequest = SpawnFields;
 
 const START_TIMEOUT_MS = 15_000;
 /** How long a SIGKILLed process may take to be reported gone before its whole jail is ended. */
@@ -199,7 +197,8 @@ export class Box {
   readonly #channel: Duplex;
   readonly #processes = new Map<number, BoxedProcess>();
   readonly #marker: string | null;
-  readonly #messages = new EventEmitter();
+  /** Set while `start` waits for the agent's READY. */
+  #onReady: (() => void) | null = null;
   #gone = false;
   #ready = false;
   #stderr = "";
@@ -267,10 +266,10 @@ export class Box {
       };
       const settle = (): void => {
         clearTimeout(timer);
-        box.#messages.off("ready", onReady);
+        box.#onReady = null;
         box.#onGone.delete(onGone);
       };
-      box.#messages.on("ready", onReady);
+      box.#onReady = onReady;
       box.#onGone.add(onGone);
     });
     return box;
@@ -292,7 +291,7 @@ export class Box {
   }
 
   /** Starts `process` (ids unique per box) in the jail; it emits `spawn` or `error` once the agent answered. */
-  spawn(request: BoxRequest, process: BoxedProcess): void {
+  spawn(request: SpawnFields, process: BoxedProcess): void {
     if (this.#gone) {
       process.lost();
       return;
@@ -350,7 +349,7 @@ export class Box {
   /** Frames are well-formed by now (agentDecoder); ids and order are checked here. */
   #receive(message: FromAgent): void {
     if (message.type === "ready") {
-      this.#messages.emit("ready");
+      this.#onReady?.();
       return;
     }
     const process = this.#processes.get(message.id);

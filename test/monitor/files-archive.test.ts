@@ -18,7 +18,7 @@ import { createGzip } from "node:zlib";
 import { Header, type HeaderData } from "tar";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FileService } from "../../container/files/file-service.ts";
-import { SandboxError } from "../../src/protocol/errors.ts";
+import { failure } from "../fixtures/files/failure.ts";
 
 let base: string;
 let ws: string;
@@ -65,16 +65,6 @@ function tarOf(entries: TarEntry[]): Buffer {
   }
   blocks.push(Buffer.alloc(1024));
   return Buffer.concat(blocks);
-}
-
-async function failure(promise: Promise<unknown>): Promise<SandboxError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof SandboxError) return error;
-    throw error;
-  }
-  throw new Error("expected the call to fail");
 }
 
 /** Every path under `dir` with its type, mode and content or link target. */

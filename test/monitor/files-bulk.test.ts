@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FileService } from "../../container/files/file-service.ts";
-import { SandboxError } from "../../src/protocol/errors.ts";
+import { failure } from "../fixtures/files/failure.ts";
 
 // Bulk writes: many files into directories the request creates (the path where the resolver skips the per-file
 // lstat because a directory it just made started empty) and into existing ones (where it does not).
@@ -20,16 +20,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(base, { recursive: true, force: true });
 });
-
-async function failure(promise: Promise<unknown>): Promise<SandboxError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof SandboxError) return error;
-    throw error;
-  }
-  throw new Error("expected the call to fail");
-}
 
 const defaultMode = 0o644 & ~process.umask();
 

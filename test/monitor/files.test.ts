@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FileService } from "../../container/files/file-service.ts";
-import { SandboxError } from "../../src/protocol/errors.ts";
+import { failure } from "../fixtures/files/failure.ts";
 
 let base: string;
 let ws: string;
@@ -17,16 +17,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(base, { recursive: true, force: true });
 });
-
-async function failure(promise: Promise<unknown>): Promise<SandboxError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof SandboxError) return error;
-    throw error;
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe("write and read", () => {
   it("round-trips text and binary, creating parent directories", async () => {
