@@ -268,6 +268,26 @@ describe.each(clientKinds)("MCP contract: $name", (kind) => {
     );
   });
 
+  it("kills a long run_commands when the client cancels a call that asked for no progress", async () => {
+    // A 2025-era call without a progressToken is answered with a JSON body rather than a stream (src/server.ts).
+    const marker = `3601.${Date.now() % 1_000_000}${clientKinds.indexOf(kind)}`;
+    const abort = new AbortController();
+    const call = client.call(
+      "run_commands",
+      { sessionId, commands: [`sleep ${marker}`] },
+      { signal: abort.signal },
+    );
+    call.catch(() => {}); // observed below
+    await eventually("the sleeping process", async () =>
+      (await processesWith(marker)).length ? true : undefined,
+    );
+    abort.abort();
+    await expect(call).rejects.toThrow();
+    await eventually("the process to be killed", async () =>
+      (await processesWith(marker)).length === 0 ? true : undefined,
+    );
+  });
+
   it("destroys the session; afterwards it is not found", async () => {
     const destroyed = data(await client.call("destroy_session", { sessionId }));
     expect(destroyed).toMatchObject({ sessionId, destroyed: true });

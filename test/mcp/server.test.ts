@@ -43,6 +43,38 @@ describe("local server over HTTP (loopback, no token)", () => {
     await client.close();
   });
 
+  it("answers a 2025-era call with one JSON body, and streams only when the client asks for progress", async () => {
+    const post = (params: Record<string, unknown>) =>
+      fetch(`${server.origin}/mcp`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          "mcp-protocol-version": "2025-11-25",
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params }),
+      });
+    const plain = await post({ name: "list_sessions", arguments: {} });
+    expect(plain.headers.get("content-type")).toContain("application/json");
+    expect(await plain.json()).toMatchObject({ jsonrpc: "2.0", id: 7, result: { structuredContent: {} } });
+
+    const created = (await (await post({ name: "create_session", arguments: {} })).json()) as {
+      result: { structuredContent: { sessionId: string } };
+    };
+    const { sessionId } = created.result.structuredContent;
+    const streamed = await post({
+      name: "run_commands",
+      arguments: { sessionId, commands: ["echo one", "echo two"] },
+      _meta: { progressToken: "p1" },
+    });
+    expect(streamed.headers.get("content-type")).toContain("text/event-stream");
+    const events = await streamed.text();
+    expect(events).toContain('"method":"notifications/progress"');
+    expect(events).toContain('"progressToken":"p1"');
+    expect(events).toContain('"id":7');
+    await post({ name: "destroy_session", arguments: { sessionId } });
+  });
+
   it("accepts localhost names with the server's port", async () => {
     for (const host of [`localhost:${server.port}`, `127.0.0.1:${server.port}`, `[::1]:${server.port}`]) {
       const response = await rawRequest(server.port, mcpPost(host, [`Origin: http://${host}`]), initialize);
