@@ -1,5 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync } from "node:fs";
-import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { readFile, rmdir } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -106,11 +106,13 @@ export async function createSessionCgroup(
   const dirs: string[] = [];
   let pids = false;
   let memory = false;
-  const make = async (parent: string): Promise<string> => {
+  // Synchronous: a handful of tiny cgroupfs operations, each of which would otherwise wait its turn behind every
+  // other request (hundreds of rounds when many sessions are created at once).
+  const make = (parent: string): string => {
     const dir = join(parent, name);
-    await mkdir(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true });
     // Left over by a monitor that died with this session open: whatever still runs there is nobody's now.
-    for (const pid of await members([dir])) {
+    for (const pid of membersNow(dir)) {
       try {
         process.kill(pid, "SIGKILL");
       } catch {
@@ -122,21 +124,19 @@ export async function createSessionCgroup(
   };
   try {
     if (support.pidsParent && limits.maxProcesses > 0) {
-      const dir = await make(support.pidsParent);
-      await writeFile(join(dir, "pids.max"), String(limits.maxProcesses));
+      const dir = make(support.pidsParent);
+      writeFileSync(join(dir, "pids.max"), String(limits.maxProcesses));
       pids = true;
     }
     if (support.memoryParent && limits.memoryBytes > 0) {
-      const dir = await make(support.memoryParent);
+      const dir = make(support.memoryParent);
       if (support.version === 2) {
-        await writeFile(join(dir, "memory.max"), String(limits.memoryBytes));
-        await writeFile(join(dir, "memory.swap.max"), "0").catch(() => undefined);
+        writeFileSync(join(dir, "memory.max"), String(limits.memoryBytes));
+        writeOptional(join(dir, "memory.swap.max"), "0");
       } else {
-        await writeFile(join(dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
+        writeFileSync(join(dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
         // Without this the limit could be dodged by swapping, where swap exists.
-        await writeFile(join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes)).catch(
-          () => undefined,
-        );
+        writeOptional(join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes));
       }
       memory = true;
     }
@@ -156,6 +156,25 @@ export async function createSessionCgroup(
       return removed;
     },
   };
+}
+
+/** Writes a control file that not every host has (no swap accounting, say). */
+function writeOptional(file: string, value: string): void {
+  try {
+    writeFileSync(file, value);
+  } catch {
+    // Not there: nothing to limit.
+  }
+}
+
+function membersNow(dir: string): number[] {
+  let text = "";
+  try {
+    text = readFileSync(join(dir, "cgroup.procs"), "utf8");
+  } catch {
+    return [];
+  }
+  return text.split("\n").filter(Boolean).map(Number);
 }
 
 async function members(dirs: string[]): Promise<number[]> {

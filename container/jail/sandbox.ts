@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import { rm, writeFile } from "node:fs/promises";
+import { existsSync, writeFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -109,8 +109,9 @@ export async function openJailed(
     for (let pass = 0; pass < 5 && killOrphanedInits(resolvConf) > 0; pass++) await sleep(20);
   }
   const hostsFile = join(options.runDir, "hosts");
-  await writeFile(resolvConf, outbound ? "nameserver 10.0.2.3\n" : "# no network access\n");
-  await writeFile(hostsFile, "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
+  // Synchronous, like the cgroup setup: tiny files, and no waiting in line when many sessions open at once.
+  writeFileSync(resolvConf, outbound ? "nameserver 10.0.2.3\n" : "# no network access\n");
+  writeFileSync(hostsFile, "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
 
   const limits = await limitsFor(probe, options);
   warnings.push(...limits.warnings);

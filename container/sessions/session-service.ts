@@ -1,4 +1,5 @@
-import { cp, mkdir, readdir, rm } from "node:fs/promises";
+import { mkdirSync } from "node:fs";
+import { cp, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
@@ -48,8 +49,8 @@ export class SessionService {
       size: options.spareSessions ?? 0,
       open: async (id) => {
         const paths = this.paths(id);
-        await mkdir(paths.workspace, { recursive: true });
-        await mkdir(paths.run, { recursive: true });
+        mkdirSync(paths.workspace, { recursive: true });
+        mkdirSync(paths.run, { recursive: true });
         const sandbox = await this.#options.jail.open({
           sessionId: id,
           hostPath: paths.workspace,
@@ -145,8 +146,9 @@ export class SessionService {
     };
     const paths = this.paths(id);
     try {
-      await mkdir(paths.workspace, { recursive: true });
-      await mkdir(paths.run, { recursive: true });
+      // Synchronous: cheap, and each asynchronous step would wait its turn behind every other request.
+      mkdirSync(paths.workspace, { recursive: true });
+      mkdirSync(paths.run, { recursive: true });
       if (template)
         await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
     } catch (error) {
@@ -295,15 +297,16 @@ export class SessionService {
     let sandbox = this.#sandboxes.get(record.id);
     if (!sandbox) {
       const paths = this.paths(record.id);
-      sandbox = mkdir(paths.run, { recursive: true }).then(() =>
-        this.#options.jail.open({
+      sandbox = (async () => {
+        mkdirSync(paths.run, { recursive: true });
+        return this.#options.jail.open({
           sessionId: record.id,
           hostPath: paths.workspace,
           runDir: paths.run,
           network: record.network,
           limits: record.limits,
-        }),
-      );
+        });
+      })();
       sandbox.catch(() => this.#sandboxes.delete(record.id));
       this.#sandboxes.set(record.id, sandbox);
     }

@@ -21,6 +21,22 @@ export interface SparePoolOptions {
   discard(id: string): Promise<void>;
 }
 
+/** The longest a taken spare's replacement waits for the new session's first command. */
+export const REFILL_DELAY_MS = 1_000;
+
+/** Calls `then` once the first process spawned in `sandbox` has closed (or failed to start). */
+function afterFirstCommand(sandbox: SessionSandbox, then: () => void): SessionSandbox {
+  const spawn = sandbox.spawn;
+  sandbox.spawn = (options) => {
+    sandbox.spawn = spawn;
+    const child = spawn.call(sandbox, options);
+    child.once("close", then);
+    child.once("error", then);
+    return child;
+  };
+  return sandbox;
+}
+
 export class SparePool {
   readonly #options: SparePoolOptions;
   readonly #ready: Spare[] = [];
@@ -30,11 +46,27 @@ export class SparePool {
     this.#options = options;
   }
 
-  /** A spare, or null when none is ready; the pool starts a replacement. */
+  /**
+   * A spare, or null when none is ready. With none, the pool starts one at once for the next creation. Otherwise
+   * the replacement waits until the new session's first command has run (or `REFILL_DELAY_MS`): opening it forks
+   * from the monitor (a few ms of its event loop each) and sets up namespaces, which would slow exactly the command
+   * the spare was taken to speed up.
+   */
   take(): Spare | null {
-    const spare = this.#ready.shift() ?? null;
-    this.refill();
-    return spare;
+    const spare = this.#ready.shift();
+    if (!spare) {
+      this.refill();
+      return null;
+    }
+    let refilled = false;
+    const refill = (): void => {
+      if (refilled) return;
+      refilled = true;
+      clearTimeout(timer);
+      this.refill();
+    };
+    const timer = setTimeout(refill, REFILL_DELAY_MS);
+    return { id: spare.id, sandbox: spare.sandbox.then((sandbox) => afterFirstCommand(sandbox, refill)) };
   }
 
   /** Opens spares in the background until the pool is full again. */

@@ -48,6 +48,8 @@ describe("spare sessions", () => {
     const session = await client.createSession({ template: "node" });
     expect(session.id).toBe(spare);
     expect(existsSync(join(sessionsDir(), spare!, "workspace", "package.json"))).toBe(true);
+    // The replacement waits for the new session's first command, so that opening it cannot slow that command.
+    expect(await onDisk()).toEqual([spare]);
     const result = await client.exec(session.id, { commands: ["cat package.json | head -c 1; echo"] });
     expect(result.results[0]?.stdout.text).toBe("{\n");
     await eventually(async () => ((await onDisk()).length === 2 ? true : undefined));
@@ -58,6 +60,14 @@ describe("spare sessions", () => {
     expect(await onDisk()).toContain(next);
     await client.destroySession(allow.id);
     await client.destroySession(session.id);
+  });
+
+  it("opens the replacement after a second when the session that took the spare runs nothing", async () => {
+    const taken = await client.createSession({});
+    const others = async () => (await onDisk()).filter((name) => name !== taken.id);
+    expect(await others()).toEqual([]);
+    await eventually(async () => ((await others()).length === 1 ? true : undefined));
+    await client.destroySession(taken.id);
   });
 
   it("leaves no spare behind when the monitor closes, and records survive a restart", async () => {
