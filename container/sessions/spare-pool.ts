@@ -63,7 +63,8 @@ export class SparePool {
       if (refilled) return;
       refilled = true;
       clearTimeout(timer);
-      this.refill();
+      // Not in the command's own callback: its result goes out first.
+      setImmediate(() => this.refill());
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
     return { id: spare.id, sandbox: spare.sandbox.then((sandbox) => afterFirstCommand(sandbox, refill)) };
