@@ -23,6 +23,8 @@ export interface SparePoolOptions {
 
 /** The longest a taken spare's replacement waits for the new session's first command. */
 export const REFILL_DELAY_MS = 1_000;
+/** Time given to a first command's result to reach its caller before the replacement starts opening. */
+const RESULT_DELIVERY_MS = 25;
 
 /** Calls `then` once the first process spawned in `sandbox` has closed (or failed to start). */
 function afterFirstCommand(sandbox: SessionSandbox, then: () => void): SessionSandbox {
@@ -63,8 +65,9 @@ export class SparePool {
       if (refilled) return;
       refilled = true;
       clearTimeout(timer);
-      // Not in the command's own callback: its result goes out first.
-      setImmediate(() => this.refill());
+      // Not right away: the command's result is still on its way to the caller, and the opening starts with
+      // synchronous work (cgroups, a fork) that would hold it up.
+      setTimeout(() => this.refill(), RESULT_DELIVERY_MS);
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
     return { id: spare.id, sandbox: spare.sandbox.then((sandbox) => afterFirstCommand(sandbox, refill)) };
