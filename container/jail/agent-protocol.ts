@@ -32,7 +32,11 @@ export interface SpawnFields {
   /** A path inside the jail. */
   cwd: string;
   env: Record<string, string>;
-  /** The shell prefix that sets the rlimits and then runs `"$@"` (bwrap-args.ts wrapperScript), or null. */
+  /**
+   * The command's rlimits: `resource=value,...` (numbers) for the agent to set with setrlimit, or a shell prefix
+   * that sets them and then runs `"$@"` (bwrap-args.ts wrapperScript) where the system call is unknown; null for
+   * none.
+   */
   limits: string | null;
 }
 

@@ -21,6 +21,8 @@ sub O_NONBLOCK () { 0x800 }
 sub WNOHANG () { 1 }
 
 my $CHANNEL_FD = 5;
+# setrlimit(2)'s system call number on this architecture, from the monitor (0: limits come as a shell prefix).
+my $SETRLIMIT = $ARGV[0] // 0;
 # Output bytes sent per stream before waiting for the monitor's acks.
 my $WINDOW = 256 * 1024;
 my $CHUNK = 64 * 1024;
@@ -130,9 +132,20 @@ sub start {
         open(STDOUT, ">&", $out_w);
         open(STDERR, ">&", $err_w);
         %ENV = map { split(/=/, $_, 2) } @env;
-        # The rlimits are set per command by the shell (ulimit sets soft and hard limits), so that the agent's own
-        # CPU time never counts against them.
-        my @argv = length $limits ? ("/bin/sh", "-c", $limits, "sh", "/bin/sh", "-c", $command) : ("/bin/sh", "-c", $command);
+        # The rlimits are set here, after the fork, so that the agent's own CPU time never counts against them; soft
+        # and hard alike, so the command cannot raise them again. They come as "resource=value,..." for setrlimit,
+        # or as a shell prefix (ulimit ...; exec "$@") where the monitor knows no system call number.
+        my @argv = ("/bin/sh", "-c", $command);
+        if ($limits =~ /^\d+=\d+(,\d+=\d+)*$/) {
+            for (split /,/, $limits) {
+                my ($resource, $value) = split /=/;
+                next if syscall($SETRLIMIT, $resource + 0, pack("QQ", $value, $value)) == 0;
+                syswrite($st_w, "cannot set resource limit $resource: $!");
+                exit 127;
+            }
+        } elsif (length $limits) {
+            @argv = ("/bin/sh", "-c", $limits, "sh", @argv);
+        }
         exec { "/bin/sh" } @argv;
         syswrite($st_w, "cannot run /bin/sh: $!");
         exit 127;

@@ -5,7 +5,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import { agentInvocation, Box, BoxedProcess, type BoxSpec } from "./box.ts";
+import { agentInvocation, agentLimits, Box, BoxedProcess, type BoxSpec } from "./box.ts";
 import { JAIL_WORKSPACE, type JailUser, jailArgs, jailCwd, jailEnv, wrapperScript } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import type { HostProbe } from "./detect.ts";
@@ -154,7 +154,7 @@ export async function openJailed(
     gate: gated ? { procsFiles, marker: resolvConf } : null,
     env: HELPER_ENV,
   };
-  const rlimits = wrapperScript({ ...options.limits, cgroupProcs: [], addressSpaceBytes: 0 });
+  const rlimits = agentLimits(options.limits);
   const boxes = boxKeeper(spec, boxIdleMs);
   let nextId = 1;
   let closing: Promise<void> | null = null;

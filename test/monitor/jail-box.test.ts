@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Box } from "../../container/jail/box.ts";
+import { agentInvocation, agentLimits, Box, BoxedProcess } from "../../container/jail/box.ts";
 import { createJail } from "../../container/jail/index.ts";
 import {
   alive,
@@ -121,6 +122,27 @@ describe("a session's jail", () => {
       "working directory /workspace/missing/dir does not exist",
     );
   });
+});
+
+describe("the agent's per-command rlimits", () => {
+  // The agent runs here without a jail: what is under test is how it applies the limits it is sent.
+  const limits = { maxFileBytes: 3 * 1024 * 1024, cpuSeconds: 7 };
+  const check = "ulimit -t; ulimit -f; ulimit -H -t; ulimit -H -f";
+  for (const arch of [process.arch, "an-architecture-without-a-known-setrlimit"]) {
+    it(`sets them, soft and hard, ${arch === process.arch ? "with setrlimit" : "through a shell prefix"}`, async () => {
+      const agent = agentInvocation("/usr/bin/perl", undefined, arch).tail.slice(-2);
+      const script = fileURLToPath(new URL("../../container/jail/agent.pl", import.meta.url));
+      const box = await Box.start({ file: "/usr/bin/perl", args: [script, agent[1]!], gate: null, env: {} });
+      try {
+        const child = new BoxedProcess(1);
+        box.spawn({ command: check, cwd: "/", env: {}, limits: agentLimits(limits, arch) }, child);
+        const result = await collect(child);
+        expect(result.stdout.trim().split("\n")).toEqual(["7", "6144", "7", "6144"]);
+      } finally {
+        await box.close();
+      }
+    });
+  }
 });
 
 describe("Box.start", () => {
