@@ -150,14 +150,18 @@ export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
   const maxBody = deps.handler?.maxRequestBodySize ?? DEFAULT_MAX_REQUEST_BODY_SIZE;
   return {
     ...handler,
-    async fetch(request, options) {
-      if (request.method !== "POST" || options?.parsedBody !== undefined)
-        return handler.fetch(request, options);
-      const read = await readRequestBody(request.clone(), maxBody).catch(() => undefined);
-      const body = read && !read.tooLarge ? parseJson(read.text) : undefined;
+    async fetch(original, options) {
+      if (original.method !== "POST" || options?.parsedBody !== undefined)
+        return handler.fetch(original, options);
+      const { text, request } = await readOnce(original, maxBody);
+      const body = text === undefined ? undefined : parseJson(text);
+      if (body === undefined) {
+        // Not JSON (or too large): the SDK reads it again and answers with the right error.
+        return handler.fetch(text === undefined ? request : withBody(request, text), options);
+      }
       if (!isRpc(body) || !(await isLegacyRequest(request, body))) {
         // Hand the body on: the SDK would otherwise read and parse it again.
-        return handler.fetch(request, body === undefined ? options : { ...options, parsedBody: body });
+        return handler.fetch(request, { ...options, parsedBody: body });
       }
       const context = { era: "legacy", requestInfo: request, ...withAuth(options?.authInfo) } as const;
       const principal = principalOf(context);
@@ -172,7 +176,7 @@ export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
         return streams ? handler.fetch(request, forward) : answerWithJson(factory(context), request, forward);
       }
       const tracked = cancels.track(principal, body.id);
-      const cancellable = new Request(request, { signal: AbortSignal.any([request.signal, tracked.signal]) });
+      const cancellable = withSignal(request, AbortSignal.any([request.signal, tracked.signal]));
       if (!streams) {
         try {
           return await answerWithJson(factory(context), cancellable, forward);
@@ -260,6 +264,35 @@ function isRpc(value: unknown): value is RpcMessage {
   return (
     typeof value === "object" && value !== null && typeof (value as { method?: unknown }).method === "string"
   );
+}
+
+/**
+ * Reads a POST body once. With a Content-Length within the limit the body is read directly (on the Node server
+ * that skips web streams altogether) and the request handed on is a copy without it: every consumer after this
+ * one is given the parsed body. Otherwise the body is read from a clone, so that the SDK can still refuse it.
+ */
+async function readOnce(request: Request, maxBody: number): Promise<{ text?: string; request: Request }> {
+  const declared = Number(request.headers.get("content-length") ?? Number.NaN);
+  if (Number.isInteger(declared) && declared <= maxBody) {
+    const text = await request.text().catch(() => undefined);
+    return { text, request: withSignal(request, request.signal) };
+  }
+  const read = await readRequestBody(request.clone(), maxBody).catch(() => undefined);
+  return { text: read && !read.tooLarge ? read.text : undefined, request };
+}
+
+/** `request` without its body, aborted by `signal`. */
+function withSignal(request: Request, signal: AbortSignal): Request {
+  return new Request(request.url, { method: request.method, headers: request.headers, signal });
+}
+
+function withBody(request: Request, body: string): Request {
+  return new Request(request.url, {
+    method: request.method,
+    headers: request.headers,
+    body,
+    signal: request.signal,
+  });
 }
 
 function parseJson(text: string): unknown {
