@@ -24,7 +24,7 @@ export interface SparePoolOptions {
 /** The longest a taken spare's replacement waits for the new session's first command. */
 export const REFILL_DELAY_MS = 1_000;
 /** Time given to a first command's result to reach its caller before the replacement starts opening. */
-const RESULT_DELIVERY_MS = 25;
+const RESULT_DELIVERY_MS = 5;
 
 /** Calls `then` once the first process spawned in `sandbox` has closed (or failed to start). */
 function afterFirstCommand(sandbox: SessionSandbox, then: () => void): SessionSandbox {
@@ -49,17 +49,15 @@ export class SparePool {
   }
 
   /**
-   * A spare, or null when none is ready. With none, the pool starts one at once for the next creation. Otherwise
-   * the replacement waits until the new session's first command has run (or `REFILL_DELAY_MS`): opening it forks
-   * from the monitor (a few ms of its event loop each) and sets up namespaces, which would slow exactly the command
-   * the spare was taken to speed up.
+   * A spare, or null when the pool is disabled. With none left, one starts opening and the caller takes it: the
+   * same wait as opening a session of its own, without opening two. The replacement waits until the new session's
+   * first command has run (or `REFILL_DELAY_MS`): opening it forks from the monitor (a few ms of its event loop
+   * each) and sets up namespaces, which would slow exactly the command the spare was taken to speed up.
    */
   take(): Spare | null {
+    if (this.#ready.length === 0) this.refill();
     const spare = this.#ready.shift();
-    if (!spare) {
-      this.refill();
-      return null;
-    }
+    if (!spare) return null;
     let refilled = false;
     const refill = (): void => {
       if (refilled) return;

@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { generateToken, LOCAL_PRINCIPAL, parseTokens, principalOf } from "./auth.ts";
 import { isLoopbackHost } from "./host-check.ts";
-import { type LocalServer, startLocalServer } from "./server.ts";
+import { DEFAULT_SPARE_SESSIONS, type LocalServer, startLocalServer } from "./server.ts";
 
 const HELP = `sandbox-mcp: an MCP server that gives AI agents real sandboxes
 
@@ -16,6 +16,8 @@ Options (each has an environment variable; a flag wins over its variable):
                                     Required off loopback: one is generated and printed when absent.
       --isolation <m>   ISOLATION   auto (bubblewrap when available) or none
       --public-url <u>  PUBLIC_URL  origin used in static deploy URLs (default http://127.0.0.1:<port>)
+      --spare-sessions <n>  SPARE_SESSIONS  sessions kept opened ahead of time, so that creating one
+                                    waits for nothing (default 2; 0 for none)
       --stdio                       serve MCP on stdin/stdout (logs go to stderr); previews and static
                                     apps are still served over HTTP on --port (a free port when taken)
   -h, --help                        show this help
@@ -41,6 +43,7 @@ function parse() {
         token: { type: "string" },
         isolation: { type: "string" },
         "public-url": { type: "string" },
+        "spare-sessions": { type: "string" },
         stdio: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -64,6 +67,12 @@ async function main() {
   const host = args.host ?? env.HOST ?? "127.0.0.1";
   const isolation = args.isolation ?? env.ISOLATION ?? "auto";
   if (isolation !== "auto" && isolation !== "none") fail(`--isolation is auto or none, not ${isolation}`);
+  const spares = Number(args["spare-sessions"] ?? env.SPARE_SESSIONS ?? DEFAULT_SPARE_SESSIONS);
+  if (!Number.isInteger(spares) || spares < 0 || spares > 16) {
+    fail(
+      `--spare-sessions is a whole number from 0 to 16, not ${args["spare-sessions"] ?? env.SPARE_SESSIONS}`,
+    );
+  }
   const tokens = parseTokens(args.token ?? env.TOKEN);
   if (!isLoopbackHost(host) && tokens.length === 0) {
     const token = generateToken();
@@ -90,6 +99,7 @@ async function main() {
       dataDir: args["data-dir"] ?? env.DATA_DIR ?? ".data",
       tokens,
       isolation,
+      spareSessions: spares,
       cloudflare,
       ...(publicUrl ? { publicOrigin: publicUrl.replace(/\/+$/, "") } : {}),
     });

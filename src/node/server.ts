@@ -24,6 +24,8 @@ export interface LocalServerOptions {
   /** Accepted bearer tokens; each is a principal. Required (non-empty) on a non-loopback bind. */
   tokens: string[];
   isolation?: "auto" | "none";
+  /** Sessions kept opened ahead of time (default DEFAULT_SPARE_SESSIONS). */
+  spareSessions?: number;
   /** Origin used in deploy URLs; defaults to `http://127.0.0.1:<port>` (or the bound host when it is not a wildcard). */
   publicOrigin?: string;
   cloudflare?: { apiToken?: string; accountId?: string };
@@ -44,6 +46,13 @@ export interface LocalServer {
   close(): Promise<void>;
 }
 
+/**
+ * Sessions kept opened ahead of time, so that creating one and running its first command wait for no namespace,
+ * cgroup or jail. Two, so that one is ready while the other's replacement opens when sessions are created back to
+ * back (each replacement waits for the first command of the session that took a spare, see spare-pool.ts).
+ */
+export const DEFAULT_SPARE_SESSIONS = 2;
+
 /** A bind that is not loopback must be protected by a token: there is no other way to tell callers apart. */
 export function requiresToken(host: string): boolean {
   return !isLoopbackHost(host);
@@ -61,8 +70,11 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   }
   const dataDir = resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true });
-  // One session kept opened ahead of time: creating a session and its first command then wait for nothing.
-  const monitor = await createMonitor({ dataDir, isolation: options.isolation ?? "auto", spareSessions: 1 });
+  const monitor = await createMonitor({
+    dataDir,
+    isolation: options.isolation ?? "auto",
+    spareSessions: options.spareSessions ?? DEFAULT_SPARE_SESSIONS,
+  });
   const client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret });
   const auth = createTokenAuth(options.tokens);
   const apps = new StaticApps({ root: join(dataDir, "deployments") });

@@ -70,6 +70,16 @@ describe("spare sessions", () => {
     await client.destroySession(taken.id);
   });
 
+  it("with none left, a creation takes the spare that starts opening for it instead of opening a second", async () => {
+    const first = await client.createSession({});
+    const second = await client.createSession({});
+    // Two sessions and no spare yet: each replacement waits for its session's first command (or a second).
+    expect(await onDisk()).toEqual([first.id, second.id].sort());
+    expect((await client.exec(second.id, { commands: ["echo ok"] })).results[0]?.stdout.text).toBe("ok\n");
+    await client.destroySession(first.id);
+    await client.destroySession(second.id);
+  });
+
   it("leaves no spare behind when the monitor closes, and records survive a restart", async () => {
     const kept = await client.createSession({});
     await monitor.close();
