@@ -1,5 +1,5 @@
 import type { ChildProcess, StdioPipe } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
 import type { Duplex } from "node:stream";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
 
@@ -64,17 +64,15 @@ export function gateIntoCgroups(child: ChildProcess, procsFiles: readonly string
       hold(null);
       return;
     }
-    try {
-      // Only the init: the outer bubblewrap just waits, and each migration costs the kernel an RCU grace period.
-      for (const file of procsFiles) writeFileSync(file, String(inner));
-    } catch {
-      // Gone already (a signal during setup) or the cgroup is gone (the session is closing): never run unjoined.
-      hold(inner);
-      return;
-    }
     settled = true;
     info.destroy();
-    block.write(RELEASE, () => block.destroy());
+    // Only the init: the outer bubblewrap just waits. Off the event loop: on cgroup v1 a migration waits for an RCU
+    // grace period (milliseconds), and migrations that overlap share one.
+    Promise.all(procsFiles.map((file) => writeFile(file, String(inner)))).then(
+      () => block.write(RELEASE, () => block.destroy()),
+      // Gone already (a signal during setup) or the cgroup is gone (the session is closing): never run unjoined.
+      () => hold(inner),
+    );
   });
   info.once("end", () => {
     if (!settled) hold(null);
