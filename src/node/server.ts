@@ -1,15 +1,14 @@
 import { mkdir } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import type { Duplex } from "node:stream";
-import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
 import { SandboxClient } from "../protocol/client.ts";
 import { createTokenAuth, unauthorized } from "./auth.ts";
 import { createNodeDeployer } from "./deployer.ts";
 import { checkHostAndOrigin, isLoopbackHost, parseHost, previewTarget } from "./host-check.ts";
+import { listen } from "./listeners.ts";
 import { createMcpEndpoint, type McpEndpoint } from "./mcp.ts";
 import { proxyPreview, rejectUpgrade, upgradePreview } from "./preview.ts";
 import { StaticApps } from "./static-apps.ts";
@@ -120,22 +119,20 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     return c.text("internal error\n", 500);
   });
 
-  const server = serve({ fetch: app.fetch, port: options.port, hostname: options.host });
-  await new Promise<void>((resolveListen, rejectListen) => {
-    server.once("listening", resolveListen);
-    server.once("error", rejectListen);
-  }).catch(async (error: unknown) => {
+  const listeners = await listen(app.fetch, options.host, options.port).catch(async (error: unknown) => {
     await monitor.close();
     throw error;
   });
-  port = (server.address() as AddressInfo).port;
+  port = listeners.port;
 
-  server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    void handleUpgrade(request, socket, head).catch((error: unknown) => {
-      log(`[server] upgrade failed: ${error instanceof Error ? error.message : String(error)}`);
-      rejectUpgrade(socket, 502, "Bad Gateway");
+  for (const server of listeners.servers) {
+    server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      void handleUpgrade(request, socket, head).catch((error: unknown) => {
+        log(`[server] upgrade failed: ${error instanceof Error ? error.message : String(error)}`);
+        rejectUpgrade(socket, 502, "Bad Gateway");
+      });
     });
-  });
+  }
   async function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer) {
     socket.on("error", () => socket.destroy());
     const headers = new Headers();
@@ -163,10 +160,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     mcp,
     close() {
       closing ??= (async () => {
-        await new Promise<void>((done) => {
-          server.close(() => done());
-          if ("closeAllConnections" in server) server.closeAllConnections();
-        });
+        await listeners.close();
         await mcp.close();
         await monitor.close();
       })();

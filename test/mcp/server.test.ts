@@ -1,6 +1,8 @@
+import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { principalOf } from "../../src/node/auth.ts";
+import { ACCEPTING_SOCKETS, KEEP_ALIVE_MS } from "../../src/node/listeners.ts";
 import { requiresToken, startLocalServer } from "../../src/node/server.ts";
 import { call, callFailing, connect, rawRequest, startTestServer, tempDir } from "./server-helpers.ts";
 
@@ -73,6 +75,18 @@ describe("local server over HTTP (loopback, no token)", () => {
     expect(events).toContain('"progressToken":"p1"');
     expect(events).toContain('"id":7');
     await post({ name: "destroy_session", arguments: { sessionId } });
+  });
+
+  it("accepts on several sockets of its port, keeps connections a minute, and a second server there is refused", async () => {
+    // LISTEN entries (state 0A) of the port in /proc/net/tcp: 127.0.0.1 is 0100007F, the port is hex.
+    const port = server.port.toString(16).toUpperCase().padStart(4, "0");
+    const listening = readFileSync("/proc/net/tcp", "utf8")
+      .split("\n")
+      .filter((line) => line.includes(`0100007F:${port} `) && line.trim().split(/\s+/)[3] === "0A");
+    expect(listening.length).toBe(ACCEPTING_SOCKETS);
+    const response = await fetch(`${server.origin}/health`);
+    expect(response.headers.get("keep-alive")).toBe(`timeout=${KEEP_ALIVE_MS / 1000}`);
+    await expect(startTestServer({ port: server.port })).rejects.toThrow("EADDRINUSE");
   });
 
   it("accepts localhost names with the server's port", async () => {
