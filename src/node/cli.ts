@@ -68,9 +68,9 @@ async function main() {
   const isolation = args.isolation ?? env.ISOLATION ?? "auto";
   if (isolation !== "auto" && isolation !== "none") fail(`--isolation is auto or none, not ${isolation}`);
   const spares = Number(args["spare-sessions"] ?? env.SPARE_SESSIONS ?? DEFAULT_SPARE_SESSIONS);
-  if (!Number.isInteger(spares) || spares < 0 || spares > 16) {
+  if (!Number.isInteger(spares) || spares < 0 || spares > 8) {
     fail(
-      `--spare-sessions is a whole number from 0 to 16, not ${args["spare-sessions"] ?? env.SPARE_SESSIONS}`,
+      `--spare-sessions is a whole number from 0 to 8, not ${args["spare-sessions"] ?? env.SPARE_SESSIONS}`,
     );
   }
   const tokens = parseTokens(args.token ?? env.TOKEN);
