@@ -84,26 +84,18 @@ sub now {
     return $uptime;
 }
 
-# Frames go out together once per turn of the main loop (flush), so that a command's exit and the end of its
-# output reach the monitor in one write rather than three.
-my $outbox = "";
-
 sub put {
     my ($body) = @_;
-    $outbox .= pack("N", length $body) . $body;
-}
-
-sub flush {
+    my $frame = pack("N", length $body) . $body;
     my $off = 0;
-    while ($off < length $outbox) {
-        my $n = syswrite($ctl, $outbox, length($outbox) - $off, $off);
+    while ($off < length $frame) {
+        my $n = syswrite($ctl, $frame, length($frame) - $off, $off);
         if (!defined $n) {
             next if $!{EINTR};
             shutdown_all();
         }
         $off += $n;
     }
-    $outbox = "";
 }
 
 sub shutdown_all {
@@ -310,7 +302,6 @@ my $inbox = "";
 put(pack("C", READY));
 
 while (1) {
-    flush();
     my $rin = "";
     vec($rin, fileno($ctl), 1) = 1;
     vec($rin, fileno($wake_r), 1) = 1;
