@@ -2,10 +2,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import { Readable } from "node:stream";
-import { fileURLToPath } from "node:url";
 import {
   AGENT_CHANNEL_FD,
-  AGENT_SCRIPT,
   type AgentFd,
   agentDecoder,
   encodeToAgent,
@@ -13,7 +11,6 @@ import {
   type SpawnFields,
   type ToAgent,
 } from "./agent-protocol.ts";
-import { wrapperScript } from "./bwrap-args.ts";
 import { killOrphanedInits, signal as signalPid } from "./proc-tree.ts";
 import { GATE_STDIO, gateIntoCgroups } from "./spawn-gate.ts";
 import type { SandboxProcess } from "./types.ts";
@@ -23,54 +20,6 @@ import type { SandboxProcess } from "./types.ts";
  * jail agent (agent.pl) inside. Commands are started by the agent, their output comes back over its channel with
  * flow control, and signals go through it to their process groups (agent-protocol.ts has the wire format).
  */
-
-/** Set by container/bundle.ts: the bundled monitor ships the agent as its own file next to it. */
-declare const MONITOR_BUNDLED_AGENT: string | undefined;
-
-/** The agent's program on the host: the bundled sibling, else agent.pl next to this module. */
-function agentScript(): string {
-  const sibling = typeof MONITOR_BUNDLED_AGENT === "string" ? MONITOR_BUNDLED_AGENT : "./agent.pl";
-  return fileURLToPath(new URL(sibling, import.meta.url));
-}
-
-/**
- * setrlimit(2)'s number on 64-bit Linux by Node's name for the architecture: x86-64 has its own table, most others
- * share the generic one. The agent sets a command's rlimits with it; elsewhere a shell prefix does (one more exec).
- */
-const SETRLIMIT_SYSCALL: Partial<Record<string, number>> = {
-  x64: 160,
-  arm64: 164,
-  riscv64: 164,
-  loong64: 164,
-  ppc64: 75,
-  s390x: 75,
-};
-/** RLIMIT_CPU and RLIMIT_FSIZE, the same on every Linux architecture. */
-const RLIMIT_CPU = 0;
-const RLIMIT_FSIZE = 1;
-
-/** The `limits` field of a spawn request (agent-protocol.ts) for these per-command limits; null for none. */
-export function agentLimits(
-  limits: { maxFileBytes: number; cpuSeconds: number },
-  arch: string = process.arch,
-): string | null {
-  if (SETRLIMIT_SYSCALL[arch] === undefined)
-    return wrapperScript({ ...limits, cgroupProcs: [], addressSpaceBytes: 0 });
-  const pairs: string[] = [];
-  if (limits.cpuSeconds > 0) pairs.push(`${RLIMIT_CPU}=${limits.cpuSeconds}`);
-  if (limits.maxFileBytes > 0) pairs.push(`${RLIMIT_FSIZE}=${limits.maxFileBytes}`);
-  return pairs.length > 0 ? pairs.join(",") : null;
-}
-
-/** What bubblewrap needs to run the agent with `perl` (a path the jail sees): the file to bind, then the program. */
-export function agentInvocation(
-  perl: string,
-  script = agentScript(),
-  arch: string = process.arch,
-): { files: [string, string][]; tail: string[] } {
-  const setrlimit = String(SETRLIMIT_SYSCALL[arch] ?? 0);
-  return { files: [[script, AGENT_SCRIPT]], tail: ["--chdir", "/", "--", perl, AGENT_SCRIPT, setrlimit] };
-}
 
 export interface BoxSpec {
   /** The host program and arguments that start the jail and run the agent in it (nsenter, bubblewrap). */

@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { agentInvocation, agentLimits, Box, BoxedProcess } from "../../container/jail/box.ts";
+import { agentInvocation, agentLimits } from "../../container/jail/agent-invocation.ts";
+import { Box, BoxedProcess } from "../../container/jail/box.ts";
 import { createJail } from "../../container/jail/index.ts";
 import {
   alive,
