@@ -22,7 +22,7 @@ export interface SparePoolOptions {
 }
 
 /** The longest a taken spare's replacement waits for the new session's first command. */
-export const REFILL_DELAY_MS = 1_000;
+const REFILL_DELAY_MS = 1_000;
 /** Time given to a first command's result to reach its caller before the replacement starts opening. */
 const RESULT_DELIVERY_MS = 5;
 
