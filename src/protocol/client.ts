@@ -29,6 +29,8 @@ import {
   WriteFilesResult,
 } from "./schemas.ts";
 
+const encoder = new TextEncoder();
+
 export type FetchLike = (request: Request) => Promise<Response>;
 
 export interface SandboxClientOptions {
@@ -226,11 +228,16 @@ export class SandboxClient {
     this.#authorize(headers);
     const init: RequestInit & { duplex?: "half" } = { method, headers };
     if (options?.signal) init.signal = options.signal;
-    if (body !== undefined) {
+    if (body instanceof ReadableStream) {
       headers.set("content-type", contentType);
-      const raw = body instanceof Uint8Array || body instanceof ReadableStream;
-      init.body = raw ? (body as BodyInit) : JSON.stringify(body);
-      if (body instanceof ReadableStream) init.duplex = "half";
+      init.body = body;
+      init.duplex = "half";
+    } else if (body !== undefined) {
+      headers.set("content-type", contentType);
+      const bytes = body instanceof Uint8Array ? body : encoder.encode(JSON.stringify(body));
+      // A declared length lets the monitor check its body limit without first reading the body through a stream.
+      headers.set("content-length", String(bytes.byteLength));
+      init.body = bytes as BodyInit;
     }
     let response: Response;
     try {
