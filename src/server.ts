@@ -176,16 +176,16 @@ export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
         return streams ? handler.fetch(request, forward) : answerWithJson(factory(context), request, forward);
       }
       const tracked = cancels.track(principal, body.id);
-      const cancellable = withSignal(request, AbortSignal.any([request.signal, tracked.signal]));
+      const signal = AbortSignal.any([request.signal, tracked.signal]);
       if (!streams) {
         try {
-          return await answerWithJson(factory(context), cancellable, forward);
+          return await answerWithJson(factory(context), request, forward, signal);
         } finally {
           tracked.done();
         }
       }
       try {
-        return untilDone(await handler.fetch(cancellable, forward), tracked.done);
+        return untilDone(await handler.fetch(withSignal(request, signal), forward), tracked.done);
       } catch (error) {
         tracked.done();
         throw error;
@@ -196,13 +196,14 @@ export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
 
 /**
  * Answers one 2025-era request with a JSON body, from a server of its own: the SDK's stateless idiom with
- * `enableJsonResponse`. An aborted request (the client went away, or cancelled) closes the server, which aborts
- * the tool call.
+ * `enableJsonResponse`. An aborted `signal` (by default the request's: the client went away; or a cancel) closes
+ * the server, which aborts the tool call.
  */
 async function answerWithJson(
   server: McpServer,
   request: Request,
   options: { authInfo?: AuthInfo; parsedBody: unknown },
+  signal = request.signal,
 ): Promise<Response> {
   const transport = new WebStandardStreamableHTTPServerTransport({
     sessionIdGenerator: undefined,
@@ -212,12 +213,12 @@ async function answerWithJson(
     transport.close().catch(() => {});
     server.close().catch(() => {});
   };
-  request.signal.addEventListener("abort", teardown, { once: true });
+  signal.addEventListener("abort", teardown, { once: true });
   try {
     await server.connect(transport);
     return await transport.handleRequest(request, options);
   } finally {
-    request.signal.removeEventListener("abort", teardown);
+    signal.removeEventListener("abort", teardown);
     teardown();
   }
 }
@@ -268,14 +269,14 @@ function isRpc(value: unknown): value is RpcMessage {
 
 /**
  * Reads a POST body once. With a Content-Length within the limit the body is read directly (on the Node server
- * that skips web streams altogether) and the request handed on is a copy without it: every consumer after this
+ * that skips web streams altogether) and the request is handed on with its body used: every consumer after this
  * one is given the parsed body. Otherwise the body is read from a clone, so that the SDK can still refuse it.
  */
 async function readOnce(request: Request, maxBody: number): Promise<{ text?: string; request: Request }> {
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
   if (Number.isInteger(declared) && declared <= maxBody) {
     const text = await request.text().catch(() => undefined);
-    return { text, request: withSignal(request, request.signal) };
+    return { text, request };
   }
   const read = await readRequestBody(request.clone(), maxBody).catch(() => undefined);
   return { text: read && !read.tooLarge ? read.text : undefined, request };
