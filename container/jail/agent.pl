@@ -108,67 +108,123 @@ sub fail {
     put(pack("CN", FAILED, $id) . $message);
 }
 
-sub start {
-    my ($id, $command, $cwd, $limits, @env) = @_;
-    my ($out_r, $out_w, $err_r, $err_w, $st_r, $st_w);
-    unless (pipe($out_r, $out_w) && pipe($err_r, $err_w) && pipe($st_r, $st_w)) {
-        return fail($id, "cannot create pipes: $!");
-    }
+# Each command's process is forked ahead of time, once the agent has been quiet for a moment: it waits on a pipe
+# for its command and only then sets itself up and runs it. Forking copies the agent's page tables, which is a
+# good part of starting a command; the standby takes it off the command's path. A standby that is gone (a process
+# of the jail may kill it) is noticed when its command cannot be written, and the command is forked on the spot.
+my $standby;    # { pid, go, out, err, st } or undef
+my $STANDBY_AFTER = 0.002;    # seconds of quiet before forking the next standby
+my $STANDBY_RETRY = 1;        # seconds to wait after a standby could not be made (the jail's process limit)
+my $standby_due = 0;
+
+# Forks a process that waits for its command on `go` (the whole spec, then end of file) and runs it. Returns it, or
+# why it cannot be made.
+sub fork_child {
+    my ($out_r, $out_w, $err_r, $err_w, $st_r, $st_w, $go_r, $go_w);
+    return "cannot create pipes: $!"
+        unless pipe($out_r, $out_w) && pipe($err_r, $err_w) && pipe($st_r, $st_w) && pipe($go_r, $go_w);
     my $pid = fork();
-    if (!defined $pid) {
-        return fail($id, "cannot fork: $!");
-    }
+    return "cannot fork: $!" if !defined $pid;
     if ($pid == 0) {
-        # The command: its own session and process group, /dev/null for stdin, exactly the given environment.
         $SIG{CHLD} = "DEFAULT";
         $SIG{PIPE} = "DEFAULT";
-        setpgrp(0, 0);
-        if (!chdir $cwd) {
-            my $why = ($!{ENOENT} || $!{ENOTDIR}) ? "working directory $cwd does not exist" : "cannot enter $cwd: $!";
-            syswrite($st_w, $why);
-            exit 127;
+        close $_ for ($out_r, $err_r, $st_r, $go_w, $ctl, $wake_r, $wake_w);
+        my $spec = "";
+        while (1) {
+            my $n = sysread($go_r, $spec, 65536, length $spec);
+            next if !defined $n && $!{EINTR};
+            last if !$n;
         }
-        open(STDIN, "<", "/dev/null");
-        open(STDOUT, ">&", $out_w);
-        open(STDERR, ">&", $err_w);
-        %ENV = map { split(/=/, $_, 2) } @env;
-        # The rlimits are set here, after the fork, so that the agent's own CPU time never counts against them; soft
-        # and hard alike, so the command cannot raise them again. They come as "resource=value,..." for setrlimit,
-        # or as a shell prefix (ulimit ...; exec "$@") where the monitor knows no system call number.
-        my @argv = ("/bin/sh", "-c", $command);
-        if ($limits =~ /^\d+=\d+(,\d+=\d+)*$/) {
-            for (split /,/, $limits) {
-                my ($resource, $value) = split /=/;
-                next if syscall($SETRLIMIT, $resource + 0, pack("QQ", $value, $value)) == 0;
-                syswrite($st_w, "cannot set resource limit $resource: $!");
-                exit 127;
-            }
-        } elsif (length $limits) {
-            @argv = ("/bin/sh", "-c", $limits, "sh", @argv);
-        }
-        exec { "/bin/sh" } @argv;
-        syswrite($st_w, "cannot run /bin/sh: $!");
+        exit 0 unless length $spec;    # the agent is gone, or never needed it
+        close $go_r;
+        run_command($out_w, $err_w, $st_w, split(/\0/, $spec, -1));
+    }
+    close $_ for ($out_w, $err_w, $st_w, $go_r);
+    return { pid => $pid, go => $go_w, out => $out_r, err => $err_r, st => $st_r };
+}
+
+# In the forked process: becomes the command, or says on the status pipe why it cannot.
+sub run_command {
+    my ($out_w, $err_w, $st_w, $command, $cwd, $limits, @env) = @_;
+    # Its own session and process group, /dev/null for stdin, exactly the given environment.
+    setpgrp(0, 0);
+    if (!chdir $cwd) {
+        my $why = ($!{ENOENT} || $!{ENOTDIR}) ? "working directory $cwd does not exist" : "cannot enter $cwd: $!";
+        syswrite($st_w, $why);
         exit 127;
     }
-    close $out_w;
-    close $err_w;
-    close $st_w;
+    open(STDIN, "<", "/dev/null");
+    open(STDOUT, ">&", $out_w);
+    open(STDERR, ">&", $err_w);
+    %ENV = map { split(/=/, $_, 2) } @env;
+    # The rlimits are set here, after the fork, so that the agent's own CPU time never counts against them; soft
+    # and hard alike, so the command cannot raise them again. They come as "resource=value,..." for setrlimit,
+    # or as a shell prefix (ulimit ...; exec "$@") where the monitor knows no system call number.
+    my @argv = ("/bin/sh", "-c", $command);
+    if ($limits =~ /^\d+=\d+(,\d+=\d+)*$/) {
+        for (split /,/, $limits) {
+            my ($resource, $value) = split /=/;
+            next if syscall($SETRLIMIT, $resource + 0, pack("QQ", $value, $value)) == 0;
+            syswrite($st_w, "cannot set resource limit $resource: $!");
+            exit 127;
+        }
+    } elsif (length $limits) {
+        @argv = ("/bin/sh", "-c", $limits, "sh", @argv);
+    }
+    exec { "/bin/sh" } @argv;
+    syswrite($st_w, "cannot run /bin/sh: $!");
+    exit 127;
+}
+
+# Writes all of $data; false when the reader is gone.
+sub write_all {
+    my ($fh, $data) = @_;
+    my $off = 0;
+    while ($off < length $data) {
+        my $n = syswrite($fh, $data, length($data) - $off, $off);
+        if (!defined $n) {
+            next if $!{EINTR};
+            return 0;
+        }
+        $off += $n;
+    }
+    return 1;
+}
+
+sub discard {
+    my ($child) = @_;
+    close $child->{$_} for qw(go out err st);
+}
+
+sub start {
+    my ($id, $spec) = @_;
+    my $child = $standby;
+    $standby = undef;
+    if (!$child || !write_all($child->{go}, $spec)) {
+        discard($child) if $child;    # its process, if any, is reaped like any other
+        $child = fork_child();
+        return fail($id, $child) unless ref $child;
+        write_all($child->{go}, $spec);
+    }
+    close $child->{go};
+    my $pid = $child->{pid};
     # The status pipe is close-on-exec: end of file means the command runs.
     my $why = "";
     while (1) {
-        my $n = sysread($st_r, $why, 512, length $why);
+        my $n = sysread($child->{st}, $why, 512, length $why);
         next if !defined $n && $!{EINTR};
         last;
     }
-    close $st_r;
+    close $child->{st};
     if (length $why) {
         waitpid($pid, 0);
-        close $out_r;
-        close $err_r;
+        close $child->{out};
+        close $child->{err};
         return fail($id, $why);
     }
     $run{$id} = {
-        pid => $pid, started => now(), out => { 1 => $out_r, 2 => $err_r }, unacked => { 1 => 0, 2 => 0 }, exited => 0,
+        pid => $pid, started => now(), out => { 1 => $child->{out}, 2 => $child->{err} }, unacked => { 1 => 0, 2 => 0 },
+        exited => 0,
     };
     $by_pid{$pid} = $id;
     put(pack("CNN", SPAWNED, $id, $pid));
@@ -286,7 +342,7 @@ sub dispatch {
     my $type = unpack("C", $body);
     if ($type == SPAWN) {
         my ($id, $fields) = unpack("x N a*", $body);
-        start($id, split(/\0/, $fields, -1));
+        start($id, $fields);
     } elsif ($type == SIGNAL) {
         my ($id, $signum) = unpack("x N C", $body);
         signal_group($run{$id}, $signum) if $run{$id};
@@ -316,11 +372,21 @@ while (1) {
         $timeout = $next - now();
         $timeout = 0 if $timeout < 0;
     }
+    my $wants_standby = !$standby && now() >= $standby_due;
+    $timeout = $STANDBY_AFTER if $wants_standby && (!defined $timeout || $timeout > $STANDBY_AFTER);
     my $rout;
     my $ready = select($rout = $rin, undef, undef, $timeout);
     if ($ready < 0) {
         next if $!{EINTR};
         die "select: $!\n";
+    }
+    if ($ready == 0 && $wants_standby) {
+        my $child = fork_child();
+        if (ref $child) {
+            $standby = $child;
+        } else {
+            $standby_due = now() + $STANDBY_RETRY;
+        }
     }
     if (vec($rout, fileno($wake_r), 1)) {
         sysread($wake_r, my $drain, 4096);

@@ -11,6 +11,7 @@ import {
   jailProcesses,
   openTestSession,
   run,
+  standbyIn,
   started,
   type TestSession,
   waitForOutput,
@@ -121,6 +122,21 @@ describe("a session's jail", () => {
     expect((await slow).stdout).toBe("slept\n");
     await eventually(() => jailProcesses(session.runDir).size === 0, "the idle jail to stop");
     expect((await run(session.sandbox, "echo back")).stdout).toBe("back\n");
+  });
+
+  it("forks each command's process ahead of time, and on the spot when that one is gone", async () => {
+    expect((await run(session.sandbox, "echo first")).stdout).toBe("first\n");
+    await eventually(() => standbyIn(session.runDir) !== undefined, "a standby for the next command");
+    const standby = standbyIn(session.runDir);
+    const inner = [...jailProcesses(session.runDir)].find(([, host]) => host === standby)?.[0];
+    const inside = await run(session.sandbox, "echo $$; cat /proc/$PPID/cmdline | tr '\\0' ' '");
+    const [shell, parent] = inside.stdout.trim().split("\n");
+    // The command ran in the standby: the same process, a child of the agent, became its shell.
+    expect(Number(shell)).toBe(inner);
+    expect(parent).toContain("/run/sandbox/agent.pl");
+    await eventually(() => ![standby, undefined].includes(standbyIn(session.runDir)), "the next standby");
+    process.kill(standbyIn(session.runDir)!, "SIGKILL");
+    expect((await run(session.sandbox, "echo after")).stdout).toBe("after\n");
   });
 
   it("explains a working directory that does not exist", async () => {
