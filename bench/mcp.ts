@@ -13,7 +13,7 @@ import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./sta
  *   same command through a session sandbox in-process for reference;
  * - `create_session` then a first command;
  * - many concurrent sessions, each making a series of calls: errors, p50, p99;
- * - the server's RSS with idle sessions (and, separately, the session helpers' RSS).
+ * - the server's RSS with idle sessions (and, separately, the session helpers' proportional set size).
  */
 export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
   const rows: Row[] = [];
@@ -33,11 +33,11 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
     }
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     const serverRss = await rssOf(server.child.pid!);
-    const helpers = (await treeRss(server.child.pid!)) - serverRss;
+    const helpers = await helpersPss(server.child.pid!);
     rows.push({
       figure: `server RSS with ${idle} idle sessions`,
       value: mb(serverRss),
-      baseline: `empty server ${mb(before)}; session helpers (jails, netns) ${mb(helpers)} more`,
+      baseline: `empty server ${mb(before)}; session helpers (jails, netns) ${mb(helpers)} more (PSS)`,
       ratio: "-",
       goal: "< 150 MB",
       ok: serverRss < 150 * 1024 * 1024,
@@ -201,8 +201,12 @@ async function rssOf(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
 }
 
-/** RSS of a process and all its descendants (found through /proc/<pid>/stat parent links). */
-async function treeRss(root: number): Promise<number> {
+/**
+ * Proportional set size of the descendants of `root` (found through /proc/<pid>/stat parent links). PSS rather than
+ * RSS: the helpers are many small processes sharing most of their pages (one perl, one bubblewrap), and the agent's
+ * standby is a fork that shares nearly all of the agent's; RSS would count each shared page once per process.
+ */
+async function helpersPss(root: number): Promise<number> {
   const parents = new Map<number, number>();
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -210,11 +214,15 @@ async function treeRss(root: number): Promise<number> {
     const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
     if (ppid) parents.set(Number(entry), ppid);
   }
-  const inTree = (pid: number): boolean => {
-    for (let p: number | undefined = pid; p; p = parents.get(p)) if (p === root) return true;
+  const below = (pid: number): boolean => {
+    for (let p = parents.get(pid); p; p = parents.get(p)) if (p === root) return true;
     return false;
   };
   let total = 0;
-  for (const pid of parents.keys()) if (inTree(pid)) total += await rssOf(pid);
+  for (const pid of parents.keys()) {
+    if (!below(pid)) continue;
+    const rollup = await readFile(`/proc/${pid}/smaps_rollup`, "utf8").catch(() => "");
+    total += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0) * 1024;
+  }
   return total;
 }
