@@ -110,8 +110,9 @@ sub fail {
 
 # Each command's process is forked ahead of time, once the agent has been quiet for a moment: it waits on a pipe
 # for its command and only then sets itself up and runs it. Forking copies the agent's page tables, which is a
-# good part of starting a command; the standby takes it off the command's path. A standby that is gone (a process
-# of the jail may kill it) is noticed when its command cannot be written, and the command is forked on the spot.
+# good part of starting a command; the standby takes it off the command's path. A process of the jail may kill the
+# standby: one that never acknowledged its command (a "+" on the status pipe) did not take it, and the command is
+# forked on the spot.
 my $standby;    # { pid, go, out, err, st } or undef
 my $STANDBY_AFTER = 0.002;    # seconds of quiet before forking the next standby
 my $STANDBY_RETRY = 1;        # seconds to wait after a standby could not be made (the jail's process limit)
@@ -137,6 +138,7 @@ sub fork_child {
         }
         exit 0 unless length $spec;    # the agent is gone, or never needed it
         close $go_r;
+        syswrite($st_w, "+");
         run_command($out_w, $err_w, $st_w, split(/\0/, $spec, -1));
     }
     close $_ for ($out_w, $err_w, $st_w, $go_r);
@@ -191,36 +193,45 @@ sub write_all {
     return 1;
 }
 
-sub discard {
-    my ($child) = @_;
-    close $child->{$_} for qw(go out err st);
+# Everything written to $fh until end of file.
+sub read_all {
+    my ($fh) = @_;
+    my $text = "";
+    while (1) {
+        my $n = sysread($fh, $text, 512, length $text);
+        next if !defined $n && $!{EINTR};
+        last if !$n;
+    }
+    return $text;
 }
 
 sub start {
     my ($id, $spec) = @_;
     my $child = $standby;
     $standby = undef;
-    if (!$child || !write_all($child->{go}, $spec)) {
-        discard($child) if $child;    # its process, if any, is reaped like any other
-        $child = fork_child();
+    my $status;
+    for (1, 2) {
+        $child //= fork_child();
         return fail($id, $child) unless ref $child;
-        write_all($child->{go}, $spec);
+        my $sent = write_all($child->{go}, $spec);
+        close $child->{go};
+        # "+" once the process has its command; then the status pipe (close-on-exec) ends when the command runs,
+        # or says why it cannot.
+        $status = $sent ? read_all($child->{st}) : "";
+        close $child->{st};
+        last if $status =~ s/^\+//;
+        # Gone before it took the command (a killed standby); it is reaped like any other process.
+        close $child->{out};
+        close $child->{err};
+        $child = undef;
     }
-    close $child->{go};
+    return fail($id, "the command's process ended before it could start") unless $child;
     my $pid = $child->{pid};
-    # The status pipe is close-on-exec: end of file means the command runs.
-    my $why = "";
-    while (1) {
-        my $n = sysread($child->{st}, $why, 512, length $why);
-        next if !defined $n && $!{EINTR};
-        last;
-    }
-    close $child->{st};
-    if (length $why) {
+    if (length $status) {
         waitpid($pid, 0);
         close $child->{out};
         close $child->{err};
-        return fail($id, $why);
+        return fail($id, $status);
     }
     $run{$id} = {
         pid => $pid, started => now(), out => { 1 => $child->{out}, 2 => $child->{err} }, unacked => { 1 => 0, 2 => 0 },

@@ -134,9 +134,23 @@ describe("a session's jail", () => {
     // The command ran in the standby: the same process, a child of the agent, became its shell.
     expect(Number(shell)).toBe(inner);
     expect(parent).toContain("/run/sandbox/agent.pl");
-    await eventually(() => ![standby, undefined].includes(standbyIn(session.runDir)), "the next standby");
-    process.kill(standbyIn(session.runDir)!, "SIGKILL");
-    expect((await run(session.sandbox, "echo after")).stdout).toBe("after\n");
+    // A killed standby takes no command: gone before the command comes, or killed while the agent waits for it.
+    for (const when of ["before", "while waiting"]) {
+      await eventually(() => ![standby, undefined].includes(standbyIn(session.runDir)), "the next standby");
+      const killed = standbyIn(session.runDir)!;
+      let result: ReturnType<typeof run>;
+      if (when === "before") {
+        process.kill(killed, "SIGKILL");
+        await eventually(() => !alive(killed), "the standby to be gone");
+        result = run(session.sandbox, "echo after");
+      } else {
+        process.kill(killed, "SIGSTOP");
+        result = run(session.sandbox, "echo after");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        process.kill(killed, "SIGKILL");
+      }
+      expect(await result).toMatchObject({ code: 0, stdout: "after\n" });
+    }
   });
 
   it("explains a working directory that does not exist", async () => {
