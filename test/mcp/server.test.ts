@@ -192,4 +192,31 @@ describe("bearer tokens", () => {
     await call(alice, "destroy_session", { sessionId: session.sessionId });
     await Promise.all([alice.close(), bob.close()]);
   });
+
+  it("answers each principal from its own tool servers, reused or not, in turn or at once", async () => {
+    const alice = await connect(`${server.origin}/mcp`, { authorization: "Bearer token-of-alice" });
+    const bob = await connect(`${server.origin}/mcp`, { authorization: "Bearer token-of-bob" });
+    const mine = await call<{ sessionId: string }>(alice, "create_session", {});
+    const theirs = await call<{ sessionId: string }>(bob, "create_session", {});
+    const listed = async (client: typeof alice) =>
+      (await call<{ sessions: { sessionId: string }[] }>(client, "list_sessions", {})).sessions.map(
+        (session) => session.sessionId,
+      );
+    for (let round = 0; round < 3; round++) {
+      const calls = Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? alice : bob));
+      const seen = await Promise.all(calls.map(listed));
+      for (const [i, ids] of seen.entries()) {
+        expect(ids).toContain(i % 2 === 0 ? mine.sessionId : theirs.sessionId);
+        expect(ids).not.toContain(i % 2 === 0 ? theirs.sessionId : mine.sessionId);
+      }
+      const refused = await callFailing(bob, "run_commands", {
+        sessionId: mine.sessionId,
+        commands: ["true"],
+      });
+      expect(refused).toMatch(/no session/);
+    }
+    await call(alice, "destroy_session", { sessionId: mine.sessionId });
+    await call(bob, "destroy_session", { sessionId: theirs.sessionId });
+    await Promise.all([alice.close(), bob.close()]);
+  });
 });
