@@ -1,7 +1,8 @@
 import { type StdioServerHandle, serveStdio } from "@modelcontextprotocol/server/stdio";
 import { type Deployer, SessionOwnerCache } from "../../tools/types.ts";
+import { createHttpHandler } from "../http-handler.ts";
 import type { SandboxClient } from "../protocol/client.ts";
-import { createHttpHandler, createServer } from "../server.ts";
+import { createServer } from "../server.ts";
 
 export interface McpEndpoint {
   /** Serves one streamable-HTTP request (stateless) for `principal`. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { ServerPool } from "../../src/http-handler.ts";
 import { SandboxClient } from "../../src/protocol/client.ts";
-import { createServer, ServerPool } from "../../src/server.ts";
+import { createServer } from "../../src/server.ts";
 
 const sandbox = new SandboxClient({ fetch: async () => new Response("{}"), secret: "unused" });
 const build = (principal: string) => createServer({ sandbox, principal });

@@ -1,6 +1,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import type { McpHttpHandler } from "@modelcontextprotocol/server";
-import { createHttpHandler, createServer } from "../../../src/server.ts";
+import { createHttpHandler } from "../../../src/http-handler.ts";
+import { createServer } from "../../../src/server.ts";
 import { SessionOwnerCache } from "../../../tools/types.ts";
 import type { ConnectTarget } from "./clients.ts";
 import { previewDeployer } from "./deployer.ts";
