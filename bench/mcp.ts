@@ -70,7 +70,7 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
 
     // 2. create_session, then a first command
     const firsts: number[] = [];
-    for (let i = 0; i < (options.quick ? 10 : 30); i++) {
+    for (let i = 0; i < (options.quick ? 10 : 60); i++) {
       let created = "";
       firsts.push(
         ...(await timeRuns(1, async () => {
