@@ -59,3 +59,15 @@ export async function openJailedSpawn(): Promise<JailedSpawn> {
     },
   };
 }
+
+/** bare-mcp-server.ts in its own process: the SDK client's cost of a call with nothing behind it. */
+export async function startBareMcpServer(): Promise<{ url: string; stop(): void }> {
+  const script = new URL("./bare-mcp-server.ts", import.meta.url).pathname;
+  const child = spawn(process.execPath, [script], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<string>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`the bare MCP server exited (${code})`)));
+    child.stdout.once("data", (chunk: Buffer) => resolve(chunk.toString().trim()));
+  });
+  return { url: `http://127.0.0.1:${port}/mcp`, stop: () => child.kill() };
+}

@@ -4,14 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { RUNTIME_FLAGS } from "../src/node/runtime-flags.ts";
-import { bareBwrap, openJailedSpawn } from "./baseline.ts";
+import { bareBwrap, openJailedSpawn, startBareMcpServer } from "./baseline.ts";
 import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
 
 /**
  * MCP figures against the local server (`src/node/cli.ts`, a separate process) over streamable HTTP:
  * - `run_commands(["true"])` vs a bare jailed spawn of `true` from Node (bubblewrap with nothing else), with the
  *   same command through a session sandbox in-process for reference;
- * - `create_session` then a first command;
+ * - `create_session` then a first command, next to two tool calls to a bare HTTP server (the SDK client and
+ *   loopback HTTP alone, bare-mcp-server.ts);
  * - many concurrent sessions, each making a series of calls: errors, p50, p99;
  * - the server's RSS with idle sessions (and, separately, the session helpers' proportional set size).
  */
@@ -68,8 +69,11 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
       ok: ratio <= 1.3,
     });
 
-    // 2. create_session, then a first command
+    // 2. create_session, then a first command; in the same rounds, two tool calls to a server that does nothing
     const firsts: number[] = [];
+    const bareCalls: number[] = [];
+    const bare = await startBareMcpServer();
+    const bareClient = await connect(bare.url, "unused");
     for (let i = 0; i < (options.quick ? 10 : 60); i++) {
       let created = "";
       firsts.push(
@@ -79,12 +83,20 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
         })),
       );
       await call(first!, "destroy_session", { sessionId: created });
+      bareCalls.push(
+        ...(await timeRuns(1, async () => {
+          await call(bareClient, "create_session", {});
+          await call(bareClient, "run_commands", { commands: ["true"] });
+        })),
+      );
     }
+    await bareClient.close();
+    bare.stop();
     rows.push({
       figure: "create_session + first command (p50)",
       value: ms(median(firsts)),
-      baseline: `p90 ${ms(percentile(firsts, 90))}`,
-      ratio: "-",
+      baseline: `p90 ${ms(percentile(firsts, 90))}; two calls to a bare HTTP server ${ms(median(bareCalls))}`,
+      ratio: `+${ms(median(firsts) - median(bareCalls))} over the bare calls`,
       goal: "< 20 ms",
       ok: median(firsts) < 20,
     });
