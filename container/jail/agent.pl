@@ -84,18 +84,24 @@ sub now {
     return $uptime;
 }
 
-sub put {
-    my ($body) = @_;
-    my $frame = pack("N", length $body) . $body;
+# Writes all of $data; false when the reader is gone.
+sub write_all {
+    my ($fh, $data) = @_;
     my $off = 0;
-    while ($off < length $frame) {
-        my $n = syswrite($ctl, $frame, length($frame) - $off, $off);
+    while ($off < length $data) {
+        my $n = syswrite($fh, $data, length($data) - $off, $off);
         if (!defined $n) {
             next if $!{EINTR};
-            shutdown_all();
+            return 0;
         }
         $off += $n;
     }
+    return 1;
+}
+
+sub put {
+    my ($body) = @_;
+    shutdown_all() unless write_all($ctl, pack("N", length $body) . $body);
 }
 
 sub shutdown_all {
@@ -130,12 +136,7 @@ sub fork_child {
         $SIG{CHLD} = "DEFAULT";
         $SIG{PIPE} = "DEFAULT";
         close $_ for ($out_r, $err_r, $st_r, $go_w, $ctl, $wake_r, $wake_w);
-        my $spec = "";
-        while (1) {
-            my $n = sysread($go_r, $spec, 65536, length $spec);
-            next if !defined $n && $!{EINTR};
-            last if !$n;
-        }
+        my $spec = read_all($go_r);
         exit 0 unless length $spec;    # the agent is gone, or never needed it
         close $go_r;
         syswrite($st_w, "+");
@@ -148,7 +149,7 @@ sub fork_child {
 # In the forked process: becomes the command, or says on the status pipe why it cannot.
 sub run_command {
     my ($out_w, $err_w, $st_w, $command, $cwd, $limits, @env) = @_;
-    # Its own session and process group, /dev/null for stdin, exactly the given environment.
+    # Its own process group, /dev/null for stdin, exactly the given environment.
     setpgrp(0, 0);
     if (!chdir $cwd) {
         my $why = ($!{ENOENT} || $!{ENOTDIR}) ? "working directory $cwd does not exist" : "cannot enter $cwd: $!";
@@ -178,27 +179,12 @@ sub run_command {
     exit 127;
 }
 
-# Writes all of $data; false when the reader is gone.
-sub write_all {
-    my ($fh, $data) = @_;
-    my $off = 0;
-    while ($off < length $data) {
-        my $n = syswrite($fh, $data, length($data) - $off, $off);
-        if (!defined $n) {
-            next if $!{EINTR};
-            return 0;
-        }
-        $off += $n;
-    }
-    return 1;
-}
-
 # Everything written to $fh until end of file.
 sub read_all {
     my ($fh) = @_;
     my $text = "";
     while (1) {
-        my $n = sysread($fh, $text, 512, length $text);
+        my $n = sysread($fh, $text, 65536, length $text);
         next if !defined $n && $!{EINTR};
         last if !$n;
     }
