@@ -12,6 +12,7 @@ import {
 } from "@modelcontextprotocol/server";
 import { SessionOwnerCache } from "../tools/types.ts";
 import { createServer, type ServerDeps } from "./server.ts";
+import { fitsLane, LanePool, openLane } from "./tool-lanes.ts";
 
 export interface HttpHandlerDeps extends Omit<ServerDeps, "principal"> {
   /**
@@ -23,9 +24,9 @@ export interface HttpHandlerDeps extends Omit<ServerDeps, "principal"> {
 }
 
 /**
- * Serves `createServer` statelessly over streamable HTTP: a server per request (tools/call reuses idle ones, see
- * `ServerPool`), so any instance answers any call, 2026-07-28 clients need no handshake and 2025-era clients get
- * the stateless fallback. Put Origin/Host checks and authentication in front; pass the verified identity as
+ * Serves `createServer` statelessly over streamable HTTP: a server per request (a 2025-era tools/call goes to an idle
+ * one, see tool-lanes.ts), so any instance answers any call, 2026-07-28 clients need no handshake and 2025-era
+ * clients get the stateless fallback. Put Origin/Host checks and authentication in front; pass the verified identity as
  * `authInfo` to `fetch`.
  *
  * A 2025-era request that did not ask for progress is answered with one JSON body rather than an event stream
@@ -39,7 +40,7 @@ export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
     createServer({ ...deps, owners, principal: principalOf(context) });
   const handler = createMcpHandler(factory, deps.handler);
   const cancels = new LegacyCancels();
-  const servers = new ServerPool();
+  const lanes = new LanePool();
   const maxBody = deps.handler?.maxRequestBodySize ?? DEFAULT_MAX_REQUEST_BODY_SIZE;
   return {
     ...handler,
@@ -71,10 +72,11 @@ export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
       const tracked = cancels.track(principal, body.id);
       const signal = AbortSignal.any([request.signal, tracked.signal]);
       if (!streams) {
-        const server = servers.take(principal) ?? factory(context);
-        const reuse = () => servers.give(principal, server);
         try {
-          return await answerWithJson(server, request, forward, signal, reuse);
+          return (
+            (await answerInLane(lanes, principal, () => factory(context), request, body, options, signal)) ??
+            (await answerWithJson(factory(context), request, forward, signal))
+          );
         } finally {
           tracked.done();
         }
@@ -90,17 +92,41 @@ export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
 }
 
 /**
- * Answers one 2025-era request with a JSON body, from a server that serves only it meanwhile: the SDK's stateless
- * idiom with `enableJsonResponse`. An aborted `signal` (by default the request's: the client went away; or a
- * cancel) closes the server, which aborts the tool call. With `reuse`, a server that answered is handed back once
- * its transport is closed (and the server with it, so it holds nothing of this request), instead of being dropped.
+ * Answers a tools/call in an idle lane of `principal` (one is opened when none is idle); undefined when the request
+ * is not one a lane takes, for the SDK to answer. A cancelled call (`signal`) gets an empty 202: the server sends
+ * no response for it, and the request is ended rather than left open.
+ */
+async function answerInLane(
+  lanes: LanePool,
+  principal: string,
+  build: () => McpServer,
+  request: Request,
+  body: unknown,
+  options: { authInfo?: AuthInfo } | undefined,
+  signal: AbortSignal,
+): Promise<Response | undefined> {
+  if (!fitsLane(request, body)) return undefined;
+  const lane = lanes.take(principal) ?? (await openLane(build()));
+  if (!lane.transport.supports(request)) {
+    lanes.give(principal, lane);
+    return undefined;
+  }
+  const answer = await lane.transport.call(body, { request, ...withAuth(options?.authInfo) }, signal);
+  if (!answer) return new Response(null, { status: 202 });
+  lanes.give(principal, lane);
+  return Response.json(answer);
+}
+
+/**
+ * Answers one 2025-era request with a JSON body, from a server that serves only it: the SDK's stateless idiom with
+ * `enableJsonResponse`. An aborted `signal` (by default the request's: the client went away; or a cancel) closes
+ * the server, which aborts the call.
  */
 async function answerWithJson(
   server: McpServer,
   request: Request,
   options: { authInfo?: AuthInfo; parsedBody: unknown },
   signal = request.signal,
-  reuse?: () => void,
 ): Promise<Response> {
   const transport = new WebStandardStreamableHTTPServerTransport({
     sessionIdGenerator: undefined,
@@ -111,58 +137,12 @@ async function answerWithJson(
     server.close().catch(() => {});
   };
   signal.addEventListener("abort", teardown, { once: true });
-  let answered = false;
   try {
     await server.connect(transport);
-    const response = await transport.handleRequest(request, options);
-    answered = true;
-    return response;
+    return await transport.handleRequest(request, options);
   } finally {
     signal.removeEventListener("abort", teardown);
-    if (reuse && answered && !signal.aborted) transport.close().then(reuse, teardown);
-    else teardown();
-  }
-}
-
-/**
- * Tool servers kept between tools/call requests, per principal. Building one registers every tool again, a few
- * tenths of a millisecond and its garbage on every call; a server whose transport is closed holds nothing of the
- * request it answered and may be connected to the next one (the SDK's `connect` after `close`). Each serves one
- * request at a time. Only tools/call takes servers from here: initialize and logging/setLevel leave per-client state
- * on the server that answers them, so they still get a fresh one.
- */
-export class ServerPool {
-  readonly #idle = new Map<string, McpServer[]>();
-  readonly #capacity: number;
-  #size = 0;
-
-  /** `capacity`: idle servers kept, all principals together; more are dropped as they come back. */
-  constructor(capacity = 16) {
-    this.#capacity = capacity;
-  }
-
-  /** An idle server of `principal`, or undefined (build one). */
-  take(principal: string): McpServer | undefined {
-    const idle = this.#idle.get(principal);
-    const server = idle?.pop();
-    if (!server) return undefined;
-    this.#size--;
-    if (idle?.length === 0) this.#idle.delete(principal);
-    return server;
-  }
-
-  /** Keeps `server` (disconnected, built for `principal`) for a later request of the same principal. */
-  give(principal: string, server: McpServer): void {
-    if (this.#size >= this.#capacity) return;
-    const idle = this.#idle.get(principal) ?? [];
-    idle.push(server);
-    this.#idle.set(principal, idle);
-    this.#size++;
-  }
-
-  /** Idle servers held. */
-  get size(): number {
-    return this.#size;
+    teardown();
   }
 }
 
