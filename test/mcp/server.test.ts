@@ -77,6 +77,52 @@ describe("local server over HTTP (loopback, no token)", () => {
     await post({ name: "destroy_session", arguments: { sessionId } });
   });
 
+  it("ends a cancelled call without progress with an empty 202, kills its command and answers the next call", async () => {
+    const post = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+      fetch(`${server.origin}/mcp`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          "mcp-protocol-version": "2025-11-25",
+          ...headers,
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", ...body }),
+      });
+    const tool = (id: number, name: string, args: Record<string, unknown>) =>
+      post({ id, method: "tools/call", params: { name, arguments: args } });
+    const created = (await (await tool(1, "create_session", {})).json()) as {
+      result: { structuredContent: { sessionId: string } };
+    };
+    const { sessionId } = created.result.structuredContent;
+    const marker = `3602.${process.pid % 100_000}`;
+    const running = tool(2, "run_commands", { sessionId, commands: [`sleep ${marker}`] });
+    const psSleep = async () => {
+      const ps = (await (await tool(3, "run_commands", { sessionId, commands: ["ps -eo args"] })).json()) as {
+        result: { structuredContent: { results: Array<{ stdout: string }> } };
+      };
+      return ps.result.structuredContent.results[0]?.stdout.includes(`sleep ${marker}`) ?? false;
+    };
+    for (let i = 0; i < 100 && !(await psSleep()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await psSleep()).toBe(true);
+
+    await post({ method: "notifications/cancelled", params: { requestId: 2, reason: "test" } });
+    const cancelled = await running;
+    expect(cancelled.status).toBe(202);
+    expect(await cancelled.text()).toBe("");
+    for (let i = 0; i < 100 && (await psSleep()); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await psSleep()).toBe(false);
+
+    // A request the SDK's transport refuses still gets its answer, not a tool result.
+    const refused = await post(
+      { id: 4, method: "tools/call", params: { name: "list_sessions", arguments: {} } },
+      { "mcp-protocol-version": "1999-01-01" },
+    );
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toMatch(/Unsupported protocol version/);
+    await tool(5, "destroy_session", { sessionId });
+  });
+
   it("accepts on several sockets of its port, keeps connections a minute, and a second server there is refused", async () => {
     // LISTEN entries (state 0A) of the port in /proc/net/tcp: 127.0.0.1 is 0100007F, the port is hex.
     const port = server.port.toString(16).toUpperCase().padStart(4, "0");
