@@ -45,17 +45,21 @@ describe("local server over HTTP (loopback, no token)", () => {
     await client.close();
   });
 
+  /** A raw 2025-era JSON-RPC POST to /mcp; `headers` replace the defaults. */
+  const rpc = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    fetch(`${server.origin}/mcp`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-protocol-version": "2025-11-25",
+        ...headers,
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", ...body }),
+    });
+
   it("answers a 2025-era call with one JSON body, and streams only when the client asks for progress", async () => {
-    const post = (params: Record<string, unknown>) =>
-      fetch(`${server.origin}/mcp`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          accept: "application/json, text/event-stream",
-          "mcp-protocol-version": "2025-11-25",
-        },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params }),
-      });
+    const post = (params: Record<string, unknown>) => rpc({ id: 7, method: "tools/call", params });
     const plain = await post({ name: "list_sessions", arguments: {} });
     expect(plain.headers.get("content-type")).toContain("application/json");
     expect(await plain.json()).toMatchObject({ jsonrpc: "2.0", id: 7, result: { structuredContent: {} } });
@@ -78,19 +82,8 @@ describe("local server over HTTP (loopback, no token)", () => {
   });
 
   it("ends a cancelled call without progress with an empty 202, kills its command and answers the next call", async () => {
-    const post = (body: Record<string, unknown>, headers: Record<string, string> = {}) =>
-      fetch(`${server.origin}/mcp`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          accept: "application/json, text/event-stream",
-          "mcp-protocol-version": "2025-11-25",
-          ...headers,
-        },
-        body: JSON.stringify({ jsonrpc: "2.0", ...body }),
-      });
     const tool = (id: number, name: string, args: Record<string, unknown>) =>
-      post({ id, method: "tools/call", params: { name, arguments: args } });
+      rpc({ id, method: "tools/call", params: { name, arguments: args } });
     const created = (await (await tool(1, "create_session", {})).json()) as {
       result: { structuredContent: { sessionId: string } };
     };
@@ -106,7 +99,7 @@ describe("local server over HTTP (loopback, no token)", () => {
     for (let i = 0; i < 100 && !(await psSleep()); i++) await new Promise((r) => setTimeout(r, 50));
     expect(await psSleep()).toBe(true);
 
-    await post({ method: "notifications/cancelled", params: { requestId: 2, reason: "test" } });
+    await rpc({ method: "notifications/cancelled", params: { requestId: 2, reason: "test" } });
     const cancelled = await running;
     expect(cancelled.status).toBe(202);
     expect(await cancelled.text()).toBe("");
@@ -114,7 +107,7 @@ describe("local server over HTTP (loopback, no token)", () => {
     expect(await psSleep()).toBe(false);
 
     // A request the SDK's transport refuses still gets its answer, not a tool result.
-    const refused = await post(
+    const refused = await rpc(
       { id: 4, method: "tools/call", params: { name: "list_sessions", arguments: {} } },
       { "mcp-protocol-version": "1999-01-01" },
     );
