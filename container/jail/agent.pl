@@ -19,6 +19,7 @@ sub F_SETFL () { 4 }
 sub FD_CLOEXEC () { 1 }
 sub O_NONBLOCK () { 0x800 }
 sub WNOHANG () { 1 }
+sub FIONREAD () { 0x541B }
 
 my $CHANNEL_FD = 5;
 # setrlimit(2)'s system call number on this architecture, from the monitor (0: limits come as a shell prefix).
@@ -114,18 +115,18 @@ sub fail {
     put(pack("CN", FAILED, $id) . $message);
 }
 
-# Each command's process is forked ahead of time, once the agent has been quiet for a moment: it waits on a pipe
-# for its command and only then sets itself up and runs it. Forking copies the agent's page tables, which is a
-# good part of starting a command; the standby takes it off the command's path. A process of the jail may kill the
-# standby: one that never acknowledged its command (a "+" on the status pipe) did not take it, and the command is
+# Each command's process is forked ahead of time, once the agent has been quiet for a moment: it prepares what every
+# command gets, waits on a pipe for its command and runs it. Forking copies the agent's page tables, which is a good
+# part of starting a command; the standby takes it off the command's path. A process of the jail may kill the
+# standby: one that did not read all of its command (bytes left in the pipe) did not take it, and the command is
 # forked on the spot.
 my $standby;    # { pid, go, out, err, st } or undef
 my $STANDBY_AFTER = 0.002;    # seconds of quiet before forking the next standby
 my $STANDBY_RETRY = 1;        # seconds to wait after a standby could not be made (the jail's process limit)
 my $standby_due = 0;
 
-# Forks a process that waits for its command on `go` (the whole spec, then end of file) and runs it. Returns it, or
-# why it cannot be made.
+# Forks a process that waits for its command on `go` (the spec's length, 4 bytes, then the spec) and runs it.
+# Returns it, or why it cannot be made.
 sub fork_child {
     my ($out_r, $out_w, $err_r, $err_w, $st_r, $st_w, $go_r, $go_w);
     return "cannot create pipes: $!"
@@ -136,29 +137,38 @@ sub fork_child {
         $SIG{CHLD} = "DEFAULT";
         $SIG{PIPE} = "DEFAULT";
         close $_ for ($out_r, $err_r, $st_r, $go_w, $ctl, $wake_r, $wake_w);
-        my $spec = read_all($go_r);
-        exit 0 unless length $spec;    # the agent is gone, or never needed it
+        prepare($out_w, $err_w);
+        my $length = read_exactly($go_r, 4);
+        my $spec = defined $length ? read_exactly($go_r, unpack("N", $length)) : undef;
+        exit 0 unless defined $spec;    # the agent is gone, or never needed it
         close $go_r;
-        syswrite($st_w, "+");
-        run_command($out_w, $err_w, $st_w, split(/\0/, $spec, -1));
+        run_command($st_w, split(/\0/, $spec, -1));
     }
     close $_ for ($out_w, $err_w, $st_w, $go_r);
     return { pid => $pid, go => $go_w, out => $out_r, err => $err_r, st => $st_r };
 }
 
-# In the forked process: becomes the command, or says on the status pipe why it cannot.
-sub run_command {
-    my ($out_w, $err_w, $st_w, $command, $cwd, $limits, @env) = @_;
-    # Its own process group, /dev/null for stdin, exactly the given environment.
+# In the forked process, before its command is known: what every command gets. Its own process group, /dev/null
+# for stdin, its output pipes. Assigning %ENV once, as a rehearsal, has perl copy the pages that takes
+# (copy-on-write after the fork) while it waits rather than on the command's path; run_command assigns the real one.
+sub prepare {
+    my ($out_w, $err_w) = @_;
     setpgrp(0, 0);
+    open(STDIN, "<", "/dev/null");
+    open(STDOUT, ">&", $out_w);
+    open(STDERR, ">&", $err_w);
+    %ENV = (SANDBOX_STANDBY => 1);
+}
+
+# In the forked process, prepared: becomes the command, or says on the status pipe why it cannot.
+sub run_command {
+    my ($st_w, $command, $cwd, $limits, @env) = @_;
     if (!chdir $cwd) {
         my $why = ($!{ENOENT} || $!{ENOTDIR}) ? "working directory $cwd does not exist" : "cannot enter $cwd: $!";
         syswrite($st_w, $why);
         exit 127;
     }
-    open(STDIN, "<", "/dev/null");
-    open(STDOUT, ">&", $out_w);
-    open(STDERR, ">&", $err_w);
+    # Exactly the given environment.
     %ENV = map { split(/=/, $_, 2) } @env;
     # The rlimits are set here, after the fork, so that the agent's own CPU time never counts against them; soft
     # and hard alike, so the command cannot raise them again. They come as "resource=value,..." for setrlimit,
@@ -177,6 +187,26 @@ sub run_command {
     exec { "/bin/sh" } @argv;
     syswrite($st_w, "cannot run /bin/sh: $!");
     exit 127;
+}
+
+# Exactly $n bytes of $fh, or undef at end of file before them.
+sub read_exactly {
+    my ($fh, $n) = @_;
+    my $text = "";
+    while (length $text < $n) {
+        my $got = sysread($fh, $text, $n - length $text, length $text);
+        next if !defined $got && $!{EINTR};
+        return undef if !$got;
+    }
+    return $text;
+}
+
+# Bytes written to the pipe $fh and not read yet (FIONREAD answers on either end of a pipe); -1 when it cannot tell.
+sub unread {
+    my ($fh) = @_;
+    my $count = pack("L", 0);
+    return -1 unless ioctl($fh, FIONREAD, $count);
+    return unpack("L", $count);
 }
 
 # Everything written to $fh until end of file.
@@ -199,13 +229,15 @@ sub start {
     for (1, 2) {
         $child //= fork_child();
         return fail($id, $child) unless ref $child;
-        my $sent = write_all($child->{go}, $spec);
-        close $child->{go};
-        # "+" once the process has its command; then the status pipe (close-on-exec) ends when the command runs,
-        # or says why it cannot.
+        my $sent = write_all($child->{go}, pack("N", length $spec) . $spec);
+        # The status pipe (close-on-exec) ends when the command runs, or says why it cannot. The process took its
+        # command if it read all of it; `go` stays open until then, so that what is left in it can be counted (a
+        # kernel that cannot count gets the benefit of the doubt: the command runs, or is reported killed).
         $status = $sent ? read_all($child->{st}) : "";
         close $child->{st};
-        last if $status =~ s/^\+//;
+        my $taken = $sent && unread($child->{go}) <= 0;
+        close $child->{go};
+        last if $taken;
         # Gone before it took the command (a killed standby); it is reaped like any other process.
         close $child->{out};
         close $child->{err};

@@ -110,6 +110,8 @@ describe("a jailed session", () => {
     );
     expect(env).toMatchObject({ HOME: "/workspace", TMPDIR: "/tmp", GREETING: "hello world", EMPTY: "" });
     expect(env.PATH).toContain("/usr/bin");
+    // Nothing of the agent's own: not the variable its standby sets while it waits for a command.
+    expect(env).not.toHaveProperty("SANDBOX_STANDBY");
     expect(result.stdout).not.toContain(hostSecret);
     expect(result.stdout).not.toContain("/work/main");
   });
