@@ -1,22 +1,58 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { parseArgs } from "node:util";
 import { benchJailSpawn } from "./jail-spawn.ts";
 import { benchMcp } from "./mcp.ts";
 import { benchMonitor } from "./monitor.ts";
-import { printTable } from "./stats.ts";
+import { printTable, type Row } from "./stats.ts";
 
 /**
  * `npm run bench [-- --quick] [--only jail,monitor,mcp]`: prints each figure with a baseline measured in the same run. The machine is shared
  * and noisy, so figures are medians and ratios; nothing here is asserted by the test suite.
+ *
+ * Each section runs in a process of its own, so that one section's leftovers do not weigh on the next one's
+ * timings: the monitor section prints a gigabyte through a monitor in its own process and keeps ~260 MB, and the
+ * MCP section's clients run in the process that measures them.
  */
+const sections: Record<string, { title: string; run: (options: { quick: boolean }) => Promise<Row[]> }> = {
+  jail: { title: "jailed spawn", run: benchJailSpawn },
+  monitor: { title: "monitor", run: benchMonitor },
+  mcp: { title: "mcp (local server)", run: benchMcp },
+};
+
 const { values } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, only: { type: "string" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    section: { type: "string" },
+  },
 });
 const quick = values.quick ?? false;
-const wanted = (part: string) => values.only === undefined || values.only.split(",").includes(part);
 
-console.log(
-  `# sandbox-mcp bench (${quick ? "quick" : "full"}), ${new Date().toISOString()}, node ${process.version}`,
-);
-if (wanted("jail")) printTable("jailed spawn", await benchJailSpawn({ quick }));
-if (wanted("monitor")) printTable("monitor", await benchMonitor({ quick }));
-if (wanted("mcp")) printTable("mcp (local server)", await benchMcp({ quick }));
+if (values.section !== undefined) {
+  const section = sections[values.section];
+  if (!section) throw new Error(`no bench section "${values.section}"`);
+  printTable(section.title, await section.run({ quick }));
+} else {
+  const wanted = Object.keys(sections).filter(
+    (name) => values.only === undefined || values.only.split(",").includes(name),
+  );
+  console.log(
+    `# sandbox-mcp bench (${quick ? "quick" : "full"}), ${new Date().toISOString()}, node ${process.version}`,
+  );
+  for (const name of wanted) {
+    const args = [
+      ...process.execArgv,
+      import.meta.filename,
+      "--section",
+      name,
+      ...(quick ? ["--quick"] : []),
+    ];
+    const child = spawn(process.execPath, args, { stdio: "inherit" });
+    const [code] = (await once(child, "exit")) as [number | null];
+    if (code !== 0) {
+      console.error(`bench section ${name} failed (exit ${code})`);
+      process.exitCode = 1;
+    }
+  }
+}
