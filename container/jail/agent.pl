@@ -100,9 +100,20 @@ sub write_all {
     return 1;
 }
 
+# Frames for the monitor wait in the outbox until the end of the main loop's turn and go out in one write: each
+# write wakes the monitor, and a command's end is usually several frames (end of file on both streams, exit).
+my $outbox = "";
+
 sub put {
     my ($body) = @_;
-    shutdown_all() unless write_all($ctl, pack("N", length $body) . $body);
+    $outbox .= pack("N", length $body) . $body;
+}
+
+sub send_outbox {
+    return unless length $outbox;
+    my $data = $outbox;
+    $outbox = "";
+    shutdown_all() unless write_all($ctl, $data);
 }
 
 sub shutdown_all {
@@ -387,6 +398,7 @@ my $inbox = "";
 put(pack("C", READY));
 
 while (1) {
+    send_outbox();
     my $rin = "";
     vec($rin, fileno($ctl), 1) = 1;
     vec($rin, fileno($wake_r), 1) = 1;
@@ -427,6 +439,9 @@ while (1) {
         @timers = grep { $_->[0] > $t } @timers;
         $_->[1]->() for @due;
     }
+    # A process's streams end as it exits, just before its parent is told: its exit is then most likely waiting
+    # already, and goes out in the same write as the end of its output.
+    my $ended = 0;
     for my $id (sort { $a <=> $b } keys %run) {
         my $entry = $run{$id} or next;
         # Both streams ready at once: stdout first, the order in which programs usually write.
@@ -440,12 +455,14 @@ while (1) {
                 delete $entry->{out}{$fd};
                 put(pack("CNC", EOF_, $id, $fd));
                 settle($id);
+                $ended = 1;
                 next;
             }
             $entry->{unacked}{$fd} += $n;
             put(pack("CNC", DATA, $id, $fd) . $chunk);
         }
     }
+    reap() if $ended;
     if (vec($rout, fileno($ctl), 1)) {
         my $n = sysread($ctl, $inbox, 65536, length $inbox);
         next if !defined $n && $!{EINTR};
