@@ -62,6 +62,7 @@ export function createServer(deps: ServerDeps): McpServer {
     principal: deps.principal,
     sandbox: deps.sandbox,
     notify: progressFor(ctx),
+    progressWanted: ctx.mcpReq._meta?.progressToken !== undefined,
     signal: ctx.mcpReq.signal,
     limits,
     deploy: deps.deploy,

@@ -31,7 +31,8 @@ export const runCommands = defineTool({
   name: "run_commands",
   title: "Run shell commands",
   description: [
-    "Runs shell commands (bash -c) one after another in the session workspace and returns exit code, duration,",
+    "Runs shell commands (/bin/sh -c, a POSIX shell: use bash -c '...' for bash syntax) one after another in",
+    "the session workspace and returns exit code, duration,",
     "stdout and stderr of each. Use it for builds, tests, installs and one-off scripts. By default it stops at",
     "the first failing command (stopOnError). Each command has a timeout (timeoutMs, default 2 minutes); long",
     "output is cut to its head and tail (truncated: true) and the full lines stay readable with tail_logs",
@@ -92,7 +93,10 @@ export const runCommands = defineTool({
       };
     }
     const timeoutMs = Math.min(args.timeoutMs ?? limits.defaultCommandTimeoutMs, limits.maxCommandTimeoutMs);
-    const onEvent = progressReporter(args.commands.length, ctx.notify, limits.progressIntervalMs);
+    // Without a progressToken no event would be reported: the monitor is then asked for the result alone.
+    const onEvent = ctx.progressWanted
+      ? progressReporter(args.commands.length, ctx.notify, limits.progressIntervalMs)
+      : undefined;
     const exec = await ctx.sandbox.exec(
       args.sessionId,
       {

@@ -107,6 +107,8 @@ export interface ToolContext {
   principal: string;
   sandbox: SandboxClient;
   notify: ProgressFn;
+  /** Whether the client asked for progress (sent a progressToken); `notify` does nothing when it did not. */
+  progressWanted: boolean;
   /** Aborted when the client cancels the call or goes away. */
   signal: AbortSignal;
   limits: ToolLimits;

@@ -8,13 +8,16 @@ import { jsonBody } from "./validate.ts";
 
 /**
  * Exec answers with NDJSON: progress events while the commands run, then `done` (or `error`). A caller that
- * goes away aborts the request signal, which kills the running command's process group.
+ * accepts `application/json` and not NDJSON gets the result alone, as one JSON body once the commands end (or an
+ * error body): less work for a caller that wants no progress, but nothing is sent until then. A caller that goes
+ * away aborts the request signal, which kills the running command's process group.
  */
 export function execRoutes(app: Hono, { sessions, exec }: MonitorServices): void {
   app.post(patterns.exec, async (c) => {
     const runtime = await sessions.runtime(sessionId(c.req.param("sessionId")));
     const request = await jsonBody(c, ExecRequest);
     const signal = AbortSignal.any([c.req.raw.signal, runtime.destroyed]);
+    if (wantsJson(c.req.header("accept"))) return c.json(await exec.run(runtime, request, { signal }));
     const encoder = new TextEncoder();
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
@@ -46,4 +49,8 @@ export function execRoutes(app: Hono, { sessions, exec }: MonitorServices): void
       headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" },
     });
   });
+}
+
+function wantsJson(accept = ""): boolean {
+  return accept.includes("application/json") && !accept.includes("application/x-ndjson");
 }

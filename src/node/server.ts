@@ -74,7 +74,8 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     isolation: options.isolation ?? "auto",
     spareSessions: options.spareSessions ?? DEFAULT_SPARE_SESSIONS,
   });
-  const client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret });
+  // The monitor is in this process: nothing between the two can cut a connection that waits silently for a result.
+  const client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret, quietExec: true });
   const auth = createTokenAuth(options.tokens);
   const apps = new StaticApps({ root: join(dataDir, "deployments") });
   let port = options.port;

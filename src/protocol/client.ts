@@ -10,7 +10,7 @@ import {
   ErrorsResult,
   ExecEvent,
   type ExecRequest,
-  type ExecResult,
+  ExecResult,
   Health,
   ImportResult,
   type ListFilesRequest,
@@ -40,6 +40,12 @@ export interface SandboxClientOptions {
   baseUrl?: string;
   /** The monitor's per-instance secret. */
   secret?: string;
+  /**
+   * Exec calls without `onEvent` ask for the result as one JSON answer rather than an event stream: less work per
+   * call, but the connection carries nothing until the commands end. For a monitor in the same process; leave it
+   * off where a proxy between the two may cut a connection that stays silent.
+   */
+  quietExec?: boolean;
 }
 
 export interface CallOptions {
@@ -57,11 +63,13 @@ export class SandboxClient {
   readonly #fetch: FetchLike;
   readonly #baseUrl: string;
   readonly #secret: string | undefined;
+  readonly #quietExec: boolean;
 
   constructor(options: SandboxClientOptions) {
     this.#fetch = options.fetch;
     this.#baseUrl = options.baseUrl ?? "http://sandbox.internal";
     this.#secret = options.secret;
+    this.#quietExec = options.quietExec ?? false;
   }
 
   health(options?: CallOptions) {
@@ -124,6 +132,9 @@ export class SandboxClient {
 
   /** Runs commands; `onEvent` sees progress as NDJSON events arrive. Aborting `signal` kills the commands. */
   async exec(id: string, request: ExecRequest, options: ExecOptions = {}): Promise<ExecResult> {
+    if (this.#quietExec && !options.onEvent) {
+      return this.#json(ExecResult, "POST", routes.exec(id), request, undefined, options, "application/json");
+    }
     const response = await this.#send("POST", routes.exec(id), request, undefined, options);
     if (!response.body) throw new SandboxError("internal", "the monitor sent no exec stream");
     let done: ExecResult | undefined;
@@ -207,8 +218,9 @@ export class SandboxClient {
     body: unknown,
     query: Query | undefined,
     options: CallOptions | undefined,
+    accept?: string,
   ): Promise<z.infer<S>> {
-    const response = await this.#send(method, path, body, query, options);
+    const response = await this.#send(method, path, body, query, options, "application/json", accept);
     return schema.parse(await response.json());
   }
 
@@ -219,6 +231,7 @@ export class SandboxClient {
     query: Query | undefined,
     options: CallOptions | undefined,
     contentType = "application/json",
+    accept?: string,
   ): Promise<Response> {
     const url = new URL(path, this.#baseUrl);
     for (const [key, value] of Object.entries(query ?? {})) {
@@ -226,6 +239,7 @@ export class SandboxClient {
     }
     const headers = new Headers();
     this.#authorize(headers);
+    if (accept) headers.set("accept", accept);
     const init: RequestInit & { duplex?: "half" } = { method, headers };
     if (options?.signal) init.signal = options.signal;
     if (body instanceof ReadableStream) {

@@ -1,5 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SandboxClient } from "../../src/protocol/client.ts";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import {
   eventually,
@@ -153,6 +154,72 @@ describe("monitor HTTP API", () => {
     expect((await upgrade()).status).toBe(401);
     const ok = await upgrade(`Bearer ${monitor.secret}`);
     expect(ok).toEqual({ status: 101, path: "/live?x=1", echoed: "ping" });
+  });
+
+  it("answers exec with one JSON body to a caller that accepts JSON, events only to one that streams", async () => {
+    const session = await monitor.client.createSession({});
+    const exec = (accept: string, body: unknown) =>
+      fetch(`${monitor.url}/v1/sessions/${session.id}/exec`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${monitor.secret}`,
+          "content-type": "application/json",
+          accept,
+        },
+        body: JSON.stringify(body),
+      });
+    const commands = ["echo hi", "exit 3", "echo never"];
+    const json = await exec("application/json", { commands });
+    expect(json.status).toBe(200);
+    expect(json.headers.get("content-type")).toMatch(/^application\/json/);
+    const result = (await json.json()) as {
+      results: Array<{ stdout: { text: string }; exitCode: number }>;
+      skipped: number;
+    };
+    expect(result.results.map((r) => [r.stdout.text, r.exitCode])).toEqual([
+      ["hi\n", 0],
+      ["", 3],
+    ]);
+    expect(result.skipped).toBe(1);
+
+    // The same request streaming: one event per line, the same result in `done`.
+    const stream = await exec("application/x-ndjson, application/json", { commands });
+    expect(stream.headers.get("content-type")).toBe("application/x-ndjson");
+    const events = (await stream.text())
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { type: string; results?: unknown });
+    const kinds = (types: string[]) => types.filter((type) => type !== "output");
+    expect(kinds(events.map((event) => event.type))).toEqual(["start", "end", "start", "end", "done"]);
+    const done = events.at(-1) as unknown as typeof result;
+    expect(done.results.map((r) => [r.stdout.text, r.exitCode])).toEqual([
+      ["hi\n", 0],
+      ["", 3],
+    ]);
+
+    // Refused before anything runs: an error body, not a stream.
+    const refused = await exec("application/json", { commands: ["true"], timeoutMs: 100_000_000 });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("bad_request");
+
+    // The client asks for JSON only when told to and when no events are wanted; either way the result is the same.
+    const quiet = new SandboxClient({
+      fetch: (r) => fetch(r),
+      baseUrl: monitor.url,
+      secret: monitor.secret,
+      quietExec: true,
+    });
+    const seen: string[] = [];
+    const quietResult = await quiet.exec(session.id, { commands: ["echo quiet"] });
+    const withEvents = await quiet.exec(
+      session.id,
+      { commands: ["echo quiet"] },
+      { onEvent: (e) => seen.push(e.type) },
+    );
+    expect(quietResult.results[0]?.stdout.text).toBe("quiet\n");
+    expect(withEvents.results[0]?.stdout.text).toBe("quiet\n");
+    expect(kinds(seen)).toEqual(["start", "end", "done"]);
+    await expectCode(quiet.exec(session.id, { commands: ["true"], timeoutMs: 100_000_000 }), "bad_request");
   });
 
   it("answers bad input with clear errors and stays up", async () => {
