@@ -111,31 +111,7 @@ export class ExecService {
     options: ExecRunOptions,
   ): Promise<CommandResult> {
     const sessionId = runtime.id;
-    const startedAt = performance.now();
-    let end: ChildEnd | undefined;
-    let child: SandboxProcess | undefined;
-    // The command is sent to the jail first; the bookkeeping below is done while the jail starts it. Its output
-    // and exit arrive in later turns of the event loop, when all of it is in place.
-    try {
-      child = runtime.sandbox.spawn({
-        command,
-        cwd: request.cwd ?? "",
-        env: { ...runtime.env, ...request.env },
-      });
-    } catch (error) {
-      end = {
-        exitCode: null,
-        signal: null,
-        spawnError: error instanceof Error ? error : new Error(String(error)),
-      };
-    }
-    let processId: string;
-    try {
-      processId = runtime.nextProcessId("c");
-    } catch (error) {
-      if (child) runtime.sandbox.kill(child, "SIGKILL");
-      throw error;
-    }
+    const processId = runtime.nextProcessId("c");
     const key = trackerKey(sessionId, processId);
     const emit = options.onEvent;
     const progress = throttle(this.#progressIntervalMs, () => {
@@ -156,9 +132,25 @@ export class ExecService {
     const stderr = new HeadTailCapture(limit, processId);
     const outLog = this.#logs.writer(sessionId, processId, "stdout");
     const errLog = this.#logs.writer(sessionId, processId, "stderr");
+    const startedAt = performance.now();
     let timedOut = false;
     let cancelled = false;
+    let end: ChildEnd;
 
+    let child: SandboxProcess | undefined;
+    try {
+      child = runtime.sandbox.spawn({
+        command,
+        cwd: request.cwd ?? "",
+        env: { ...runtime.env, ...request.env },
+      });
+    } catch (error) {
+      end = {
+        exitCode: null,
+        signal: null,
+        spawnError: error instanceof Error ? error : new Error(String(error)),
+      };
+    }
     if (child) {
       const running = child;
       pipeOutput(running.stdout, outLog, (chunk) => stdout.push(chunk));
