@@ -42,12 +42,19 @@ export function agentLimits(
   return pairs.length > 0 ? pairs.join(",") : null;
 }
 
-/** What bubblewrap needs to run the agent with `perl` (a path the jail sees): the file to bind, then the program. */
+/**
+ * What bubblewrap needs to run the agent with `perl` (a path the jail sees): the file to bind, then the program.
+ * `limits` (agentLimits) are those every command of the jail will be sent; the agent's standbys set them ahead.
+ */
 export function agentInvocation(
   perl: string,
+  limits: string | null,
   script = agentScript(),
   arch: string = process.arch,
 ): { files: [string, string][]; tail: string[] } {
   const setrlimit = String(SETRLIMIT_SYSCALL[arch] ?? 0);
-  return { files: [[script, AGENT_SCRIPT]], tail: ["--chdir", "/", "--", perl, AGENT_SCRIPT, setrlimit] };
+  return {
+    files: [[script, AGENT_SCRIPT]],
+    tail: ["--chdir", "/", "--", perl, AGENT_SCRIPT, setrlimit, limits ?? ""],
+  };
 }

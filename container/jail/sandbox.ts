@@ -132,7 +132,8 @@ export async function openJailed(
   // joins the cgroups (spawn-gate.ts) before the agent runs. Rlimits are set per command, inside (see agent.pl).
   const procsFiles = limits.cgroup?.procsFiles ?? [];
   const gated = procsFiles.length > 0;
-  const agent = agentInvocation(probe.perl!);
+  const rlimits = agentLimits(options.limits);
+  const agent = agentInvocation(probe.perl!, rlimits);
   const spec: BoxSpec = {
     file: nsenter,
     args: [
@@ -155,7 +156,6 @@ export async function openJailed(
     gate: gated ? { procsFiles, marker: resolvConf } : null,
     env: HELPER_ENV,
   };
-  const rlimits = agentLimits(options.limits);
   const boxes = boxKeeper(spec, boxIdleMs);
   let nextId = 1;
   let closing: Promise<void> | null = null;

@@ -11,6 +11,7 @@ import {
   jailProcesses,
   openTestSession,
   run,
+  SHELL_STANDBY_CMDLINE,
   standbyIn,
   started,
   type TestSession,
@@ -128,6 +129,8 @@ describe("a session's jail", () => {
     expect((await run(session.sandbox, "echo first")).stdout).toBe("first\n");
     await eventually(() => standbyIn(session.runDir) !== undefined, "a standby for the next command");
     const standby = standbyIn(session.runDir);
+    // The session's limits are known when its jail starts: the standby waits as a shell that has set them.
+    expect(readFileSync(`/proc/${standby}/cmdline`, "latin1")).toBe(SHELL_STANDBY_CMDLINE);
     const inner = [...jailProcesses(session.runDir)].find(([, host]) => host === standby)?.[0];
     const inside = await run(session.sandbox, "echo $$; cat /proc/$PPID/cmdline | tr '\\0' ' '");
     const [shell, parent] = inside.stdout.trim().split("\n");
@@ -153,6 +156,22 @@ describe("a session's jail", () => {
     }
   });
 
+  it("runs a command through a shell standby exactly as written: quotes, newlines, $ and backticks", async () => {
+    await run(session.sandbox, `mkdir -p "it's a dir"`);
+    await eventually(() => standbyIn(session.runDir) !== undefined, "a standby for the next command");
+    const odd = 'it\'s "odd"\n$HOME `x` \\ end';
+    const command = `printf '[%s]\\n' "$ODD" "$(pwd)" "$0"\necho 'it'"'"'s $HOME \`x\`'; env -0`;
+    const result = await run(session.sandbox, command, { cwd: "it's a dir", env: { ODD: odd } });
+    const [printed, env] = result.stdout.split(/(?<=`x`\n)/);
+    expect(printed).toBe(`[${odd}]\n[/workspace/it's a dir]\n[/bin/sh]\nit's $HOME \`x\`\n`);
+    // Exactly the given environment (and the PWD every shell sets), whatever the standby's shell set for itself.
+    const names = env!
+      .split("\0")
+      .filter(Boolean)
+      .map((entry) => entry.slice(0, entry.indexOf("=")));
+    expect(names.sort()).toEqual(["HOME", "LANG", "ODD", "PATH", "PWD", "TMPDIR"]);
+  });
+
   it("explains a working directory that does not exist", async () => {
     await expect(run(session.sandbox, "true", { cwd: "missing/dir" })).rejects.toThrow(
       "working directory /workspace/missing/dir does not exist",
@@ -164,16 +183,33 @@ describe("the agent's per-command rlimits", () => {
   // The agent runs here without a jail: what is under test is how it applies the limits it is sent.
   const limits = { maxFileBytes: 3 * 1024 * 1024, cpuSeconds: 7 };
   const check = "ulimit -t; ulimit -f; ulimit -H -t; ulimit -H -f";
-  for (const arch of [process.arch, "an-architecture-without-a-known-setrlimit"]) {
-    it(`sets them, soft and hard, ${arch === process.arch ? "with setrlimit" : "through a shell prefix"}`, async () => {
-      const agent = agentInvocation("/usr/bin/perl", undefined, arch).tail.slice(-2);
+  const cases = [
+    { arch: process.arch, preset: false, how: "with setrlimit" },
+    { arch: process.arch, preset: true, how: "ahead, by the standby the agent was started for" },
+    { arch: "an-architecture-without-a-known-setrlimit", preset: false, how: "through a shell prefix" },
+  ];
+  for (const { arch, preset, how } of cases) {
+    it(`sets them, soft and hard, ${how}`, async () => {
+      const sent = agentLimits(limits, arch);
+      const [setrlimit] = agentInvocation("/usr/bin/perl", preset ? sent : null, undefined, arch).tail.slice(
+        -2,
+      );
       const script = fileURLToPath(new URL("../../container/jail/agent.pl", import.meta.url));
-      const box = await Box.start({ file: "/usr/bin/perl", args: [script, agent[1]!], gate: null, env: {} });
+      const box = await Box.start({
+        file: "/usr/bin/perl",
+        args: [script, setrlimit!, preset ? sent! : ""],
+        gate: null,
+        env: {},
+      });
       try {
-        const child = new BoxedProcess(1);
-        box.spawn({ command: check, cwd: "/", env: {}, limits: agentLimits(limits, arch) }, child);
-        const result = await collect(child);
-        expect(result.stdout.trim().split("\n")).toEqual(["7", "6144", "7", "6144"]);
+        // Twice: the first command may come before a standby, the second after one (started 2 ms after the first).
+        for (const id of [1, 2]) {
+          const child = new BoxedProcess(id);
+          box.spawn({ command: check, cwd: "/", env: {}, limits: sent }, child);
+          const result = await collect(child);
+          expect(result.stdout.trim().split("\n")).toEqual(["7", "6144", "7", "6144"]);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
       } finally {
         await box.close();
       }
