@@ -155,6 +155,9 @@ sub fork_child {
         close $_ for ($out_r, $err_r, $st_r, $go_w, $ctl, $wake_r, $wake_w);
         prepare($out_w, $err_w);
         become_shell($go_r, $st_w) if $shell;
+        # Assigning %ENV once, as a rehearsal, has perl copy the pages that takes (copy-on-write after the fork)
+        # while it waits rather than on the command's path; run_command assigns the real one.
+        %ENV = (SANDBOX_STANDBY => 1);
         my $length = read_exactly($go_r, 4);
         my $spec = defined $length ? read_exactly($go_r, unpack("N", $length)) : undef;
         exit 0 unless defined $spec;    # the agent is gone, or never needed it
@@ -212,15 +215,13 @@ sub discard {
 }
 
 # In the forked process, before its command is known: what every command gets. Its own process group, /dev/null
-# for stdin, its output pipes. Assigning %ENV once, as a rehearsal, has perl copy the pages that takes
-# (copy-on-write after the fork) while it waits rather than on the command's path; run_command assigns the real one.
+# for stdin, its output pipes.
 sub prepare {
     my ($out_w, $err_w) = @_;
     setpgrp(0, 0);
     open(STDIN, "<", "/dev/null");
     open(STDOUT, ">&", $out_w);
     open(STDERR, ">&", $err_w);
-    %ENV = (SANDBOX_STANDBY => 1);
 }
 
 # In the forked process, prepared: becomes the command, or says on the status pipe why it cannot.
