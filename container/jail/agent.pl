@@ -27,7 +27,9 @@ my $SETRLIMIT = $ARGV[0] // 0;
 # The rlimits of every command of this jail (a spawn's `limits`: one session's commands all get the same), when the
 # monitor passes them at start. Standbys then set them ahead and wait as shells (see become_shell).
 my $PRESET_LIMITS = $ARGV[1] // "";
-my $SHELL_STANDBYS = $PRESET_LIMITS eq "" || ($SETRLIMIT && $PRESET_LIMITS =~ /^\d+=\d+(,\d+=\d+)*$/);
+# Limits for setrlimit, "resource=value,..."; anything else non-empty is a shell prefix.
+my $NUMERIC_LIMITS = qr/^\d+=\d+(,\d+=\d+)*$/;
+my $SHELL_STANDBYS = $PRESET_LIMITS eq "" || ($SETRLIMIT && $PRESET_LIMITS =~ $NUMERIC_LIMITS);
 # Output bytes sent per stream before waiting for the monitor's acks.
 my $WINDOW = 256 * 1024;
 my $CHUNK = 64 * 1024;
@@ -184,10 +186,7 @@ sub become_shell {
     close $_ for ($go_r, $st_w);
     exit 0 unless fileno($go) == 3 && fileno($st) == 4;
     fcntl($_, F_SETFD, 0) for ($go, $st);
-    for (split /,/, $PRESET_LIMITS) {
-        my ($resource, $value) = split /=/;
-        exit 0 unless syscall($SETRLIMIT, $resource + 0, pack("QQ", $value, $value)) == 0;
-    }
+    exit 0 if defined set_limits($PRESET_LIMITS);
     %ENV = ();
     exec { "/bin/sh" } ("/bin/sh", "-c", ". /dev/fd/3");
     exit 0;
@@ -238,11 +237,10 @@ sub run_command {
     # and hard alike, so the command cannot raise them again. They come as "resource=value,..." for setrlimit,
     # or as a shell prefix (ulimit ...; exec "$@") where the monitor knows no system call number.
     my @argv = ("/bin/sh", "-c", $command);
-    if ($limits =~ /^\d+=\d+(,\d+=\d+)*$/) {
-        for (split /,/, $limits) {
-            my ($resource, $value) = split /=/;
-            next if syscall($SETRLIMIT, $resource + 0, pack("QQ", $value, $value)) == 0;
-            syswrite($st_w, "cannot set resource limit $resource: $!");
+    if ($limits =~ $NUMERIC_LIMITS) {
+        my $failed = set_limits($limits);
+        if (defined $failed) {
+            syswrite($st_w, "cannot set resource limit $failed: $!");
             exit 127;
         }
     } elsif (length $limits) {
@@ -251,6 +249,17 @@ sub run_command {
     exec { "/bin/sh" } @argv;
     syswrite($st_w, "cannot run /bin/sh: $!");
     exit 127;
+}
+
+# Sets "resource=value,..." as soft and hard rlimits of this process; the resource it could not set (with $!), or
+# undef.
+sub set_limits {
+    my ($limits) = @_;
+    for (split /,/, $limits) {
+        my ($resource, $value) = split /=/;
+        return $resource unless syscall($SETRLIMIT, $resource + 0, pack("QQ", $value, $value)) == 0;
+    }
+    return undef;
 }
 
 # Exactly $n bytes of $fh, or undef at end of file before them.
