@@ -175,10 +175,10 @@ sub fork_child {
 }
 
 # A shell standby: it sets the jail's rlimits, empties its environment and execs /bin/sh, which reads the command's
-# script (shell_script) from `go` as descriptor 3 and says on descriptor 4 why it cannot run it. The command's own
-# exec then comes from that small shell: from the perl fork it cost ~0.4 ms more, perl's memory torn down on the
-# command's path. Descriptors 3 and 4 because a shell names descriptors by one digit. A standby that cannot become a
-# shell ends; the command is then forked on the spot.
+# script (shell_script) from `go` as descriptor 3 and says on descriptor 4 why it cannot run it. That small shell then
+# runs the command itself, so no exec is left on the command's path: an exec from the perl fork cost ~0.4 ms more
+# (perl's memory torn down), and one more of /bin/sh ~0.7 ms. Descriptors 3 and 4 because a shell names descriptors
+# by one digit. A standby that cannot become a shell ends; the command is then forked on the spot.
 sub become_shell {
     my ($go_r, $st_w) = @_;
     open(my $go, "<&", $go_r) or exit 0;
@@ -193,17 +193,20 @@ sub become_shell {
 }
 
 # What run_command does, as the script a shell standby runs. Every value is quoted; the names are checked by start.
+# The command is eval'd by the standby's shell: what `sh -c` would do with it (the same $0, exit statuses and
+# environment), except that messages of the shell itself read "/bin/sh: 1: eval: ..." where `sh -c` says
+# "/bin/sh: 1: ...".
 sub shell_script {
     my ($command, $cwd, @env) = @_;
     my $q = sub { my ($text) = @_; $text =~ s/'/'\\''/g; return "'$text'" };
     return join("\n",
         "[ -d " . $q->($cwd) . " ] || { printf %s " . $q->("working directory $cwd does not exist") . " >&4; exit 127; }",
         "cd -P -- " . $q->($cwd) . " 2>/dev/null || { printf %s " . $q->("cannot enter $cwd") . " >&4; exit 127; }",
-        # Exactly the given environment: cd set these.
-        "unset OLDPWD PWD",
+        # Exactly the given environment: cd set OLDPWD, and PWD as any shell sets it.
+        "unset OLDPWD",
         (@env ? "export " . join(" ", map { $q->($_) } @env) : ()),
         "exec 3<&- 4>&-",
-        "exec /bin/sh -c " . $q->($command),
+        "eval " . $q->($command),
         "");
 }
 
@@ -311,7 +314,7 @@ sub start {
         my $shell = defined $child->{unread};
         my $sent = write_all($child->{go}, $shell ? shell_script($command, $cwd, @env) : pack("N", length $spec) . $spec);
         close $child->{go} if $shell;
-        # The status pipe ends when the command runs (close-on-exec, or closed by the shell just before its exec),
+        # The status pipe ends when the command runs (close-on-exec, or closed by the shell just before the command),
         # or says why it cannot. The process took its command if it read all of it; an end of `go` stays open until
         # then, so that what is left in it can be counted (a kernel that cannot count gets the benefit of the doubt:
         # the command runs, or is reported killed).

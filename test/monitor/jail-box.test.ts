@@ -172,6 +172,28 @@ describe("a session's jail", () => {
     expect(names.sort()).toEqual(["HOME", "LANG", "ODD", "PATH", "PWD", "TMPDIR"]);
   });
 
+  it("runs a command in the standby's own shell, with what sh -c gives it", async () => {
+    await run(session.sandbox, "mkdir -p real && ln -sfn real link");
+    const ask = async (command: string, cwd = "") => {
+      await eventually(() => standbyIn(session.runDir) !== undefined, "a standby for the next command");
+      return run(session.sandbox, command, { cwd });
+    };
+    // No exec of another shell: the standby's shell is the one that runs it.
+    const own = await ask("tr '\\0' ' ' < /proc/$$/cmdline");
+    expect(own.stdout).toBe(SHELL_STANDBY_CMDLINE.replaceAll("\0", " "));
+    // PWD as a new shell sets it (the physical directory), no OLDPWD, and set -u finds nothing else amiss.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template
+    const dirs = await ask('set -u; echo "$PWD|${OLDPWD-none}|$#|$?"', "link");
+    expect(dirs.stdout).toBe("/workspace/real|none|0|0\n");
+    expect((await ask("exit 7")).code).toBe(7);
+    expect((await ask("false")).code).toBe(1);
+    expect((await ask("no-such-program")).code).toBe(127);
+    expect((await ask("if then")).code).toBe(2);
+    // exec replaces that shell, as it would replace sh -c.
+    const [before, after] = (await ask("echo $$; exec sh -c 'echo $$'")).stdout.trim().split("\n");
+    expect(after).toBe(before);
+  });
+
   it("explains a working directory that does not exist", async () => {
     await expect(run(session.sandbox, "true", { cwd: "missing/dir" })).rejects.toThrow(
       "working directory /workspace/missing/dir does not exist",
