@@ -70,6 +70,9 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     },
     maxSessions: config.maxSessions,
     spareSessions: config.spareSessions,
+    onOpen(sessionId) {
+      logs.open(sessionId).catch((error: unknown) => console.error("[monitor] opening logs failed:", error));
+    },
     async onDestroy(sessionId) {
       await supervisor.stopAll(sessionId);
       supervisor.forget(sessionId);

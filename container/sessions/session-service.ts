@@ -21,7 +21,15 @@ export interface SessionServiceOptions {
   maxSessions: number;
   /** Sessions opened ahead of time for `create` to take (network "deny", default limits); 0 for none. */
   spareSessions?: number;
-  /** Called while a session is destroyed, before its directory goes: stop processes, drop logs and errors. */
+  /**
+   * Called once a session's directories are made (a spare's too, while it waits): per-session state that its first
+   * command would otherwise set up on its way.
+   */
+  onOpen?: (sessionId: string) => void;
+  /**
+   * Called while a session is destroyed (or a spare discarded), before its directory goes: stop processes, drop logs
+   * and errors.
+   */
   onDestroy: (sessionId: string) => Promise<void>;
 }
 
@@ -51,6 +59,7 @@ export class SessionService {
         const paths = this.paths(id);
         mkdirSync(paths.workspace, { recursive: true });
         mkdirSync(paths.run, { recursive: true });
+        this.#options.onOpen?.(id);
         const sandbox = await this.#options.jail.open({
           sessionId: id,
           hostPath: paths.workspace,
@@ -61,7 +70,10 @@ export class SessionService {
         sandbox.warm();
         return sandbox;
       },
-      discard: (id) => rm(this.paths(id).root, { recursive: true, force: true }),
+      discard: async (id) => {
+        await this.#options.onDestroy(id);
+        await rm(this.paths(id).root, { recursive: true, force: true });
+      },
     });
   }
 
@@ -158,6 +170,7 @@ export class SessionService {
       throw error;
     }
     if (spare) this.#sandboxes.set(id, spare.sandbox);
+    else this.#options.onOpen?.(id);
     store.insert(record);
     recorded();
     try {

@@ -62,7 +62,7 @@ export class SessionStore {
     )`);
     this.#insert = db.prepare(
       `INSERT INTO sessions (id, owner, network, env, template, created_at, last_active_at, idle_ttl_seconds,
-        max_lifetime_seconds, limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        max_lifetime_seconds, limits, next_command, next_process) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.#touch = db.prepare("UPDATE sessions SET last_active_at = ? WHERE id = ?");
     this.#delete = db.prepare("DELETE FROM sessions WHERE id = ?");
@@ -87,8 +87,13 @@ export class SessionStore {
       record.idleTtlSeconds,
       record.maxLifetimeSeconds,
       JSON.stringify(record.limits),
+      ID_BLOCK,
+      ID_BLOCK,
     );
     this.#records.set(record.id, frozen(record));
+    // The first block of each kind comes with the record: a session's first command writes nothing.
+    this.#ids.set(`${record.id}\0c`, { next: 1, end: ID_BLOCK });
+    this.#ids.set(`${record.id}\0p`, { next: 1, end: ID_BLOCK });
   }
 
   /** The record, a copy: callers may change theirs. */

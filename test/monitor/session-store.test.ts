@@ -85,4 +85,20 @@ describe("the session store", () => {
     expect(restarted.nextProcessId("aaa", "p")).not.toBe("p1");
     expect(() => restarted.nextProcessId("zzz", "c")).toThrow(/vanished/);
   });
+
+  it("reserves a session's first ids with its record, and the next block only when those are used up", () => {
+    const store = open();
+    const db = dbs.at(-1)!;
+    const reserved = () =>
+      db.prepare("SELECT next_command AS c, next_process AS p FROM sessions WHERE id = 'aaa'").get();
+    store.insert(record("aaa", null, 1_000));
+    const first = reserved();
+    expect(first).toEqual({ c: expect.any(Number), p: expect.any(Number) });
+    const block = (first as { c: number }).c;
+    expect(block).toBeGreaterThan(1);
+    for (let i = 1; i <= block; i++) expect(store.nextProcessId("aaa", "c")).toBe(`c${i}`);
+    expect(reserved()).toEqual(first);
+    expect(store.nextProcessId("aaa", "c")).toBe(`c${block + 1}`);
+    expect(reserved()).toEqual({ c: 2 * block, p: block });
+  });
 });
