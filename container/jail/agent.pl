@@ -196,14 +196,17 @@ sub become_shell {
     exit 0;
 }
 
-# What run_command does, as the script a shell standby runs. Every value is quoted; the names are checked by start.
-# The command is eval'd by the standby's shell: what `sh -c` would do with it (the same $0, exit statuses and
-# environment), except that messages of the shell itself read "/bin/sh: 1: eval: ..." where `sh -c` says
-# "/bin/sh: 1: ...".
+# What run_command does, as the script a shell standby runs. Every value is quoted; the names are checked by start
+# (fits_shell). The command is eval'd by the standby's shell: what `sh -c` would do with it (the same $0, exit
+# statuses and environment), except that messages of the shell itself read "/bin/sh: 1: eval: ..." where `sh -c`
+# says "/bin/sh: 1: ...". The script is one { } group, which the shell reads to its end before it runs any of it:
+# run line by line, it would close descriptor 4 with the rest of a long command still in the pipe, and the agent,
+# counting those bytes, would take the command for not taken and run it a second time.
 sub shell_script {
     my ($command, $cwd, @env) = @_;
     my $q = sub { my ($text) = @_; $text =~ s/'/'\\''/g; return "'$text'" };
     return join("\n",
+        "{",
         "[ -d " . $q->($cwd) . " ] || { printf %s " . $q->("working directory $cwd does not exist") . " >&4; exit 127; }",
         "cd -P -- " . $q->($cwd) . " 2>/dev/null || { printf %s " . $q->("cannot enter $cwd") . " >&4; exit 127; }",
         # Exactly the given environment: cd set OLDPWD, and PWD as any shell sets it.
@@ -211,7 +214,16 @@ sub shell_script {
         (@env ? "export " . join(" ", map { $q->($_) } @env) : ()),
         "exec 3<&- 4>&-",
         "eval " . $q->($command),
+        "}",
         "");
+}
+
+# Whether a shell standby can run a command as given: the preset limits, and names it can export. Not IFS, OPTIND,
+# PPID or PWD, which a new shell resets as it starts while the standby's shell would keep them as given.
+sub fits_shell {
+    my ($limits, @env) = @_;
+    return 0 if $limits ne $PRESET_LIMITS;
+    return !grep { !/^[A-Za-z_][A-Za-z0-9_]*=/ || /^(?:IFS|OPTIND|PPID|PWD)=/ } @env;
 }
 
 sub discard {
@@ -306,8 +318,8 @@ sub start {
     my ($command, $cwd, $limits, @env) = split(/\0/, $spec, -1);
     my $child = $standby;
     $standby = undef;
-    # A shell standby runs commands with the preset limits and names a shell can export; any other is forked.
-    if ($child && $child->{unread} && ($limits ne $PRESET_LIMITS || grep { !/^[A-Za-z_][A-Za-z0-9_]*=/ } @env)) {
+    # A command a shell standby cannot run as given is forked.
+    if ($child && $child->{unread} && !fits_shell($limits, @env)) {
         discard($child);
         $child = undef;
     }

@@ -192,6 +192,21 @@ describe("a session's jail", () => {
     // exec replaces that shell, as it would replace sh -c.
     const [before, after] = (await ask("echo $$; exec sh -c 'echo $$'")).stdout.trim().split("\n");
     expect(after).toBe(before);
+    // Variables a new shell resets as it starts are reset, whatever the environment says.
+    await eventually(() => standbyIn(session.runDir) !== undefined, "a standby for the next command");
+    const reset = await run(session.sandbox, 'a=x:y; set -- $a; echo "$# $OPTIND $PWD"', {
+      env: { IFS: ":", OPTIND: "3", PWD: "/nowhere" },
+    });
+    expect(reset.stdout).toBe("1 1 /workspace\n");
+  });
+
+  it("runs a long command once: its shell reads all of it before it says it has taken it", async () => {
+    const padding = `: '${"x".repeat(40_000)}'`;
+    for (let i = 0; i < 8; i++) {
+      await eventually(() => standbyIn(session.runDir) !== undefined, "a standby for the next command");
+      expect((await run(session.sandbox, `echo run >> once.txt\n${padding}`)).code).toBe(0);
+    }
+    expect((await run(session.sandbox, "wc -l < once.txt")).stdout.trim()).toBe("8");
   });
 
   it("explains a working directory that does not exist", async () => {
