@@ -162,8 +162,9 @@ export class LogStore {
 
   /**
    * Makes the session's log state ready; after a restart, seq continues after the files and the ring is refilled
-   * from their tail. The monitor opens each session when it is made (a spare while it waits), so that the first
-   * command does not set this up on its way (~0.2 ms there); writers and appends open it on first use otherwise.
+   * from their tail. The monitor opens each new session when it is made (a spare while it waits), so that its first
+   * command does not set this up on its way (~0.2 ms there). Writers and appends set the state up on first use
+   * otherwise, without refilling the ring (a session of an earlier run of the monitor: queries read its files).
    */
   async open(sessionId: string): Promise<void> {
     const state = this.#ensure(sessionId);

@@ -71,8 +71,11 @@ export class SessionService {
         return sandbox;
       },
       discard: async (id) => {
-        await this.#options.onDestroy(id);
-        await rm(this.paths(id).root, { recursive: true, force: true });
+        try {
+          await this.#options.onDestroy(id);
+        } finally {
+          await rm(this.paths(id).root, { recursive: true, force: true });
+        }
       },
     });
   }
@@ -164,14 +167,17 @@ export class SessionService {
       if (template)
         await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
     } catch (error) {
-      // No record yet: what the spare opened goes with its directory.
-      if (spare) await (await spare.sandbox.catch(() => null))?.close();
+      // No record yet: what the spare opened (its sandbox, its log state) goes with its directory.
+      if (spare) {
+        await (await spare.sandbox.catch(() => null))?.close();
+        await this.#options.onDestroy(id).catch(() => {});
+      }
       await rm(paths.root, { recursive: true, force: true });
       throw error;
     }
     if (spare) this.#sandboxes.set(id, spare.sandbox);
-    else this.#options.onOpen?.(id);
     store.insert(record);
+    if (!spare) this.#options.onOpen?.(id);
     recorded();
     try {
       const sandbox = await this.#sandbox(record);
