@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,7 +12,9 @@ import { openDatabase } from "../../container/store/db.ts";
 describe("the session store", () => {
   let dir: string;
   const dbs: DatabaseSync[] = [];
+  /** A store on the data directory's database: the monitor's, or after a restart (the earlier one closes first). */
   const open = () => {
+    for (const earlier of dbs.splice(0)) earlier.close();
     const db = openDatabase(dir);
     dbs.push(db);
     return new SessionStore(db);
@@ -43,13 +47,15 @@ describe("the session store", () => {
     store.insert(record("ccc", "alice", 3_000));
     store.touch("ccc", 9_000);
     store.delete("bbb");
-    for (const seen of [store, open()]) {
+    const check = (seen: SessionStore) => {
       expect(seen.count()).toBe(2);
       expect(seen.list().map((r) => r.id)).toEqual(["aaa", "ccc"]);
       expect(seen.list("alice").map((r) => r.id)).toEqual(["ccc"]);
       expect(seen.get("ccc")).toEqual({ ...record("ccc", "alice", 3_000), lastActiveAt: 9_000 });
       expect(seen.get("bbb")).toBeUndefined();
-    }
+    };
+    check(store);
+    check(open());
   });
 
   it("hands out copies: what a caller changes stays its own", () => {
@@ -100,5 +106,32 @@ describe("the session store", () => {
     expect(reserved()).toEqual(first);
     expect(store.nextProcessId("aaa", "c")).toBe(`c${block + 1}`);
     expect(reserved()).toEqual({ c: 2 * block, p: block });
+  });
+});
+
+describe("the monitor's database", () => {
+  it("is held by one monitor at a time, and free again once that one is killed", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "monitor-db-"));
+    const module = new URL("../../container/store/db.ts", import.meta.url).href;
+    const holder = spawn(
+      process.execPath,
+      [
+        "-e",
+        `import(${JSON.stringify(module)}).then((m) => { m.openDatabase(${JSON.stringify(dir)}); console.log("open"); setInterval(() => {}, 1000); })`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    try {
+      const [first] = (await once(holder.stdout!, "data")) as [Buffer];
+      expect(first.toString()).toContain("open");
+      expect(() => openDatabase(dir)).toThrow(/another monitor or server is using the data directory/);
+      holder.kill("SIGKILL");
+      await once(holder, "exit");
+      const db = openDatabase(dir);
+      db.close();
+    } finally {
+      holder.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
