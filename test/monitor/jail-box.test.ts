@@ -127,10 +127,20 @@ describe("a session's jail", () => {
 
   it("forks each command's process ahead of time, and on the spot when that one is gone", async () => {
     expect((await run(session.sandbox, "echo first")).stdout).toBe("first\n");
-    await eventually(() => standbyIn(session.runDir) !== undefined, "a standby for the next command");
+    // The session's limits are known when its jail starts: the standby waits as a shell that has set them (a
+    // moment after its fork, it is still the agent's program).
+    const cmdline = (pid: number | undefined) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "latin1");
+      } catch {
+        return ""; // gone meanwhile
+      }
+    };
+    await eventually(() => {
+      const found = standbyIn(session.runDir);
+      return found !== undefined && cmdline(found) === SHELL_STANDBY_CMDLINE;
+    }, "a shell standby for the next command");
     const standby = standbyIn(session.runDir);
-    // The session's limits are known when its jail starts: the standby waits as a shell that has set them.
-    expect(readFileSync(`/proc/${standby}/cmdline`, "latin1")).toBe(SHELL_STANDBY_CMDLINE);
     const inner = [...jailProcesses(session.runDir)].find(([, host]) => host === standby)?.[0];
     const inside = await run(session.sandbox, "echo $$; cat /proc/$PPID/cmdline | tr '\\0' ' '");
     const [shell, parent] = inside.stdout.trim().split("\n");
