@@ -18,6 +18,7 @@ export interface FlatResult {
   stderrBytes: number;
   logCursor: { from: number; to: number };
   fullOutput: { processId: string; after: number; lines: number } | null;
+  backgroundStopped: number;
 }
 
 /** Flattens the protocol's results and shares `budget` characters over all their streams (head + tail each). */
@@ -51,6 +52,7 @@ export function flattenResults(results: readonly CommandResult[], budget: number
       fullOutput: truncated
         ? { processId: result.processId, after: Math.max(0, from - 1), lines: to - from + 1 }
         : null,
+      backgroundStopped: result.backgroundStopped ?? 0,
     };
   });
 }
@@ -81,6 +83,12 @@ export function summarize(sessionId: string, results: readonly FlatResult[], ski
   if (focus) {
     const output = [focus.stdout, focus.stderr].filter((text) => text.trim()).join("\n");
     if (output.trim()) lines.push(`--- last output of \`${focus.command}\`:`, lastLines(output, 30));
+  }
+  for (const result of results) {
+    if (result.backgroundStopped === 0) continue;
+    lines.push(
+      `Note: \`${result.command}\` left ${result.backgroundStopped} process(es) running in the background; they were stopped when it ended. Start servers and watchers with background: true (or start_process).`,
+    );
   }
   const cut = results.find((result) => result.fullOutput);
   if (cut?.fullOutput) {

@@ -25,6 +25,12 @@ const resultShape = z.object({
     .object({ processId: z.string(), after: z.number().int(), lines: z.number().int() })
     .nullable()
     .describe("arguments for tail_logs that return the whole output, when it was truncated"),
+  backgroundStopped: z
+    .number()
+    .int()
+    .describe(
+      "processes the command left running in the background (`server &`), stopped when it ended: start servers with background: true",
+    ),
 });
 
 export const runCommands = defineTool({

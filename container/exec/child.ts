@@ -8,6 +8,8 @@ export interface ChildEnd {
   signal: string | null;
   /** Set when the process could not be started at all. */
   spawnError: Error | null;
+  /** Processes it left running in its group (background jobs), stopped when it exited; 0 when none or unknown. */
+  leftRunning: number;
 }
 
 /** After the leader exits, how long its pipes may stay silent and open before they are cut. */
@@ -32,12 +34,12 @@ export function watchChild(sandbox: SessionSandbox, child: SandboxProcess): Prom
     child.on("error", (error) => {
       // "error" without a pid means the spawn itself failed; no "exit" follows.
       if (child.pid === undefined) {
-        end = { exitCode: null, signal: null, spawnError: error };
+        end = { exitCode: null, signal: null, spawnError: error, leftRunning: 0 };
         finish();
       }
     });
     child.once("exit", (code, signal) => {
-      end = { exitCode: code, signal, spawnError: null };
+      end = { exitCode: code, signal, spawnError: null, leftRunning: child.leftRunning ?? 0 };
       safeKill(sandbox, child, "SIGKILL");
       // Only a process that left the group (setsid) can still hold the pipes; stop waiting once they go quiet.
       const cut = () => {
@@ -53,7 +55,7 @@ export function watchChild(sandbox: SessionSandbox, child: SandboxProcess): Prom
       child.stderr?.on("data", refresh);
     });
     child.once("close", (code: number | null, signal: NodeJS.Signals | null) => {
-      end ??= { exitCode: code, signal, spawnError: null };
+      end ??= { exitCode: code, signal, spawnError: null, leftRunning: child.leftRunning ?? 0 };
       finish();
     });
   });

@@ -149,6 +149,7 @@ export class ExecService {
         exitCode: null,
         signal: null,
         spawnError: error instanceof Error ? error : new Error(String(error)),
+        leftRunning: 0,
       };
     }
     if (child) {
@@ -178,7 +179,7 @@ export class ExecService {
         options.signal?.removeEventListener("abort", onAbort);
       }
     } else {
-      end ??= { exitCode: null, signal: null, spawnError: new Error("spawn failed") };
+      end ??= { exitCode: null, signal: null, spawnError: new Error("spawn failed"), leftRunning: 0 };
     }
     if (end.spawnError) {
       const message = `could not start the command: ${end.spawnError.message}\n`;
@@ -203,6 +204,7 @@ export class ExecService {
       stdout: stdout.result(),
       stderr: stderr.result(),
       logCursor: { from: tracker.firstSeq === null ? last : tracker.firstSeq - 1, to: last },
+      ...(end.leftRunning > 0 ? { backgroundStopped: end.leftRunning } : {}),
     };
     const byRequest = timedOut || cancelled;
     notifyExit(this.#hooks, sessionId, processId, {

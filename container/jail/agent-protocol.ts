@@ -14,7 +14,9 @@ import { constants } from "node:os";
  *     FAILED  id:u32 message
  *     DATA    id:u32 fd:u8 bytes
  *     EOF     id:u32 fd:u8
- *     EXIT    id:u32 code:i32 signal:u8   code -1 when killed by a signal; signal 0 when none
+ *     EXIT    id:u32 code:i32 signal:u8 left:u16
+ *                                     code -1 when killed by a signal; signal 0 when none; left: processes of its
+ *                                     group still running when it exited (stopped with it)
  *
  * Flow control: the agent sends a window's worth (256 KB) of a stream ahead and then waits for acks. While the
  * monitor's log store is full it holds them back, the agent stops reading, the pipe fills and the process blocks,
@@ -51,7 +53,7 @@ export type FromAgent =
   | { type: "failed"; id: number; message: string }
   | { type: "data"; id: number; fd: AgentFd; data: Buffer }
   | { type: "eof"; id: number; fd: AgentFd }
-  | { type: "exit"; id: number; code: number | null; signal: NodeJS.Signals | null };
+  | { type: "exit"; id: number; code: number | null; signal: NodeJS.Signals | null; left: number };
 
 /** Where the agent's program appears inside the jail, and the descriptor of its channel (3 and 4 are the gate's). */
 export const AGENT_SCRIPT = "/run/sandbox/agent.pl";
@@ -147,10 +149,10 @@ function decodeFromAgent(body: Buffer): FromAgent | null {
     case TYPE.eof:
       return fd !== null && body.length === 6 ? { type: "eof", id, fd } : null;
     case TYPE.exit: {
-      if (body.length !== 10) return null;
+      if (body.length !== 12) return null;
       const code = body.readInt32BE(5);
       const signal = body[9] ? (SIGNAL_NAMES.get(body[9] as number) ?? null) : null;
-      return { type: "exit", id, code: code < 0 ? null : code, signal };
+      return { type: "exit", id, code: code < 0 ? null : code, signal, left: body.readUInt16BE(10) };
     }
     default:
       return null;

@@ -373,10 +373,16 @@ sub reap {
         my $id = delete $by_pid{$pid};
         next unless defined $id && $run{$id};
         $run{$id}{exited} = 1;
-        # A command does not outlive itself: what it left in its group (background jobs) ends with it.
+        # A command does not outlive itself: what it left in its group (background jobs) ends with it, and the
+        # monitor is told how many were still running. The group is only listed when it is not empty.
+        my $left = 0;
+        if (kill(0, -$pid)) {
+            my %members = group_members($pid);
+            $left = keys %members;
+        }
         kill("KILL", -$pid);
         my ($code, $signal) = ($status & 0x7f) == 0 ? ($status >> 8, 0) : (-1, $status & 0x7f);
-        put(pack("CNl>C", EXIT, $id, $code, $signal));
+        put(pack("CNl>Cn", EXIT, $id, $code, $signal, $left > 65535 ? 65535 : $left));
         settle($id);
     }
 }

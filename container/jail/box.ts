@@ -44,6 +44,7 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
   pid: number | undefined = undefined;
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
+  leftRunning = 0;
   readonly stdout: Readable;
   readonly stderr: Readable;
   /** Output taken from the agent but not yet acknowledged, per stream, while the reader is paused. */
@@ -134,11 +135,12 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
   }
 
   /** @internal box.ts */
-  exited(code: number | null, signal: NodeJS.Signals | null): void {
+  exited(code: number | null, signal: NodeJS.Signals | null, leftRunning = 0): void {
     if (this.#exited) return;
     this.#exited = true;
     this.exitCode = code;
     this.signalCode = signal;
+    this.leftRunning = leftRunning;
     this.emit("exit", code, signal);
     // As ChildProcess does: output nobody reads is drained once the process exits, so that `close` comes.
     for (const readable of [this.stdout, this.stderr]) {
@@ -352,6 +354,7 @@ export class Box {
         process.exited(
           message.code,
           message.code === null && message.signal === null ? "SIGKILL" : message.signal,
+          message.left,
         );
         break;
     }

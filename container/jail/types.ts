@@ -55,6 +55,11 @@ export interface SandboxProcess {
   readonly stderr: Readable | null;
   readonly exitCode: number | null;
   readonly signalCode: NodeJS.Signals | null;
+  /**
+   * Set at exit where the sandbox can tell: processes of its group still running when it exited (background jobs),
+   * which were stopped with it.
+   */
+  readonly leftRunning?: number;
   on(event: "error", listener: (error: Error) => void): this;
   once(event: "error", listener: (error: Error) => void): this;
   once(event: "spawn", listener: () => void): this;

@@ -214,7 +214,12 @@ export class Supervisor {
     } catch (error) {
       readiness?.cancel();
       const spawnError = error instanceof Error ? error : new Error(String(error));
-      managed.runEnded = this.#ended(managed, null, { exitCode: null, signal: null, spawnError });
+      managed.runEnded = this.#ended(managed, null, {
+        exitCode: null,
+        signal: null,
+        spawnError,
+        leftRunning: 0,
+      });
       await managed.runEnded;
       return this.#startResult(managed, spec ? { kind: "exited" } : null);
     }

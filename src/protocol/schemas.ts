@@ -175,6 +175,11 @@ export const CommandResult = z.object({
   logCursor: z
     .object({ from: z.number().int(), to: z.number().int() })
     .describe("the command's log lines are the seqs in (from, to]: pass from as tail_logs `after`"),
+  backgroundStopped: z
+    .number()
+    .int()
+    .optional()
+    .describe("processes the command left running in its group (`cmd &`), stopped when it ended"),
 });
 export type CommandResult = z.infer<typeof CommandResult>;
 

@@ -192,9 +192,15 @@ describe.each(jailModes())("exec (%s)", (mode) => {
 
   it("does not hang on a background process that keeps the pipes open", async () => {
     const marker = `${Math.floor(Math.random() * 9000 + 1000)}.2468`;
-    const result = await exec.run(h.runtime, request({ commands: [`sleep ${marker} & echo started`] }));
+    const result = await exec.run(
+      h.runtime,
+      request({ commands: [`sleep ${marker} & sleep ${marker} & echo started`, "echo alone"] }),
+    );
     expect(result.results[0]).toMatchObject({ exitCode: 0, timedOut: false });
     expect(result.results[0]?.stdout.text).toBe("started\n");
+    // A jail's agent counts what a command left running when it stopped it, so that the caller can be told.
+    expect(result.results[0]?.backgroundStopped).toBe(mode === "bubblewrap" ? 2 : undefined);
+    expect(result.results[1]?.backgroundStopped).toBeUndefined();
     await eventually(async () => ((await pidsWith(marker)).length === 0 ? true : undefined), 5_000);
   });
 });

@@ -9,6 +9,7 @@ function frame(...parts: Buffer[]): Buffer {
   return Buffer.concat([length, body]);
 }
 const u8 = (value: number) => Buffer.from([value]);
+const u16 = (value: number) => Buffer.from([value >> 8, value & 0xff]);
 const u32 = (value: number) => {
   const buffer = Buffer.alloc(4);
   buffer.writeUInt32BE(value);
@@ -74,8 +75,8 @@ describe("agent protocol", () => {
       frame(u8(11), u32(4), u32(12)),
       frame(u8(13), u32(4), u8(1), Buffer.from("hello\n")),
       frame(u8(14), u32(4), u8(1)),
-      frame(u8(15), u32(4), i32(3), u8(0)),
-      frame(u8(15), u32(5), i32(-1), u8(9)),
+      frame(u8(15), u32(4), i32(3), u8(0), u16(0)),
+      frame(u8(15), u32(5), i32(-1), u8(9), u16(2)),
       frame(u8(12), u32(6), Buffer.from("working directory /workspace/x does not exist")),
     ]);
     for (const chunkSize of [bytes.length, 1, 3, 7]) {
@@ -86,8 +87,8 @@ describe("agent protocol", () => {
         { type: "spawned", id: 4, pid: 12 },
         { type: "data", id: 4, fd: 1, data: Buffer.from("hello\n") },
         { type: "eof", id: 4, fd: 1 },
-        { type: "exit", id: 4, code: 3, signal: null },
-        { type: "exit", id: 5, code: null, signal: "SIGKILL" },
+        { type: "exit", id: 4, code: 3, signal: null, left: 0 },
+        { type: "exit", id: 5, code: null, signal: "SIGKILL", left: 2 },
         { type: "failed", id: 6, message: "working directory /workspace/x does not exist" },
       ]);
     }

@@ -96,6 +96,18 @@ describe("flattenResults", () => {
     expect(text).toContain("error TS2322: nope");
     expect(text).toContain('tail_logs {"sessionId":"abcdefgh12","processId":"c1","after":9}');
   });
+
+  it("says which command left background processes that were stopped, and what to use instead", () => {
+    const flat = flattenResults(
+      [result({ command: "node server.js &", backgroundStopped: 1 }), result({ processId: "c2" })],
+      1000,
+    );
+    expect(flat.map((r) => r.backgroundStopped)).toEqual([1, 0]);
+    const text = summarize("abcdefgh12", flat, 0);
+    expect(text).toContain("`node server.js &` left 1 process(es) running in the background");
+    expect(text).toContain("background: true");
+    expect(summarize("abcdefgh12", flat.slice(1), 0)).not.toContain("background");
+  });
 });
 
 describe("progressReporter", () => {
