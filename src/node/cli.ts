@@ -28,9 +28,18 @@ Endpoints: /mcp (streamable HTTP), /health, /apps/<name>/ (static deploys),
            http://<port>-<sessionId>.localhost:<port>/ (previews of session ports)
 `;
 
+/** A usage error: exit 2, pointing at --help. */
 function fail(message: string): never {
   process.stderr.write(`sandbox-mcp: ${message}\nTry --help.\n`);
   process.exit(2);
+}
+
+/** A server that cannot start as asked (a taken port, a data directory in use): exit 1. */
+function cannotStart(error: unknown): never {
+  process.stderr.write(
+    `sandbox-mcp: cannot start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(1);
 }
 
 function parse() {
@@ -109,7 +118,7 @@ async function main() {
     server = await start(port);
   } catch (error) {
     const inUse = (error as NodeJS.ErrnoException).code === "EADDRINUSE";
-    if (!(args.stdio && inUse)) fail(error instanceof Error ? error.message : String(error));
+    if (!(args.stdio && inUse)) cannotStart(error);
     process.stderr.write(`sandbox-mcp: port ${port} is taken; previews use a free port instead\n`);
     server = await start(0);
   }

@@ -39,6 +39,10 @@ describe("restart after SIGKILL", () => {
 
     const second = await spawnCli(["--port", "0", "--data-dir", dataDir]);
     running.push(second);
+    // One server per data directory: another one started on it stops at once and says why.
+    await expect(spawnCli(["--port", "0", "--data-dir", dataDir])).rejects.toThrow(
+      /exited with 1:[\s\S]*cannot start: .*another monitor or server is using the data directory/,
+    );
     client = await connect(second.url);
     const files = await call<{ files: { path: string; content: string }[] }>(client, "read_files", {
       sessionId,
