@@ -26,7 +26,6 @@ export function openDatabase(dataDir: string): DatabaseSync {
     );
   }
   db.exec("PRAGMA synchronous = NORMAL");
-  db.exec("PRAGMA busy_timeout = 5000");
   db.exec("PRAGMA foreign_keys = ON");
   return db;
 }
