@@ -2,6 +2,7 @@ import { createSession } from "./create-session.ts";
 import type { Tool } from "./define-tool.ts";
 import { deploy } from "./deploy.ts";
 import { destroySession } from "./destroy-session.ts";
+import { editFile } from "./edit-file.ts";
 import { getErrors } from "./get-errors.ts";
 import { listProcesses } from "./list-processes.ts";
 import { listSessions } from "./list-sessions.ts";
@@ -21,6 +22,7 @@ export * from "./types.ts";
 export const tools: readonly Tool[] = [
   createSession,
   writeFiles,
+  editFile,
   readFiles,
   runCommands,
   startProcess,

@@ -2,6 +2,8 @@ import { constants, lstat, open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import {
+  EditFileRequest,
+  type EditFileResult,
   type Encoding,
   ListFilesRequest,
   type ListFilesResult,
@@ -12,6 +14,7 @@ import {
 } from "../../src/protocol/schemas.ts";
 import { type ArchiveBody, extractArchive, tarStream } from "./archive.ts";
 import { decodeBase64, encodeContent } from "./content.ts";
+import { editFile } from "./edit-file.ts";
 import { fsError, mapPool, parseRequest, toEntry, writeAtomically } from "./file-ops.ts";
 import { compileGlob } from "./glob.ts";
 import { type DirRef, errnoOf, PathResolver, type ResolvedEntry, removeEntry } from "./path-resolver.ts";
@@ -174,6 +177,14 @@ export class FileService {
     )) as ResolvedEntry;
     await writeAtomically(entry, file.path, file.data, file.mode);
     return { path: file.path, bytes: file.data.length };
+  }
+
+  /** Exact search-and-replace edits of one text file, all or nothing, written atomically (see `text-edit.ts`). */
+  async edit(root: string, request: EditFileRequest): Promise<EditFileResult> {
+    const { path, edits } = parseRequest(EditFileRequest, request);
+    return this.#withResolver(root, (resolver) =>
+      editFile(resolver, this.#parse(resolver, path, false), path, edits, this.#maxRequestFileBytes),
+    );
   }
 
   /**

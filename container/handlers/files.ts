@@ -1,7 +1,12 @@
 import { Readable } from "node:stream";
 import type { Hono } from "hono";
 import { patterns } from "../../src/protocol/routes.ts";
-import { ListFilesRequest, ReadFilesRequest, WriteFilesRequest } from "../../src/protocol/schemas.ts";
+import {
+  EditFileRequest,
+  ListFilesRequest,
+  ReadFilesRequest,
+  WriteFilesRequest,
+} from "../../src/protocol/schemas.ts";
 import type { MonitorServices } from "./services.ts";
 import { sessionId } from "./sessions.ts";
 import { jsonBody } from "./validate.ts";
@@ -10,6 +15,11 @@ export function fileRoutes(app: Hono, { sessions, files }: MonitorServices): voi
   app.post(patterns.filesWrite, async (c) => {
     const root = await sessions.workspace(sessionId(c.req.param("sessionId")));
     return c.json(await files.write(root, await jsonBody(c, WriteFilesRequest)));
+  });
+
+  app.post(patterns.filesEdit, async (c) => {
+    const root = await sessions.workspace(sessionId(c.req.param("sessionId")));
+    return c.json(await files.edit(root, await jsonBody(c, EditFileRequest)));
   });
 
   app.post(patterns.filesRead, async (c) => {

@@ -5,6 +5,8 @@ import {
   ClearErrorsResult,
   type CreateSessionRequest,
   DestroyResult,
+  type EditFileRequest,
+  EditFileResult,
   ErrorStats,
   type ErrorsQueryInput,
   ErrorsResult,
@@ -95,6 +97,11 @@ export class SandboxClient {
 
   writeFiles(id: string, request: WriteFilesRequest, options?: CallOptions) {
     return this.#json(WriteFilesResult, "POST", routes.filesWrite(id), request, undefined, options);
+  }
+
+  /** Exact search-and-replace edits of one text file, applied atomically. */
+  editFile(id: string, request: EditFileRequest, options?: CallOptions) {
+    return this.#json(EditFileResult, "POST", routes.filesEdit(id), request, undefined, options);
   }
 
   readFiles(id: string, request: ReadFilesRequest, options?: CallOptions) {

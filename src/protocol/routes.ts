@@ -8,6 +8,7 @@ export const routes = {
   filesWrite: (id: string) => `${session(id)}/files/write`,
   filesRead: (id: string) => `${session(id)}/files/read`,
   filesList: (id: string) => `${session(id)}/files/list`,
+  filesEdit: (id: string) => `${session(id)}/files/edit`,
   /** GET streams `application/x-tar` of `?path=`; PUT extracts a tar body into `?path=`. */
   filesArchive: (id: string) => `${session(id)}/files/archive`,
   exec: (id: string) => `${session(id)}/exec`,
@@ -30,6 +31,7 @@ export const patterns = {
   filesWrite: "/v1/sessions/:sessionId/files/write",
   filesRead: "/v1/sessions/:sessionId/files/read",
   filesList: "/v1/sessions/:sessionId/files/list",
+  filesEdit: "/v1/sessions/:sessionId/files/edit",
   filesArchive: "/v1/sessions/:sessionId/files/archive",
   exec: "/v1/sessions/:sessionId/exec",
   processes: "/v1/sessions/:sessionId/processes",

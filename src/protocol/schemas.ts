@@ -108,6 +108,28 @@ export const WriteFilesResult = z.object({
 });
 export type WriteFilesResult = z.infer<typeof WriteFilesResult>;
 
+export const FileEdit = z.object({
+  oldText: z.string(),
+  newText: z.string(),
+  replaceAll: z.boolean().default(false),
+});
+
+export const EditFileRequest = z.object({
+  path: z.string().min(1),
+  edits: z.array(FileEdit).min(1).max(100),
+});
+export type EditFileRequest = z.input<typeof EditFileRequest>;
+
+export const EditFileResult = z.object({
+  path: z.string(),
+  /** Replacements made by each edit, in order. */
+  replacements: z.array(z.number().int()),
+  bytes: z.number().int().describe("size of the file after the edits"),
+  diff: z.string().describe("unified diff of the change, 3 lines of context"),
+  diffTruncated: z.boolean(),
+});
+export type EditFileResult = z.infer<typeof EditFileResult>;
+
 export const ReadFilesRequest = z.object({
   paths: z.array(z.string().min(1)).default([]),
   glob: z.string().min(1).optional(),

@@ -130,6 +130,35 @@ describe.each(clientKinds)("MCP contract: $name", (kind) => {
     );
   });
 
+  it("edits a file with exact replacements and answers with a diff; bad edits change nothing", async () => {
+    const edited = data(
+      await client.call("edit_file", {
+        sessionId,
+        path: "notes/hello.txt",
+        edits: [{ oldText: "héllo", newText: "hello, world" }],
+      }),
+    );
+    expect(edited).toMatchObject({ path: "notes/hello.txt", replacements: [1], bytes: 13 });
+    expect(String(edited.diff)).toContain("+hello, world");
+
+    const missing = await client.call("edit_file", {
+      sessionId,
+      path: "notes/hello.txt",
+      edits: [{ oldText: "hello, wrld", newText: "x" }],
+    });
+    expect(missing.isError).toBe(true);
+    expect(textOf(missing)).toContain("the closest text is at line 1");
+    const ambiguous = await client.call("edit_file", {
+      sessionId,
+      path: "notes/hello.txt",
+      edits: [{ oldText: "l", newText: "L" }],
+    });
+    expect(ambiguous.isError).toBe(true);
+    expect(textOf(ambiguous)).toMatch(/matches 3 times.*replaceAll: true/s);
+    const read = data(await client.call("read_files", { sessionId, paths: ["notes/hello.txt"] }));
+    expect((read.files as Json[])[0]?.content).toBe("hello, world\n");
+  });
+
   it("runs commands with exit codes, stop-on-error and skipped commands", async () => {
     const run = data(
       await client.call("run_commands", {
