@@ -20,6 +20,14 @@ export const bareBwrap = () =>
     }),
   );
 
+/** `command` through `/bin/sh -c` in the same bare bwrap: the floor of a command that does some work. */
+export const bareBwrapShell = (command: string) =>
+  exitOf(
+    spawn("bwrap", ["--ro-bind", "/", "/", "--unshare-pid", "--die-with-parent", "/bin/sh", "-c", command], {
+      stdio: "ignore",
+    }),
+  );
+
 export interface JailedSpawn {
   /** `true` through a session sandbox driven in-process: the jail and its agent without the monitor around them. */
   run(): Promise<void>;

@@ -4,13 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { RUNTIME_FLAGS } from "../src/node/runtime-flags.ts";
-import { bareBwrap, openJailedSpawn, startBareMcpServer } from "./baseline.ts";
+import { bareBwrap, bareBwrapShell, openJailedSpawn, startBareMcpServer } from "./baseline.ts";
 import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
 
 /**
  * MCP figures against the local server (`src/node/cli.ts`, a separate process) over streamable HTTP:
  * - `run_commands(["true"])` vs a bare jailed spawn of `true` from Node (bubblewrap with nothing else), with the
  *   same command through a session sandbox in-process for reference;
+ * - `run_commands` of `ls -la`, `node -e 1` and `npm --version`, each vs the same command in a bare bwrap;
  * - `create_session` then a first command, next to two tool calls to a bare HTTP server (the SDK client and
  *   loopback HTTP alone, bare-mcp-server.ts);
  * - many concurrent sessions, each making a series of calls: errors, p50, p99;
@@ -68,6 +69,28 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
       goal: "<= 1.3x",
       ok: ratio <= 1.3,
     });
+
+    // 1b. commands that do something: what the command path costs shows as a share of what a program takes. The
+    //     baseline is the same command in a bare bwrap, in the same rounds.
+    for (const command of REALISTIC_COMMANDS) {
+      const task = () => call(first!, "run_commands", { sessionId, commands: [command] });
+      const bareTask = () => bareBwrapShell(command);
+      for (const warm of [task, bareTask]) await timeRuns(3, warm);
+      const samples: number[] = [];
+      const bareSamples: number[] = [];
+      for (let i = 0; i < (options.quick ? 10 : 30); i++) {
+        samples.push(...(await timeRuns(1, task, SETTLE_MS)));
+        bareSamples.push(...(await timeRuns(1, bareTask, SETTLE_MS)));
+      }
+      rows.push({
+        figure: `run_commands([${command}]) (p50)`,
+        value: ms(median(samples)),
+        baseline: `bare bwrap sh -c ${ms(median(bareSamples))}`,
+        ratio: `+${ms(median(samples) - median(bareSamples))}`,
+        goal: "-",
+        ok: null,
+      });
+    }
 
     // 2. create_session, then a first command; in the same rounds, two tool calls to a server that does nothing
     const firsts: number[] = [];
@@ -155,6 +178,9 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
   }
   return rows;
 }
+
+/** Commands a session runs all the time, each a different share of program start-up against the command path. */
+const REALISTIC_COMMANDS = ["ls -la", "node -e 1", "npm --version"];
 
 type Result = Record<string, unknown>;
 
