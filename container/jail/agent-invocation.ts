@@ -1,6 +1,5 @@
 import { fileURLToPath } from "node:url";
 import { AGENT_SCRIPT } from "./agent-protocol.ts";
-import { wrapperScript } from "./bwrap-args.ts";
 
 /** How a session's jail runs its agent (agent.pl), and how a command's rlimits are passed to it. */
 
@@ -15,7 +14,8 @@ function agentScript(): string {
 
 /**
  * setrlimit(2)'s number on 64-bit Linux by Node's name for the architecture: x86-64 has its own table, most others
- * share the generic one. The agent sets a command's rlimits with it; elsewhere a shell prefix does (one more exec).
+ * share the generic one. The agent sets a command's rlimits with it (perl has no setrlimit without a module); on
+ * another architecture jailed commands get none, and the session's `enforced` and warnings say so.
  */
 const SETRLIMIT_SYSCALL: Partial<Record<string, number>> = {
   x64: 160,
@@ -29,32 +29,29 @@ const SETRLIMIT_SYSCALL: Partial<Record<string, number>> = {
 const RLIMIT_CPU = 0;
 const RLIMIT_FSIZE = 1;
 
+/** Whether the agent can set rlimits on this architecture. */
+export function agentSetsLimits(arch: string = process.arch): boolean {
+  return SETRLIMIT_SYSCALL[arch] !== undefined;
+}
+
 /** The `limits` field of a spawn request (agent-protocol.ts) for these per-command limits; null for none. */
 export function agentLimits(
   limits: { maxFileBytes: number; cpuSeconds: number },
   arch: string = process.arch,
 ): string | null {
-  if (SETRLIMIT_SYSCALL[arch] === undefined)
-    return wrapperScript({ ...limits, cgroupProcs: [], addressSpaceBytes: 0 });
+  if (!agentSetsLimits(arch)) return null;
   const pairs: string[] = [];
   if (limits.cpuSeconds > 0) pairs.push(`${RLIMIT_CPU}=${limits.cpuSeconds}`);
   if (limits.maxFileBytes > 0) pairs.push(`${RLIMIT_FSIZE}=${limits.maxFileBytes}`);
   return pairs.length > 0 ? pairs.join(",") : null;
 }
 
-/**
- * What bubblewrap needs to run the agent with `perl` (a path the jail sees): the file to bind, then the program.
- * `limits` (agentLimits) are those every command of the jail will be sent; the agent's standbys set them ahead.
- */
+/** What bubblewrap needs to run the agent with `perl` (a path the jail sees): the file to bind, then the program. */
 export function agentInvocation(
   perl: string,
-  limits: string | null,
   script = agentScript(),
   arch: string = process.arch,
 ): { files: [string, string][]; tail: string[] } {
   const setrlimit = String(SETRLIMIT_SYSCALL[arch] ?? 0);
-  return {
-    files: [[script, AGENT_SCRIPT]],
-    tail: ["--chdir", "/", "--", perl, AGENT_SCRIPT, setrlimit, limits ?? ""],
-  };
+  return { files: [[script, AGENT_SCRIPT]], tail: ["--chdir", "/", "--", perl, AGENT_SCRIPT, setrlimit] };
 }

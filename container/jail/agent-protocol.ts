@@ -5,18 +5,21 @@ import { constants } from "node:os";
  * of a 4-byte big-endian length, then a 1-byte type and the fields below (integers big-endian).
  *
  *   monitor → agent
- *     SPAWN   id:u32, then command, cwd, limits ("" for none) and one NAME=value per variable, NUL-separated
+ *     SPAWN   id:u32, then command, cwd, limits ("" for none) and one NAME=value per variable, NUL-separated;
+ *             ids only grow (the agent ignores one that does not)
  *     SIGNAL  id:u32 signal:u8        signal the process group (terminating signals: see agent.pl)
  *     ACK     id:u32 fd:u8 bytes:u32  the monitor has taken that much more output of the stream
  *   agent → monitor
  *     READY
- *     SPAWNED id:u32 pid:u32          pid inside the jail
- *     FAILED  id:u32 message
+ *     SPAWNED id:u32 pid:u32          pid inside the jail; the command runs (its process has become the shell)
+ *     FAILED  id:u32 message          the command did not run, and nothing will run for this id
  *     DATA    id:u32 fd:u8 bytes
  *     EOF     id:u32 fd:u8
  *     EXIT    id:u32 code:i32 signal:u8 left:u16
  *                                     code -1 when killed by a signal; signal 0 when none; left: processes of its
  *                                     group still running when it exited (stopped with it)
+ *
+ * Every SPAWN gets exactly one SPAWNED or FAILED, unless the jail ends first (then the command may have run).
  *
  * Flow control: the agent sends a window's worth (256 KB) of a stream ahead and then waits for acks. While the
  * monitor's log store is full it holds them back, the agent stops reading, the pipe fills and the process blocks,
@@ -34,11 +37,7 @@ export interface SpawnFields {
   /** A path inside the jail. */
   cwd: string;
   env: Record<string, string>;
-  /**
-   * The command's rlimits: `resource=value,...` (numbers) for the agent to set with setrlimit, or a shell prefix
-   * that sets them and then runs `"$@"` (bwrap-args.ts wrapperScript) where the system call is unknown; null for
-   * none.
-   */
+  /** The command's rlimits as `resource=value,...` (numbers) for the agent to set with setrlimit; null for none. */
   limits: string | null;
 }
 

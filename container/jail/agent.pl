@@ -6,10 +6,13 @@
 # ends every process of the jail, so nothing outlives it.
 #
 # Perl, because it is on every Debian-based system (perl-base is essential) and starts in milliseconds with a few
-# megabytes, where a Node process needs ~70 ms of CPU and ~8 MB of private memory per session. It loads no module but
-# strict: POSIX alone would add ~15 ms to every jail's start, Fcntl, warnings and constant a few more. The few
-# constants it needs are Linux's (the same on x86-64 and arm64) and written out below.
-# The wire format is described in agent-protocol.ts.
+# megabytes, where a Node process costs far more CPU and memory per session (bench/README.md). It loads no module
+# but strict, since each module adds to every jail's start; the few constants it needs are Linux's (the same on
+# x86-64 and arm64) and written out below. The wire format is described in agent-protocol.ts.
+#
+# Each command is started by one path: a SPAWN frame forks one process, which execs `/bin/sh -c <command>`. Nothing
+# is ever forked again for the same frame, so a command runs at most once, and the agent says which: SPAWNED once the
+# fork has become the shell, FAILED when it never did (see settle_start). A command that reports FAILED did not run.
 use strict;
 
 sub F_GETFD () { 1 }
@@ -19,28 +22,22 @@ sub F_SETFL () { 4 }
 sub FD_CLOEXEC () { 1 }
 sub O_NONBLOCK () { 0x800 }
 sub WNOHANG () { 1 }
-sub FIONREAD () { 0x541B }
 
 my $CHANNEL_FD = 5;
-# setrlimit(2)'s system call number on this architecture, from the monitor (0: limits come as a shell prefix).
+# setrlimit(2)'s system call number on this architecture, from the monitor (0: unknown, no limits are sent).
 my $SETRLIMIT = $ARGV[0] // 0;
-# The rlimits of every command of this jail (a spawn's `limits`: one session's commands all get the same), when the
-# monitor passes them at start. Standbys then set them ahead and wait as shells (see become_shell).
-my $PRESET_LIMITS = $ARGV[1] // "";
-# Limits for setrlimit, "resource=value,..."; anything else non-empty is a shell prefix.
-my $NUMERIC_LIMITS = qr/^\d+=\d+(,\d+=\d+)*$/;
-my $SHELL_STANDBYS = $PRESET_LIMITS eq "" || ($SETRLIMIT && $PRESET_LIMITS =~ $NUMERIC_LIMITS);
 # Output bytes sent per stream before waiting for the monitor's acks.
 my $WINDOW = 256 * 1024;
 my $CHUNK = 64 * 1024;
 # Signals whose default action ends a process: the group leader's death is deferred (see signal_group).
 # (SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGTERM)
 my %DEFERRED = map { $_ => 1 } (1, 2, 3, 10, 12, 15);
-my $GRACE = 5;      # seconds
-my $POLL = 0.02;    # seconds
+my $GRACE = 5;       # seconds
+my $POLL = 0.02;     # seconds
+my $EXEC_POLL = 0.001;    # seconds between looks at a fork that is inside execve (see settle_start)
 # How young a command must be for its signals to be sent again to newcomers (see resend_to_newcomers), and for how
 # long they are.
-my $STARTING = 2;   # seconds
+my $STARTING = 2;    # seconds
 
 # Frame types.
 sub SPAWN () { 1 }
@@ -52,6 +49,16 @@ sub FAILED () { 12 }
 sub DATA () { 13 }
 sub EOF_ () { 14 }
 sub EXIT () { 15 }
+
+# The agent's process name (comm), which its forks inherit and keep until they exec. It holds a "/", which no
+# exec can give a process (the kernel names it after the last part of the program's path), so a process with this
+# name has not become a command.
+my $FORK_NAME = "jail/agent";
+{
+    open(my $comm, ">", "/proc/self/comm") or die "cannot name the agent: $!\n";
+    print $comm $FORK_NAME or die "cannot name the agent: $!\n";
+    close $comm or die "cannot name the agent: $!\n";
+}
 
 # Nothing the agent holds may reach a command: mark every inherited descriptor above stderr close-on-exec (Perl
 # does so for the ones it opens), and drop the cgroup gate's.
@@ -81,9 +88,14 @@ fcntl($wake_w, F_SETFL, fcntl($wake_w, F_GETFL, 0) | O_NONBLOCK);
 $SIG{CHLD} = sub { syswrite($wake_w, "c") };
 $SIG{PIPE} = "IGNORE";
 
-my %run;       # id => { pid, out => { 1 => fh, 2 => fh }, unacked => { 1 => n, 2 => n }, exited }
-my %by_pid;    # pid => id
-my @timers;    # [due, code]
+# id => { pid, started, out => { 1 => fh, 2 => fh }, unacked => { 1 => n, 2 => n }, exited }, and while the command
+# is starting: starting, st (the status pipe, until it ends), why (what the fork wrote on it), signals (sent before
+# it had started).
+my %run;
+my %by_pid;          # pid => id
+my @timers;          # [due, code]
+my %in_exec;         # id => 1: forks to look at again (see settle_start)
+my $last_id = 0;     # ids only grow, so that no frame can start an id twice
 
 # Seconds, to a hundredth, from /proc/uptime (perl has no finer clock without a module): kept open and read again
 # from its start, two system calls rather than the six of opening it each time. Perl opens it close-on-exec.
@@ -127,7 +139,10 @@ sub send_outbox {
 }
 
 sub shutdown_all {
-    kill("KILL", -$_->{pid}) for values %run;
+    for my $entry (values %run) {
+        kill("KILL", $entry->{pid});
+        kill("KILL", -$entry->{pid});
+    }
     exit 0;
 }
 
@@ -136,137 +151,63 @@ sub fail {
     put(pack("CN", FAILED, $id) . $message);
 }
 
-# Each command's process is forked ahead of time, once the agent has been quiet for a moment: it prepares what every
-# command gets, waits on a pipe for its command and runs it. Forking copies the agent's page tables, which is a good
-# part of starting a command; the standby takes it off the command's path. A process of the jail may kill the
-# standby: one that did not read all of its command (bytes left in the pipe) did not take it, and the command is
-# forked on the spot.
-my $standby;    # { pid, go, out, err, st, and for a shell standby unread } or undef
-my $STANDBY_AFTER = 0.002;    # seconds of quiet before forking the next standby
-my $STANDBY_RETRY = 1;        # seconds to wait after a standby could not be made (the jail's process limit)
-my $standby_due = 0;
+# The pipes between the agent and one command: its output, and the status pipe on which the fork says why it
+# cannot become the command (close-on-exec: it ends without a word when the exec succeeds). The command's stdin is
+# /dev/null. Returns the agent's ends and the fork's, or why they cannot be made.
+sub command_pipes {
+    my ($out_r, $out_w, $err_r, $err_w, $st_r, $st_w);
+    return "cannot create pipes: $!" unless pipe($out_r, $out_w) && pipe($err_r, $err_w) && pipe($st_r, $st_w);
+    return ({ out => { 1 => $out_r, 2 => $err_r }, st => $st_r }, { stdout => $out_w, stderr => $err_w, st => $st_w });
+}
 
-# Forks a process that waits for its command on `go` and runs it: the spec's length (4 bytes) then the spec, or with
-# `$shell` a shell script (become_shell). Returns it, or why it cannot be made.
-sub fork_child {
-    my ($shell) = @_;
-    my ($out_r, $out_w, $err_r, $err_w, $st_r, $st_w, $go_r, $go_w);
-    return "cannot create pipes: $!"
-        unless pipe($out_r, $out_w) && pipe($err_r, $err_w) && pipe($st_r, $st_w) && pipe($go_r, $go_w);
+sub start {
+    my ($id, $spec) = @_;
+    return if $id <= $last_id;    # the monitor never repeats an id; a frame that does is not obeyed
+    $last_id = $id;
+    my ($command, $cwd, $limits, @env) = split(/\0/, $spec, -1);
+    my ($mine, $theirs) = command_pipes();
+    return fail($id, $mine) unless ref $mine;
     my $pid = fork();
-    return "cannot fork: $!" if !defined $pid;
-    if ($pid == 0) {
-        $SIG{CHLD} = "DEFAULT";
-        $SIG{PIPE} = "DEFAULT";
-        close $_ for ($out_r, $err_r, $st_r, $go_w, $ctl, $wake_r, $wake_w);
-        prepare($out_w, $err_w);
-        become_shell($go_r, $st_w) if $shell;
-        # Assigning %ENV once, as a rehearsal, has perl copy the pages that takes (copy-on-write after the fork)
-        # while it waits rather than on the command's path; run_command assigns the real one.
-        %ENV = (SANDBOX_STANDBY => 1);
-        my $length = read_exactly($go_r, 4);
-        my $spec = defined $length ? read_exactly($go_r, unpack("N", $length)) : undef;
-        exit 0 unless defined $spec;    # the agent is gone, or never needed it
-        close $go_r;
-        run_command($st_w, split(/\0/, $spec, -1));
+    if (!defined $pid) {
+        close $_ for (values %{ $mine->{out} }, $mine->{st}, values %$theirs);
+        return fail($id, "cannot fork: $!");
     }
-    close $_ for ($out_w, $err_w, $st_w);
-    # A shell reads its script to the end of `go`: the agent closes its end once it has written, and keeps this one
-    # only to count what was left unread.
-    return { pid => $pid, go => $go_w, out => $out_r, err => $err_r, st => $st_r, unread => $go_r } if $shell;
-    close $go_r;
-    return { pid => $pid, go => $go_w, out => $out_r, err => $err_r, st => $st_r };
+    become_command($mine, $theirs, $command, $cwd, $limits, @env) if $pid == 0;
+    close $_ for values %$theirs;
+    $run{$id} = {
+        pid => $pid, out => $mine->{out}, unacked => { 1 => 0, 2 => 0 }, exited => 0,
+        starting => 1, st => $mine->{st}, why => "", signals => [],
+    };
+    $by_pid{$pid} = $id;
 }
 
-# A shell standby: it sets the jail's rlimits, empties its environment and execs /bin/sh, which reads the command's
-# script (shell_script) from `go` as descriptor 3 and says on descriptor 4 why it cannot run it. That small shell then
-# runs the command itself, so no exec is left on the command's path: an exec from the perl fork cost ~0.4 ms more
-# (perl's memory torn down), and one more of /bin/sh ~0.7 ms. Descriptors 3 and 4 because a shell names descriptors
-# by one digit. A standby that cannot become a shell ends; the command is then forked on the spot.
-sub become_shell {
-    my ($go_r, $st_w) = @_;
-    open(my $go, "<&", $go_r) or exit 0;
-    open(my $st, ">&", $st_w) or exit 0;
-    close $_ for ($go_r, $st_w);
-    exit 0 unless fileno($go) == 3 && fileno($st) == 4;
-    fcntl($_, F_SETFD, 0) for ($go, $st);
-    exit 0 if defined set_limits($PRESET_LIMITS);
-    %ENV = ();
-    exec { "/bin/sh" } ("/bin/sh", "-c", ". /dev/fd/3");
-    exit 0;
-}
-
-# What run_command does, as the script a shell standby runs. Every value is quoted; the names are checked by start
-# (fits_shell). The command is eval'd by the standby's shell: what `sh -c` would do with it (the same $0, exit
-# statuses and environment), except that messages of the shell itself read "/bin/sh: 1: eval: ..." where `sh -c`
-# says "/bin/sh: 1: ...". The script is one { } group, which the shell reads to its end before it runs any of it:
-# run line by line, it would close descriptor 4 with the rest of a long command still in the pipe, and the agent,
-# counting those bytes, would take the command for not taken and run it a second time.
-sub shell_script {
-    my ($command, $cwd, @env) = @_;
-    my $q = sub { my ($text) = @_; $text =~ s/'/'\\''/g; return "'$text'" };
-    return join("\n",
-        "{",
-        "[ -d " . $q->($cwd) . " ] || { printf %s " . $q->("working directory $cwd does not exist") . " >&4; exit 127; }",
-        "cd -P -- " . $q->($cwd) . " 2>/dev/null || { printf %s " . $q->("cannot enter $cwd") . " >&4; exit 127; }",
-        # Exactly the given environment: cd set OLDPWD, and PWD as any shell sets it.
-        "unset OLDPWD",
-        (@env ? "export " . join(" ", map { $q->($_) } @env) : ()),
-        "exec 3<&- 4>&-",
-        "eval " . $q->($command),
-        "}",
-        "");
-}
-
-# Whether a shell standby can run a command as given: the preset limits, and names it can export. Not IFS, OPTIND,
-# PPID or PWD, which a new shell resets as it starts while the standby's shell would keep them as given.
-sub fits_shell {
-    my ($limits, @env) = @_;
-    return 0 if $limits ne $PRESET_LIMITS;
-    return !grep { !/^[A-Za-z_][A-Za-z0-9_]*=/ || /^(?:IFS|OPTIND|PPID|PWD)=/ } @env;
-}
-
-sub discard {
-    my ($child) = @_;
-    kill("KILL", $child->{pid});
-    close $_ for grep { defined } @$child{qw(go unread out err st)};
-}
-
-# In the forked process, before its command is known: what every command gets. Its own process group, /dev/null
-# for stdin, its output pipes.
-sub prepare {
-    my ($out_w, $err_w) = @_;
+# In the fork: becomes `/bin/sh -c <command>` in its own process group, with exactly the given environment and
+# rlimits, or says on the status pipe why it cannot and exits. Never returns.
+sub become_command {
+    my ($mine, $theirs, $command, $cwd, $limits, @env) = @_;
+    $SIG{CHLD} = "DEFAULT";
+    $SIG{PIPE} = "DEFAULT";
+    close $_ for (values %{ $mine->{out} }, $mine->{st}, $ctl, $wake_r, $wake_w);
+    my $st = $theirs->{st};
     setpgrp(0, 0);
     open(STDIN, "<", "/dev/null");
-    open(STDOUT, ">&", $out_w);
-    open(STDERR, ">&", $err_w);
-}
-
-# In the forked process, prepared: becomes the command, or says on the status pipe why it cannot.
-sub run_command {
-    my ($st_w, $command, $cwd, $limits, @env) = @_;
+    open(STDOUT, ">&", $theirs->{stdout});
+    open(STDERR, ">&", $theirs->{stderr});
     if (!chdir $cwd) {
         my $why = ($!{ENOENT} || $!{ENOTDIR}) ? "working directory $cwd does not exist" : "cannot enter $cwd: $!";
-        syswrite($st_w, $why);
+        syswrite($st, $why);
         exit 127;
     }
-    # Exactly the given environment.
     %ENV = map { split(/=/, $_, 2) } @env;
-    # The rlimits are set here, after the fork, so that the agent's own CPU time never counts against them; soft
-    # and hard alike, so the command cannot raise them again. They come as "resource=value,..." for setrlimit,
-    # or as a shell prefix (ulimit ...; exec "$@") where the monitor knows no system call number.
-    my @argv = ("/bin/sh", "-c", $command);
-    if ($limits =~ $NUMERIC_LIMITS) {
-        my $failed = set_limits($limits);
-        if (defined $failed) {
-            syswrite($st_w, "cannot set resource limit $failed: $!");
-            exit 127;
-        }
-    } elsif (length $limits) {
-        @argv = ("/bin/sh", "-c", $limits, "sh", @argv);
+    # Set here, after the fork, so that the agent's own CPU time never counts against them; soft and hard alike, so
+    # the command cannot raise them again.
+    my $failed = set_limits($limits);
+    if (defined $failed) {
+        syswrite($st, "cannot set resource limit $failed: $!");
+        exit 127;
     }
-    exec { "/bin/sh" } @argv;
-    syswrite($st_w, "cannot run /bin/sh: $!");
+    exec { "/bin/sh" } ("/bin/sh", "-c", $command);
+    syswrite($st, "cannot run /bin/sh: $!");
     exit 127;
 }
 
@@ -276,89 +217,65 @@ sub set_limits {
     my ($limits) = @_;
     for (split /,/, $limits) {
         my ($resource, $value) = split /=/;
-        return $resource unless syscall($SETRLIMIT, $resource + 0, pack("QQ", $value, $value)) == 0;
+        return $resource unless $SETRLIMIT && syscall($SETRLIMIT, $resource + 0, pack("QQ", $value, $value)) == 0;
     }
     return undef;
 }
 
-# Exactly $n bytes of $fh, or undef at end of file before them.
-sub read_exactly {
-    my ($fh, $n) = @_;
-    my $text = "";
-    while (length $text < $n) {
-        my $got = sysread($fh, $text, $n - length $text, length $text);
-        next if !defined $got && $!{EINTR};
-        return undef if !$got;
-    }
-    return $text;
+# The state letter and name of process $pid, from /proc/<pid>/stat (a zombie's too).
+sub state_and_name {
+    my ($pid) = @_;
+    open(my $f, "<", "/proc/$pid/stat") or return ("", "");
+    my $stat = do { local $/; <$f> } // "";
+    my ($name, $state) = $stat =~ /^\d+ \((.*)\) (\S)/s;
+    return ($state // "", $name // "");
 }
 
-# Bytes written to the pipe $fh and not read yet (FIONREAD answers on either end of a pipe); -1 when it cannot tell.
-sub unread {
-    my ($fh) = @_;
-    my $count = pack("L", 0);
-    return -1 unless ioctl($fh, FIONREAD, $count);
-    return unpack("L", $count);
+# Reads what a starting command's fork wrote on its status pipe; at its end, settles the start.
+sub read_status {
+    my ($id) = @_;
+    my $entry = $run{$id};
+    my $n = sysread($entry->{st}, my $text, 512);
+    return if !defined $n && $!{EINTR};
+    if ($n) {
+        $entry->{why} .= $text if length $entry->{why} < 512;
+        return;
+    }
+    close $entry->{st};
+    delete $entry->{st};
+    settle_start($id);
 }
 
-# Everything written to $fh until end of file.
-sub read_all {
-    my ($fh) = @_;
-    my $text = "";
-    while (1) {
-        my $n = sysread($fh, $text, 65536, length $text);
-        next if !defined $n && $!{EINTR};
-        last if !$n;
+# The status pipe has ended: the fork has either become the command or died without becoming it. Its name tells
+# which (see $FORK_NAME): the kernel renames a process as execve succeeds, and a fork that died with the agent's name
+# never ran a single instruction of the command. Its zombie is not reaped before this (reap skips starting
+# commands), so the name is still there to read. A fork with the agent's name that is alive is inside execve, past
+# closing its close-on-exec descriptors and short of its rename: it is looked at again a moment later (as is one
+# whose /proc entry could not be read).
+sub settle_start {
+    my ($id) = @_;
+    my $entry = $run{$id} or return;
+    delete $in_exec{$id};
+    my $why = $entry->{why};
+    my ($state, $name) = $why eq "" ? state_and_name($entry->{pid}) : ("", "");
+    if ($why eq "" && ($name eq "" || ($name eq $FORK_NAME && $state ne "Z"))) {
+        $in_exec{$id} = 1;
+        return;
     }
-    return $text;
-}
-
-sub start {
-    my ($id, $spec) = @_;
-    my ($command, $cwd, $limits, @env) = split(/\0/, $spec, -1);
-    my $child = $standby;
-    $standby = undef;
-    # A command a shell standby cannot run as given is forked.
-    if ($child && $child->{unread} && !fits_shell($limits, @env)) {
-        discard($child);
-        $child = undef;
+    if ($why ne "" || $name eq $FORK_NAME) {
+        waitpid($entry->{pid}, 0);
+        delete $by_pid{ $entry->{pid} };
+        close $_ for values %{ $entry->{out} };
+        delete $run{$id};
+        $why = "its process was killed before it became the command" if $why eq "";
+        return fail($id, $why);
     }
-    my $status;
-    for (1, 2) {
-        $child //= fork_child(0);
-        return fail($id, $child) unless ref $child;
-        my $shell = defined $child->{unread};
-        my $sent = write_all($child->{go}, $shell ? shell_script($command, $cwd, @env) : pack("N", length $spec) . $spec);
-        close $child->{go} if $shell;
-        # The status pipe ends when the command runs (close-on-exec, or closed by the shell just before the command),
-        # or says why it cannot. The process took its command if it read all of it; an end of `go` stays open until
-        # then, so that what is left in it can be counted (a kernel that cannot count gets the benefit of the doubt:
-        # the command runs, or is reported killed).
-        $status = $sent ? read_all($child->{st}) : "";
-        close $child->{st};
-        my $pipe = $shell ? $child->{unread} : $child->{go};
-        my $taken = $sent && unread($pipe) <= 0;
-        close $pipe;
-        last if $taken;
-        # Gone before it took the command (a killed standby); it is reaped like any other process.
-        close $child->{out};
-        close $child->{err};
-        $child = undef;
-    }
-    return fail($id, "the command's process ended before it could start") unless $child;
-    my $pid = $child->{pid};
-    if (length $status) {
-        waitpid($pid, 0);
-        close $child->{out};
-        close $child->{err};
-        return fail($id, $status);
-    }
-    $run{$id} = {
-        pid => $pid, started => now(), out => { 1 => $child->{out}, 2 => $child->{err} }, unacked => { 1 => 0, 2 => 0 },
-        exited => 0,
-    };
-    $by_pid{$pid} = $id;
-    put(pack("CNN", SPAWNED, $id, $pid));
+    delete @$entry{qw(starting why)};
+    my $signals = delete $entry->{signals};
+    $entry->{started} = now();
+    put(pack("CNN", SPAWNED, $id, $entry->{pid}));
+    signal_group($entry, $_) for @$signals;
+    reap();
 }
 
 sub settle {
@@ -367,12 +284,16 @@ sub settle {
     delete $run{$id} if $entry->{exited} && !%{ $entry->{out} };
 }
 
+# Reaps the commands that have exited. Not those still starting: their zombies tell how they ended (settle_start).
 sub reap {
-    while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
+    for my $pid (keys %by_pid) {
+        my $id = $by_pid{$pid};
+        my $entry = $run{$id};
+        next if $entry->{starting};
+        next unless waitpid($pid, WNOHANG) > 0;
         my $status = $?;
-        my $id = delete $by_pid{$pid};
-        next unless defined $id && $run{$id};
-        $run{$id}{exited} = 1;
+        delete $by_pid{$pid};
+        $entry->{exited} = 1;
         # A command does not outlive itself: what it left in its group (background jobs) ends with it, and the
         # monitor is told how many were still running. The group is only listed when it is not empty.
         my $left = 0;
@@ -417,14 +338,21 @@ sub catches {
     return (hex($mask) >> ($signum - 1)) & 1;
 }
 
-# Signals a command's process group. For terminating signals one subtlety: the command is `/bin/sh -c` (the group
-# leader), and its group is ended once the leader exits. A shell that dies of SIGTERM at once would cut short the
-# program it runs while that program handles the same signal. So when the leader would die of the signal and has
-# company, it is stopped first, the others get the signal, and the leader gets it (and SIGCONT) once they are gone
-# or after a grace period: the program's handler runs to completion, and the shell cannot move on meanwhile.
+# Signals a command's process group. A command still starting gets its signals once it has (SIGKILL at once, to
+# its fork, which then never becomes the command). For terminating signals one subtlety: the command is
+# `/bin/sh -c` (the group leader), and its group is ended once the leader exits. A shell that dies of SIGTERM at
+# once would cut short the program it runs while that program handles the same signal. So when the leader would die
+# of the signal and has company, it is stopped first, the others get the signal, and the leader gets it (and
+# SIGCONT) once they are gone or after a grace period: the program's handler runs to completion, and the shell cannot
+# move on meanwhile.
 sub signal_group {
     my ($entry, $signum) = @_;
     my $pgid = $entry->{pid};
+    if ($entry->{starting}) {
+        push @{ $entry->{signals} }, $signum;
+        kill("KILL", $pgid) if $signum == 9;
+        return;
+    }
     if (!$DEFERRED{$signum}) {
         kill($signum, -$pgid);
         return;
@@ -500,6 +428,10 @@ while (1) {
     vec($rin, fileno($ctl), 1) = 1;
     vec($rin, fileno($wake_r), 1) = 1;
     for my $entry (values %run) {
+        if ($entry->{starting}) {
+            vec($rin, fileno($entry->{st}), 1) = 1 if $entry->{st};
+            next;
+        }
         for my $fd (keys %{ $entry->{out} }) {
             vec($rin, fileno($entry->{out}{$fd}), 1) = 1 if $entry->{unacked}{$fd} < $WINDOW;
         }
@@ -510,26 +442,18 @@ while (1) {
         $timeout = $next - now();
         $timeout = 0 if $timeout < 0;
     }
-    my $wants_standby = !$standby && now() >= $standby_due;
-    $timeout = $STANDBY_AFTER if $wants_standby && (!defined $timeout || $timeout > $STANDBY_AFTER);
+    $timeout = $EXEC_POLL if %in_exec && (!defined $timeout || $timeout > $EXEC_POLL);
     my $rout;
     my $ready = select($rout = $rin, undef, undef, $timeout);
     if ($ready < 0) {
         next if $!{EINTR};
         die "select: $!\n";
     }
-    if ($ready == 0 && $wants_standby) {
-        my $child = fork_child($SHELL_STANDBYS);
-        if (ref $child) {
-            $standby = $child;
-        } else {
-            $standby_due = now() + $STANDBY_RETRY;
-        }
-    }
     if (vec($rout, fileno($wake_r), 1)) {
         sysread($wake_r, my $drain, 4096);
         reap();
     }
+    settle_start($_) for keys %in_exec;
     if (@timers) {
         my $t = now();
         my @due = grep { $_->[0] <= $t } @timers;
@@ -541,6 +465,10 @@ while (1) {
     my $ended = 0;
     for my $id (sort { $a <=> $b } keys %run) {
         my $entry = $run{$id} or next;
+        if ($entry->{starting}) {
+            read_status($id) if $entry->{st} && vec($rout, fileno($entry->{st}), 1);
+            next;
+        }
         # Both streams ready at once: stdout first, the order in which programs usually write.
         for my $fd (sort keys %{ $entry->{out} }) {
             my $fh = $entry->{out}{$fd};

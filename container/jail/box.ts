@@ -71,10 +71,13 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
     this.stderr = stream(2);
   }
 
-  /** Sends `signal` to the process group; held until the agent has started the process. */
+  /**
+   * Sends `signal` to the process group; held until the process is sent to a jail (the agent holds it in turn until
+   * the command has started, and a SIGKILL keeps a command still starting from starting at all).
+   */
   signal(signal: NodeJS.Signals): void {
     if (this.#exited) return;
-    if (this.#box && this.pid !== undefined) this.#deliver(this.#box, signal);
+    if (this.#box) this.#deliver(this.#box, signal);
     else this.#pendingSignals.push(signal);
   }
 
@@ -89,15 +92,19 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
     }
   }
 
-  /** @internal box.ts: the agent started the process. */
-  spawned(box: Box, pid: number): void {
+  /** @internal box.ts: the process has been sent to the jail's agent. */
+  sent(box: Box): void {
     this.#box = box;
-    this.pid = pid;
-    this.emit("spawn");
     for (const signal of this.#pendingSignals.splice(0)) this.#deliver(box, signal);
   }
 
-  /** @internal box.ts: the process could not be started. */
+  /** @internal box.ts: the agent started the process. */
+  spawned(pid: number): void {
+    this.pid = pid;
+    this.emit("spawn");
+  }
+
+  /** @internal box.ts: the process could not be started, and nothing of it runs. */
   failed(error: Error): void {
     this.#exited = true;
     this.eof(1);
@@ -152,7 +159,11 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
   /** @internal box.ts: the jail is gone, and everything in it. */
   lost(): void {
     if (this.pid === undefined && !this.#exited) {
-      this.failed(new Error("the session's jail stopped before the command started"));
+      this.failed(
+        new Error(
+          "the session's jail stopped before its agent said whether the command had started; it may have run in part",
+        ),
+      );
       return;
     }
     this.eof(1);
@@ -276,7 +287,9 @@ export class Box {
   /** Starts `process` (ids unique per box) in the jail; it emits `spawn` or `error` once the agent answered. */
   spawn(request: SpawnFields, process: BoxedProcess): void {
     if (this.#gone) {
-      process.lost();
+      queueMicrotask(() =>
+        process.failed(new Error("the session's jail stopped before the command was sent to it")),
+      );
       return;
     }
     let frame: Buffer;
@@ -288,6 +301,7 @@ export class Box {
     }
     this.#processes.set(process.id, process);
     this.#write(frame);
+    process.sent(this);
   }
 
   signal(id: number, signal: NodeJS.Signals): void {
@@ -339,10 +353,11 @@ export class Box {
     if (!process) return;
     switch (message.type) {
       case "spawned":
-        if (message.pid > 0 && process.pid === undefined) process.spawned(this, message.pid);
+        if (message.pid > 0 && process.pid === undefined) process.spawned(message.pid);
         break;
       case "failed":
-        process.failed(new Error(message.message));
+        // The agent's word that the command did not run (agent-protocol.ts); not after it said it started.
+        if (process.pid === undefined) process.failed(new Error(`${message.message} (nothing ran)`));
         break;
       case "data":
         process.data(message.fd, message.data);

@@ -5,7 +5,7 @@ import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import { agentInvocation, agentLimits } from "./agent-invocation.ts";
+import { agentInvocation, agentLimits, agentSetsLimits } from "./agent-invocation.ts";
 import { Box, BoxedProcess, type BoxSpec } from "./box.ts";
 import { JAIL_WORKSPACE, type JailUser, jailArgs, jailCwd, jailEnv, wrapperScript } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
@@ -28,10 +28,11 @@ const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
 /** How long a session's jail stays up with nothing running in it. */
 export const DEFAULT_BOX_IDLE_MS = 60_000;
 
-/** Limits shared by both kinds of sandbox: the session's cgroup and what is enforced. */
+/** Limits shared by both kinds of sandbox: the session's cgroup and what is enforced (`rlimits`: whether they can be set). */
 async function limitsFor(
   probe: HostProbe,
   options: SessionSandboxOptions,
+  rlimits: boolean,
 ): Promise<{
   cgroup: SessionCgroup | null;
   enforced: EnforcedLimits;
@@ -48,9 +49,14 @@ async function limitsFor(
   const enforced: EnforcedLimits = {
     maxProcesses: cgroup?.pids ? "cgroup" : "none",
     memoryBytes: cgroup?.memory ? "cgroup" : "none",
-    maxFileBytes: limits.maxFileBytes > 0 ? "rlimit" : "none",
-    cpuSeconds: limits.cpuSeconds > 0 ? "rlimit" : "none",
+    maxFileBytes: rlimits && limits.maxFileBytes > 0 ? "rlimit" : "none",
+    cpuSeconds: rlimits && limits.cpuSeconds > 0 ? "rlimit" : "none",
   };
+  if (!rlimits && (limits.maxFileBytes > 0 || limits.cpuSeconds > 0)) {
+    warnings.push(
+      `file size and CPU time limits not enforced: the jail cannot set rlimits on this architecture (${process.arch})`,
+    );
+  }
   if (limits.maxProcesses > 0 && !cgroup?.pids) {
     // RLIMIT_NPROC would be no substitute: the kernel exempts uid 0, which jailed processes run as.
     warnings.push(
@@ -114,7 +120,7 @@ export async function openJailed(
   writeFileSync(resolvConf, outbound ? "nameserver 10.0.2.3\n" : "# no network access\n");
   writeFileSync(hostsFile, "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
 
-  const limits = await limitsFor(probe, options);
+  const limits = await limitsFor(probe, options, agentSetsLimits());
   warnings.push(...limits.warnings);
   let network: SessionNetwork;
   try {
@@ -133,7 +139,7 @@ export async function openJailed(
   const procsFiles = limits.cgroup?.procsFiles ?? [];
   const gated = procsFiles.length > 0;
   const rlimits = agentLimits(options.limits);
-  const agent = agentInvocation(probe.perl!, rlimits);
+  const agent = agentInvocation(probe.perl!);
   const spec: BoxSpec = {
     file: nsenter,
     args: [
@@ -291,7 +297,7 @@ function boxKeeper(
 
 /** A session without a jail: plain process groups of the monitor, loudly labelled as such. */
 export async function openDirect(probe: HostProbe, options: SessionSandboxOptions): Promise<SessionSandbox> {
-  const limits = await limitsFor(probe, options);
+  const limits = await limitsFor(probe, options, true);
   // Without a jail a host shell joins the cgroups and sets the rlimits before the command runs.
   const wrapper = wrapperScript({
     cgroupProcs: limits.cgroup?.procsFiles ?? [],
