@@ -7,9 +7,7 @@ import type {
   ExecResult,
   LogLine,
 } from "../../src/protocol/schemas.ts";
-import type { SandboxProcess } from "../jail/types.ts";
-import { type ChildEnd, pipeOutput, terminate, watchChild } from "./child.ts";
-import { HeadTailCapture } from "./output.ts";
+import { Run, type RunEnd } from "./run.ts";
 import {
   EXEC_KILL_GRACE_MS,
   notifyExit,
@@ -127,67 +125,38 @@ export class ExecService {
     this.#trackers.set(key, tracker);
     emit?.({ type: "start", index, command, processId });
 
-    const limit = runtime.limits.outputBytes;
-    const stdout = new HeadTailCapture(limit, processId);
-    const stderr = new HeadTailCapture(limit, processId);
-    const outLog = this.#logs.writer(sessionId, processId, "stdout");
-    const errLog = this.#logs.writer(sessionId, processId, "stderr");
     const startedAt = performance.now();
     let timedOut = false;
     let cancelled = false;
-    let end: ChildEnd;
-
-    let child: SandboxProcess | undefined;
+    const run = Run.start({
+      sandbox: runtime.sandbox,
+      logs: this.#logs,
+      sessionId,
+      processId,
+      command,
+      cwd: request.cwd ?? "",
+      env: { ...runtime.env, ...request.env },
+      captureBytes: runtime.limits.outputBytes,
+      spawnErrorOnStderr: true,
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void run.stop(this.#killGraceMs, `timed out after ${timeoutMs} ms; stopping the command`);
+    }, timeoutMs);
+    const onAbort = () => {
+      if (timedOut || cancelled) return;
+      cancelled = true;
+      void run.stop(this.#killGraceMs, "cancelled; stopping the command");
+    };
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) onAbort();
+    let end: RunEnd;
     try {
-      child = runtime.sandbox.spawn({
-        command,
-        cwd: request.cwd ?? "",
-        env: { ...runtime.env, ...request.env },
-      });
-    } catch (error) {
-      end = {
-        exitCode: null,
-        signal: null,
-        spawnError: error instanceof Error ? error : new Error(String(error)),
-        leftRunning: 0,
-      };
+      end = await run.ended;
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
     }
-    if (child) {
-      const running = child;
-      pipeOutput(running.stdout, outLog, (chunk) => stdout.push(chunk));
-      pipeOutput(running.stderr, errLog, (chunk) => stderr.push(chunk));
-      const ended = watchChild(runtime.sandbox, running);
-      const stopTree = (why: string) => {
-        this.#logs.append(sessionId, processId, "system", why);
-        terminate(runtime.sandbox, running, this.#killGraceMs, ended);
-      };
-      const timer = setTimeout(() => {
-        timedOut = true;
-        stopTree(`timed out after ${timeoutMs} ms; stopping the command`);
-      }, timeoutMs);
-      const onAbort = () => {
-        if (timedOut || cancelled) return;
-        cancelled = true;
-        stopTree("cancelled; stopping the command");
-      };
-      options.signal?.addEventListener("abort", onAbort, { once: true });
-      if (options.signal?.aborted) onAbort();
-      try {
-        end = await ended;
-      } finally {
-        clearTimeout(timer);
-        options.signal?.removeEventListener("abort", onAbort);
-      }
-    } else {
-      end ??= { exitCode: null, signal: null, spawnError: new Error("spawn failed"), leftRunning: 0 };
-    }
-    if (end.spawnError) {
-      const message = `could not start the command: ${end.spawnError.message}\n`;
-      stderr.push(message);
-      errLog.write(message);
-    }
-    outLog.end();
-    errLog.end();
     progress.flush();
     this.#trackers.delete(key);
 
@@ -201,8 +170,7 @@ export class ExecService {
       timedOut,
       cancelled,
       durationMs,
-      stdout: stdout.result(),
-      stderr: stderr.result(),
+      ...run.output(),
       logCursor: { from: tracker.firstSeq === null ? last : tracker.firstSeq - 1, to: last },
       ...(end.leftRunning > 0 ? { backgroundStopped: end.leftRunning } : {}),
     };

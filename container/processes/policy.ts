@@ -1,7 +1,7 @@
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { RestartPolicy } from "../../src/protocol/schemas.ts";
-import type { ChildEnd } from "../exec/child.ts";
+import type { RunEnd } from "../exec/run.ts";
 import type { ProcessRow } from "./process-table.ts";
 
 type Policy = z.output<typeof RestartPolicy>;
@@ -64,7 +64,7 @@ export function conflictWith(
 }
 
 /** The system-stream line for an ended run. */
-export function describeExit(end: ChildEnd, uptimeMs: number, byRequest: boolean): string {
+export function describeExit(end: RunEnd, uptimeMs: number, byRequest: boolean): string {
   const how = end.spawnError
     ? `could not start: ${end.spawnError.message}`
     : end.signal

@@ -7,9 +7,8 @@ import {
   StartProcessRequest,
   type StartProcessResult,
 } from "../../src/protocol/schemas.ts";
-import { type ChildEnd, pipeOutput, terminate, watchChild } from "../exec/child.ts";
+import { Run, type RunEnd } from "../exec/run.ts";
 import { notifyExit, type ProcessHooks, type ProcessLogs, type SessionRuntime } from "../exec/types.ts";
-import type { SandboxProcess } from "../jail/types.ts";
 import { startHealthChecks } from "./health-check.ts";
 import { conflictWith, decideRestart, describeEnd, describeExit } from "./policy.ts";
 import { type ProcessRow, ProcessTable, type ProcessUpdate } from "./process-table.ts";
@@ -39,7 +38,7 @@ interface Managed {
   runtime: SessionRuntime;
   request: ParsedStartRequest;
   row: ProcessRow;
-  child: SandboxProcess | null;
+  run: Run | null;
   /** Settles when the current run has ended and its exit is handled. */
   runEnded: Promise<void>;
   stopRequested: boolean;
@@ -171,7 +170,7 @@ export class Supervisor {
       runtime,
       request,
       row,
-      child: null,
+      run: null,
       runEnded: Promise.resolve(),
       stopRequested: false,
       attempts: 0,
@@ -203,51 +202,29 @@ export class Supervisor {
       startedAt: new Date().toISOString(),
       endedAt: null,
     });
-    let child: SandboxProcess;
-    try {
-      const portEnv: Record<string, string> = request.port ? { PORT: String(request.port) } : {};
-      child = runtime.sandbox.spawn({
-        command: request.command,
-        cwd: request.cwd ?? "",
-        env: { ...runtime.env, ...portEnv, ...request.env },
-      });
-    } catch (error) {
-      readiness?.cancel();
-      const spawnError = error instanceof Error ? error : new Error(String(error));
-      managed.runEnded = this.#ended(managed, null, {
-        exitCode: null,
-        signal: null,
-        spawnError,
-        leftRunning: 0,
-      });
-      await managed.runEnded;
-      return this.#startResult(managed, spec ? { kind: "exited" } : null);
-    }
-    managed.child = child;
-    const stdout = this.#logs.writer(runtime.id, row.id, "stdout");
-    const stderr = this.#logs.writer(runtime.id, row.id, "stderr");
-    pipeOutput(child.stdout, stdout);
-    pipeOutput(child.stderr, stderr);
-    const run = watchChild(runtime.sandbox, child).then((end) => {
-      stdout.end();
-      stderr.end();
-      return this.#ended(managed, child, end);
+    const portEnv: Record<string, string> = request.port ? { PORT: String(request.port) } : {};
+    const run = Run.start({
+      sandbox: runtime.sandbox,
+      logs: this.#logs,
+      sessionId: runtime.id,
+      processId: row.id,
+      command: request.command,
+      cwd: request.cwd ?? "",
+      env: { ...runtime.env, ...portEnv, ...request.env },
     });
-    managed.runEnded = run;
+    managed.run = run;
+    managed.runEnded = run.ended.then((end) => this.#ended(managed, run, end));
     // Inside a jail the pid is known once the jail's agent has started the process (a few milliseconds).
-    await new Promise<void>((resolve) => {
-      child.once("spawn", resolve);
-      child.once("error", () => resolve());
-    });
-    if (managed.child === child && child.pid !== undefined) {
-      this.#set(managed, { pid: child.pid, status: spec ? "starting" : "running" });
-      this.#system(managed, `started (pid ${child.pid}): ${request.command}`);
+    const pid = await run.started;
+    if (managed.run === run && pid !== null) {
+      this.#set(managed, { pid, status: spec ? "starting" : "running" });
+      this.#system(managed, `started (pid ${pid}): ${request.command}`);
     }
-    this.#scheduleHealth(managed, child);
+    if (pid !== null) this.#scheduleHealth(managed, run);
 
     if (!readiness) return this.#startResult(managed, null);
-    const outcome = await readiness.settle(runtime.sandbox, run);
-    if (outcome.kind !== "exited" && managed.child === child && managed.row.status === "starting") {
+    const outcome = await readiness.settle(runtime.sandbox, managed.runEnded);
+    if (outcome.kind !== "exited" && managed.run === run && managed.row.status === "starting") {
       this.#set(managed, { status: "running" });
     }
     if (outcome.kind === "ready") this.#system(managed, `ready: ${outcome.message}`);
@@ -255,9 +232,9 @@ export class Supervisor {
     return this.#startResult(managed, outcome);
   }
 
-  async #ended(managed: Managed, child: SandboxProcess | null, end: ChildEnd): Promise<void> {
+  async #ended(managed: Managed, run: Run, end: RunEnd): Promise<void> {
     const { runtime, row } = managed;
-    if (managed.child === child) managed.child = null;
+    if (managed.run === run) managed.run = null;
     this.#stopHealth(managed);
     const uptimeMs = Date.now() - managed.runStartedAt;
     const byRequest = managed.stopRequested;
@@ -307,19 +284,18 @@ export class Supervisor {
       this.#sessionLive(managed.runtime.id).delete(managed.row.id);
       return;
     }
-    const child = managed.child;
-    if (!child) return managed.runEnded;
+    const run = managed.run;
+    if (!run) return managed.runEnded;
     if (managed.row.status !== "stopping") {
       this.#set(managed, { status: "stopping" });
-      this.#system(managed, `stopping: SIGTERM, SIGKILL after ${graceMs} ms`);
-      terminate(managed.runtime.sandbox, child, graceMs, managed.runEnded);
+      void run.stop(graceMs, `stopping: SIGTERM, SIGKILL after ${graceMs} ms`);
     }
     await managed.runEnded;
   }
 
   // ------------------------------------------------------------------------------------------------ health
 
-  #scheduleHealth(managed: Managed, child: SandboxProcess): void {
+  #scheduleHealth(managed: Managed, run: Run): void {
     const check = managed.request.healthCheck;
     const port = managed.request.port;
     if (!check || port === undefined) return;
@@ -327,7 +303,7 @@ export class Supervisor {
       sandbox: managed.runtime.sandbox,
       port,
       check,
-      alive: () => managed.child === child,
+      alive: () => managed.run === run,
       due: () => managed.row.status === "running",
       onResult: (result) => {
         const health: Health = result.healthy ? "healthy" : "unhealthy";
