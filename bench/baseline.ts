@@ -2,10 +2,10 @@ import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createJail, type SandboxProcess } from "../container/jail/index.ts";
+import { createJailer, type JailProcess } from "../container/jail/index.ts";
 
 /** Resolves when the child has exited with code 0 and closed its pipes; rejects otherwise. */
-export function exitOf(child: SandboxProcess): Promise<void> {
+export function exitOf(child: JailProcess): Promise<void> {
   return new Promise((resolve, reject) => {
     child.once("error", reject);
     child.once("close", (code) => (code === 0 ? resolve() : reject(new Error(`exited ${code}`))));
@@ -29,7 +29,7 @@ export const bareBwrapShell = (command: string) =>
   );
 
 export interface JailedSpawn {
-  /** `true` through a session sandbox driven in-process: the jail and its agent without the monitor around them. */
+  /** `true` through a session jail driven in-process: the jail and its agent without the monitor around them. */
   run(): Promise<void>;
   /** The session's workspace and run directory on the host. */
   hostPath: string;
@@ -37,14 +37,14 @@ export interface JailedSpawn {
   close(): Promise<void>;
 }
 
-/** A real session sandbox (jail, network namespace, cgroup) opened directly, for same-run baselines. */
+/** A real session jail (jail, network namespace, cgroup) opened directly, for same-run baselines. */
 export async function openJailedSpawn(): Promise<JailedSpawn> {
   const root = await mkdtemp(join(tmpdir(), "bench-baseline-"));
   const hostPath = join(root, "workspace");
   const runDir = join(root, "run");
   await mkdir(hostPath);
   await mkdir(runDir);
-  const sandbox = await createJail().open({
+  const jail = await createJailer().open({
     sessionId: `baseline${process.pid}`,
     hostPath,
     runDir,
@@ -58,11 +58,11 @@ export async function openJailedSpawn(): Promise<JailedSpawn> {
     },
   });
   return {
-    run: () => exitOf(sandbox.spawn({ command: "true", cwd: "", env: {} })),
+    run: () => exitOf(jail.spawn({ command: "true", cwd: "", env: {} })),
     hostPath,
     runDir,
     async close() {
-      await sandbox.close();
+      await jail.close();
       await rm(root, { recursive: true, force: true });
     },
   };

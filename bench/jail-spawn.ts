@@ -9,7 +9,7 @@ import { median, ms, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
  * The cost of starting one jailed process, against bubblewrap's own floor measured in the same run:
  * - bare `bwrap --ro-bind / / --unshare-pid --die-with-parent true`;
  * - `bwrap <the session's jail arguments> /bin/sh -c true`, without network namespace, cgroups or rlimits;
- * - `sandbox.spawn({ command: "true" })` of a real session, until it exits.
+ * - `jail.spawn({ command: "true" })` of a real session, until it exits.
  * Runs are interleaved so that machine noise hits all three alike.
  */
 export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]> {
@@ -20,8 +20,8 @@ export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]
     ];
   }
   const bwrap = probe.bwrap;
-  const sandbox = await openJailedSpawn();
-  const { hostPath, runDir } = sandbox;
+  const jail = await openJailedSpawn();
+  const { hostPath, runDir } = jail;
   try {
     const direct = [
       ...jailArgs({
@@ -41,15 +41,15 @@ export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]
     const tasks = {
       bare: bareBwrap,
       direct: () => exitOf(spawn(bwrap, direct, { stdio: "ignore" })),
-      sandbox: sandbox.run,
+      jail: jail.run,
     };
-    const samples = { bare: [] as number[], direct: [] as number[], sandbox: [] as number[] };
+    const samples = { bare: [] as number[], direct: [] as number[], jail: [] as number[] };
     for (const task of Object.values(tasks)) await timeRuns(5, task);
     const runs = options.quick ? 30 : 100;
     for (let i = 0; i < runs; i++) {
       samples.bare.push(...(await timeRuns(1, tasks.bare, SETTLE_MS)));
       samples.direct.push(...(await timeRuns(1, tasks.direct, SETTLE_MS)));
-      samples.sandbox.push(...(await timeRuns(1, tasks.sandbox, SETTLE_MS)));
+      samples.jail.push(...(await timeRuns(1, tasks.jail, SETTLE_MS)));
     }
     const floor = median(samples.bare);
     const ratio = (value: number) => `${(value / floor).toFixed(2)}x`;
@@ -71,16 +71,16 @@ export async function benchJailSpawn(options: { quick: boolean }): Promise<Row[]
         ok: null,
       },
       {
-        figure: "sandbox.spawn `true` until exit (p50)",
-        value: ms(median(samples.sandbox)),
+        figure: "jail.spawn `true` until exit (p50)",
+        value: ms(median(samples.jail)),
         baseline: `bare bwrap ${ms(floor)}`,
-        ratio: ratio(median(samples.sandbox)),
+        ratio: ratio(median(samples.jail)),
         goal: "<= 1.6x",
-        ok: median(samples.sandbox) / floor <= 1.6,
+        ok: median(samples.jail) / floor <= 1.6,
       },
     ];
   } finally {
-    await sandbox.close();
+    await jail.close();
   }
 }
 

@@ -10,7 +10,7 @@ import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./sta
 /**
  * MCP figures against the local server (`src/node/cli.ts`, a separate process) over streamable HTTP:
  * - `run_commands(["true"])` vs a bare jailed spawn of `true` from Node (bubblewrap with nothing else), with the
- *   same command through a session sandbox in-process for reference;
+ *   same command through a session jail in-process for reference;
  * - `run_commands` of `ls -la`, `node -e 1` and `npm --version`, each vs the same command in a bare bwrap;
  * - `create_session` then a first command, next to two tool calls to a bare HTTP server (the SDK client and
  *   loopback HTTP alone, bare-mcp-server.ts);
@@ -64,7 +64,7 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
     rows.push({
       figure: "run_commands([true]) over streamable HTTP (p50)",
       value: ms(median(mcp)),
-      baseline: `bare bwrap ${ms(median(floor))}; sandbox.spawn in-process ${ms(median(jailed))}`,
+      baseline: `bare bwrap ${ms(median(floor))}; jail.spawn in-process ${ms(median(jailed))}`,
       ratio: `${ratio.toFixed(2)}x bare (${(median(mcp) / median(jailed)).toFixed(2)}x in-process)`,
       goal: "<= 1.3x",
       ok: ratio <= 1.3,

@@ -8,7 +8,7 @@ import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./sta
 /**
  * Monitor figures, each against a baseline measured in the same run:
  * - exec round trip of `true` through the HTTP API vs a bare jailed spawn of `true` from Node (bubblewrap with
- *   nothing else), with the same command through the session's sandbox in-process for reference;
+ *   nothing else), with the same command through the session's jail in-process for reference;
  * - latency from a process printing a line to a `follow` reader and to `errors`;
  * - 1,000 files / 10 MB in one write request vs `fs.writeFile`;
  * - a command printing 1 GB: monitor RSS growth, log size on disk, truncation.
@@ -22,7 +22,7 @@ export async function benchMonitor(options: { quick: boolean }): Promise<Row[]> 
     const runs = options.quick ? 30 : 100;
 
     // 1. exec round trip vs a bare jailed spawn of `true` from Node (bubblewrap's floor), and vs the session's own
-    //    sandbox driven in-process (the jail agent without HTTP)
+    //    jail driven in-process (the jail agent without HTTP)
     const baseline = await openJailedSpawn();
     const execTrue = () => client.exec(session.id, { commands: ["true"] });
     for (const task of [execTrue, baseline.run, bareBwrap]) await timeRuns(5, task);
@@ -39,7 +39,7 @@ export async function benchMonitor(options: { quick: boolean }): Promise<Row[]> 
     rows.push({
       figure: "exec `true` round trip (HTTP, p50)",
       value: ms(median(execSamples)),
-      baseline: `bare bwrap ${ms(median(bareSamples))}; sandbox.spawn in-process ${ms(median(jailedSamples))}`,
+      baseline: `bare bwrap ${ms(median(bareSamples))}; jail.spawn in-process ${ms(median(jailedSamples))}`,
       ratio: `${execRatio.toFixed(2)}x bare (${(median(execSamples) / median(jailedSamples)).toFixed(2)}x in-process)`,
       goal: "<= 1.2x",
       ok: execRatio <= 1.2,

@@ -13,7 +13,7 @@ import { ExecService } from "./exec/exec-service.ts";
 import type { ProcessHooks } from "./exec/types.ts";
 import { FileService } from "./files/file-service.ts";
 import { createUpgradeHandler } from "./handlers/upgrade.ts";
-import { createJail } from "./jail/index.ts";
+import { createJailer } from "./jail/index.ts";
 import { LogStore } from "./logs/log-store.ts";
 import { Supervisor } from "./processes/supervisor.ts";
 import { SessionService } from "./sessions/session-service.ts";
@@ -36,13 +36,13 @@ export interface Monitor {
 
 const templatesDir = new URL("./templates/", import.meta.url).pathname;
 
-/** Wires the monitor once: storage, jail, logs, error detection, processes, sessions, HTTP API. */
+/** Wires the monitor once: storage, jailer, logs, error detection, processes, sessions, HTTP API. */
 export async function createMonitor(input: MonitorConfigInput): Promise<Monitor> {
   const config = resolveConfig(input);
   const startedAt = Date.now();
   const db = openDatabase(config.dataDir);
-  const jail = createJail({ disabled: config.isolation === "none" });
-  for (const warning of jail.capabilities.warnings) console.warn(`[monitor] WARNING: ${warning}`);
+  const jailer = createJailer({ disabled: config.isolation === "none" });
+  for (const warning of jailer.capabilities.warnings) console.warn(`[monitor] WARNING: ${warning}`);
 
   const logs = new LogStore({ dir: join(config.dataDir, "logs"), ...config.log });
   const errors = new ErrorStore(db);
@@ -60,7 +60,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   const files = new FileService();
   const sessions = new SessionService({
     store: new SessionStore(db),
-    jail,
+    jailer,
     dataDir: config.dataDir,
     templatesDir: config.templatesDir ?? templatesDir,
     defaults: {
@@ -90,9 +90,9 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     sessions: sessions.count(),
     processes: supervisor.counts(),
     isolation: {
-      available: jail.capabilities.bubblewrap ? "bubblewrap" : "none",
-      network: jail.capabilities.slirp4netns ? "slirp4netns" : "none",
-      warnings: jail.capabilities.warnings,
+      available: jailer.capabilities.bubblewrap ? "bubblewrap" : "none",
+      network: jailer.capabilities.slirp4netns ? "slirp4netns" : "none",
+      warnings: jailer.capabilities.warnings,
     },
   });
 
@@ -114,7 +114,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     sessions,
     async connect(sessionId, port) {
       const runtime = await sessions.runtime(sessionId);
-      return runtime.sandbox.connect(port);
+      return runtime.jail.connect(port);
     },
     upgrade: createUpgradeHandler(sessions, config.secret),
     health,

@@ -129,7 +129,7 @@ export class ExecService {
     let timedOut = false;
     let cancelled = false;
     const run = Run.start({
-      sandbox: runtime.sandbox,
+      jail: runtime.jail,
       logs: this.#logs,
       sessionId,
       processId,

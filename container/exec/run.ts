@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import type { SandboxProcess, SessionSandbox } from "../jail/types.ts";
+import type { Jail, JailProcess } from "../jail/types.ts";
 import type { LineWriter } from "../logs/types.ts";
 import { type CapturedOutput, HeadTailCapture } from "./output.ts";
 import type { ProcessLogs } from "./types.ts";
@@ -15,7 +15,7 @@ export interface RunEnd {
 }
 
 export interface RunSpec {
-  sandbox: SessionSandbox;
+  jail: Jail;
   logs: ProcessLogs;
   sessionId: string;
   /** The id its output is logged under ("c3", "p1"). */
@@ -45,16 +45,16 @@ export class Run {
   readonly started: Promise<number | null>;
   /** Settles once the command has ended and its output is in the logs. */
   readonly ended: Promise<RunEnd>;
-  readonly #sandbox: SessionSandbox;
+  readonly #jail: Jail;
   readonly #logs: ProcessLogs;
   readonly #sessionId: string;
-  readonly #child: SandboxProcess | null;
+  readonly #child: JailProcess | null;
   readonly #capture: { stdout: HeadTailCapture; stderr: HeadTailCapture } | null;
   #stopping = false;
 
   private constructor(spec: RunSpec) {
     this.processId = spec.processId;
-    this.#sandbox = spec.sandbox;
+    this.#jail = spec.jail;
     this.#logs = spec.logs;
     this.#sessionId = spec.sessionId;
     const limit = spec.captureBytes ?? 0;
@@ -67,10 +67,10 @@ export class Run {
         : null;
     const outLog = spec.logs.writer(spec.sessionId, spec.processId, "stdout");
     const errLog = spec.logs.writer(spec.sessionId, spec.processId, "stderr");
-    let child: SandboxProcess | null = null;
+    let child: JailProcess | null = null;
     let watched: Promise<RunEnd>;
     try {
-      child = spec.sandbox.spawn({ command: spec.command, cwd: spec.cwd, env: spec.env });
+      child = spec.jail.spawn({ command: spec.command, cwd: spec.cwd, env: spec.env });
       const capture = this.#capture;
       pipeOutput(child.stdout, outLog, capture ? (chunk) => capture.stdout.push(chunk) : undefined);
       pipeOutput(child.stderr, errLog, capture ? (chunk) => capture.stderr.push(chunk) : undefined);
@@ -133,7 +133,7 @@ export class Run {
   #signal(signal: NodeJS.Signals): void {
     if (!this.#child) return;
     try {
-      this.#sandbox.kill(this.#child, signal);
+      this.#jail.kill(this.#child, signal);
     } catch {
       // ESRCH and friends: nothing left to signal.
     }
@@ -144,7 +144,7 @@ export class Run {
    * behind in its process group is killed: a command does not outlive itself, and a background grandchild holding
    * the pipes open must not hang the run.
    */
-  #watch(child: SandboxProcess): Promise<RunEnd> {
+  #watch(child: JailProcess): Promise<RunEnd> {
     return new Promise((resolve) => {
       let end: RunEnd | undefined;
       let settled = false;

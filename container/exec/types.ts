@@ -1,11 +1,11 @@
 import type { Limits } from "../../src/protocol/schemas.ts";
-import type { SessionSandbox } from "../jail/types.ts";
+import type { Jail } from "../jail/types.ts";
 import type { LineListener, LineWriter } from "../logs/types.ts";
 
 /** What exec and the supervisor need to know about one session; the session service provides it. */
 export interface SessionRuntime {
   id: string;
-  sandbox: SessionSandbox;
+  jail: Jail;
   /** Session env, merged under the env of each call. */
   env: Record<string, string>;
   /** `outputBytes` caps the stdout/stderr text returned per command (head + tail). */

@@ -45,9 +45,9 @@ export function observeRoutes(app: Hono, { sessions, logs, errors }: MonitorServ
     const url = new URL(c.req.url);
     const prefix = `/v1/sessions/${runtime.id}/ports/${port}`;
     const path = (url.pathname.slice(prefix.length) || "/") + url.search;
-    let socket: Awaited<ReturnType<typeof runtime.sandbox.connect>>;
+    let socket: Awaited<ReturnType<typeof runtime.jail.connect>>;
     try {
-      socket = await runtime.sandbox.connect(port);
+      socket = await runtime.jail.connect(port);
     } catch (error) {
       throw new SandboxError(
         "not_found",

@@ -24,7 +24,7 @@ export function createUpgradeHandler(sessions: SessionService, secret: string) {
     let upstream: Socket;
     try {
       const runtime = await sessions.runtime(sessionId);
-      upstream = await runtime.sandbox.connect(port);
+      upstream = await runtime.jail.connect(port);
     } catch {
       return refuse(socket, 404, "Not Found");
     }

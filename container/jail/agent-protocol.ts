@@ -26,7 +26,7 @@ import { constants } from "node:os";
  * as if the monitor read the pipe itself.
  *
  * The monitor never trusts what the agent says beyond its own session: a jailed process could take the agent over
- * (same uid), so frames are checked before use (box.ts) and can only affect that session's processes.
+ * (same uid), so frames are checked before use (agent.ts) and can only affect that session's processes.
  */
 
 /** Output streams of a process: 1 is stdout, 2 is stderr. */

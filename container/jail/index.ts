@@ -1,20 +1,20 @@
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { JailUser } from "./bwrap-args.ts";
 import { type ProbeOptions, probeHost } from "./detect.ts";
-import { openDirect, openJailed } from "./sandbox.ts";
-import type { Jail, SessionSandbox, SessionSandboxOptions } from "./types.ts";
+import { openBubblewrapJail, openUnisolatedJail } from "./jail.ts";
+import type { Jail, Jailer, JailOptions } from "./types.ts";
 
 export type { JailUser } from "./bwrap-args.ts";
 export type {
   EnforcedLimits,
   Jail,
   JailCapabilities,
-  SandboxProcess,
-  SessionSandbox,
+  Jailer,
+  JailProcess,
   SpawnOptions,
 } from "./types.ts";
 
-export interface JailOptions extends ProbeOptions {
+export interface JailerOptions extends ProbeOptions {
   /** The uid/gid jailed processes run as; defaults to `MONITOR_JAIL_USER` (`uid` or `uid:gid`), else none. */
   user?: JailUser | null;
   /**
@@ -22,8 +22,8 @@ export interface JailOptions extends ProbeOptions {
    * is stopped; the next `connect` starts it again. Default 60 s.
    */
   bridgeIdleMs?: number;
-  /** How long a session's jail runs with nothing in it before it is stopped (default 60 s). */
-  boxIdleMs?: number;
+  /** How long a jail's agent runs with nothing in it before it is stopped (default 60 s). */
+  agentIdleMs?: number;
 }
 
 /**
@@ -39,11 +39,11 @@ export function parseJailUser(value: string | undefined): JailUser | null {
 }
 
 /**
- * The per-session jail. The host is probed once, here; `open` then gives each session a sandbox whose processes
- * run in a bubblewrap jail and a network namespace of their own, or, where bubblewrap cannot run, directly on the
- * host with loud warnings (never a silent downgrade).
+ * Opens each session's jail. The host is probed once, here; `open` then gives a session a jail whose processes run
+ * in bubblewrap and a network namespace of their own, or, where bubblewrap cannot run, an unisolated one whose
+ * processes run directly on the host, with loud warnings (never a silent downgrade).
  */
-export function createJail(options: JailOptions = {}): Jail {
+export function createJailer(options: JailerOptions = {}): Jailer {
   const probe = probeHost(options);
   const user = options.user === undefined ? parseJailUser(process.env.MONITOR_JAIL_USER) : options.user;
   if (user && probe.bwrap && !probe.userns) {
@@ -53,16 +53,16 @@ export function createJail(options: JailOptions = {}): Jail {
   }
   return {
     capabilities: probe.capabilities,
-    async open(sessionOptions: SessionSandboxOptions): Promise<SessionSandbox> {
+    async open(jailOptions: JailOptions): Promise<Jail> {
       try {
         return probe.bwrap
-          ? await openJailed(probe, sessionOptions, user, options.bridgeIdleMs, options.boxIdleMs)
-          : await openDirect(probe, sessionOptions);
+          ? await openBubblewrapJail(probe, jailOptions, user, options.bridgeIdleMs, options.agentIdleMs)
+          : await openUnisolatedJail(probe, jailOptions);
       } catch (error) {
         if (error instanceof SandboxError) throw error;
         throw new SandboxError(
           "unavailable",
-          `cannot start the sandbox of session ${sessionOptions.sessionId}: ${(error as Error).message}`,
+          `cannot start the jail of session ${jailOptions.sessionId}: ${(error as Error).message}`,
           "retry; if it keeps failing, check the monitor's log and that bubblewrap and slirp4netns work on this host",
         );
       }

@@ -16,7 +16,7 @@ export interface JailCapabilities {
 
 /**
  * How each limit is really enforced for a session. `cgroup`: for the whole session; `rlimit`: per process;
- * `none`: not enforced (the sandbox's `warnings` say why).
+ * `none`: not enforced (the jail's `warnings` say why).
  */
 export interface EnforcedLimits {
   maxProcesses: "cgroup" | "none";
@@ -25,7 +25,7 @@ export interface EnforcedLimits {
   cpuSeconds: "rlimit" | "none";
 }
 
-export interface SessionSandboxOptions {
+export interface JailOptions {
   sessionId: string;
   /** Absolute host path of the session's workspace directory (exists). */
   hostPath: string;
@@ -44,19 +44,19 @@ export interface SpawnOptions {
 }
 
 /**
- * A process started by a sandbox: the part of Node's ChildProcess the monitor uses, so that a process of the jail
- * agent (box.ts) and a plain child process (no isolation) are handled alike. stdin is always /dev/null; `pid` is
+ * A process started by a jail: the part of Node's ChildProcess the monitor uses, so that a process of the jail's
+ * agent (agent.ts) and a plain child process (no isolation) are handled alike. stdin is always /dev/null; `pid` is
  * set once `spawn` is emitted (inside a jail it is the pid the jail sees); `close` follows `exit` once both output
  * streams are done.
  */
-export interface SandboxProcess {
+export interface JailProcess {
   readonly pid?: number | undefined;
   readonly stdout: Readable | null;
   readonly stderr: Readable | null;
   readonly exitCode: number | null;
   readonly signalCode: NodeJS.Signals | null;
   /**
-   * Set at exit where the sandbox can tell: processes of its group still running when it exited (background jobs),
+   * Set at exit where the jail can tell: processes of its group still running when it exited (background jobs),
    * which were stopped with it.
    */
   readonly leftRunning?: number;
@@ -68,11 +68,11 @@ export interface SandboxProcess {
 }
 
 /**
- * The runtime of one session: every process of the session is spawned through it, in its jail and its network
- * namespace. Processes are started in their own process group (detached) with piped stdio, so that killing
- * `-pid` ends the whole tree.
+ * One session's jail: every process of the session is spawned through it, in its bubblewrap container (run by the
+ * jail's agent while the session is busy), cgroups and network namespace, or, unisolated, on the host. Processes are
+ * started in their own process group with piped stdio, so that signalling the group reaches the whole tree.
  */
-export interface SessionSandbox {
+export interface Jail {
   readonly isolation: Isolation;
   readonly networkIsolation: "namespace" | "none";
   /** How processes see the workspace: "/workspace" in a jail, the host path otherwise. */
@@ -80,10 +80,10 @@ export interface SessionSandbox {
   readonly warnings: string[];
   /** Which limits are actually enforced, and how. */
   readonly enforced: EnforcedLimits;
-  spawn(options: SpawnOptions): SandboxProcess;
+  spawn(options: SpawnOptions): JailProcess;
   /** Delivers `signal` to every process `spawn` started for `child` (its process group, inside the jail too). */
-  kill(child: SandboxProcess, signal: NodeJS.Signals): void;
-  /** Starts the session's jail ahead of its first command, if it has one that is not running. */
+  kill(child: JailProcess, signal: NodeJS.Signals): void;
+  /** Starts the jail's agent ahead of the next command, if it has one that is not running. */
   warm(): void;
   /** A TCP connection to 127.0.0.1:`port` as seen inside the session (its network namespace). */
   connect(port: number): Promise<Socket>;
@@ -91,7 +91,8 @@ export interface SessionSandbox {
   close(): Promise<void>;
 }
 
-export interface Jail {
+/** Probes the host once and opens each session's jail. */
+export interface Jailer {
   readonly capabilities: JailCapabilities;
-  open(options: SessionSandboxOptions): Promise<SessionSandbox>;
+  open(options: JailOptions): Promise<Jail>;
 }

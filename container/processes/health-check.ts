@@ -1,8 +1,8 @@
-import type { SessionSandbox } from "../jail/types.ts";
+import type { Jail } from "../jail/types.ts";
 import { httpProbe, type ProbeResult } from "./probes.ts";
 
 export interface HealthCheckOptions {
-  sandbox: SessionSandbox;
+  jail: Jail;
   port: number;
   check: { path: string; intervalMs: number; timeoutMs: number };
   /** False once the run being checked has ended: no further probes. */
@@ -25,7 +25,7 @@ export function startHealthChecks(options: HealthCheckOptions): () => void {
   const tick = async () => {
     if (stopped || !options.alive()) return;
     if (options.due()) {
-      const result = await httpProbe(options.sandbox, options.port, check.path, check.timeoutMs);
+      const result = await httpProbe(options.jail, options.port, check.path, check.timeoutMs);
       if (stopped || !options.alive()) return;
       options.onResult(result);
     }

@@ -1,15 +1,11 @@
 import type { Socket } from "node:net";
-import type { SessionSandbox } from "../jail/types.ts";
+import type { Jail } from "../jail/types.ts";
 
 const CONNECT_ATTEMPT_MS = 1_000;
 const PORT_POLL_MS = 150;
 
 /** One connection attempt to `port` inside the session; the socket is closed again right away. */
-export async function portAccepts(
-  sandbox: SessionSandbox,
-  port: number,
-  timeoutMs: number,
-): Promise<boolean> {
+export async function portAccepts(sandbox: Jail, port: number, timeoutMs: number): Promise<boolean> {
   try {
     const socket = await withTimeout(sandbox.connect(port), timeoutMs, (late) => late.destroy());
     socket.destroy();
@@ -20,7 +16,7 @@ export async function portAccepts(
 }
 
 /** Resolves once `port` accepts connections; rejects only when `signal` aborts. */
-export async function waitForPort(sandbox: SessionSandbox, port: number, signal: AbortSignal): Promise<void> {
+export async function waitForPort(sandbox: Jail, port: number, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     if (await portAccepts(sandbox, port, CONNECT_ATTEMPT_MS)) return;
     await sleep(PORT_POLL_MS, signal);
@@ -39,7 +35,7 @@ export interface ProbeResult {
  * probe asks "is the app serving", not "is this route correct".
  */
 export async function httpProbe(
-  sandbox: SessionSandbox,
+  sandbox: Jail,
   port: number,
   path: string,
   timeoutMs: number,

@@ -1,5 +1,5 @@
 import { SandboxError } from "../../src/protocol/errors.ts";
-import type { SessionSandbox } from "../jail/types.ts";
+import type { Jail } from "../jail/types.ts";
 import type { LogLine } from "../logs/types.ts";
 import { waitForPort } from "./probes.ts";
 
@@ -71,7 +71,7 @@ export function armReadiness(
   waiters: LineWaiters,
   sessionId: string,
   processId: string,
-): { settle(sandbox: SessionSandbox, runEnded: Promise<void>): Promise<ReadyOutcome>; cancel(): void } {
+): { settle(sandbox: Jail, runEnded: Promise<void>): Promise<ReadyOutcome>; cancel(): void } {
   const controller = new AbortController();
   const conditions: Promise<string>[] = [];
   if (spec.logPattern) {

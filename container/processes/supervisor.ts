@@ -204,7 +204,7 @@ export class Supervisor {
     });
     const portEnv: Record<string, string> = request.port ? { PORT: String(request.port) } : {};
     const run = Run.start({
-      sandbox: runtime.sandbox,
+      jail: runtime.jail,
       logs: this.#logs,
       sessionId: runtime.id,
       processId: row.id,
@@ -223,7 +223,7 @@ export class Supervisor {
     if (pid !== null) this.#scheduleHealth(managed, run);
 
     if (!readiness) return this.#startResult(managed, null);
-    const outcome = await readiness.settle(runtime.sandbox, managed.runEnded);
+    const outcome = await readiness.settle(runtime.jail, managed.runEnded);
     if (outcome.kind !== "exited" && managed.run === run && managed.row.status === "starting") {
       this.#set(managed, { status: "running" });
     }
@@ -300,7 +300,7 @@ export class Supervisor {
     const port = managed.request.port;
     if (!check || port === undefined) return;
     managed.stopHealth = startHealthChecks({
-      sandbox: managed.runtime.sandbox,
+      jail: managed.runtime.jail,
       port,
       check,
       alive: () => managed.run === run,

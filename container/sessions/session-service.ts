@@ -6,14 +6,14 @@ import { SandboxError } from "../../src/protocol/errors.ts";
 import type { CreateSessionRequest, Limits, Session } from "../../src/protocol/schemas.ts";
 import { CreateSessionRequest as CreateSessionSchema } from "../../src/protocol/schemas.ts";
 import type { SessionRuntime } from "../exec/types.ts";
-import type { Jail, SessionSandbox } from "../jail/types.ts";
+import type { Jail, Jailer } from "../jail/types.ts";
 import { newSessionId } from "./session-id.ts";
 import type { SessionRecord, SessionStore } from "./session-store.ts";
 import { SparePool } from "./spare-pool.ts";
 
 export interface SessionServiceOptions {
   store: SessionStore;
-  jail: Jail;
+  jailer: Jailer;
   /** Sessions live in `<dataDir>/sessions/<id>/{workspace,run}`. */
   dataDir: string;
   templatesDir: string;
@@ -37,12 +37,13 @@ export interface SessionServiceOptions {
 const TOUCH_EVERY_MS = 1_000;
 
 /**
- * Session lifecycle: create (workspace, template, jail), look up, touch, expire and destroy. A session's sandbox
- * (jail, network namespace) is opened when the session is created, and again lazily after a monitor restart.
+ * Session lifecycle: create (workspace, template, jail), look up, touch, expire and destroy. A session's jail
+ * (network namespace, cgroups, agent) is opened when the session is created, and again lazily after a monitor
+ * restart.
  */
 export class SessionService {
   readonly #options: SessionServiceOptions;
-  readonly #sandboxes = new Map<string, Promise<SessionSandbox>>();
+  readonly #jails = new Map<string, Promise<Jail>>();
   readonly #touched = new Map<string, number>();
   readonly #destroying = new Map<string, Promise<boolean>>();
   /** Aborted when the session is destroyed, so that commands still running in it end. */
@@ -60,15 +61,15 @@ export class SessionService {
         mkdirSync(paths.workspace, { recursive: true });
         mkdirSync(paths.run, { recursive: true });
         this.#options.onOpen?.(id);
-        const sandbox = await this.#options.jail.open({
+        const jail = await this.#options.jailer.open({
           sessionId: id,
           hostPath: paths.workspace,
           runDir: paths.run,
           network: "deny",
           limits: options.defaults.limits,
         });
-        sandbox.warm();
-        return sandbox;
+        jail.warm();
+        return jail;
       },
       discard: async (id) => {
         try {
@@ -167,23 +168,23 @@ export class SessionService {
       if (template)
         await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
     } catch (error) {
-      // No record yet: what the spare opened (its sandbox, its log state) goes with its directory.
+      // No record yet: what the spare opened (its jail, its log state) goes with its directory.
       if (spare) {
-        await (await spare.sandbox.catch(() => null))?.close();
+        await (await spare.jail.catch(() => null))?.close();
         await this.#options.onDestroy(id).catch(() => {});
       }
       await rm(paths.root, { recursive: true, force: true });
       throw error;
     }
-    if (spare) this.#sandboxes.set(id, spare.sandbox);
+    if (spare) this.#jails.set(id, spare.jail);
     store.insert(record);
     if (!spare) this.#options.onOpen?.(id);
     recorded();
     try {
-      const sandbox = await this.#sandbox(record);
+      const jail = await this.#jail(record);
       // Most sessions run a command soon after they are created: have the jail ready by then.
-      sandbox.warm();
-      return this.#toSession(record, sandbox);
+      jail.warm();
+      return this.#toSession(record, jail);
     } catch (error) {
       await this.destroy(id);
       throw error;
@@ -193,14 +194,14 @@ export class SessionService {
   /** The session, or `not_found`. Expired sessions are destroyed on sight. */
   async get(id: string): Promise<Session> {
     const record = await this.#live(id);
-    return this.#toSession(record, await this.#sandboxIfOpen(id));
+    return this.#toSession(record, await this.#jailIfOpen(id));
   }
 
   async list(owner?: string): Promise<Session[]> {
     const sessions: Session[] = [];
     for (const record of this.#options.store.list(owner)) {
       if (this.#expired(record, Date.now())) continue;
-      sessions.push(this.#toSession(record, await this.#sandboxIfOpen(record.id)));
+      sessions.push(this.#toSession(record, await this.#jailIfOpen(record.id)));
     }
     return sessions;
   }
@@ -209,11 +210,11 @@ export class SessionService {
   async runtime(id: string): Promise<SessionRuntime & { hostPath: string; destroyed: AbortSignal }> {
     const record = await this.#live(id);
     this.#touch(record);
-    const sandbox = await this.#sandbox(record);
+    const jail = await this.#jail(record);
     const { store } = this.#options;
     return {
       id,
-      sandbox,
+      jail,
       env: record.env,
       limits: record.limits,
       hostPath: this.paths(id).workspace,
@@ -254,12 +255,12 @@ export class SessionService {
     return this.#options.store.count();
   }
 
-  /** Closes every open sandbox (network namespaces, helpers) without touching workspaces or records. */
+  /** Closes every open jail (network namespaces, helpers) without touching workspaces or records. */
   async close(): Promise<void> {
     await this.#spares.close();
-    const sandboxes = [...this.#sandboxes.values()];
-    this.#sandboxes.clear();
-    await Promise.allSettled(sandboxes.map(async (sandbox) => (await sandbox).close()));
+    const jails = [...this.#jails.values()];
+    this.#jails.clear();
+    await Promise.allSettled(jails.map(async (jail) => (await jail).close()));
   }
 
   async #destroy(id: string): Promise<boolean> {
@@ -268,9 +269,9 @@ export class SessionService {
     this.#lifetimes.get(id)?.abort();
     this.#lifetimes.delete(id);
     await this.#options.onDestroy(id);
-    const sandbox = this.#sandboxes.get(id);
-    this.#sandboxes.delete(id);
-    if (sandbox) await (await sandbox.catch(() => undefined))?.close();
+    const jail = this.#jails.get(id);
+    this.#jails.delete(id);
+    if (jail) await (await jail.catch(() => undefined))?.close();
     this.#options.store.delete(id);
     this.#touched.delete(id);
     await rm(this.paths(id).root, { recursive: true, force: true });
@@ -312,13 +313,13 @@ export class SessionService {
     if (now - record.lastActiveAt >= TOUCH_EVERY_MS) this.#options.store.touch(record.id, now);
   }
 
-  #sandbox(record: SessionRecord): Promise<SessionSandbox> {
-    let sandbox = this.#sandboxes.get(record.id);
-    if (!sandbox) {
+  #jail(record: SessionRecord): Promise<Jail> {
+    let jail = this.#jails.get(record.id);
+    if (!jail) {
       const paths = this.paths(record.id);
-      sandbox = (async () => {
+      jail = (async () => {
         mkdirSync(paths.run, { recursive: true });
-        return this.#options.jail.open({
+        return this.#options.jailer.open({
           sessionId: record.id,
           hostPath: paths.workspace,
           runDir: paths.run,
@@ -326,29 +327,29 @@ export class SessionService {
           limits: record.limits,
         });
       })();
-      sandbox.catch(() => this.#sandboxes.delete(record.id));
-      this.#sandboxes.set(record.id, sandbox);
+      jail.catch(() => this.#jails.delete(record.id));
+      this.#jails.set(record.id, jail);
     }
-    return sandbox;
+    return jail;
   }
 
-  async #sandboxIfOpen(id: string): Promise<SessionSandbox | undefined> {
-    return this.#sandboxes.get(id)?.catch(() => undefined);
+  async #jailIfOpen(id: string): Promise<Jail | undefined> {
+    return this.#jails.get(id)?.catch(() => undefined);
   }
 
-  #toSession(stored: SessionRecord, sandbox: SessionSandbox | undefined): Session {
+  #toSession(stored: SessionRecord, jail: Jail | undefined): Session {
     const record = this.#lastActive(stored);
-    const { capabilities } = this.#options.jail;
-    const jailed = sandbox ? sandbox.isolation === "bubblewrap" : capabilities.bubblewrap;
+    const { capabilities } = this.#options.jailer;
+    const jailed = jail ? jail.isolation === "bubblewrap" : capabilities.bubblewrap;
     const hostPath = this.paths(record.id).workspace;
     return {
       id: record.id,
       owner: record.owner,
-      workspace: sandbox?.workspacePath ?? (jailed ? "/workspace" : hostPath),
+      workspace: jail?.workspacePath ?? (jailed ? "/workspace" : hostPath),
       hostPath,
       isolation: jailed ? "bubblewrap" : "none",
       network: record.network,
-      networkIsolation: sandbox?.networkIsolation ?? (jailed ? "namespace" : "none"),
+      networkIsolation: jail?.networkIsolation ?? (jailed ? "namespace" : "none"),
       env: record.env,
       template: record.template,
       createdAt: new Date(record.createdAt).toISOString(),
@@ -357,7 +358,7 @@ export class SessionService {
       idleTtlSeconds: record.idleTtlSeconds,
       maxLifetimeSeconds: record.maxLifetimeSeconds,
       limits: record.limits,
-      warnings: [...new Set([...capabilities.warnings, ...(sandbox?.warnings ?? [])])],
+      warnings: [...new Set([...capabilities.warnings, ...(jail?.warnings ?? [])])],
     };
   }
 

@@ -1,7 +1,7 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Limits, NetworkPolicy } from "../../src/protocol/schemas.ts";
 
-/** What the monitor keeps about a session; the API's `Session` adds what the live sandbox reports. */
+/** What the monitor keeps about a session; the API's `Session` adds what its open jail reports. */
 export interface SessionRecord {
   id: string;
   owner: string | null;

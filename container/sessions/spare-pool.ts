@@ -1,23 +1,23 @@
-import type { SessionSandbox } from "../jail/types.ts";
+import type { Jail } from "../jail/types.ts";
 import { newSessionId } from "./session-id.ts";
 
 /**
  * Sessions opened ahead of time, so that creating one and running its first command does not wait for a network
  * namespace, cgroups and a jail to start (tens of milliseconds). A spare has its final id, directories and
- * sandbox (with its jail warming up) but no record: it becomes a session when `create` takes it. Spares left on
+ * jail (with its agent warming up) but no record: it becomes a session when `create` takes it. Spares left on
  * disk by a monitor that died are removed at the next start with every other directory that has no record.
  */
 export interface Spare {
   id: string;
-  sandbox: Promise<SessionSandbox>;
+  jail: Promise<Jail>;
 }
 
 export interface SparePoolOptions {
   /** Spares kept ready; 0 disables the pool. */
   size: number;
-  /** Creates the directories of `id` and opens its sandbox. */
-  open(id: string): Promise<SessionSandbox>;
-  /** Removes what `open` made for `id` (the sandbox is closed already). */
+  /** Creates the directories of `id` and opens its jail. */
+  open(id: string): Promise<Jail>;
+  /** Removes what `open` made for `id` (the jail is closed already). */
   discard(id: string): Promise<void>;
 }
 
@@ -26,17 +26,17 @@ const REFILL_DELAY_MS = 1_000;
 /** Time given to a first command's result to reach its caller before the replacement starts opening. */
 const RESULT_DELIVERY_MS = 5;
 
-/** Calls `then` once the first process spawned in `sandbox` has closed (or failed to start). */
-function afterFirstCommand(sandbox: SessionSandbox, then: () => void): SessionSandbox {
-  const spawn = sandbox.spawn;
-  sandbox.spawn = (options) => {
-    sandbox.spawn = spawn;
-    const child = spawn.call(sandbox, options);
+/** Calls `then` once the first process spawned in `jail` has closed (or failed to start). */
+function afterFirstCommand(jail: Jail, then: () => void): Jail {
+  const spawn = jail.spawn;
+  jail.spawn = (options) => {
+    jail.spawn = spawn;
+    const child = spawn.call(jail, options);
     child.once("close", then);
     child.once("error", then);
     return child;
   };
-  return sandbox;
+  return jail;
 }
 
 export class SparePool {
@@ -68,16 +68,16 @@ export class SparePool {
       setTimeout(() => this.refill(), RESULT_DELIVERY_MS);
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
-    return { id: spare.id, sandbox: spare.sandbox.then((sandbox) => afterFirstCommand(sandbox, refill)) };
+    return { id: spare.id, jail: spare.jail.then((jail) => afterFirstCommand(jail, refill)) };
   }
 
   /** Opens spares in the background until the pool is full again. */
   refill(): void {
     while (!this.#closed && this.#ready.length < this.#options.size) {
       const id = newSessionId();
-      const spare: Spare = { id, sandbox: this.#options.open(id) };
+      const spare: Spare = { id, jail: this.#options.open(id) };
       this.#ready.push(spare);
-      spare.sandbox.catch(() => {
+      spare.jail.catch(() => {
         // A spare that cannot open is dropped quietly: the next create opens a session the usual way and reports
         // whatever goes wrong there. One already taken belongs to that create, which reports and cleans up.
         const at = this.#ready.indexOf(spare);
@@ -94,7 +94,7 @@ export class SparePool {
     const spares = this.#ready.splice(0);
     await Promise.allSettled(
       spares.map(async (spare) => {
-        await (await spare.sandbox.catch(() => null))?.close();
+        await (await spare.jail.catch(() => null))?.close();
         await this.#options.discard(spare.id);
       }),
     );

@@ -88,7 +88,7 @@ describe.each(jailModes())("exec (%s)", (mode) => {
     );
     const printed = JSON.parse(result.results[0]!.stdout.text) as Record<string, string>;
     expect(printed).toEqual({
-      cwd: `${h.sandbox.workspacePath}/sub/dir`,
+      cwd: `${h.jail.workspacePath}/sub/dir`,
       SESSION_VAR: "from-session",
       SHARED: "call",
       CALL_VAR: "x y",
@@ -182,7 +182,7 @@ describe.each(jailModes())("exec (%s)", (mode) => {
   });
 
   it("reports a command that cannot be started as a failed result", async () => {
-    await h.sandbox.close();
+    await h.jail.close();
     const result = await exec.run(h.runtime, request({ commands: ["echo hi", "echo never"] }));
     expect(result.skipped).toBe(1);
     expect(result.results[0]).toMatchObject({ exitCode: null, signal: null, timedOut: false });

@@ -6,7 +6,7 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createJail } from "../../container/jail/index.ts";
+import { createJailer } from "../../container/jail/index.ts";
 import { bridgeScript } from "../../container/jail/network.ts";
 import { descendants } from "../../container/jail/proc-tree.ts";
 import {
@@ -21,7 +21,7 @@ import {
 /** The bridge starts on demand and stops when idle; these tests watch its processes from the host. */
 
 const IDLE_MS = 400;
-const jail = createJail({ bridgeIdleMs: IDLE_MS });
+const jailer = createJailer({ bridgeIdleMs: IDLE_MS });
 const node = realpathSync(process.execPath);
 const script = bridgeScript();
 
@@ -102,7 +102,7 @@ function httpGet(socket: Socket, path: string): Promise<string> {
 
 describe.each(["deny", "allow"] as const)("an idle %s session", (network) => {
   it("keeps its namespace with small helpers and no bridge until the first connect", async () => {
-    const session = await openTestSession(jail, { network });
+    const session = await openTestSession(jailer, { network });
     try {
       const helpers = holderProcesses(session.runDir);
       // bubblewrap, its child (cat), and slirp4netns for `allow`.
@@ -122,27 +122,27 @@ describe.each(["deny", "allow"] as const)("an idle %s session", (network) => {
 
 describe("the bridge of a session", () => {
   let session: TestSession;
-  let server: ReturnType<typeof session.sandbox.spawn>;
+  let server: ReturnType<typeof session.jail.spawn>;
   let served: ReturnType<typeof collect>;
 
   beforeAll(async () => {
-    session = await openTestSession(jail);
-    server = session.sandbox.spawn({ command: JAIL_SERVER, cwd: "", env: {} });
+    session = await openTestSession(jailer);
+    server = session.jail.spawn({ command: JAIL_SERVER, cwd: "", env: {} });
     served = collect(server);
     await waitForOutput(server, "listening");
   });
   afterAll(async () => {
-    if (server) session.sandbox.kill(server, "SIGKILL");
+    if (server) session.jail.kill(server, "SIGKILL");
     await served;
     await session?.dispose();
   });
 
   it("starts on the first connect, is reused while connections are open, stops when idle and starts again", async () => {
     await eventually(() => bridgeNodes(session.runDir).length === 0, "no bridge before the first connect");
-    const first = await session.sandbox.connect(8080);
+    const first = await session.jail.connect(8080);
     const started = bridgeNodes(session.runDir);
     expect(started).toHaveLength(1);
-    const second = await session.sandbox.connect(8080);
+    const second = await session.jail.connect(8080);
     expect(bridgeNodes(session.runDir)).toEqual(started);
     expect(await httpGet(first, "/one")).toBe("jail /one");
     expect(await httpGet(second, "/two")).toBe("jail /two");
@@ -153,7 +153,7 @@ describe("the bridge of a session", () => {
       () => !existsSync(join(session.runDir, "bridge.sock")),
       "the idle bridge's socket to go",
     );
-    const again = await session.sandbox.connect(8080);
+    const again = await session.jail.connect(8080);
     const restarted = bridgeNodes(session.runDir);
     expect(restarted).toHaveLength(1);
     expect(restarted).not.toEqual(started);
@@ -161,7 +161,7 @@ describe("the bridge of a session", () => {
   });
 
   it("is not stopped while a connection stays open past the idle period", async () => {
-    const held = await session.sandbox.connect(8080);
+    const held = await session.jail.connect(8080);
     const bridge = bridgeNodes(session.runDir);
     expect(bridge).toHaveLength(1);
     await new Promise((resolve) => setTimeout(resolve, IDLE_MS * 3));
@@ -171,7 +171,7 @@ describe("the bridge of a session", () => {
 
   it("starts only one bridge for concurrent first connects", async () => {
     await eventually(() => bridgeNodes(session.runDir).length === 0, "the idle bridge to stop");
-    const sockets = await Promise.all(Array.from({ length: 8 }, () => session.sandbox.connect(8080)));
+    const sockets = await Promise.all(Array.from({ length: 8 }, () => session.jail.connect(8080)));
     expect(bridgeNodes(session.runDir)).toHaveLength(1);
     const bodies = await Promise.all(sockets.map((socket, i) => httpGet(socket, `/c${i}`)));
     expect(bodies).toEqual(sockets.map((_socket, i) => `jail /c${i}`));
@@ -179,11 +179,11 @@ describe("the bridge of a session", () => {
 
   it("stays usable for refused ports while it runs, and does not start for invalid ones", async () => {
     await eventually(() => bridgeNodes(session.runDir).length === 0, "the idle bridge to stop");
-    await expect(session.sandbox.connect(0)).rejects.toThrow(/EINVAL/);
+    await expect(session.jail.connect(0)).rejects.toThrow(/EINVAL/);
     expect(bridgeNodes(session.runDir)).toEqual([]);
-    await expect(session.sandbox.connect(8081)).rejects.toThrow(/ECONNREFUSED/);
-    await expect(session.sandbox.connect(8081)).rejects.toThrow(/ECONNREFUSED/);
-    expect(await httpGet(await session.sandbox.connect(8080), "/after")).toBe("jail /after");
+    await expect(session.jail.connect(8081)).rejects.toThrow(/ECONNREFUSED/);
+    await expect(session.jail.connect(8081)).rejects.toThrow(/ECONNREFUSED/);
+    expect(await httpGet(await session.jail.connect(8080), "/after")).toBe("jail /after");
   });
 });
 
@@ -195,8 +195,8 @@ describe("a monitor killed with SIGKILL", () => {
     // A stand-in monitor: two sessions, each with its bridge started by a connect.
     const program = `
       import { mkdirSync } from "node:fs";
-      const { createJail } = await import(${JSON.stringify(index)});
-      const jail = createJail();
+      const { createJailer } = await import(${JSON.stringify(index)});
+      const jailer = createJailer();
       // No limits: no cgroup, which a killed monitor would leave behind.
       const limits = { maxProcesses: 0, maxFileBytes: 0, cpuSeconds: 0, memoryBytes: 0, outputBytes: 0 };
       for (const [i, network] of ["deny", "allow"].entries()) {
@@ -204,8 +204,8 @@ describe("a monitor killed with SIGKILL", () => {
         mkdirSync(dir + "/ws", { recursive: true });
         mkdirSync(dir + "/run");
         const ids = ${JSON.stringify(ids)};
-        const sandbox = await jail.open({ sessionId: ids[i], hostPath: dir + "/ws", runDir: dir + "/run", network, limits });
-        await sandbox.connect(9).catch(() => undefined);
+        const jail = await jailer.open({ sessionId: ids[i], hostPath: dir + "/ws", runDir: dir + "/run", network, limits });
+        await jail.connect(9).catch(() => undefined);
       }
       console.log("ready");
       setInterval(() => {}, 1000);

@@ -1,6 +1,6 @@
 import { request } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createJail } from "../../container/jail/index.ts";
+import { createJailer } from "../../container/jail/index.ts";
 import {
   alive,
   collect,
@@ -13,12 +13,12 @@ import {
 } from "../fixtures/jail/helpers.ts";
 
 describe("without a jail (disabled: true)", () => {
-  const jail = createJail({ disabled: true });
+  const jailer = createJailer({ disabled: true });
   let session: TestSession;
   let host: Awaited<ReturnType<typeof hostLoopbackServer>>;
 
   beforeAll(async () => {
-    session = await openTestSession(jail);
+    session = await openTestSession(jailer);
     host = await hostLoopbackServer();
   });
   afterAll(async () => {
@@ -27,18 +27,18 @@ describe("without a jail (disabled: true)", () => {
   });
 
   it("says loudly that sessions are not isolated", () => {
-    expect(jail.capabilities.bubblewrap).toBe(false);
-    expect(jail.capabilities.slirp4netns).toBe(false);
-    expect(jail.capabilities.warnings.join("\n")).toMatch(/disabled by configuration.*NOT isolated/);
-    expect(session.sandbox.isolation).toBe("none");
-    expect(session.sandbox.networkIsolation).toBe("none");
-    expect(session.sandbox.workspacePath).toBe(session.hostPath);
-    expect(session.sandbox.warnings.join("\n")).toMatch(/NOT isolated/);
+    expect(jailer.capabilities.bubblewrap).toBe(false);
+    expect(jailer.capabilities.slirp4netns).toBe(false);
+    expect(jailer.capabilities.warnings.join("\n")).toMatch(/disabled by configuration.*NOT isolated/);
+    expect(session.jail.isolation).toBe("none");
+    expect(session.jail.networkIsolation).toBe("none");
+    expect(session.jail.workspacePath).toBe(session.hostPath);
+    expect(session.jail.warnings.join("\n")).toMatch(/NOT isolated/);
   });
 
   it("runs commands directly, in the host workspace path, with the given env", async () => {
-    await run(session.sandbox, "mkdir -p sub");
-    const result = await run(session.sandbox, 'pwd; echo "$HOME $GREETING"', {
+    await run(session.jail, "mkdir -p sub");
+    const result = await run(session.jail, 'pwd; echo "$HOME $GREETING"', {
       cwd: "sub",
       env: { GREETING: "hi" },
     });
@@ -46,24 +46,24 @@ describe("without a jail (disabled: true)", () => {
   });
 
   it("still applies rlimits and the pids cgroup", async () => {
-    expect(session.sandbox.enforced).toMatchObject({ maxProcesses: "cgroup", maxFileBytes: "rlimit" });
-    const result = await run(session.sandbox, "ulimit -t; cat /proc/self/cgroup | grep pids");
+    expect(session.jail.enforced).toMatchObject({ maxProcesses: "cgroup", maxFileBytes: "rlimit" });
+    const result = await run(session.jail, "ulimit -t; cat /proc/self/cgroup | grep pids");
     expect(result.stdout).toContain("600\n");
     expect(result.stdout).toContain(`sandbox-${session.id}`);
   });
 
   it("signals the whole process group: SIGTERM reaches the program, SIGKILL its grandchildren", async () => {
-    const trapping = session.sandbox.spawn({
+    const trapping = session.jail.spawn({
       command: `trap 'echo got term; exit 7' TERM; echo ready; while :; do sleep 0.1; done`,
       cwd: "",
       env: {},
     });
     const trapped = collect(trapping);
     await waitForOutput(trapping, "ready");
-    session.sandbox.kill(trapping, "SIGTERM");
+    session.jail.kill(trapping, "SIGTERM");
     expect(await trapped).toMatchObject({ code: 7, stdout: "ready\ngot term\n" });
 
-    const stubborn = session.sandbox.spawn({
+    const stubborn = session.jail.spawn({
       command: `trap '' TERM; sleep 300 & echo $!; sleep 301`,
       cwd: "",
       env: {},
@@ -72,13 +72,13 @@ describe("without a jail (disabled: true)", () => {
     await waitForOutput(stubborn, "\n");
     const grandchild = Number(ended.stdout().trim());
     expect(alive(grandchild)).toBe(true);
-    session.sandbox.kill(stubborn, "SIGKILL");
+    session.jail.kill(stubborn, "SIGKILL");
     expect((await ended).signal).toBe("SIGKILL");
     await eventually(() => !alive(grandchild), "the grandchild to die");
   });
 
   it("connects to ports on the host's loopback", async () => {
-    const socket = await session.sandbox.connect(host.port);
+    const socket = await session.jail.connect(host.port);
     const body = await new Promise<string>((resolve, reject) => {
       const req = request({ host: "127.0.0.1", path: "/", createConnection: () => socket }, (response) => {
         let text = "";
@@ -93,22 +93,22 @@ describe("without a jail (disabled: true)", () => {
     expect(body).toBe("host secret");
     const closed = await hostLoopbackServer();
     await closed.close();
-    await expect(session.sandbox.connect(closed.port)).rejects.toThrow(/ECONNREFUSED/);
+    await expect(session.jail.connect(closed.port)).rejects.toThrow(/ECONNREFUSED/);
   });
 });
 
 describe("without bubblewrap installed", () => {
   it("falls back to no isolation and names the reason", async () => {
-    const jail = createJail({ bwrapPath: "/nonexistent/bwrap" });
-    expect(jail.capabilities.bubblewrap).toBe(false);
-    expect(jail.capabilities.warnings.join("\n")).toMatch(
+    const jailer = createJailer({ bwrapPath: "/nonexistent/bwrap" });
+    expect(jailer.capabilities.bubblewrap).toBe(false);
+    expect(jailer.capabilities.warnings.join("\n")).toMatch(
       /bubblewrap not found at \/nonexistent\/bwrap.*NOT isolated/,
     );
-    const session = await openTestSession(jail, { network: "allow" });
+    const session = await openTestSession(jailer, { network: "allow" });
     try {
-      expect(session.sandbox.isolation).toBe("none");
-      expect(session.sandbox.warnings.join("\n")).toMatch(/network "allow" is not enforced|NOT isolated/);
-      expect((await run(session.sandbox, "echo ok")).stdout).toBe("ok\n");
+      expect(session.jail.isolation).toBe("none");
+      expect(session.jail.warnings.join("\n")).toMatch(/network "allow" is not enforced|NOT isolated/);
+      expect((await run(session.jail, "echo ok")).stdout).toBe("ok\n");
     } finally {
       await session.dispose();
     }
@@ -117,13 +117,15 @@ describe("without bubblewrap installed", () => {
 
 describe("with a bubblewrap that cannot create a jail", () => {
   it("falls back to no isolation after the trial run fails, and says so", async () => {
-    const jail = createJail({ bwrapPath: "/bin/false" });
-    expect(jail.capabilities.bubblewrap).toBe(false);
-    expect(jail.capabilities.warnings.join("\n")).toMatch(/cannot create a jail on this host.*NOT isolated/);
-    const session = await openTestSession(jail);
+    const jailer = createJailer({ bwrapPath: "/bin/false" });
+    expect(jailer.capabilities.bubblewrap).toBe(false);
+    expect(jailer.capabilities.warnings.join("\n")).toMatch(
+      /cannot create a jail on this host.*NOT isolated/,
+    );
+    const session = await openTestSession(jailer);
     try {
-      expect(session.sandbox.isolation).toBe("none");
-      expect(session.sandbox.warnings.join("\n")).toMatch(/NOT isolated/);
+      expect(session.jail.isolation).toBe("none");
+      expect(session.jail.warnings.join("\n")).toMatch(/NOT isolated/);
     } finally {
       await session.dispose();
     }
@@ -132,12 +134,12 @@ describe("with a bubblewrap that cannot create a jail", () => {
 
 describe("without slirp4netns", () => {
   it("gives network allow sessions loopback only, with a warning", async () => {
-    const jail = createJail({ slirp4netnsPath: "/nonexistent/slirp4netns" });
-    expect(jail.capabilities).toMatchObject({ bubblewrap: true, slirp4netns: false });
-    const session = await openTestSession(jail, { network: "allow" });
+    const jailer = createJailer({ slirp4netnsPath: "/nonexistent/slirp4netns" });
+    expect(jailer.capabilities).toMatchObject({ bubblewrap: true, slirp4netns: false });
+    const session = await openTestSession(jailer, { network: "allow" });
     try {
-      expect(session.sandbox.warnings.join("\n")).toMatch(/loopback only/);
-      const routes = await run(session.sandbox, "ip -4 route; cat /etc/resolv.conf");
+      expect(session.jail.warnings.join("\n")).toMatch(/loopback only/);
+      const routes = await run(session.jail, "ip -4 route; cat /etc/resolv.conf");
       expect(routes.stdout).not.toContain("default");
       expect(routes.stdout).not.toContain("nameserver");
     } finally {

@@ -3,7 +3,7 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { detectCgroups } from "../../container/jail/cgroup.ts";
-import { createJail } from "../../container/jail/index.ts";
+import { createJailer } from "../../container/jail/index.ts";
 import { descendants } from "../../container/jail/proc-tree.ts";
 import {
   collect,
@@ -16,7 +16,7 @@ import {
   waitForOutput,
 } from "../fixtures/jail/helpers.ts";
 
-const jail = createJail();
+const jailer = createJailer();
 const cgroups = detectCgroups();
 
 function pidsDir(sessionId: string): string {
@@ -26,13 +26,13 @@ function pidsDir(sessionId: string): string {
 describe("session limits", () => {
   it("contains a fork bomb with the session's pids cgroup, and kills it", async () => {
     const maxProcesses = 40;
-    const session = await openTestSession(jail, { limits: { maxProcesses } });
+    const session = await openTestSession(jailer, { limits: { maxProcesses } });
     try {
       // Never start a fork bomb unless the limit is really there.
-      expect(session.sandbox.enforced.maxProcesses).toBe("cgroup");
+      expect(session.jail.enforced.maxProcesses).toBe("cgroup");
       const dir = pidsDir(session.id);
       expect(readFileSync(join(dir, "pids.max"), "utf8").trim()).toBe(String(maxProcesses));
-      const bomb = session.sandbox.spawn({
+      const bomb = session.jail.spawn({
         command: "bomb() { bomb | bomb & }; bomb 2>/dev/null; echo launched; sleep 300",
         cwd: "",
         env: {},
@@ -45,12 +45,12 @@ describe("session limits", () => {
         "the bomb to hit pids.max",
       );
       expect(Number(readFileSync(join(dir, "pids.current"), "utf8"))).toBeLessThanOrEqual(maxProcesses);
-      session.sandbox.kill(bomb, "SIGKILL");
+      session.jail.kill(bomb, "SIGKILL");
       await done;
       await eventually(() => onlyTheJailIn(session.runDir, join(dir, "cgroup.procs")), "the bomb to be gone");
       // The session is usable again once the bomb is gone.
-      expect((await run(session.sandbox, "echo alive")).stdout).toBe("alive\n");
-      await session.sandbox.close();
+      expect((await run(session.jail, "echo alive")).stdout).toBe("alive\n");
+      await session.jail.close();
       expect(existsSync(dir)).toBe(false);
     } finally {
       await session.dispose();
@@ -58,9 +58,9 @@ describe("session limits", () => {
   });
 
   it("runs the command inside the session's cgroups from its start, with hard rlimits it cannot raise", async () => {
-    const session = await openTestSession(jail, { limits: { maxFileBytes: 64 * 1024, cpuSeconds: 5 } });
+    const session = await openTestSession(jailer, { limits: { maxFileBytes: 64 * 1024, cpuSeconds: 5 } });
     try {
-      const child = session.sandbox.spawn({
+      const child = session.jail.spawn({
         command:
           "ulimit -H -f; ulimit -H -t; (ulimit -f unlimited) 2>/dev/null && echo raised; (ulimit -t 100) 2>/dev/null && echo raised; echo ready; sleep 300",
         cwd: "",
@@ -79,7 +79,7 @@ describe("session limits", () => {
         expect(members).toEqual(expect.arrayContaining(tree));
       }
       expect(readFileSync(`/proc/${shell}/cgroup`, "utf8")).toContain(`pids:/sandbox-${session.id}`);
-      session.sandbox.kill(child, "SIGKILL");
+      session.jail.kill(child, "SIGKILL");
       // dash prints the file size limit in 512-byte blocks; neither limit could be raised.
       expect((await done).stdout).toBe("128\n5\nready\n");
     } finally {
@@ -88,12 +88,12 @@ describe("session limits", () => {
   });
 
   it("limits the size of files a process writes", async () => {
-    const session = await openTestSession(jail, { limits: { maxFileBytes: 64 * 1024 } });
+    const session = await openTestSession(jailer, { limits: { maxFileBytes: 64 * 1024 } });
     try {
-      const result = await run(session.sandbox, "head -c 1000000 /dev/zero > big; echo status $?");
+      const result = await run(session.jail, "head -c 1000000 /dev/zero > big; echo status $?");
       expect(result.stdout).not.toBe("status 0\n");
       expect((await stat(join(session.hostPath, "big"))).size).toBeLessThanOrEqual(64 * 1024);
-      const small = await run(session.sandbox, "head -c 1000 /dev/zero > small && echo ok");
+      const small = await run(session.jail, "head -c 1000 /dev/zero > small && echo ok");
       expect(small.stdout).toBe("ok\n");
     } finally {
       await session.dispose();
@@ -101,9 +101,9 @@ describe("session limits", () => {
   });
 
   it("stops a process that uses more CPU time than allowed", async () => {
-    const session = await openTestSession(jail, { limits: { cpuSeconds: 1 } });
+    const session = await openTestSession(jailer, { limits: { cpuSeconds: 1 } });
     try {
-      const result = await run(session.sandbox, "while :; do :; done");
+      const result = await run(session.jail, "while :; do :; done");
       // RLIMIT_CPU sends SIGXCPU at the soft limit and SIGKILL at the hard one (both are the same here).
       expect(result.code).toBeNull();
       expect(["SIGXCPU", "SIGKILL"]).toContain(result.signal);
@@ -114,18 +114,18 @@ describe("session limits", () => {
 
   it("limits the memory of the session with its memory cgroup", async () => {
     const memoryBytes = 96 * 1024 * 1024;
-    const session = await openTestSession(jail, { limits: { memoryBytes } });
+    const session = await openTestSession(jailer, { limits: { memoryBytes } });
     try {
-      expect(session.sandbox.enforced.memoryBytes).toBe("cgroup");
+      expect(session.jail.enforced.memoryBytes).toBe("cgroup");
       const dir = join(cgroups!.memoryParent!, `sandbox-${session.id}`);
       expect(Number(readFileSync(join(dir, "memory.limit_in_bytes"), "utf8"))).toBe(memoryBytes);
       const hog = await run(
-        session.sandbox,
+        session.jail,
         `node -e "const keep = []; for (let i = 0; i < 400; i++) keep.push(Buffer.alloc(1 << 20, 1)); console.log('survived')"`,
       );
       expect(hog.stdout).not.toContain("survived");
       expect(hog.code).not.toBe(0);
-      const fine = await run(session.sandbox, `node -e "console.log(Buffer.alloc(8 << 20, 1).length)"`);
+      const fine = await run(session.jail, `node -e "console.log(Buffer.alloc(8 << 20, 1).length)"`);
       expect(fine.stdout).toBe(`${8 << 20}\n`);
     } finally {
       await session.dispose();
@@ -133,7 +133,7 @@ describe("session limits", () => {
   });
 
   it("removes the session's cgroups on close", async () => {
-    const session = await openTestSession(jail);
+    const session = await openTestSession(jailer);
     const dirs = [pidsDir(session.id), join(cgroups!.memoryParent!, `sandbox-${session.id}`)];
     try {
       expect(dirs.every((dir) => existsSync(dir))).toBe(true);

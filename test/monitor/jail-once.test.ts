@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createJail } from "../../container/jail/index.ts";
+import { createJailer } from "../../container/jail/index.ts";
 import {
   AGENT_NAME,
   collect,
@@ -42,11 +42,11 @@ function command(index: number): string {
 }
 
 describe("each command starts exactly once", () => {
-  const jail = createJail();
+  const jailer = createJailer();
   let session: TestSession;
 
   beforeAll(async () => {
-    session = await openTestSession(jail);
+    session = await openTestSession(jailer);
   });
   afterAll(async () => {
     await session?.dispose();
@@ -55,7 +55,7 @@ describe("each command starts exactly once", () => {
   it("or says that it did not run, under load, with a process in the jail killing the agent's forks", {
     timeout: 240_000,
   }, async () => {
-    const hostile = session.sandbox.spawn({ command: HOSTILE, cwd: "", env: {} });
+    const hostile = session.jail.spawn({ command: HOSTILE, cwd: "", env: {} });
     const hostileDone = collect(hostile);
     const kills = () => hostileDone.stdout().split("\n").filter(Boolean).length;
     // Started before the first command, so that none of them starts unwatched.
@@ -70,13 +70,13 @@ describe("each command starts exactly once", () => {
         Array.from({ length: concurrency }, async () => {
           while (next < end) {
             const index = next++;
-            const child = session.sandbox.spawn({ command: command(index), cwd: "", env: {} });
+            const child = session.jail.spawn({ command: command(index), cwd: "", env: {} });
             outcomes.set(index, await collect(child).catch((error: Error) => error));
           }
         }),
       );
     }
-    session.sandbox.kill(hostile, "SIGKILL");
+    session.jail.kill(hostile, "SIGKILL");
     await hostileDone.catch(() => {});
 
     const log = await readFile(join(session.hostPath, "once.log"), "utf8").catch(() => "");
@@ -112,7 +112,7 @@ describe("each command starts exactly once", () => {
   });
 
   it("starts commands that follow a killed fork as usual", async () => {
-    const child = session.sandbox.spawn({ command: "echo after; sleep 0.1", cwd: "", env: {} });
+    const child = session.jail.spawn({ command: "echo after; sleep 0.1", cwd: "", env: {} });
     await waitForOutput(child, "after");
     expect(await collect(child)).toMatchObject({ code: 0 });
   });

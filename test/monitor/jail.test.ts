@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ETC_ENTRIES } from "../../container/jail/bwrap-args.ts";
 import { detectCgroups } from "../../container/jail/cgroup.ts";
-import { createJail } from "../../container/jail/index.ts";
+import { createJailer } from "../../container/jail/index.ts";
 import { descendants } from "../../container/jail/proc-tree.ts";
 import {
   alive,
@@ -19,17 +19,17 @@ import {
   waitForOutput,
 } from "../fixtures/jail/helpers.ts";
 
-const jail = createJail();
+const jailer = createJailer();
 
 describe("jail capabilities", () => {
   it("finds bubblewrap, slirp4netns and writable cgroups on this host, without warnings", () => {
-    expect(jail.capabilities).toMatchObject({
+    expect(jailer.capabilities).toMatchObject({
       bubblewrap: true,
       slirp4netns: true,
       cgroupPids: true,
       cgroupMemory: true,
     });
-    expect(jail.capabilities.warnings).toEqual([]);
+    expect(jailer.capabilities.warnings).toEqual([]);
   });
 });
 
@@ -40,8 +40,8 @@ describe("a jailed session", () => {
 
   beforeAll(async () => {
     process.env.JAIL_TEST_HOST_SECRET = hostSecret;
-    session = await openTestSession(jail);
-    other = await openTestSession(jail);
+    session = await openTestSession(jailer);
+    other = await openTestSession(jailer);
   });
   afterAll(async () => {
     delete process.env.JAIL_TEST_HOST_SECRET;
@@ -50,11 +50,11 @@ describe("a jailed session", () => {
   });
 
   it("reports the isolation in force", () => {
-    expect(session.sandbox.isolation).toBe("bubblewrap");
-    expect(session.sandbox.networkIsolation).toBe("namespace");
-    expect(session.sandbox.workspacePath).toBe("/workspace");
-    expect(session.sandbox.warnings).toEqual([]);
-    expect(session.sandbox.enforced).toEqual({
+    expect(session.jail.isolation).toBe("bubblewrap");
+    expect(session.jail.networkIsolation).toBe("namespace");
+    expect(session.jail.workspacePath).toBe("/workspace");
+    expect(session.jail.warnings).toEqual([]);
+    expect(session.jail.enforced).toEqual({
       maxProcesses: "cgroup",
       memoryBytes: "cgroup",
       maxFileBytes: "rlimit",
@@ -65,7 +65,7 @@ describe("a jailed session", () => {
   it("sees the workspace as a writable /workspace, and nothing else writable but its private /tmp and /dev", async () => {
     await writeFile(`${session.hostPath}/from-host.txt`, "written by the host");
     const result = await run(
-      session.sandbox,
+      session.jail,
       "pwd; cat from-host.txt; echo; echo from-jail > from-jail.txt; for d in / /usr /etc /bin /var /proc/sys; do touch $d/x 2>/dev/null && echo writable $d; done; echo tmp > /tmp/t && cat /tmp/t",
     );
     expect(result.stderr).toBe("");
@@ -76,11 +76,11 @@ describe("a jailed session", () => {
   it("hides the host: /root, /work, /etc/shadow, the run dir, other sessions and the host's /tmp", async () => {
     const paths = ["/root", "/work", "/etc/shadow", "/etc/ssh", session.runDir, other.hostPath, other.root];
     const result = await run(
-      session.sandbox,
+      session.jail,
       paths.map((path) => `test -e '${path}' && echo visible ${path}`).join("; "),
     );
     expect(result.stdout).toBe("");
-    const listing = await run(session.sandbox, "ls /; ls /etc; ls /tmp");
+    const listing = await run(session.jail, "ls /; ls /etc; ls /tmp");
     expect(listing.stdout.split("\n")).not.toContain("shadow");
     expect(listing.stdout.split("\n")).toEqual(
       expect.arrayContaining(["passwd", "resolv.conf", "ssl", "workspace"]),
@@ -88,20 +88,20 @@ describe("a jailed session", () => {
   });
 
   it("keeps /tmp private to the session and off the host", async () => {
-    await run(session.sandbox, "echo one > /tmp/private-file");
+    await run(session.jail, "echo one > /tmp/private-file");
     // The session's commands share one jail, so its /tmp lasts from one command to the next.
-    expect((await run(session.sandbox, "cat /tmp/private-file")).stdout).toBe("one\n");
+    expect((await run(session.jail, "cat /tmp/private-file")).stdout).toBe("one\n");
     expect(existsSync("/tmp/private-file")).toBe(false);
-    const other = await openTestSession(jail);
+    const other = await openTestSession(jailer);
     try {
-      expect((await run(other.sandbox, "ls /tmp")).stdout).toBe("");
+      expect((await run(other.jail, "ls /tmp")).stdout).toBe("");
     } finally {
       await other.dispose();
     }
   });
 
   it("clears the environment and sets PATH, HOME, TMPDIR and the given variables", async () => {
-    const result = await run(session.sandbox, "env | sort", { env: { GREETING: "hello world", EMPTY: "" } });
+    const result = await run(session.jail, "env | sort", { env: { GREETING: "hello world", EMPTY: "" } });
     const env = Object.fromEntries(
       result.stdout
         .trim()
@@ -115,14 +115,14 @@ describe("a jailed session", () => {
   });
 
   it("runs in a subdirectory given as cwd", async () => {
-    await run(session.sandbox, "mkdir -p sub/dir");
-    const result = await run(session.sandbox, "pwd", { cwd: "sub/dir" });
+    await run(session.jail, "mkdir -p sub/dir");
+    const result = await run(session.jail, "pwd", { cwd: "sub/dir" });
     expect(result.stdout).toBe("/workspace/sub/dir\n");
   });
 
   it("runs the programs agents need: sh, coreutils, node, npm, git", async () => {
     const result = await run(
-      session.sandbox,
+      session.jail,
       "set -e; node -e 'console.log(require(\"os\").homedir())'; npm --version >/dev/null; git init -q repo && cd repo && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m init && git log --format=%s; wc -l < /etc/passwd > /dev/null; echo done",
     );
     expect(result.stderr).toBe("");
@@ -131,7 +131,7 @@ describe("a jailed session", () => {
 
   it("holds no capabilities, cannot write sysctls, create user namespaces or see host processes", async () => {
     const result = await run(
-      session.sandbox,
+      session.jail,
       "grep CapEff /proc/self/status; echo 1 > /proc/sys/kernel/core_pattern || echo sysctl denied; unshare -U true 2>/dev/null || echo userns denied; ls /proc | grep -c '^[0-9]'",
     );
     const lines = result.stdout.trim().split("\n");
@@ -143,7 +143,7 @@ describe("a jailed session", () => {
   });
 
   it("starts each process in its own process group with piped stdout and stderr", async () => {
-    const child = session.sandbox.spawn({ command: "echo out; echo err >&2; sleep 0.2", cwd: "", env: {} });
+    const child = session.jail.spawn({ command: "echo out; echo err >&2; sleep 0.2", cwd: "", env: {} });
     const host = await hostPid(session.runDir, child);
     const pgid = Number((await readFile(`/proc/${host}/stat`, "latin1")).split(") ")[1]?.split(" ")[2]);
     expect(pgid).toBe(host);
@@ -152,32 +152,32 @@ describe("a jailed session", () => {
   });
 
   it("delivers SIGTERM to the program inside the jail", async () => {
-    const child = session.sandbox.spawn({
+    const child = session.jail.spawn({
       command: `trap 'echo got term; exit 7' TERM; echo ready; while :; do sleep 0.1; done`,
       cwd: "",
       env: {},
     });
     const result = collect(child);
     await waitForOutput(child, "ready");
-    session.sandbox.kill(child, "SIGTERM");
+    session.jail.kill(child, "SIGTERM");
     expect(await result).toMatchObject({ code: 7, stdout: "ready\ngot term\n" });
   });
 
   it("lets a node program finish its SIGTERM handler, and stops the shell's command list", async () => {
-    const child = session.sandbox.spawn({
+    const child = session.jail.spawn({
       command: `node -e "process.on('SIGTERM', () => setTimeout(() => { console.log('node got term'); process.exit(0); }, 200)); console.log('ready'); setInterval(() => {}, 1000)"; echo next command`,
       cwd: "",
       env: {},
     });
     const result = collect(child);
     await waitForOutput(child, "ready");
-    session.sandbox.kill(child, "SIGTERM");
+    session.jail.kill(child, "SIGTERM");
     // The shell around node gets the signal too (as with `kill -TERM -<pgid>`), once node is done.
     expect(await result).toMatchObject({ code: null, signal: "SIGTERM", stdout: "ready\nnode got term\n" });
   });
 
   it("ends a process that ignores SIGTERM, and its grandchildren, with SIGKILL", async () => {
-    const child = session.sandbox.spawn({
+    const child = session.jail.spawn({
       command: `trap '' TERM; (sleep 300 & sleep 301 & wait) & echo ready; sleep 302`,
       cwd: "",
       env: {},
@@ -190,17 +190,17 @@ describe("a jailed session", () => {
       tree = [shell, ...descendants(shell)];
       return tree.length >= 5;
     }, "the jailed tree to start");
-    session.sandbox.kill(child, "SIGTERM");
+    session.jail.kill(child, "SIGTERM");
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(child.exitCode).toBeNull();
     expect(tree.filter(alive).length).toBe(tree.length);
-    session.sandbox.kill(child, "SIGKILL");
+    session.jail.kill(child, "SIGKILL");
     expect((await result).signal).toBe("SIGKILL");
     await eventually(() => tree.every((pid) => !alive(pid)), "every process of the tree to die");
   });
 
   it("ends background processes of a command when the command exits", async () => {
-    const child = session.sandbox.spawn({ command: "sleep 303 & echo started; sleep 0.3", cwd: "", env: {} });
+    const child = session.jail.spawn({ command: "sleep 303 & echo started; sleep 0.3", cwd: "", env: {} });
     let tree: number[] = [];
     await waitForOutput(child, "started");
     tree = descendants(await hostPid(session.runDir, child));
@@ -211,10 +211,10 @@ describe("a jailed session", () => {
 
 describe("the jail's /etc", () => {
   it("is a copy of the allowed entries only, with working TLS roots, name service and hosts", async () => {
-    const session = await openTestSession(jail, { network: "allow" });
+    const session = await openTestSession(jailer, { network: "allow" });
     try {
       const listing = await run(
-        session.sandbox,
+        session.jail,
         "ls -A /etc; ls /etc/ssl; test -e /etc/ssl/private && echo private",
       );
       const names = listing.stdout.trim().split("\n");
@@ -231,7 +231,7 @@ describe("the jail's /etc", () => {
       // /etc/ssl/certs links into /usr: the links survive the copy and resolve inside the jail.
       // curl reads the system store; node only with NODE_EXTRA_CA_CERTS (this network re-signs TLS).
       const tls = await run(
-        session.sandbox,
+        session.jail,
         `getent hosts localhost; test -L /etc/localtime && echo link; curl -s -m 20 -o /dev/null -w 'curl %{http_code}\\n' https://registry.npmjs.org/; node -e "fetch('https://registry.npmjs.org/').then((r) => console.log('node', r.status), (e) => console.log('node failed', e.cause?.code ?? e.message))"`,
         { env: { NODE_EXTRA_CA_CERTS: "/etc/ssl/certs/ca-certificates.crt" } },
       );
@@ -239,7 +239,7 @@ describe("the jail's /etc", () => {
       expect(tls.stdout).toContain("link\n");
       expect(tls.stdout).toContain("curl 200\n");
       expect(tls.stdout).toContain("node 200\n");
-      const write = await run(session.sandbox, "echo x > /etc/passwd || echo denied");
+      const write = await run(session.jail, "echo x > /etc/passwd || echo denied");
       expect(write.stdout).toContain("denied");
     } finally {
       await session.dispose();
@@ -249,15 +249,15 @@ describe("the jail's /etc", () => {
 
 describe("signals during jail setup", () => {
   it("leave nothing behind, even when they arrive before the program starts", async () => {
-    const session = await openTestSession(jail);
+    const session = await openTestSession(jailer);
     const procs = join(detectCgroups()!.pidsParent!, `sandbox-${session.id}`, "cgroup.procs");
     try {
       for (let i = 0; i < 40; i++) {
-        const child = session.sandbox.spawn({ command: "sleep 304", cwd: "", env: {} });
+        const child = session.jail.spawn({ command: "sleep 304", cwd: "", env: {} });
         const done = collect(child);
         // Spread the signals from "not yet started by the agent" to "running".
         await new Promise((resolve) => setTimeout(resolve, i % 10));
-        session.sandbox.kill(child, i % 2 === 0 ? "SIGTERM" : "SIGINT");
+        session.jail.kill(child, i % 2 === 0 ? "SIGTERM" : "SIGINT");
         // Bounded, so that a leaked process (which keeps the pipes open) fails the check below instead of hanging.
         await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 3_000))]);
       }
@@ -270,11 +270,11 @@ describe("signals during jail setup", () => {
 
 describe("closing a jailed session", () => {
   it("stops the holder, slirp4netns, the bridge and the cgroup, kills what still runs, and is idempotent", async () => {
-    const session = await openTestSession(jail, { network: "allow" });
+    const session = await openTestSession(jailer, { network: "allow" });
     try {
       const socket = `${session.runDir}/bridge.sock`;
       // The bridge starts on the first connect, and stays up after a refused one.
-      await expect(session.sandbox.connect(9)).rejects.toThrow(/ECONNREFUSED/);
+      await expect(session.jail.connect(9)).rejects.toThrow(/ECONNREFUSED/);
       expect(existsSync(socket)).toBe(true);
       const helpers = descendants(process.pid).filter((pid) => {
         const cmdline = readCmdline(pid);
@@ -285,19 +285,19 @@ describe("closing a jailed session", () => {
       // The holder's bwrap, the bridge's bwrap and node, slirp4netns.
       expect(helpers.length).toBeGreaterThanOrEqual(4);
       expect(withChildren.some((pid) => readCmdline(pid).includes("bridge"))).toBe(true);
-      const child = session.sandbox.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
+      const child = session.jail.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
       await waitForOutput(child, "up");
       const tree = [...jailProcesses(session.runDir).values()];
       expect(tree.length).toBeGreaterThanOrEqual(3);
-      await session.sandbox.close();
-      await session.sandbox.close();
+      await session.jail.close();
+      await session.jail.close();
       await eventually(
         () => [...withChildren, ...tree].every((pid) => !alive(pid)),
         "every helper and process to end",
       );
       expect(existsSync(socket)).toBe(false);
-      expect(() => session.sandbox.spawn({ command: "true", cwd: "", env: {} })).toThrow(/being closed/);
-      await expect(session.sandbox.connect(9)).rejects.toThrow(/bridge is unavailable/);
+      expect(() => session.jail.spawn({ command: "true", cwd: "", env: {} })).toThrow(/being closed/);
+      await expect(session.jail.connect(9)).rejects.toThrow(/bridge is unavailable/);
     } finally {
       await session.dispose();
     }
@@ -317,7 +317,7 @@ function readCmdline(pid: number): string {
 
 describe("a session whose network holder died", () => {
   it("refuses to spawn with an actionable error, and still closes", async () => {
-    const session = await openTestSession(jail);
+    const session = await openTestSession(jailer);
     try {
       const holder = descendants(process.pid).find((pid) => {
         const cmdline = readCmdline(pid);
@@ -330,13 +330,13 @@ describe("a session whose network holder died", () => {
       process.kill(member!, "SIGKILL");
       await eventually(() => {
         try {
-          session.sandbox.spawn({ command: "true", cwd: "", env: {} }).on("error", () => undefined);
+          session.jail.spawn({ command: "true", cwd: "", env: {} }).on("error", () => undefined);
           return false;
         } catch (error) {
           return /network namespace of session .* is gone/.test((error as Error).message);
         }
       }, "spawn to refuse");
-      await expect(session.sandbox.connect(80)).rejects.toThrow(/bridge is unavailable/);
+      await expect(session.jail.connect(80)).rejects.toThrow(/bridge is unavailable/);
     } finally {
       await session.dispose();
     }
@@ -346,7 +346,7 @@ describe("a session whose network holder died", () => {
 describe("opening a session that cannot be jailed", () => {
   it("fails with a SandboxError instead of running unjailed", async () => {
     await expect(
-      jail.open({
+      jailer.open({
         sessionId: "missingrundir",
         hostPath: "/nonexistent/workspace",
         runDir: "/nonexistent/run",

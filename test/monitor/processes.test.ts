@@ -101,7 +101,7 @@ describe.each(jailModes())("supervisor (%s)", (mode) => {
     await eventually(() => (supervisor.get(h.runtime.id, "p1").health === "healthy" ? true : undefined));
 
     // Make the app answer 503: the probe turns unhealthy and says so in the system stream.
-    const socket = await h.sandbox.connect(port);
+    const socket = await h.jail.connect(port);
     socket.resume();
     socket.end(`GET /set?status=503 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
     await eventually(() => (supervisor.get(h.runtime.id, "p1").health === "unhealthy" ? true : undefined));
@@ -265,7 +265,7 @@ describe.each(jailModes())("supervisor (%s)", (mode) => {
   });
 
   it("records a process that cannot be spawned as crashed, without a restart loop beyond the policy", async () => {
-    await h.sandbox.close();
+    await h.jail.close();
     const result = await supervisor.start(
       h.runtime,
       parse({ command: "node forever.js", restart: { policy: "on-failure", maxRestarts: 1, backoffMs: 10 } }),

@@ -8,7 +8,7 @@ for (const mode of jailModes()) {
     let h: Harness;
     let n = 0;
     const spec = (command: string, extra: Partial<RunSpec> = {}): RunSpec => ({
-      sandbox: h.sandbox,
+      jail: h.jail,
       logs: h.logs,
       sessionId: h.runtime.id,
       processId: `r${++n}`,

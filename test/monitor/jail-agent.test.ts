@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentProcess, JailAgent } from "../../container/jail/agent.ts";
 import { agentInvocation, agentLimits } from "../../container/jail/agent-invocation.ts";
-import { Box, BoxedProcess } from "../../container/jail/box.ts";
-import { createJail } from "../../container/jail/index.ts";
+import { createJailer } from "../../container/jail/index.ts";
 import {
   alive,
   collect,
@@ -18,34 +18,28 @@ import {
 
 /** The session's jail: one bubblewrap jail per busy session, with the agent that starts its commands. */
 describe("a session's jail", () => {
-  const jail = createJail({ boxIdleMs: 400 });
+  const jailer = createJailer({ agentIdleMs: 400 });
   let session: TestSession;
 
   beforeAll(async () => {
-    session = await openTestSession(jail);
+    session = await openTestSession(jailer);
   });
   afterAll(async () => {
     await session?.dispose();
   });
 
   it("runs every command of the session in one jail, next to its agent", async () => {
-    const result = await run(
-      session.sandbox,
-      "echo $$; cat /proc/1/comm; cat /proc/2/cmdline | tr '\\0' ' '",
-    );
+    const result = await run(session.jail, "echo $$; cat /proc/1/comm; cat /proc/2/cmdline | tr '\\0' ' '");
     const [shell, init, agent] = result.stdout.trim().split("\n");
     expect(Number(shell)).toBeGreaterThan(2);
     expect(init).toBe("bwrap");
     expect(agent).toContain("/run/sandbox/agent.pl");
-    const again = await run(session.sandbox, "cat /proc/2/cmdline | tr '\\0' ' '");
+    const again = await run(session.jail, "cat /proc/2/cmdline | tr '\\0' ' '");
     expect(again.stdout.trim()).toBe(agent);
   });
 
   it("gives commands no descriptor of the agent's channel or the cgroup gate", async () => {
-    const result = await run(
-      session.sandbox,
-      'cd /proc/$$/fd && for f in *; do echo "$f $(readlink $f)"; done',
-    );
+    const result = await run(session.jail, 'cd /proc/$$/fd && for f in *; do echo "$f $(readlink $f)"; done');
     const fds = new Map(
       result.stdout
         .trim()
@@ -61,7 +55,7 @@ describe("a session's jail", () => {
 
   it("holds output back while the reader is paused, so the process blocks instead of the monitor buffering", async () => {
     const bytes = 20_000_000;
-    const child = session.sandbox.spawn({ command: `head -c ${bytes} /dev/zero`, cwd: "", env: {} });
+    const child = session.jail.spawn({ command: `head -c ${bytes} /dev/zero`, cwd: "", env: {} });
     child.stdout!.pause();
     await started(child);
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -79,26 +73,26 @@ describe("a session's jail", () => {
   });
 
   it("reports the session's processes killed when its agent dies, and starts a new jail for the next command", async () => {
-    const child = session.sandbox.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
+    const child = session.jail.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
     const done = collect(child);
     await waitForOutput(child, "up");
     const before = jailProcesses(session.runDir);
     process.kill(before.get(2)!, "SIGKILL");
     expect(await done).toMatchObject({ code: null, signal: "SIGKILL" });
     await eventually(() => [...before.values()].every((pid) => !alive(pid)), "the old jail to be gone");
-    expect((await run(session.sandbox, "echo again")).stdout).toBe("again\n");
+    expect((await run(session.jail, "echo again")).stdout).toBe("again\n");
     expect(jailProcesses(session.runDir).get(1)).not.toBe(before.get(1));
   });
 
   it("ends the whole jail when a SIGKILL brings no exit, as when a jailed process stopped the agent", {
     timeout: 20_000,
   }, async () => {
-    const child = session.sandbox.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
+    const child = session.jail.spawn({ command: "echo up; sleep 300", cwd: "", env: {} });
     const done = collect(child);
     await waitForOutput(child, "up");
     // The command that stops the agent cannot be reported either: it is lost with the jail, as killed or, when it
     // stopped the agent before the agent said it started, as one that may have run.
-    const stopper = collect(session.sandbox.spawn({ command: "kill -STOP 2", cwd: "", env: {} })).catch(
+    const stopper = collect(session.jail.spawn({ command: "kill -STOP 2", cwd: "", env: {} })).catch(
       (error: Error) => error.message,
     );
     const agent = jailProcesses(session.runDir).get(2)!;
@@ -106,29 +100,29 @@ describe("a session's jail", () => {
       () => /State:\s+T/.test(readFileSync(`/proc/${agent}/status`, "utf8")),
       "the agent to stop",
     );
-    session.sandbox.kill(child, "SIGKILL");
+    session.jail.kill(child, "SIGKILL");
     const lost = await stopper;
     if (typeof lost === "string")
       expect(lost).toMatch(/^the session's jail stopped before .* it may have run in part$/);
     else expect(lost).toMatchObject({ signal: "SIGKILL" });
     expect(await done).toMatchObject({ code: null, signal: "SIGKILL" });
-    expect((await run(session.sandbox, "echo next")).stdout).toBe("next\n");
+    expect((await run(session.jail, "echo next")).stdout).toBe("next\n");
   });
 
   it("stops once nothing has run in it for a while, and not while a process runs", async () => {
-    const slow = run(session.sandbox, "sleep 1; echo slept");
+    const slow = run(session.jail, "sleep 1; echo slept");
     await new Promise((resolve) => setTimeout(resolve, 700));
     expect(jailProcesses(session.runDir).size).toBeGreaterThanOrEqual(3);
     expect((await slow).stdout).toBe("slept\n");
     await eventually(() => jailProcesses(session.runDir).size === 0, "the idle jail to stop");
-    expect((await run(session.sandbox, "echo back")).stdout).toBe("back\n");
+    expect((await run(session.jail, "echo back")).stdout).toBe("back\n");
   });
 
   it("runs a command exactly as written: quotes, newlines, $ and backticks", async () => {
-    await run(session.sandbox, `mkdir -p "it's a dir"`);
+    await run(session.jail, `mkdir -p "it's a dir"`);
     const odd = 'it\'s "odd"\n$HOME `x` \\ end';
     const command = `printf '[%s]\\n' "$ODD" "$(pwd)" "$0"\necho 'it'"'"'s $HOME \`x\`'; env -0`;
-    const result = await run(session.sandbox, command, { cwd: "it's a dir", env: { ODD: odd } });
+    const result = await run(session.jail, command, { cwd: "it's a dir", env: { ODD: odd } });
     const [printed, env] = result.stdout.split(/(?<=`x`\n)/);
     expect(printed).toBe(`[${odd}]\n[/workspace/it's a dir]\n[/bin/sh]\nit's $HOME \`x\`\n`);
     // Exactly the given environment, and the PWD every shell sets.
@@ -140,38 +134,38 @@ describe("a session's jail", () => {
   });
 
   it("runs a command as /bin/sh -c, with what sh -c gives it", async () => {
-    await run(session.sandbox, "mkdir -p real && ln -sfn real link");
+    await run(session.jail, "mkdir -p real && ln -sfn real link");
     const command = "tr '\\0' ' ' < /proc/$$/cmdline";
-    expect((await run(session.sandbox, command)).stdout).toBe(`/bin/sh -c ${command} `);
+    expect((await run(session.jail, command)).stdout).toBe(`/bin/sh -c ${command} `);
     // PWD as a new shell sets it (the physical directory), no OLDPWD, and set -u finds nothing else amiss.
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template
-    const dirs = await run(session.sandbox, 'set -u; echo "$PWD|${OLDPWD-none}|$#|$?"', { cwd: "link" });
+    const dirs = await run(session.jail, 'set -u; echo "$PWD|${OLDPWD-none}|$#|$?"', { cwd: "link" });
     expect(dirs.stdout).toBe("/workspace/real|none|0|0\n");
-    expect((await run(session.sandbox, "exit 7")).code).toBe(7);
-    expect((await run(session.sandbox, "false")).code).toBe(1);
+    expect((await run(session.jail, "exit 7")).code).toBe(7);
+    expect((await run(session.jail, "false")).code).toBe(1);
     // The shell's own messages read as they do from sh -c.
-    expect(await run(session.sandbox, "no-such-program")).toMatchObject({
+    expect(await run(session.jail, "no-such-program")).toMatchObject({
       code: 127,
       stderr: "/bin/sh: 1: no-such-program: not found\n",
     });
-    expect(await run(session.sandbox, "if then")).toMatchObject({
+    expect(await run(session.jail, "if then")).toMatchObject({
       code: 2,
       stderr: '/bin/sh: 1: Syntax error: "then" unexpected\n',
     });
     // exec replaces that shell.
-    const [before, after] = (await run(session.sandbox, "echo $$; exec sh -c 'echo $$'")).stdout
+    const [before, after] = (await run(session.jail, "echo $$; exec sh -c 'echo $$'")).stdout
       .trim()
       .split("\n");
     expect(after).toBe(before);
     // Variables a new shell resets as it starts are reset, whatever the environment says.
-    const reset = await run(session.sandbox, 'a=x:y; set -- $a; echo "$# $OPTIND $PWD"', {
+    const reset = await run(session.jail, 'a=x:y; set -- $a; echo "$# $OPTIND $PWD"', {
       env: { IFS: ":", OPTIND: "3", PWD: "/nowhere" },
     });
     expect(reset.stdout).toBe("1 1 /workspace\n");
   });
 
   it("explains a working directory that does not exist", async () => {
-    await expect(run(session.sandbox, "true", { cwd: "missing/dir" })).rejects.toThrow(
+    await expect(run(session.jail, "true", { cwd: "missing/dir" })).rejects.toThrow(
       "working directory /workspace/missing/dir does not exist",
     );
   });
@@ -185,18 +179,23 @@ describe("the agent's per-command rlimits", () => {
     const sent = agentLimits(limits);
     const [script, setrlimit] = agentInvocation("/usr/bin/perl").tail.slice(-2);
     expect(script).toBe("/run/sandbox/agent.pl");
-    const agent = fileURLToPath(new URL("../../container/jail/agent.pl", import.meta.url));
-    const box = await Box.start({ file: "/usr/bin/perl", args: [agent, setrlimit!], gate: null, env: {} });
+    const program = fileURLToPath(new URL("../../container/jail/agent.pl", import.meta.url));
+    const agent = await JailAgent.start({
+      file: "/usr/bin/perl",
+      args: [program, setrlimit!],
+      gate: null,
+      env: {},
+    });
     try {
-      const child = new BoxedProcess(1);
-      box.spawn(
+      const child = new AgentProcess(1);
+      agent.spawn(
         { command: "ulimit -t; ulimit -f; ulimit -H -t; ulimit -H -f", cwd: "/", env: {}, limits: sent },
         child,
       );
       const result = await collect(child);
       expect(result.stdout.trim().split("\n")).toEqual(["7", "6144", "7", "6144"]);
     } finally {
-      await box.close();
+      await agent.close();
     }
   });
 
@@ -208,10 +207,15 @@ describe("the agent's per-command rlimits", () => {
   });
 });
 
-describe("Box.start", () => {
+describe("JailAgent.start", () => {
   it("rejects with what the jail printed when it stops before its agent is ready", async () => {
     await expect(
-      Box.start({ file: "/bin/sh", args: ["-c", "echo no agent here >&2; exit 3"], gate: null, env: {} }),
+      JailAgent.start({
+        file: "/bin/sh",
+        args: ["-c", "echo no agent here >&2; exit 3"],
+        gate: null,
+        env: {},
+      }),
     ).rejects.toThrow("the jail stopped while starting: no agent here");
   });
 });

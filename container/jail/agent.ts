@@ -13,15 +13,15 @@ import {
 } from "./agent-protocol.ts";
 import { killOrphanedInits, signal as signalPid } from "./proc-tree.ts";
 import { GATE_STDIO, gateIntoCgroups } from "./spawn-gate.ts";
-import type { SandboxProcess } from "./types.ts";
+import type { JailProcess } from "./types.ts";
 
 /**
- * The monitor's side of a session's jail: one bubblewrap jail that lives as long as the session is busy, with the
- * jail agent (agent.pl) inside. Commands are started by the agent, their output comes back over its channel with
- * flow control, and signals go through it to their process groups (agent-protocol.ts has the wire format).
+ * The monitor's side of a jail's agent: bubblewrap's container (its mounts and pid namespace) with agent.pl in it,
+ * which runs while the session is busy. Commands are started by the agent, their output comes back over its channel
+ * with flow control, and signals go through it to their process groups (agent-protocol.ts has the wire format).
  */
 
-export interface BoxSpec {
+export interface AgentSpec {
   /** The host program and arguments that start the jail and run the agent in it (nsenter, bubblewrap). */
   file: string;
   args: string[];
@@ -40,7 +40,7 @@ const MAX_UNACKED_BYTES = 512 * 1024;
 const STDERR_KEEP = 4_096;
 
 /** A process of the jail, driven through the agent; behaves like the parts of ChildProcess the monitor uses. */
-export class BoxedProcess extends EventEmitter implements SandboxProcess {
+export class AgentProcess extends EventEmitter implements JailProcess {
   pid: number | undefined = undefined;
   exitCode: number | null = null;
   signalCode: NodeJS.Signals | null = null;
@@ -53,7 +53,7 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
   #eofs = 0;
   #streamsOpen = 2;
   #pendingSignals: NodeJS.Signals[] = [];
-  #box: Box | null = null;
+  #agent: JailAgent | null = null;
   readonly id: number;
 
   constructor(id: number) {
@@ -77,34 +77,34 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
    */
   signal(signal: NodeJS.Signals): void {
     if (this.#exited) return;
-    if (this.#box) this.#deliver(this.#box, signal);
+    if (this.#agent) this.#deliver(this.#agent, signal);
     else this.#pendingSignals.push(signal);
   }
 
-  #deliver(box: Box, signal: NodeJS.Signals): void {
-    box.signal(this.id, signal);
+  #deliver(agent: JailAgent, signal: NodeJS.Signals): void {
+    agent.signal(this.id, signal);
     // The agent runs as the jail's user: a jailed process can stop it (kill -STOP 2). A SIGKILL that brings no
     // exit ends the whole jail instead.
     if (signal === "SIGKILL") {
       setTimeout(() => {
-        if (!this.#exited) void box.close();
+        if (!this.#exited) void agent.close();
       }, KILL_TIMEOUT_MS).unref();
     }
   }
 
-  /** @internal box.ts: the process has been sent to the jail's agent. */
-  sent(box: Box): void {
-    this.#box = box;
-    for (const signal of this.#pendingSignals.splice(0)) this.#deliver(box, signal);
+  /** @internal agent.ts: the process has been sent to the jail's agent. */
+  sent(agent: JailAgent): void {
+    this.#agent = agent;
+    for (const signal of this.#pendingSignals.splice(0)) this.#deliver(agent, signal);
   }
 
-  /** @internal box.ts: the agent started the process. */
+  /** @internal agent.ts: the agent started the process. */
   spawned(pid: number): void {
     this.pid = pid;
     this.emit("spawn");
   }
 
-  /** @internal box.ts: the process could not be started, and nothing of it runs. */
+  /** @internal agent.ts: the process could not be started, and nothing of it runs. */
   failed(error: Error): void {
     this.#exited = true;
     this.eof(1);
@@ -112,23 +112,23 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
     this.emit("error", error);
   }
 
-  /** @internal box.ts */
+  /** @internal agent.ts */
   data(fd: AgentFd, chunk: Buffer): void {
     const readable = fd === 1 ? this.stdout : this.stderr;
     if (readable.readableEnded || readable.destroyed) {
-      this.#box?.ack(this.id, fd, chunk.length);
+      this.#agent?.ack(this.id, fd, chunk.length);
       return;
     }
     this.#held[fd] += chunk.length;
     if (this.#held[fd] > MAX_UNACKED_BYTES) {
       // More than the agent may send ahead: not the agent's own doing. The jail goes, the monitor's memory stays.
-      this.#box?.breach(`output of process ${this.id} beyond the flow-control window`);
+      this.#agent?.breach(`output of process ${this.id} beyond the flow-control window`);
       return;
     }
     if (readable.push(chunk)) this.#release(fd);
   }
 
-  /** @internal box.ts */
+  /** @internal agent.ts */
   eof(fd: AgentFd): void {
     const readable = fd === 1 ? this.stdout : this.stderr;
     if (readable.readableEnded) return;
@@ -136,12 +136,12 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
     readable.push(null);
   }
 
-  /** @internal box.ts: the agent will say nothing more about this process. */
+  /** @internal agent.ts: the agent will say nothing more about this process. */
   get settled(): boolean {
     return this.#exited && (this.#eofs === 2 || this.pid === undefined);
   }
 
-  /** @internal box.ts */
+  /** @internal agent.ts */
   exited(code: number | null, signal: NodeJS.Signals | null, leftRunning = 0): void {
     if (this.#exited) return;
     this.#exited = true;
@@ -156,7 +156,7 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
     this.#maybeClose();
   }
 
-  /** @internal box.ts: the jail is gone, and everything in it. */
+  /** @internal agent.ts: the jail is gone, and everything in it. */
   lost(): void {
     if (this.pid === undefined && !this.#exited) {
       this.failed(
@@ -175,7 +175,7 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
     const bytes = this.#held[fd];
     if (bytes === 0) return;
     this.#held[fd] = 0;
-    this.#box?.ack(this.id, fd, bytes);
+    this.#agent?.ack(this.id, fd, bytes);
   }
 
   #maybeClose(): void {
@@ -185,11 +185,11 @@ export class BoxedProcess extends EventEmitter implements SandboxProcess {
   }
 }
 
-/** One running jail with its agent. */
-export class Box {
+/** One running agent, in its bubblewrap container. */
+export class JailAgent {
   readonly #child: ChildProcess;
   readonly #channel: Duplex;
-  readonly #processes = new Map<number, BoxedProcess>();
+  readonly #processes = new Map<number, AgentProcess>();
   readonly #marker: string | null;
   /** Set while `start` waits for the agent's READY. */
   #onReady: (() => void) | null = null;
@@ -233,7 +233,7 @@ export class Box {
   }
 
   /** Starts the jail and waits for its agent to report ready. */
-  static async start(spec: BoxSpec): Promise<Box> {
+  static async start(spec: AgentSpec): Promise<JailAgent> {
     const child = spawn(spec.file, spec.args, {
       cwd: "/",
       env: spec.env,
@@ -242,31 +242,31 @@ export class Box {
       stdio: ["ignore", "ignore", "pipe", ...GATE_STDIO, "pipe"],
     });
     if (spec.gate) gateIntoCgroups(child, spec.gate.procsFiles, spec.gate.marker);
-    const box = new Box(child, spec.gate?.marker ?? null);
+    const agent = new JailAgent(child, spec.gate?.marker ?? null);
     const timeoutMs = spec.startTimeoutMs ?? START_TIMEOUT_MS;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        box.#kill();
+        agent.#kill();
         reject(new Error(`the jail's agent was not ready after ${timeoutMs} ms`));
       }, timeoutMs);
       const onReady = (): void => {
-        box.#ready = true;
+        agent.#ready = true;
         settle();
         resolve();
       };
       const onGone = (): void => {
         settle();
-        reject(new Error(`the jail stopped while starting: ${box.#stderr.trim() || "no output"}`));
+        reject(new Error(`the jail stopped while starting: ${agent.#stderr.trim() || "no output"}`));
       };
       const settle = (): void => {
         clearTimeout(timer);
-        box.#onReady = null;
-        box.#onGone.delete(onGone);
+        agent.#onReady = null;
+        agent.#onGone.delete(onGone);
       };
-      box.#onReady = onReady;
-      box.#onGone.add(onGone);
+      agent.#onReady = onReady;
+      agent.#onGone.add(onGone);
     });
-    return box;
+    return agent;
   }
 
   get gone(): boolean {
@@ -284,8 +284,8 @@ export class Box {
     else this.#onGone.add(callback);
   }
 
-  /** Starts `process` (ids unique per box) in the jail; it emits `spawn` or `error` once the agent answered. */
-  spawn(request: SpawnFields, process: BoxedProcess): void {
+  /** Starts `process` (ids only grow, per agent) in the jail; it emits `spawn` or `error` once the agent answered. */
+  spawn(request: SpawnFields, process: AgentProcess): void {
     if (this.#gone) {
       queueMicrotask(() =>
         process.failed(new Error("the session's jail stopped before the command was sent to it")),

@@ -5,8 +5,8 @@ import { connect as netConnect, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
+import { AgentProcess, type AgentSpec, JailAgent } from "./agent.ts";
 import { agentInvocation, agentLimits, agentSetsLimits } from "./agent-invocation.ts";
-import { Box, BoxedProcess, type BoxSpec } from "./box.ts";
 import { JAIL_WORKSPACE, type JailUser, jailArgs, jailCwd, jailEnv, wrapperScript } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import type { HostProbe } from "./detect.ts";
@@ -14,24 +14,18 @@ import { connectionError } from "./lazy-bridge.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
 import { GATE_ARGS } from "./spawn-gate.ts";
-import type {
-  EnforcedLimits,
-  SandboxProcess,
-  SessionSandbox,
-  SessionSandboxOptions,
-  SpawnOptions,
-} from "./types.ts";
+import type { EnforcedLimits, Jail, JailOptions, JailProcess, SpawnOptions } from "./types.ts";
 
 /** The environment of the host-side helpers (nsenter, bwrap): nothing from the session. */
 const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
 
-/** How long a session's jail stays up with nothing running in it. */
-export const DEFAULT_BOX_IDLE_MS = 60_000;
+/** How long a jail's agent stays up with nothing running in it. */
+export const DEFAULT_AGENT_IDLE_MS = 60_000;
 
-/** Limits shared by both kinds of sandbox: the session's cgroup and what is enforced (`rlimits`: whether they can be set). */
+/** Limits shared by both kinds of jail: the session's cgroup and what is enforced (`rlimits`: whether they can be set). */
 async function limitsFor(
   probe: HostProbe,
-  options: SessionSandboxOptions,
+  options: JailOptions,
   rlimits: boolean,
 ): Promise<{
   cgroup: SessionCgroup | null;
@@ -72,7 +66,7 @@ async function limitsFor(
   return { cgroup, enforced, warnings };
 }
 
-/** Processes spawned by a sandbox that have not exited yet, so close() can end them. */
+/** Processes an unisolated jail spawned that have not exited yet, so close() can end them. */
 function tracked(): { add(child: ChildProcess): ChildProcess; live(): ChildProcess[] } {
   const live = new Set<ChildProcess>();
   return {
@@ -88,14 +82,14 @@ function tracked(): { add(child: ChildProcess): ChildProcess; live(): ChildProce
   };
 }
 
-/** A session in a bubblewrap jail inside its own network namespace. */
-export async function openJailed(
+/** A jail of bubblewrap, cgroups and a network namespace of its own. */
+export async function openBubblewrapJail(
   probe: HostProbe,
-  options: SessionSandboxOptions,
+  options: JailOptions,
   user: JailUser | null = null,
   bridgeIdleMs?: number,
-  boxIdleMs = DEFAULT_BOX_IDLE_MS,
-): Promise<SessionSandbox> {
+  agentIdleMs = DEFAULT_AGENT_IDLE_MS,
+): Promise<Jail> {
   const bwrap = probe.bwrap!;
   const nsenter = probe.nsenter!;
   const wantsOutbound = options.network === "allow";
@@ -140,7 +134,7 @@ export async function openJailed(
   const gated = procsFiles.length > 0;
   const rlimits = agentLimits(options.limits);
   const agent = agentInvocation(probe.perl!);
-  const spec: BoxSpec = {
+  const spec: AgentSpec = {
     file: nsenter,
     args: [
       `--net=${network.netnsPath}`,
@@ -162,7 +156,7 @@ export async function openJailed(
     gate: gated ? { procsFiles, marker: resolvConf } : null,
     env: HELPER_ENV,
   };
-  const boxes = boxKeeper(spec, boxIdleMs);
+  const agents = agentKeeper(spec, agentIdleMs);
   let nextId = 1;
   let closing: Promise<void> | null = null;
 
@@ -172,7 +166,7 @@ export async function openJailed(
     workspacePath: JAIL_WORKSPACE,
     warnings,
     enforced: limits.enforced,
-    spawn(spawnOptions: SpawnOptions): SandboxProcess {
+    spawn(spawnOptions: SpawnOptions): JailProcess {
       if (closing) throw closedError(options.sessionId);
       if (network.exited) {
         throw new SandboxError(
@@ -181,34 +175,34 @@ export async function openJailed(
           "destroy the session and create a new one",
         );
       }
-      const process = new BoxedProcess(nextId++);
+      const process = new AgentProcess(nextId++);
       const request = {
         command: spawnOptions.command,
         cwd: jailCwd(spawnOptions.cwd),
         env: jailEnv(spawnOptions.env),
         limits: rlimits,
       };
-      const ready = boxes.current();
+      const ready = agents.current();
       if (ready) ready.spawn(request, process);
       else
-        boxes.get().then(
-          (box) => box.spawn(request, process),
+        agents.get().then(
+          (agent) => agent.spawn(request, process),
           (error: Error) => process.failed(error),
         );
       return process;
     },
-    kill(child: SandboxProcess, sig: NodeJS.Signals): void {
-      if (child instanceof BoxedProcess) child.signal(sig);
+    kill(child: JailProcess, sig: NodeJS.Signals): void {
+      if (child instanceof AgentProcess) child.signal(sig);
     },
     warm() {
       // A failure here is reported by the first spawn, which tries again.
-      if (!closing && !boxes.current()) boxes.get().catch(() => {});
+      if (!closing && !agents.current()) agents.get().catch(() => {});
     },
     connect: (port) => network.connect(port),
     close() {
       closing ??= (async () => {
-        // The jail ends itself (box.ts); the cgroups' removal kills anything that escaped.
-        await boxes.close();
+        // The jail ends itself (agent.ts); the cgroups' removal kills anything that escaped.
+        await agents.close();
         await limits.cgroup?.remove();
         await network.close();
         await Promise.all([rm(resolvConf, { force: true }), rm(hostsFile, { force: true })]);
@@ -219,20 +213,20 @@ export async function openJailed(
 }
 
 /**
- * The session's jail, started on demand and stopped once nothing has run in it for `idleMs`, so an idle session
- * costs no process. A jail that ended (its agent killed, say) is replaced by the next spawn.
+ * The jail's agent, started on demand and stopped once nothing has run in it for `idleMs`, so an idle session
+ * costs no process. An agent that ended (killed, say) is replaced by the next spawn.
  */
-function boxKeeper(
-  spec: BoxSpec,
+function agentKeeper(
+  spec: AgentSpec,
   idleMs: number,
-): { current(): Box | null; get(): Promise<Box>; close(): Promise<void> } {
-  let box: Box | null = null;
-  let starting: Promise<Box> | null = null;
+): { current(): JailAgent | null; get(): Promise<JailAgent>; close(): Promise<void> } {
+  let agent: JailAgent | null = null;
+  let starting: Promise<JailAgent> | null = null;
   let closed = false;
   let idleTimer: NodeJS.Timeout | undefined;
   let stopping: Promise<void> = Promise.resolve();
   const checkIdle = (): void => {
-    const idle = box;
+    const idle = agent;
     if (!idle) {
       // A jail still starting is checked once it runs.
       if (starting) idleTimer = setTimeout(checkIdle, idleMs).unref();
@@ -243,7 +237,7 @@ function boxKeeper(
       return;
     }
     // Forgotten first: a spawn from now on starts a new jail rather than landing in this one as it goes.
-    box = null;
+    agent = null;
     starting = null;
     stopping = Promise.all([stopping, idle.close()]).then(() => {});
   };
@@ -253,23 +247,23 @@ function boxKeeper(
   };
   return {
     current() {
-      if (!box || box.gone || closed) return null;
+      if (!agent || agent.gone || closed) return null;
       touch();
-      return box;
+      return agent;
     },
     get() {
       if (closed) return Promise.reject(new Error("the session is being closed"));
       touch();
       if (starting) return starting;
-      const attempt: Promise<Box> = Box.start(spec).then(
+      const attempt: Promise<JailAgent> = JailAgent.start(spec).then(
         (started) => {
           if (closed) {
             void started.close();
             throw new Error("the session is being closed");
           }
-          box = started;
+          agent = started;
           started.onGone(() => {
-            if (box === started) box = null;
+            if (agent === started) agent = null;
             if (starting === attempt) starting = null;
           });
           return started;
@@ -295,8 +289,8 @@ function boxKeeper(
   };
 }
 
-/** A session without a jail: plain process groups of the monitor, loudly labelled as such. */
-export async function openDirect(probe: HostProbe, options: SessionSandboxOptions): Promise<SessionSandbox> {
+/** An unisolated jail: plain process groups of the monitor, loudly labelled as such. */
+export async function openUnisolatedJail(probe: HostProbe, options: JailOptions): Promise<Jail> {
   const limits = await limitsFor(probe, options, true);
   // Without a jail a host shell joins the cgroups and sets the rlimits before the command runs.
   const wrapper = wrapperScript({
@@ -312,7 +306,7 @@ export async function openDirect(probe: HostProbe, options: SessionSandboxOption
   ];
   const children = tracked();
   let closing: Promise<void> | null = null;
-  const kill = (child: SandboxProcess, sig: NodeJS.Signals): void => {
+  const kill = (child: JailProcess, sig: NodeJS.Signals): void => {
     // The group can outlive its leader (background grandchildren), so it is signalled even after an exit.
     if (child.pid !== undefined) signal(-child.pid, sig);
   };
@@ -322,7 +316,7 @@ export async function openDirect(probe: HostProbe, options: SessionSandboxOption
     workspacePath: options.hostPath,
     warnings: [...new Set(warnings)],
     enforced: limits.enforced,
-    spawn(spawnOptions: SpawnOptions): SandboxProcess {
+    spawn(spawnOptions: SpawnOptions): JailProcess {
       if (closing) throw closedError(options.sessionId);
       const env = { PATH: process.env.PATH ?? HELPER_ENV.PATH, HOME: options.hostPath, ...spawnOptions.env };
       const cwd = join(options.hostPath, spawnOptions.cwd === "" ? "." : spawnOptions.cwd);
