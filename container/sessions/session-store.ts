@@ -34,7 +34,7 @@ const ID_BLOCK = 64;
 /**
  * Sessions and their process-id counters in SQLite, the monitor being its only writer. Every record is also kept in
  * memory, loaded once: each tool call reads its session, and a read from the map costs nothing next to a query and
- * two JSON parses (~0.1 ms). Writes go to SQLite first, so a killed monitor loses none.
+ * two JSON parses. Writes go to SQLite first, so a killed monitor loses none.
  */
 export class SessionStore {
   readonly #insert: StatementSync;
