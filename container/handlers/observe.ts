@@ -1,11 +1,11 @@
 import type { Hono } from "hono";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { patterns } from "../../src/protocol/routes.ts";
-import { ErrorsQuery, LogsQuery, ProcessId } from "../../src/protocol/schemas.ts";
+import { ErrorsQuery, LogsQuery, ProcessId, ReportErrorsRequest } from "../../src/protocol/schemas.ts";
 import { forwardHttp } from "./proxy.ts";
 import type { MonitorServices } from "./services.ts";
 import { sessionId } from "./sessions.ts";
-import { parseWith, queryParams } from "./validate.ts";
+import { jsonBody, parseWith, queryParams } from "./validate.ts";
 
 /** Logs, errors and the port proxy: how callers watch and reach what runs in a session. */
 export function observeRoutes(app: Hono, { sessions, logs, errors }: MonitorServices): void {
@@ -25,6 +25,19 @@ export function observeRoutes(app: Hono, { sessions, logs, errors }: MonitorServ
     const id = sessionId(c.req.param("sessionId"));
     await sessions.get(id);
     return c.json(errors.stats(id));
+  });
+
+  // A report gets a command id of its own, so its findings and their log lines can be told apart; each finding is
+  // recorded "now", which gives it a fresh cursor value and a system line in the log.
+  app.post(patterns.errors, async (c) => {
+    const runtime = await sessions.runtime(sessionId(c.req.param("sessionId")));
+    const report = await jsonBody(c, ReportErrorsRequest);
+    const processId = runtime.nextProcessId("c");
+    const time = new Date().toISOString();
+    const recorded = report.errors.map((error) =>
+      errors.record(runtime.id, { ...error, category: report.category, processId, seq: -1, time }),
+    );
+    return c.json({ processId, errors: recorded });
   });
 
   app.delete(patterns.errors, async (c) => {

@@ -23,6 +23,8 @@ import {
   ProcessList,
   type ReadFilesRequest,
   ReadFilesResult,
+  type ReportErrorsRequest,
+  ReportErrorsResult,
   Session,
   SessionList,
   type StartProcessRequest,
@@ -191,6 +193,11 @@ export class SandboxClient {
 
   errorStats(id: string, options?: CallOptions) {
     return this.#json(ErrorStats, "GET", routes.errorStats(id), undefined, undefined, options);
+  }
+
+  /** Records errors found outside the session's output (a browser check), deduplicated like detected ones. */
+  reportErrors(id: string, request: ReportErrorsRequest, options?: CallOptions) {
+    return this.#json(ReportErrorsResult, "POST", routes.errors(id), request, undefined, options);
   }
 
   clearErrors(id: string, filter: { processId?: string } = {}, options?: CallOptions) {

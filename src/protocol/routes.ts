@@ -17,6 +17,7 @@ export const routes = {
   processStop: (id: string, pid: string) => `${session(id)}/processes/${pid}/stop`,
   processRestart: (id: string, pid: string) => `${session(id)}/processes/${pid}/restart`,
   logs: (id: string) => `${session(id)}/logs`,
+  /** GET lists, DELETE clears, POST records what a caller found (a browser check). */
   errors: (id: string) => `${session(id)}/errors`,
   errorStats: (id: string) => `${session(id)}/errors/stats`,
   /** Any method; forwards an HTTP request to `port` inside the session's network namespace. */

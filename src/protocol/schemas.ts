@@ -349,6 +349,7 @@ export const ErrorCategory = z.enum([
   "crash",
   "structured_log",
   "health",
+  "browser",
 ]);
 export type ErrorCategory = z.infer<typeof ErrorCategory>;
 
@@ -396,6 +397,31 @@ export const ErrorStats = z.object({
 export type ErrorStats = z.infer<typeof ErrorStats>;
 
 export const ClearErrorsResult = z.object({ cleared: z.number().int() });
+
+/** What a browser check found on a page of the session, recorded like the errors found in output. */
+export const ReportedError = z.object({
+  severity: Severity,
+  message: z.string().min(1).max(4_000),
+  file: z.string().max(1_000).nullable(),
+  line: z.number().int().min(0).nullable(),
+  column: z.number().int().min(0).nullable(),
+  stack: z.string().max(8_000).nullable(),
+});
+export type ReportedError = z.infer<typeof ReportedError>;
+
+export const ReportErrorsRequest = z.object({
+  category: z.literal("browser").describe("who found them: a browser check of the session's pages"),
+  errors: z.array(ReportedError).max(100),
+});
+export type ReportErrorsRequest = z.infer<typeof ReportErrorsRequest>;
+
+export const ReportErrorsResult = z.object({
+  processId: ProcessId.describe(
+    "the command id the report was filed under (get_errors processId filters by it)",
+  ),
+  errors: z.array(DetectedError),
+});
+export type ReportErrorsResult = z.infer<typeof ReportErrorsResult>;
 
 // ---------------------------------------------------------------------------------------------------- health
 

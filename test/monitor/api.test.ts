@@ -222,6 +222,41 @@ describe("monitor HTTP API", () => {
     await expectCode(quiet.exec(session.id, { commands: ["true"], timeoutMs: 100_000_000 }), "bad_request");
   });
 
+  it("records reported browser errors under a command id of their own, deduplicated, with a log line", async () => {
+    const { client } = monitor;
+    const session = await client.createSession({});
+    const finding = {
+      severity: "error" as const,
+      message: "TypeError: Cannot read properties of undefined (reading 'name')",
+      file: "src/Profile.jsx",
+      line: 4,
+      column: 22,
+      stack:
+        "TypeError: Cannot read properties of undefined (reading 'name')\n    at Profile (src/Profile.jsx:4:22)",
+    };
+    const first = await client.reportErrors(session.id, { category: "browser", errors: [finding] });
+    expect(first.processId).toMatch(/^c\d+$/);
+    expect(first.errors).toMatchObject([{ category: "browser", file: "src/Profile.jsx", line: 4, count: 1 }]);
+    const second = await client.reportErrors(session.id, {
+      category: "browser",
+      errors: [{ ...finding, line: 5 }],
+    });
+    expect(second.processId).not.toBe(first.processId);
+    expect(second.errors).toMatchObject([{ id: first.errors[0]!.id, count: 2, line: 5 }]);
+    const listed = await client.errors(session.id, { after: first.errors[0]!.seq });
+    expect(listed.errors.map((e) => e.processId)).toEqual([second.processId]);
+    const logs = await client.logs(session.id, { processId: second.processId });
+    expect(logs.lines.map((l) => l.text)).toEqual([`[browser] ${finding.message}`]);
+    await expectCode(
+      client.reportErrors(session.id, { category: "browser", errors: [{ ...finding, message: "" }] }),
+      "bad_request",
+    );
+    await expectCode(
+      client.reportErrors("doesnotexist1", { category: "browser", errors: [finding] }),
+      "not_found",
+    );
+  });
+
   it("answers bad input with clear errors and stays up", async () => {
     const { client } = monitor;
     await expectCode(client.getSession("doesnotexist1"), "not_found");
