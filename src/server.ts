@@ -8,6 +8,7 @@ import { tools } from "../tools/index.ts";
 import { registerResources } from "../tools/resources.ts";
 import { toolError } from "../tools/tool-error.ts";
 import {
+  type BrowserChecker,
   type Deployer,
   defaultLimits,
   type ProgressFn,
@@ -24,6 +25,8 @@ export interface ServerDeps {
   principal: string;
   /** Publishes sessions; without one, `deploy` answers that this server cannot deploy. */
   deploy?: Deployer;
+  /** Loads the session's pages in a browser; without one, `check_preview` answers that this server has none. */
+  browser?: BrowserChecker;
   /** Share one cache across requests (the HTTP handler builds a server per request). */
   owners?: SessionOwnerCache;
   limits?: Partial<ToolLimits>;
@@ -67,6 +70,7 @@ export function createServer(deps: ServerDeps): McpServer {
     signal: ctx.mcpReq.signal,
     limits,
     deploy: deps.deploy,
+    browser: deps.browser,
     owners,
   });
 
@@ -84,7 +88,7 @@ export function createServer(deps: ServerDeps): McpServer {
         try {
           const reply = await tool.execute(args, contextFor(ctx));
           return {
-            content: [{ type: "text", text: reply.text }],
+            content: [{ type: "text", text: reply.text }, ...(reply.images ?? [])],
             structuredContent: reply.data,
             ...(reply.isError ? { isError: true } : {}),
           };

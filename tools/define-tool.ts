@@ -5,6 +5,8 @@ import type { ToolContext } from "./types.ts";
 export interface ToolReply<O> {
   data: O;
   text: string;
+  /** Pictures for the model, after the text (a screenshot). */
+  images?: { type: "image"; data: string; mimeType: string }[];
   /** A result that still matches the output schema but reports a failure (e.g. a server that never got ready). */
   isError?: boolean;
 }

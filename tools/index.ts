@@ -1,3 +1,4 @@
+import { checkPreview } from "./check-preview.ts";
 import { createSession } from "./create-session.ts";
 import type { Tool } from "./define-tool.ts";
 import { deploy } from "./deploy.ts";
@@ -32,6 +33,7 @@ export const tools: readonly Tool[] = [
   getErrors,
   tailLogs,
   deploy,
+  checkPreview,
   destroySession,
   listSessions,
 ];

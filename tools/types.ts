@@ -1,4 +1,5 @@
 import type { SandboxClient } from "../src/protocol/client.ts";
+import type { NetworkPolicy } from "../src/protocol/schemas.ts";
 
 /** Reports progress of a long call; a no-op when the client did not ask for progress. */
 export type ProgressFn = (progress: number, total?: number, message?: string) => Promise<void>;
@@ -101,6 +102,67 @@ export interface Deployer {
   deploy(request: DeployRequest, context: DeployContext): Promise<DeployResult>;
 }
 
+/** One step of a browser check, run in order once the page has loaded. */
+export type BrowserStep =
+  | { action: "click"; selector?: string; text?: string }
+  | { action: "type"; selector: string; text: string; press?: string }
+  | { action: "wait"; selector?: string; text?: string }
+  | { action: "navigate"; path: string };
+
+export interface BrowserCheckRequest {
+  principal: string;
+  sessionId: string;
+  /** The session's network policy: under `allow` the page may load from the public internet, never elsewhere. */
+  network: NetworkPolicy;
+  /** The workspace as the session's processes see it (e.g. /workspace), to make source paths relative. */
+  workspace: string;
+  /** A preview or deployment URL of the session; anything else is refused. */
+  url: string;
+  steps: BrowserStep[];
+  /** For the whole check: load, steps and settling. */
+  timeoutMs: number;
+}
+
+/** Where something happened, mapped to the session's source through source maps when the server serves them. */
+export interface SourceLocation {
+  file: string | null;
+  line: number | null;
+  column: number | null;
+}
+
+export interface PageReport {
+  /** Where the page ended up (after redirects and steps). */
+  url: string;
+  /** HTTP status of the main document, null when it never answered. */
+  status: number | null;
+  title: string;
+  /** The visible text, whitespace collapsed, cut to a few thousand characters. */
+  text: string;
+  exceptions: (SourceLocation & { message: string; stack: string | null })[];
+  console: (SourceLocation & { level: "error" | "warning"; text: string })[];
+  /** Requests that failed or answered with HTTP >= 400. */
+  failedRequests: { url: string; method: string; status: number | null; error: string | null }[];
+  /** Requests refused because they leave what the session may reach. */
+  blocked: { url: string; reason: string }[];
+  steps: { step: string; ok: boolean; error?: string }[];
+  /** A JPEG of the viewport, base64. */
+  screenshot: { data: string; mimeType: string; width: number; height: number } | null;
+  timings: { loadMs: number; totalMs: number };
+}
+
+/**
+ * Loads pages of a session in a real headless browser, outside the session's jail; provided by the host
+ * (Chromium through playwright-core on the Node server, Browser Rendering on Cloudflare). It refuses URLs and
+ * requests that are not the session's own pages or (under `allow`) the public internet. Failures throw
+ * `SandboxError` with a message and a suggestion.
+ */
+export interface BrowserChecker {
+  check(
+    request: BrowserCheckRequest,
+    context: { signal: AbortSignal; progress: ProgressFn },
+  ): Promise<PageReport>;
+}
+
 /** What every tool receives. Tools never read env, globals or host APIs; everything comes through here. */
 export interface ToolContext {
   /** Who is calling; sessions belong to the principal that created them. */
@@ -114,6 +176,8 @@ export interface ToolContext {
   limits: ToolLimits;
   /** Absent when the host offers no deploys. */
   deploy: Deployer | undefined;
+  /** Absent when the host has no browser to check pages with. */
+  browser: BrowserChecker | undefined;
   /** Remembers session owners across calls so ownership checks rarely cost a round trip. */
   owners: SessionOwnerCache;
 }

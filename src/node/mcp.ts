@@ -1,5 +1,5 @@
 import { type StdioServerHandle, serveStdio } from "@modelcontextprotocol/server/stdio";
-import { type Deployer, SessionOwnerCache } from "../../tools/types.ts";
+import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../../tools/types.ts";
 import { createHttpHandler } from "../http-handler.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { createServer } from "../server.ts";
@@ -17,14 +17,20 @@ export interface McpEndpoint {
  * initialize handshake and 2026-era clients without one share the route), built by the same `createServer`
  * the Worker uses, with the caller's principal.
  */
-export function createMcpEndpoint(deps: { client: SandboxClient; deployer: Deployer }): McpEndpoint {
+export function createMcpEndpoint(deps: {
+  client: SandboxClient;
+  deployer: Deployer;
+  browser?: BrowserChecker;
+}): McpEndpoint {
   // Owners never change, so one cache serves every request and principal.
   const owners = new SessionOwnerCache();
+  const browser = deps.browser ? { browser: deps.browser } : {};
   const build = (principal: string) =>
-    createServer({ sandbox: deps.client, principal, deploy: deps.deployer, owners });
+    createServer({ sandbox: deps.client, principal, deploy: deps.deployer, owners, ...browser });
   const handler = createHttpHandler({
     sandbox: deps.client,
     deploy: deps.deployer,
+    ...browser,
     owners,
     handler: { onerror: (error) => console.error(`[mcp] ${error.message}`) },
   });

@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
 import { SandboxClient } from "../protocol/client.ts";
 import { createTokenAuth, unauthorized } from "./auth.ts";
+import { createLocalBrowser, type LocalBrowser } from "./browser.ts";
 import { createNodeDeployer } from "./deployer.ts";
 import { checkHostAndOrigin, isLoopbackHost, parseHost, previewTarget } from "./host-check.ts";
 import { listen } from "./listeners.ts";
@@ -28,6 +29,8 @@ export interface LocalServerOptions {
   /** Origin used in deploy URLs; defaults to `http://127.0.0.1:<port>` (or the bound host when it is not a wildcard). */
   publicOrigin?: string;
   cloudflare?: { apiToken?: string; accountId?: string };
+  /** The browser check (`check_preview`): a Chromium path, or false to offer none. Default: Debian's chromium. */
+  browser?: { executablePath?: string } | false;
   /** Replaces the wrangler runner (tests, or the deployer container in front of a Node host). */
   workers?: WorkerPublisher;
   /** Diagnostics; never stdout in stdio mode. */
@@ -40,6 +43,8 @@ export interface LocalServer {
   readonly port: number;
   readonly monitor: Monitor;
   readonly client: SandboxClient;
+  /** The browser check's Chromium; null when the server offers none. */
+  readonly browser: LocalBrowser | null;
   /** The MCP endpoint, for stdio hosting in the same process. */
   readonly mcp: McpEndpoint;
   close(): Promise<void>;
@@ -86,9 +91,39 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     apps,
     workers: options.workers ?? createLocalWrangler(options.cloudflare),
   });
-  const mcp = createMcpEndpoint({ client, deployer });
-
   const app = new Hono();
+  const browser =
+    options.browser === false
+      ? null
+      : createLocalBrowser({
+          ...(options.browser?.executablePath ? { executablePath: options.browser.executablePath } : {}),
+          serverPort: () => port,
+          // The page is served as its owner would be served, in-process: no token ever enters the browser.
+          pagesFor: (principal) => ({
+            serve: (page, request) =>
+              page.kind === "preview"
+                ? proxyPreview(client, page.target, request, principal)
+                : Promise.resolve(app.fetch(request)),
+            upgrade: async (page, request, socket, head) => {
+              if (page.kind !== "preview") return rejectUpgrade(socket, 404, "Not Found");
+              await upgradePreview(
+                client,
+                monitor.connect.bind(monitor),
+                page.target,
+                request,
+                socket,
+                head,
+                principal,
+              );
+            },
+          }),
+          ownsApp: async (name, principal, sessionId) => {
+            const record = await apps.get(name);
+            return record?.owner === principal && record.deployments.some((d) => d.sessionId === sessionId);
+          },
+        });
+  const mcp = createMcpEndpoint({ client, deployer, ...(browser ? { browser } : {}) });
+
   app.use(async (c, next) => {
     const verdict = checkHostAndOrigin(c.req.raw.headers, { port, loopback });
     if (!verdict.ok) {
@@ -158,11 +193,13 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     },
     monitor,
     client,
+    browser,
     mcp,
     close() {
       closing ??= (async () => {
         await listeners.close();
         await mcp.close();
+        await browser?.close();
         await monitor.close();
       })();
       return closing;
