@@ -203,6 +203,16 @@ function watch(
       column: null as number | null,
     };
     report.console.push(entry);
+    // console.error("%s ...", a, b) arrives as its format and the arguments' previews: substitute them.
+    if (/%[sdifoOc]/.test(text)) {
+      pending.push(
+        Promise.all(message.args().map((arg) => arg.jsonValue().catch(() => null)))
+          .then(([format, ...rest]) => {
+            if (typeof format === "string") entry.text = cut(formatConsole(format, rest), 2_000);
+          })
+          .catch(() => {}),
+      );
+    }
     // The console's location is zero-based.
     if (url && /^https?:/.test(url)) {
       pending.push(
@@ -233,6 +243,23 @@ function watch(
     });
   });
   page.on("dialog", (dialog) => void dialog.dismiss().catch(() => {}));
+}
+
+/** The console's own substitution of `%s`, `%d`, `%o`... (`%c` styles are dropped), then the other arguments. */
+export function formatConsole(format: string, args: unknown[]): string {
+  const rest = [...args];
+  const show = (value: unknown) =>
+    typeof value === "string" ? value : (JSON.stringify(value) ?? String(value));
+  const text = format.replace(/%([sdifoOc%])/g, (whole, kind: string) => {
+    if (kind === "%") return "%";
+    if (rest.length === 0) return whole;
+    const value = rest.shift();
+    if (kind === "c") return "";
+    if (kind === "d" || kind === "i") return String(Number.parseInt(String(value), 10));
+    if (kind === "f") return String(Number(value));
+    return show(value);
+  });
+  return [text, ...rest.map(show)].join(" ").trim();
 }
 
 async function runStep(page: Page, step: BrowserStep, timeout: number, base: string): Promise<void> {

@@ -18,6 +18,8 @@ Options (each has an environment variable; a flag wins over its variable):
       --public-url <u>  PUBLIC_URL  origin used in static deploy URLs (default http://127.0.0.1:<port>)
       --spare-sessions <n>  SPARE_SESSIONS  sessions kept opened ahead of time, so that creating one
                                     waits for nothing (default 2; 0 for none)
+      --chromium <path>  CHROMIUM_PATH  the Chromium check_preview drives (default /usr/bin/chromium,
+                                    Debian's package chromium); "none" offers no browser check
       --stdio                       serve MCP on stdin/stdout (logs go to stderr); previews and static
                                     apps are still served over HTTP on --port (a free port when taken)
   -h, --help                        show this help
@@ -53,6 +55,7 @@ function parse() {
         isolation: { type: "string" },
         "public-url": { type: "string" },
         "spare-sessions": { type: "string" },
+        chromium: { type: "string" },
         stdio: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -101,6 +104,7 @@ async function main() {
   const cloudflare: { apiToken?: string; accountId?: string } = {};
   if (env.CLOUDFLARE_API_TOKEN) cloudflare.apiToken = env.CLOUDFLARE_API_TOKEN;
   if (env.CLOUDFLARE_ACCOUNT_ID) cloudflare.accountId = env.CLOUDFLARE_ACCOUNT_ID;
+  const chromium = args.chromium ?? env.CHROMIUM_PATH;
   const start = (bindPort: number) =>
     startLocalServer({
       port: bindPort,
@@ -110,6 +114,7 @@ async function main() {
       isolation,
       spareSessions: spares,
       cloudflare,
+      ...(chromium ? { browser: chromium === "none" ? false : { executablePath: chromium } } : {}),
       ...(publicUrl ? { publicOrigin: publicUrl.replace(/\/+$/, "") } : {}),
     });
 

@@ -12,7 +12,7 @@ import { call, callFailing, connect, startTestServer } from "./server-helpers.ts
  * loopback, a name that resolves to loopback, and WebSockets to loopback from the page and from a worker (which
  * request interception in the page does not see). It prints what each attempt got.
  */
-const APP = String.raw`
+const APP = `
 const http = require("node:http");
 const attack = ${"`"}
 const q = new URLSearchParams(location.search);
@@ -237,5 +237,37 @@ describe("check_preview stays within the session", () => {
     expect(await callFailing(bob, "check_preview", { sessionId, url: attackUrl(sessionId) })).toMatch(
       /^not_found: no session/,
     );
+  });
+});
+
+describe("check_preview without a browser", () => {
+  it("says which package to install when there is no Chromium, and which option when the path is wrong", async () => {
+    const server = await startTestServer({ browser: { executablePath: "/nonexistent/chromium" } });
+    try {
+      const client = await connect(`${server.origin}/mcp`);
+      const { sessionId } = await call<{ sessionId: string }>(client, "create_session", {});
+      const text = await callFailing(client, "check_preview", {
+        sessionId,
+        url: `http://3000-${sessionId}.localhost:${server.port}/`,
+      });
+      expect(text).toMatch(/^unavailable: no Chromium found at \/nonexistent\/chromium\./);
+      expect(text).toContain("apt-get install chromium");
+      await client.close();
+    } finally {
+      await server.stop();
+    }
+    const none = await startTestServer({ browser: false });
+    try {
+      const client = await connect(`${none.origin}/mcp`);
+      const { sessionId } = await call<{ sessionId: string }>(client, "create_session", {});
+      const text = await callFailing(client, "check_preview", {
+        sessionId,
+        url: `http://3000-${sessionId}.localhost:${none.port}/`,
+      });
+      expect(text).toMatch(/^unavailable: this server has no browser/);
+      await client.close();
+    } finally {
+      await none.stop();
+    }
   });
 });
