@@ -1,13 +1,14 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { parseArgs } from "node:util";
+import { benchBrowser } from "./browser.ts";
 import { benchJailSpawn } from "./jail-spawn.ts";
 import { benchMcp } from "./mcp.ts";
 import { benchMonitor } from "./monitor.ts";
 import { printTable, type Row } from "./stats.ts";
 
 /**
- * `npm run bench [-- --quick] [--only jail,monitor,mcp]`: prints each figure with a baseline measured in the same run. The machine is shared
+ * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser]`: prints each figure with a baseline measured in the same run. The machine is shared
  * and noisy, so figures are medians and ratios; nothing here is asserted by the test suite.
  *
  * Each section runs in a process of its own, so that one section's leftovers do not weigh on the next one's
@@ -18,6 +19,7 @@ const sections: Record<string, { title: string; run: (options: { quick: boolean 
   jail: { title: "jailed spawn", run: benchJailSpawn },
   monitor: { title: "monitor", run: benchMonitor },
   mcp: { title: "mcp (local server)", run: benchMcp },
+  browser: { title: "browser check (check_preview)", run: benchBrowser },
 };
 
 const { values } = parseArgs({
