@@ -25,6 +25,7 @@ export default defineProject({
           DEPLOYER_URL: inject("deployerUrl"),
           DEPLOYER_SECRET: inject("deployerSecret"),
           DEPLOYER_API_TOKEN: inject("deployerApiToken"),
+          BROWSER_CDP_URL: inject("browserCdpUrl"),
           PUBLIC_URL: "https://oauth.test",
           OAUTH_ADMIN_PASSWORD: "operator-password-0123456789",
           OAUTH_PRINCIPAL: "carol",

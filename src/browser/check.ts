@@ -1,12 +1,17 @@
-import type { Browser, BrowserContextOptions, Page } from "playwright-core";
+import type { Browser, BrowserContextOptions, Page, Route } from "playwright-core";
 import type { BrowserCheckRequest, BrowserStep, PageReport, ProgressFn } from "../../tools/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { SourceMapper } from "./source-map.ts";
 
 /** Decides for every request the page makes; a refusal is reported and the request never leaves the browser. */
 export interface RequestGate {
-  check(url: URL): Promise<{ ok: true } | { ok: false; reason: string }>;
+  check(url: URL): Promise<GateVerdict>;
 }
+
+/** `serve`: the host answers the request itself (the session's own page, served in-process). */
+export type GateVerdict =
+  | { ok: true; serve?: (request: Request) => Promise<Response> }
+  | { ok: false; reason: string };
 
 export interface CheckOptions {
   gate: RequestGate;
@@ -14,6 +19,11 @@ export interface CheckOptions {
   context?: BrowserContextOptions;
   signal: AbortSignal;
   progress: ProgressFn;
+}
+
+/** What the page's own globals offer to `evaluate`, for a build without the DOM library (the Worker). */
+interface PageGlobals {
+  document?: { body?: { innerText?: string } | null };
 }
 
 export const VIEWPORT = { width: 1280, height: 800 };
@@ -68,7 +78,9 @@ export async function runCheck(
         ok: false as const,
         reason: `could not check the address: ${error instanceof Error ? error.message : String(error)}`,
       }));
-      if (verdict.ok) {
+      if (verdict.ok && verdict.serve) {
+        await fulfill(route, url, verdict.serve).catch(() => route.abort("failed").catch(() => {}));
+      } else if (verdict.ok) {
         await route.continue().catch(() => {});
       } else {
         block(url, verdict.reason);
@@ -130,8 +142,9 @@ export async function runCheck(
     report.title = await page.title().catch(() => "");
     report.text = cut(
       (await page
-        // biome-ignore lint/performance/useDomNodeTextContent: the text a person sees is what is wanted, not hidden nodes
-        .evaluate(() => document.body?.innerText ?? "")
+        // Typed without the DOM library, which the Worker's build has not.
+        // biome-ignore lint/performance/useDomNodeTextContent: the text a person sees, not hidden nodes
+        .evaluate(() => (globalThis as unknown as PageGlobals).document?.body?.innerText ?? "")
         .catch(() => "")
         .then((text) => text.replace(/\s+/g, " ").trim())) as string,
       TEXT_CHARS,
@@ -157,6 +170,28 @@ export async function runCheck(
   }
   report.timings.totalMs = Date.now() - started;
   return report;
+}
+
+async function fulfill(route: Route, url: string, serve: (request: Request) => Promise<Response>) {
+  const request = route.request();
+  const method = request.method();
+  const body = method === "GET" || method === "HEAD" ? null : request.postDataBuffer();
+  const headers = new Headers();
+  for (const [key, value] of Object.entries(await request.allHeaders())) {
+    if (!key.startsWith(":")) headers.set(key, value);
+  }
+  const response = await serve(
+    new Request(url, { method, headers, ...(body ? { body: new Uint8Array(body) } : {}) }),
+  );
+  const out: Record<string, string> = {};
+  response.headers.forEach((value, key) => {
+    out[key] = value;
+  });
+  await route.fulfill({
+    status: response.status,
+    headers: out,
+    body: Buffer.from(await response.arrayBuffer()),
+  });
 }
 
 function watch(

@@ -1,9 +1,10 @@
 import { Hono } from "hono";
-import type { Deployer } from "../../tools/types.ts";
+import type { BrowserChecker, Deployer } from "../../tools/types.ts";
 import { type FetchLike, SandboxClient } from "../protocol/client.ts";
 import { isSandboxError } from "../protocol/errors.ts";
 import { SERVER_VERSION } from "../server.ts";
 import { type BearerAuth, createBearerAuth, unauthorized } from "./auth.ts";
+import { createWorkerBrowser, type LaunchBrowser } from "./browser.ts";
 import { readConfig, type WorkerConfig, type WorkerVars } from "./config.ts";
 import { createWorkerDeployer } from "./deployer.ts";
 import { createWorkerMcp, type WorkerMcp } from "./mcp.ts";
@@ -23,6 +24,8 @@ export interface WorkerPlatform<E extends AppBindings> {
   sandboxFetch(env: E): FetchLike;
   /** Publishes `cloudflare` deploys (the deployer container); undefined when not configured. */
   publisher(env: E): Deployer | undefined;
+  /** Starts Browser Rendering sessions for `check_preview`; undefined when the Worker has no browser binding. */
+  browser?(env: E): LaunchBrowser | undefined;
 }
 
 /** Set by the OAuth provider (or a service binding) for requests it already authenticated. */
@@ -56,11 +59,23 @@ export function createWorkerApp<E extends AppBindings>(platform: WorkerPlatform<
         previews: env.PREVIEWS,
         publisher: platform.publisher(env),
       });
+      const launch = platform.browser?.(env);
+      // Checked pages are previews: without a preview domain there is nothing to check.
+      const browser: BrowserChecker | undefined =
+        launch && config.previewDomain
+          ? createWorkerBrowser({
+              launch,
+              previewDomain: config.previewDomain,
+              ownHosts: config.allowedHostnames ?? [],
+              servePreview: (request, target) =>
+                servePreview(request, target, { sandbox, previews: env.PREVIEWS }),
+            })
+          : undefined;
       runtime = {
         config,
         auth: createBearerAuth(config.tokens),
         sandbox,
-        mcp: createWorkerMcp({ sandbox, deploy, allowedHostnames: config.allowedHostnames }),
+        mcp: createWorkerMcp({ sandbox, deploy, browser, allowedHostnames: config.allowedHostnames }),
         deployTargets: deploy?.targets ?? [],
       };
       runtimes.set(env, runtime);

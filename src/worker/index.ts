@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { createCloudflareDeployer, createRoutingFetch, type RoutingEnv } from "../cloudflare/index.ts";
 import { type AppBindings, createWorkerApp } from "./app.ts";
+import { type BrowserBinding, browserRendering } from "./browser-rendering.ts";
 import { withOAuth } from "./oauth.ts";
 
 export {
@@ -18,7 +19,7 @@ export interface DeployerNamespace {
 }
 
 /** The bindings the production Worker reads (wrangler.jsonc); the generated `Env` is assignable to it. */
-export type WorkerEnv = AppBindings & RoutingEnv & { DEPLOYER?: DeployerNamespace };
+export type WorkerEnv = AppBindings & RoutingEnv & { DEPLOYER?: DeployerNamespace; BROWSER?: BrowserBinding };
 
 interface WaitUntil {
   waitUntil(promise: Promise<unknown>): void;
@@ -44,6 +45,7 @@ const app = createWorkerApp<WorkerEnv>({
       ? createCloudflareDeployer({ deployer: (request) => deployer.getByName("deployer").fetch(request) })
       : undefined;
   },
+  browser: (env) => (env.BROWSER ? browserRendering(env.BROWSER) : undefined),
 });
 
 export default withOAuth<WorkerEnv, WaitUntil>((request, env, ctx) =>

@@ -1,11 +1,13 @@
 import { createMcpHandler } from "agents/mcp/server";
-import { type Deployer, SessionOwnerCache } from "../../tools/types.ts";
+import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../../tools/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { createServer } from "../server.ts";
 
 export interface WorkerMcpDeps {
   sandbox: SandboxClient;
   deploy: Deployer | undefined;
+  /** Browser Rendering for `check_preview`; undefined when the Worker has no browser binding. */
+  browser?: BrowserChecker | undefined;
   /** Host names `/mcp` answers on; undefined keeps the handler's defaults (localhost, workers.dev). */
   allowedHostnames: string[] | undefined;
 }
@@ -29,7 +31,13 @@ export function createWorkerMcp(deps: WorkerMcpDeps): WorkerMcp {
       const principal = context.authInfo?.clientId;
       if (!principal)
         throw new Error("an MCP request reached the handler without an authenticated principal");
-      return createServer({ sandbox: deps.sandbox, principal, deploy: deps.deploy, owners });
+      return createServer({
+        sandbox: deps.sandbox,
+        principal,
+        deploy: deps.deploy,
+        owners,
+        ...(deps.browser ? { browser: deps.browser } : {}),
+      });
     },
     {
       route: "/mcp",

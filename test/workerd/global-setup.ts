@@ -1,4 +1,5 @@
 import type { TestProject } from "vitest/node";
+import { startCdpChromium } from "../helpers/chromium.ts";
 import { startTestHost } from "./host.ts";
 
 declare module "vitest" {
@@ -9,17 +10,23 @@ declare module "vitest" {
     deployerUrl: string;
     deployerSecret: string;
     deployerApiToken: string;
+    browserCdpUrl: string;
   }
 }
 
 /** Two real monitors (so placement is observable), a real deployer and the control server, for the whole project. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const host = await startTestHost(2);
+  const chromium = await startCdpChromium();
+  project.provide("browserCdpUrl", chromium.url);
   project.provide("monitorUrls", host.monitorUrls.join(","));
   project.provide("monitorSecret", host.secret);
   project.provide("controlUrl", host.controlUrl);
   project.provide("deployerUrl", host.deployer.url);
   project.provide("deployerSecret", host.deployer.secret);
   project.provide("deployerApiToken", host.deployer.apiToken);
-  return () => host.close();
+  return async () => {
+    await chromium.close();
+    await host.close();
+  };
 }
