@@ -45,8 +45,9 @@ export const INSTRUCTIONS = [
   "Workflow: create_session (network: allow if you need npm install) → write_files → run_commands",
   '(e.g. ["npm install", "npm run build"]) → on failure read get_errors (classified, with file:line) and fix →',
   "start_process for dev servers (waitFor a port or log line) → tail_logs with the returned cursor to follow",
-  "output → deploy (preview needs the port) → destroy_session when done. Change existing files with edit_file",
-  "(exact replacements) rather than rewriting them.",
+  "output → deploy (preview needs the port) → check_preview the URL to see the page and errors only the browser",
+  "shows → destroy_session when done. Change existing files with edit_file (exact replacements) rather than",
+  "rewriting them.",
   "Every tool takes the sessionId from create_session. Output is capped: when a result says truncated, read the",
   "rest with tail_logs. Errors come back as results with a message that says what to do next.",
 ].join(" ");
