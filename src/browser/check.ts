@@ -204,19 +204,22 @@ function watch(
 ): void {
   page.on("pageerror", (error) => {
     if (report.exceptions.length >= MAX_ENTRIES) return;
-    const message = `${error.name && !error.message.startsWith(error.name) ? `${error.name}: ` : ""}${error.message}`;
+    // Classic scripts' errors arrive as "Uncaught TypeError: ...", module scripts' without the prefix.
+    const text = error.message.replace(/^Uncaught /, "");
+    const name = error.name.replace(/^Uncaught /, "");
+    const message = `${name && name !== "Error" && !text.startsWith(name) ? `${name}: ` : ""}${text}`;
     const entry = {
       message,
-      stack: error.stack ?? null,
+      stack: error.stack?.replace(/^Uncaught /, "") ?? null,
       file: null as string | null,
       line: null as number | null,
       column: null as number | null,
     };
     report.exceptions.push(entry);
-    if (error.stack) {
+    if (entry.stack) {
       pending.push(
         mapper
-          .mapStack(error.stack)
+          .mapStack(entry.stack)
           .then(({ stack, location }) => Object.assign(entry, { stack, ...location }))
           .catch(() => {}),
       );
