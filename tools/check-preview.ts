@@ -26,7 +26,7 @@ const step = z.discriminatedUnion("action", [
     action: z.literal("navigate"),
     path: z
       .string()
-      .regex(/^\/(?!\/)/, "a path of the same site, starting with a single /")
+      .regex(/^\/(?![/\\])/, "a path of the same site, starting with a single /")
       .max(2_000)
       .describe("a path of the same site, e.g. /about"),
   }),

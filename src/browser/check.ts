@@ -31,6 +31,8 @@ const TEXT_CHARS = 3_000;
 const MAX_ENTRIES = 50;
 /** How long a page may keep loading after `load` before it counts as settled. */
 const SETTLE_MS = 2_500;
+/** Past the check's own timeout, how long calls into the page may still take before the context is closed. */
+const HARD_STOP_GRACE_MS = 3_000;
 
 /**
  * One check of a page in a fresh browser context (no cookies, storage or cache from any other check), on either
@@ -71,6 +73,13 @@ export async function runCheck(
   });
   const abort = () => void context.close().catch(() => {});
   options.signal.addEventListener("abort", abort, { once: true });
+  // A page busy in a loop answers nothing (not even its title): past the deadline the context is closed, which
+  // ends every pending call, and what was found so far is the report.
+  let overdue = false;
+  const hardStop = setTimeout(() => {
+    overdue = true;
+    abort();
+  }, request.timeoutMs + HARD_STOP_GRACE_MS);
   try {
     await context.route("**/*", async (route) => {
       const url = route.request().url();
@@ -163,10 +172,19 @@ export async function runCheck(
     await Promise.all(pending);
   } catch (error) {
     if (options.signal.aborted) throw new SandboxError("timeout", "the browser check was cancelled");
-    throw error;
+    if (!overdue) throw error;
   } finally {
+    clearTimeout(hardStop);
     options.signal.removeEventListener("abort", abort);
     await context.close().catch(() => {});
+  }
+  if (overdue) {
+    report.failedRequests.push({
+      url: report.url,
+      method: "GET",
+      status: report.status,
+      error: `the page stopped answering: nothing came back within timeoutMs (${request.timeoutMs} ms); a script may be stuck in a loop`,
+    });
   }
   report.timings.totalMs = Date.now() - started;
   return report;
@@ -321,7 +339,9 @@ async function runStep(page: Page, step: BrowserStep, timeout: number, base: str
     case "navigate": {
       // A path of the page's own origin: steps never lead the check to another site.
       const origin = new URL(page.url().startsWith("http") ? page.url() : base).origin;
-      await page.goto(new URL(step.path, origin).href, { waitUntil: "load", timeout });
+      const target = new URL(step.path, origin);
+      if (target.origin !== origin) throw new Error(`${step.path} leaves the site ${origin}`);
+      await page.goto(target.href, { waitUntil: "load", timeout });
       return;
     }
   }

@@ -8,6 +8,7 @@ const APP = `
 require("node:http").createServer((req, res) => {
   res.writeHead(200, { "content-type": "text/html" });
   if (req.url === "/about") return res.end("<title>About</title><p>About this app</p>");
+  if (req.url === "/loop") return res.end("<title>Busy</title><script>setTimeout(() => { for (;;) {} }, 300)</script>");
   res.end(\`<title>Form</title>
 <form onsubmit="event.preventDefault(); document.querySelector('#out').textContent = 'Hi ' + this.name.value">
   <input id="name" name="name"><button type="submit">Send</button>
@@ -99,6 +100,23 @@ describe("check_preview steps and static deployments", () => {
         steps: [{ action: "navigate", path: "//x.test/" }],
       }),
     ).toMatch(/single \//);
+  });
+
+  it("returns what it found when the page stops answering, and the next check works", async () => {
+    const report = await call<Report & { failedRequests: { error: string | null }[] }>(
+      client,
+      "check_preview",
+      {
+        sessionId,
+        url: `${url}loop`,
+        timeoutMs: 2_000,
+        steps: [{ action: "wait", text: "never shown" }],
+      },
+    );
+    expect(report.status).toBe(200);
+    expect(report.failedRequests.map((r) => r.error).join("\n")).toMatch(/stopped answering/);
+    const next = await call<Report>(client, "check_preview", { sessionId, url });
+    expect(next.title).toBe("Form");
   });
 
   it("checks a static deployment of the session, and refuses another principal's", async () => {
