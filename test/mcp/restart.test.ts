@@ -1,4 +1,5 @@
-import { rm } from "node:fs/promises";
+import { readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { call, connect, type SpawnedServer, spawnCli, tempDir } from "./server-helpers.ts";
 
@@ -34,6 +35,9 @@ describe("restart after SIGKILL", () => {
       grep: "serving",
     });
     expect(before.lines.map((l) => l.text)).toContain("serving");
+    // A line printed in the last moments before a SIGKILL may not reach the disk (documented); this test is about
+    // what was stored, so it kills once the line is in the session's log files.
+    await onDisk(join(dataDir, "logs"), '"text":"serving"');
     await client.close();
     expect(await first.stop("SIGKILL")).toBeNull();
 
@@ -70,3 +74,16 @@ describe("restart after SIGKILL", () => {
     expect(await second.stop("SIGTERM")).toBe(0);
   });
 });
+
+/** Waits until some file under `dir` contains `needle`. */
+async function onDisk(dir: string, needle: string): Promise<void> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const names = await readdir(dir, { recursive: true }).catch(() => [] as string[]);
+    for (const name of names) {
+      const text = await readFile(join(dir, name), "utf8").catch(() => "");
+      if (text.includes(needle)) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${needle} never reached the files under ${dir}`);
+}
