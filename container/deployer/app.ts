@@ -4,11 +4,11 @@ import {
   DeployQuery,
   deployerRoutes,
   scopedScriptName,
-} from "../../src/cloudflare/deployer-protocol.ts";
-import type { WorkerPublisher } from "../../src/node/wrangler.ts";
+} from "../../src/protocol/deployer.ts";
 import { isSandboxError, SandboxError } from "../../src/protocol/errors.ts";
 import { receiveApp } from "./archive.ts";
 import { checkWorkerConfig } from "./policy.ts";
+import type { WorkerPublisher } from "./wrangler.ts";
 
 export interface DeployerAppOptions {
   /** Runs wrangler; its `dispatchNamespace` says where deploys land (null: the operator's account). */

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
-import { DEPLOYER_PORT } from "../../src/cloudflare/deployer-protocol.ts";
-import { createLocalWrangler } from "../../src/node/wrangler.ts";
+import { DEPLOYER_PORT } from "../../src/protocol/deployer.ts";
 import { createDeployerApp } from "./app.ts";
+import { createLocalWrangler } from "./wrangler.ts";
 
 const HELP = `Usage: deployer [options]
 

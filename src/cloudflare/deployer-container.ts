@@ -1,6 +1,6 @@
 import { Container } from "@cloudflare/containers";
+import { DEPLOYER_PORT, deployerRoutes } from "../protocol/deployer.ts";
 import { SandboxError } from "../protocol/errors.ts";
-import { DEPLOYER_PORT, deployerRoutes } from "./deployer-protocol.ts";
 import { type SecretStorage, storedSecret } from "./stored-secret.ts";
 
 /** The Worker's bindings the deployer container is configured from (secrets and vars of wrangler.jsonc). */

@@ -1,9 +1,9 @@
+import type { WorkerPublisher } from "../../container/deployer/wrangler.ts";
 import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../../tools/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { buildInSession } from "./build-step.ts";
 import { APP_NAME, type StaticApps } from "./static-apps.ts";
-import type { WorkerPublisher } from "./wrangler.ts";
 
 export interface NodeDeployerOptions {
   /** The server's own origin, e.g. `http://127.0.0.1:8787`; static apps live under `/apps/`. */

@@ -3,6 +3,7 @@ import type { IncomingMessage } from "node:http";
 import { join, resolve } from "node:path";
 import type { Duplex } from "node:stream";
 import { Hono } from "hono";
+import { createLocalWrangler, type WorkerPublisher } from "../../container/deployer/wrangler.ts";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
 import { SandboxClient } from "../protocol/client.ts";
 import { createTokenAuth, unauthorized } from "./auth.ts";
@@ -14,7 +15,6 @@ import { createMcpEndpoint, type McpEndpoint } from "./mcp.ts";
 import { proxyPreview, rejectUpgrade, upgradePreview } from "./preview.ts";
 import { StaticApps } from "./static-apps.ts";
 import { serveApp } from "./static-serve.ts";
-import { createLocalWrangler, type WorkerPublisher } from "./wrangler.ts";
 
 export interface LocalServerOptions {
   /** 0 picks a free port. */

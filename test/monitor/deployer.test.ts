@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCloudflareDeployer } from "../../src/cloudflare/deployer.ts";
-import { scopedScriptName } from "../../src/cloudflare/deployer-protocol.ts";
+import { scopedScriptName } from "../../src/protocol/deployer.ts";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { DeployContext, DeployRequest } from "../../tools/types.ts";
 import { type MonitorProcess, removeDir, startMonitorProcess } from "../helpers/monitor-process.ts";

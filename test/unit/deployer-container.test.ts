@@ -16,7 +16,7 @@ vi.mock("cloudflare:workers", () => {
 vi.stubGlobal("IdentityTransformStream", TransformStream);
 
 const { DeployerContainer } = await import("../../src/cloudflare/deployer-container.ts");
-const { DEPLOYER_PORT } = await import("../../src/cloudflare/deployer-protocol.ts");
+const { DEPLOYER_PORT } = await import("../../src/protocol/deployer.ts");
 
 interface Seen {
   url: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { versionIdOf } from "../../container/deployer/app.ts";
 import { checkWorkerConfig, parseJsonc } from "../../container/deployer/policy.ts";
-import { DeployQuery, scopedScriptName, WORKER_NAME } from "../../src/cloudflare/deployer-protocol.ts";
+import { DeployQuery, scopedScriptName, WORKER_NAME } from "../../src/protocol/deployer.ts";
 import type { SandboxError } from "../../src/protocol/errors.ts";
 
 const configs = (entries: Record<string, string>) => new Map(Object.entries(entries));

@@ -6,7 +6,7 @@ import { dirname, join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { extract } from "tar";
-import { SandboxError } from "../protocol/errors.ts";
+import { SandboxError } from "../../src/protocol/errors.ts";
 
 /** What a Cloudflare deploy produced, whoever ran wrangler. */
 export interface WorkerDeployResult {
@@ -32,7 +32,7 @@ export interface WorkerDeployRequest {
 
 /**
  * Runs `wrangler deploy` somewhere that holds the Cloudflare credentials and is not a user sandbox. Locally that
- * is a child process of this server; in production it is the deployer container.
+ * is a child process of the local server; on Cloudflare it is the deployer server in the deployer container.
  */
 export interface WorkerPublisher {
   /** Whether a real (non dry-run) deploy is possible. */
