@@ -4,7 +4,8 @@ import { defineProject } from "vitest/config";
 /**
  * The Worker in workerd: the real wrangler.jsonc, with the container classes swapped for `PoolSandbox`, which
  * forwards to real monitor processes the global setup starts on this machine (containers cannot run here), and
- * `ForwardingDeployer`, which forwards to a real deployer process started there too.
+ * `ForwardingDeployer`, which forwards to a real deployer process started there too. `UNJAILED_SANDBOX` reaches
+ * a monitor that cannot jail, for routing tests that need one.
  */
 export default defineProject({
   plugins: [
@@ -15,11 +16,13 @@ export default defineProject({
         durableObjects: {
           SANDBOX: { className: "PoolSandbox", useSQLite: true },
           DEPLOYER: { className: "ForwardingDeployer", useSQLite: true },
+          UNJAILED_SANDBOX: { className: "UnjailedSandbox", useSQLite: true },
         },
         // OAuth is on for requests to oauth.test only (PUBLIC_URL's host); mcp.test runs without it.
         kvNamespaces: ["OAUTH_KV"],
         bindings: {
           MONITOR_URLS: inject("monitorUrls"),
+          UNJAILED_MONITOR_URL: inject("unjailedMonitorUrl"),
           MONITOR_SECRET: inject("monitorSecret"),
           CONTROL_URL: inject("controlUrl"),
           DEPLOYER_URL: inject("deployerUrl"),

@@ -1,17 +1,8 @@
+import { DurableObject } from "cloudflare:workers";
 import { newTenantTag } from "../placement/placement.ts";
 import { SandboxClient } from "../protocol/client.ts";
 import { isSandboxError, SandboxError } from "../protocol/errors.ts";
 import type { CreateSessionRequest, Session } from "../protocol/schemas.ts";
-import type { OwnedSession, RegistryRecord } from "./registry-client.ts";
-import { RegistryClient } from "./registry-client.ts";
-import type {
-  DurableObjectNamespaceLike,
-  DurableObjectStateLike,
-  R2BucketLike,
-  SqlStorageLike,
-  SqlValue,
-} from "./routing-fetch-bindings.ts";
-import { stubFor } from "./routing-fetch-bindings.ts";
 import {
   R2SnapshotStore,
   type SnapshotDebounce,
@@ -20,10 +11,60 @@ import {
   snapshotDueAt,
 } from "./snapshots.ts";
 
-export interface RegistryEnv {
-  SANDBOX: DurableObjectNamespaceLike;
-  REGISTRY: DurableObjectNamespaceLike;
-  SNAPSHOTS?: R2BucketLike;
+/**
+ * The session registry: SQLite-backed Durable Objects of one class in two roles, so that no single object sees
+ * every call, each answering typed RPC calls:
+ * - a container shard, `containerShard(env, <container name>)`: the sessions placed on that container (their
+ *   creation request, last activity, snapshot), its capacity, debounced snapshots and restores;
+ * - a principal index, `principalIndex(env, <owner>)`: the owner's session ids and containers (quota and
+ *   listing) and the owner's random tag for a dedicated container.
+ * Tool calls touch neither on their hot path; see `routing-fetch.ts` for when each is asked. Snapshots and
+ * restores run here, next to the session records, whatever class serves `SANDBOX`.
+ */
+
+export interface RegistryRecord {
+  id: string;
+  owner: string | null;
+  container: string;
+  /** The session as the monitor last described it; null while the creation is in flight. */
+  session: Session | null;
+  createdAt: number;
+  lastActiveAt: number;
+  idleTtlSeconds: number;
+  maxLifetimeSeconds: number;
+  snapshotAt: number | null;
+  snapshotBytes: number | null;
+  snapshotError: string | null;
+}
+
+export interface OwnedSession {
+  id: string;
+  container: string;
+}
+
+export interface ReserveInput {
+  id: string;
+  owner: string | null;
+  container: string;
+  request: CreateSessionRequest;
+  capacity: number;
+}
+
+export type RegistryStub = DurableObjectStub<SandboxRegistry>;
+
+/** The registry shard of one container. */
+export function containerShard(env: Pick<Env, "REGISTRY">, container: string): RegistryStub {
+  return env.REGISTRY.getByName(`container:${container}`);
+}
+
+/** The registry index of one principal, named by a digest so that no object name carries the principal. */
+export async function principalIndex(
+  env: Pick<Env, "REGISTRY">,
+  owner: string | null,
+): Promise<RegistryStub> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`owner:${owner ?? ""}`));
+  const hex = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return env.REGISTRY.getByName(`principal:${hex}`);
 }
 
 /** A reservation whose creation never committed stops counting after this long. */
@@ -32,22 +73,14 @@ const PENDING_MS = 120_000;
 const DEFAULT_IDLE_TTL = 3_600;
 const DEFAULT_MAX_LIFETIME = 86_400;
 
-type Row = Record<string, SqlValue>;
+type Row = Record<string, SqlStorageValue>;
 
-/**
- * The session registry, a SQLite-backed Durable Object (see `registry-client.ts` for its two roles). It speaks
- * JSON over `fetch` rather than RPC, so the same class runs in workerd and, with a SQLite adapter, in Node tests.
- * Snapshots and restores run here, next to the session records, whatever class serves `SANDBOX`.
- */
-export class SandboxRegistry {
-  readonly #sql: SqlStorageLike;
-  readonly #ctx: DurableObjectStateLike;
-  readonly #env: RegistryEnv;
+export class SandboxRegistry extends DurableObject<Env> {
+  readonly #sql: SqlStorage;
   readonly #inflight = new Map<string, Promise<unknown>>();
 
-  constructor(ctx: DurableObjectStateLike, env: RegistryEnv) {
-    this.#ctx = ctx;
-    this.#env = env;
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
     this.#sql = ctx.storage.sql;
     this.#sql.exec(`CREATE TABLE IF NOT EXISTS sessions (
       id TEXT PRIMARY KEY, owner TEXT, container TEXT NOT NULL, state TEXT NOT NULL, request TEXT NOT NULL,
@@ -60,21 +93,8 @@ export class SandboxRegistry {
     this.#sql.exec("CREATE TABLE IF NOT EXISTS tags (owner TEXT PRIMARY KEY, tag TEXT NOT NULL)");
   }
 
-  async fetch(request: Request): Promise<Response> {
-    try {
-      const op = new URL(request.url).pathname.slice(1);
-      const body = (await request.json()) as Record<string, unknown>;
-      return Response.json(await this.#dispatch(op, body));
-    } catch (error) {
-      const failure = isSandboxError(error)
-        ? error
-        : new SandboxError("internal", `registry: ${String(error)}`);
-      return Response.json(failure.toBody(), { status: failure.status });
-    }
-  }
-
   /** Takes the snapshots that are due and forgets expired sessions. */
-  async alarm(): Promise<void> {
+  override async alarm(): Promise<void> {
     const now = Date.now();
     for (const row of this.#rows(
       "SELECT * FROM sessions WHERE state = 'live' AND first_dirty_at IS NOT NULL",
@@ -98,76 +118,14 @@ export class SandboxRegistry {
     await this.#schedule();
   }
 
-  async #dispatch(op: string, body: Record<string, unknown>): Promise<unknown> {
-    const id = typeof body.id === "string" ? body.id : "";
-    switch (op) {
-      case "reserve":
-        return this.#reserve(body as unknown as ReserveInput);
-      case "commit": {
-        const session = body.session as Session;
-        this.#sql.exec(
-          `UPDATE sessions SET state = 'live', session = ?, idle_ttl = ?, max_lifetime = ?, last_active_at = ?
-           WHERE id = ?`,
-          JSON.stringify(session),
-          session.idleTtlSeconds,
-          session.maxLifetimeSeconds,
-          Date.now(),
-          id,
-        );
-        await this.#schedule();
-        return { ok: true };
-      }
-      case "release":
-        this.#sql.exec("DELETE FROM sessions WHERE id = ? AND state = 'pending'", id);
-        return { ok: true };
-      case "touch":
-        this.#sql.exec("UPDATE sessions SET last_active_at = ? WHERE id = ?", Date.now(), id);
-        return { ok: true };
-      case "dirty":
-        return this.#dirty(id, body.debounce as SnapshotDebounce);
-      case "records":
-        return { records: await this.#records(body.ids as string[]) };
-      case "restore":
-        return this.#once(`restore:${id}`, () => this.#restore(id));
-      case "snapshot":
-        return this.#once(`snapshot:${id}`, () => this.#snapshot(id));
-      case "forget":
-        return this.#forget(id);
-      case "claim":
-        return this.#claim(body.owner as string | null, Number(body.quota));
-      case "bind":
-        this.#sql.exec(
-          "UPDATE owned SET id = ?, container = ?, pending = 0 WHERE id = ?",
-          id,
-          String(body.container),
-          String(body.claim),
-        );
-        return { ok: true };
-      case "unclaim":
-        this.#sql.exec("DELETE FROM owned WHERE id = ? AND pending = 1", String(body.claim));
-        return { ok: true };
-      case "owned":
-        return { sessions: this.#owned(body.owner as string | null) };
-      case "drop":
-        for (const dropped of body.ids as string[]) this.#sql.exec("DELETE FROM owned WHERE id = ?", dropped);
-        return { ok: true };
-      default:
-        throw new SandboxError("not_found", `the registry has no operation ${op}`);
-    }
-  }
-
   // ------------------------------------------------------------------------------------------ container shard
 
-  #reserve(input: ReserveInput): { reserved: true } {
+  /** Reserves a place for a session about to be created; false when the container holds `capacity` already. */
+  reserve(input: ReserveInput): boolean {
     const now = Date.now();
     // Synchronous from count to insert: no other request can interleave inside a Durable Object here.
     const live = this.#rows("SELECT * FROM sessions").filter((row) => this.#live(row, now)).length;
-    if (live >= input.capacity) {
-      throw new SandboxError(
-        "at_capacity",
-        `container ${input.container} holds its ${input.capacity} sessions`,
-      );
-    }
+    if (live >= input.capacity) return false;
     this.#sql.exec(
       `INSERT INTO sessions (id, owner, container, state, request, created_at, last_active_at, idle_ttl,
        max_lifetime) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?)`,
@@ -180,10 +138,34 @@ export class SandboxRegistry {
       input.request.idleTtlSeconds ?? DEFAULT_IDLE_TTL,
       input.request.maxLifetimeSeconds ?? DEFAULT_MAX_LIFETIME,
     );
-    return { reserved: true };
+    return true;
   }
 
-  async #dirty(id: string, debounce: SnapshotDebounce): Promise<{ ok: true }> {
+  /** Records the session the monitor created for a reservation. */
+  async commit(id: string, session: Session): Promise<void> {
+    this.#sql.exec(
+      `UPDATE sessions SET state = 'live', session = ?, idle_ttl = ?, max_lifetime = ?, last_active_at = ?
+       WHERE id = ?`,
+      JSON.stringify(session),
+      session.idleTtlSeconds,
+      session.maxLifetimeSeconds,
+      Date.now(),
+      id,
+    );
+    await this.#schedule();
+  }
+
+  /** Drops a reservation whose creation failed. */
+  release(id: string): void {
+    this.#sql.exec("DELETE FROM sessions WHERE id = ? AND state = 'pending'", id);
+  }
+
+  touch(id: string): void {
+    this.#sql.exec("UPDATE sessions SET last_active_at = ? WHERE id = ?", Date.now(), id);
+  }
+
+  /** Notes a change to the workspace: its snapshot is due after `debounce`. */
+  async dirty(id: string, debounce: SnapshotDebounce): Promise<void> {
     const now = Date.now();
     this.#sql.exec(
       `UPDATE sessions SET first_dirty_at = COALESCE(first_dirty_at, ?), last_dirty_at = ?, last_active_at = ?,
@@ -196,10 +178,10 @@ export class SandboxRegistry {
       id,
     );
     await this.#schedule();
-    return { ok: true };
   }
 
-  async #records(ids: string[]): Promise<RegistryRecord[]> {
+  /** The live sessions among `ids`; expired ones are forgotten on the way. */
+  async records(ids: string[]): Promise<RegistryRecord[]> {
     const now = Date.now();
     const records: RegistryRecord[] = [];
     for (const id of ids) {
@@ -209,6 +191,21 @@ export class SandboxRegistry {
       else if (row.state === "live") await this.#forget(id);
     }
     return records;
+  }
+
+  /** Re-creates a known, unexpired session on its (fresh) container from its last snapshot. */
+  restore(id: string): Promise<{ restored: boolean; fromSnapshot: boolean }> {
+    return this.#once(`restore:${id}`, () => this.#restore(id));
+  }
+
+  /** Takes a snapshot of the session's workspace now. */
+  snapshot(id: string): Promise<{ bytes: number; takenAt: number }> {
+    return this.#once(`snapshot:${id}`, () => this.#snapshot(id));
+  }
+
+  /** Forgets a session and its snapshot; says whether it was known, and whose it was. */
+  forget(id: string): Promise<{ known: boolean; owner: string | null }> {
+    return this.#forget(id);
   }
 
   async #restore(id: string): Promise<{ restored: boolean; fromSnapshot: boolean }> {
@@ -295,8 +292,8 @@ export class SandboxRegistry {
       }
     }
     if (!Number.isFinite(next)) return;
-    const current = await this.#ctx.storage.getAlarm();
-    if (current === null || current > next || current < Date.now()) await this.#ctx.storage.setAlarm(next);
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > next || current < Date.now()) await this.ctx.storage.setAlarm(next);
   }
 
   #live(row: Row, now: number): boolean {
@@ -305,28 +302,26 @@ export class SandboxRegistry {
   }
 
   #store(container: string): SnapshotStore {
-    return this.#env.SNAPSHOTS
-      ? new R2SnapshotStore(this.#env.SNAPSHOTS, `snapshots/${container}/`)
+    return this.env.SNAPSHOTS
+      ? new R2SnapshotStore(this.env.SNAPSHOTS, `snapshots/${container}/`)
       : new SqlSnapshotStore(this.#sql);
   }
 
   #client(container: string): SandboxClient {
     // The container Durable Object adds the monitor's secret; this side never holds it.
-    return new SandboxClient({ fetch: (request) => stubFor(this.#env.SANDBOX, container).fetch(request) });
+    return new SandboxClient({ fetch: (request) => this.env.SANDBOX.getByName(container).fetch(request) });
   }
 
   // ------------------------------------------------------------------------------------------ principal index
 
-  async #claim(owner: string | null, quota: number): Promise<{ claim: string; tag: string }> {
+  /**
+   * Claims one of the owner's `quota` places for a session about to be created, and the owner's tag; null when
+   * the owner holds `quota` live sessions already.
+   */
+  async claim(owner: string | null, quota: number): Promise<{ claim: string; tag: string } | null> {
     if (this.#owned(owner).length >= quota) await this.#prune(owner);
     // Re-count after the awaits above, then insert without yielding.
-    if (this.#owned(owner).length + this.#pending(owner) >= quota) {
-      throw new SandboxError(
-        "limit_exceeded",
-        `you hold the maximum of ${quota} sandbox sessions`,
-        "destroy a session you no longer need with destroy_session, then create one again",
-      );
-    }
+    if (this.#owned(owner).length + this.#pending(owner) >= quota) return null;
     const claim = `claim-${crypto.randomUUID()}`;
     this.#sql.exec(
       "INSERT INTO owned (id, owner, container, claimed_at, pending) VALUES (?, ?, NULL, ?, 1)",
@@ -340,6 +335,25 @@ export class SandboxRegistry {
       this.#sql.exec("INSERT INTO tags (owner, tag) VALUES (?, ?)", owner, tag);
     }
     return { claim, tag };
+  }
+
+  /** Turns a claim into the session it was for. */
+  bind(claim: string, id: string, container: string): void {
+    this.#sql.exec("UPDATE owned SET id = ?, container = ?, pending = 0 WHERE id = ?", id, container, claim);
+  }
+
+  /** Gives back a claim whose creation failed. */
+  unclaim(claim: string): void {
+    this.#sql.exec("DELETE FROM owned WHERE id = ? AND pending = 1", claim);
+  }
+
+  /** The owner's sessions and their containers (some may have expired since: see `records`). */
+  owned(owner: string | null): OwnedSession[] {
+    return this.#owned(owner);
+  }
+
+  drop(ids: string[]): void {
+    for (const id of ids) this.#sql.exec("DELETE FROM owned WHERE id = ?", id);
   }
 
   #owned(owner: string | null): OwnedSession[] {
@@ -364,7 +378,7 @@ export class SandboxRegistry {
       byContainer.set(container, [...(byContainer.get(container) ?? []), id]);
     }
     for (const [container, ids] of byContainer) {
-      const { records } = await RegistryClient.forContainer(this.#env.REGISTRY, container).records(ids);
+      const records = await containerShard(this.env, container).records(ids);
       const live = new Set(records.map((record) => record.id));
       for (const id of ids) if (!live.has(id)) this.#sql.exec("DELETE FROM owned WHERE id = ?", id);
     }
@@ -372,8 +386,8 @@ export class SandboxRegistry {
 
   // ------------------------------------------------------------------------------------------ helpers
 
-  #rows(query: string, ...bindings: SqlValue[]): Row[] {
-    return this.#sql.exec(query, ...bindings).toArray();
+  #rows(query: string, ...bindings: SqlStorageValue[]): Row[] {
+    return this.#sql.exec<Row>(query, ...bindings).toArray();
   }
 
   #row(id: string): Row | undefined {
@@ -388,14 +402,6 @@ export class SandboxRegistry {
     this.#inflight.set(key, started);
     return started;
   }
-}
-
-interface ReserveInput {
-  id: string;
-  owner: string | null;
-  container: string;
-  request: CreateSessionRequest;
-  capacity: number;
 }
 
 function expiresAt(row: Row): number {
@@ -421,10 +427,10 @@ function toRecord(row: Row): RegistryRecord {
   };
 }
 
-function num(value: SqlValue | undefined): number {
+function num(value: SqlStorageValue | undefined): number {
   return typeof value === "number" ? value : Number(value ?? 0);
 }
 
-function str(value: SqlValue | undefined): string {
+function str(value: SqlStorageValue | undefined): string {
   return typeof value === "string" ? value : String(value);
 }

@@ -12,24 +12,16 @@ import {
   tenancyFor,
 } from "../placement/placement.ts";
 import { SandboxClient } from "../protocol/client.ts";
-import { isSandboxError, SandboxError } from "../protocol/errors.ts";
+import { ErrorBody, isSandboxError, SandboxError } from "../protocol/errors.ts";
 import { CreateSessionRequest, type Isolation, type Session, SessionId } from "../protocol/schemas.ts";
-import { RegistryClient } from "./registry-client.ts";
-import type { DurableObjectNamespaceLike, R2BucketLike } from "./routing-fetch-bindings.ts";
-import { stubFor } from "./routing-fetch-bindings.ts";
+import { containerShard, principalIndex, type RegistryStub } from "./registry.ts";
 import { DEFAULT_SNAPSHOT_DEBOUNCE, type SnapshotDebounce } from "./snapshots.ts";
 
-/** Bindings, named as in wrangler.jsonc. Real Workers bindings are assignable to these structural types. */
-export interface RoutingEnv {
-  /** The sandbox container class (or `ForwardingSandbox` in dev and tests). */
-  SANDBOX: DurableObjectNamespaceLike;
-  /** `SandboxRegistry`, SQLite-backed; sharded per container and per principal. */
-  REGISTRY: DurableObjectNamespaceLike;
-  /** Optional: workspace snapshots go to R2 when bound, else to the registry's Durable Object storage. */
-  SNAPSHOTS?: R2BucketLike;
-  /** Pool size; "0" gives every session a container of its own. */
-  MAX_SANDBOX_INSTANCES: string;
-}
+/**
+ * What routing reads from the Worker's bindings: the sandbox container class (or `ForwardingSandbox` in dev),
+ * the registry, and the pool size ("0" gives every session a container of its own).
+ */
+export type RoutingEnv = Pick<Env, "SANDBOX" | "REGISTRY"> & { MAX_SANDBOX_INSTANCES: string };
 
 export interface RoutingOptions {
   /** `solo` gives every session its own container whatever `MAX_SANDBOX_INSTANCES` says. */
@@ -91,7 +83,7 @@ export function snapshotSession(
 ): Promise<{ bytes: number; takenAt: number }> {
   const config = parsePlacementConfig(env.MAX_SANDBOX_INSTANCES, options.mode);
   const { container } = locateSession(sessionId, config);
-  return RegistryClient.forContainer(env.REGISTRY, container).snapshot(sessionId);
+  return containerShard(env, container).snapshot(sessionId);
 }
 
 class Router {
@@ -141,8 +133,17 @@ class Router {
     if (!parsed.success) throw new SandboxError("bad_request", `invalid request: ${parsed.error.message}`);
     const input = parsed.data;
     const owner = input.owner ?? null;
-    const principal = await RegistryClient.forOwner(this.#env.REGISTRY, owner);
-    const { claim, tag } = await principal.claim(owner, this.#options.maxSessionsPerPrincipal);
+    const principal = await principalIndex(this.#env, owner);
+    const quota = this.#options.maxSessionsPerPrincipal;
+    const claimed = await principal.claim(owner, quota);
+    if (!claimed) {
+      throw new SandboxError(
+        "limit_exceeded",
+        `you hold the maximum of ${quota} sandbox sessions`,
+        "destroy a session you no longer need with destroy_session, then create one again",
+      );
+    }
+    const { claim, tag } = claimed;
     try {
       const attempts = this.#config.mode === "pool" ? this.#options.placementAttempts : 1;
       for (let attempt = 0; attempt < attempts; attempt++) {
@@ -173,20 +174,16 @@ class Router {
 
   /** The session, or undefined when the container is full. */
   async #createOn(placement: Placement, request: CreateSessionRequest): Promise<Session | undefined> {
-    const shard = RegistryClient.forContainer(this.#env.REGISTRY, placement.container);
+    const shard = containerShard(this.#env, placement.container);
     const capacity = placement.tenancy === "session" ? 1 : this.#options.sessionsPerContainer;
-    try {
-      await shard.reserve({
-        id: placement.sessionId,
-        owner: request.owner ?? null,
-        container: placement.container,
-        request,
-        capacity,
-      });
-    } catch (error) {
-      if (isSandboxError(error) && error.code === "at_capacity") return undefined;
-      throw error;
-    }
+    const reserved = await shard.reserve({
+      id: placement.sessionId,
+      owner: request.owner ?? null,
+      container: placement.container,
+      request,
+      capacity,
+    });
+    if (!reserved) return undefined;
     try {
       const session = await this.#client(placement.container).createSession(request);
       await shard.commit(session.id, session);
@@ -226,16 +223,16 @@ class Router {
         "pass ?owner=<principal>",
       );
     }
-    const principal = await RegistryClient.forOwner(this.#env.REGISTRY, owner);
+    const principal = await principalIndex(this.#env, owner);
     const byContainer = new Map<string, string[]>();
-    for (const { id, container } of (await principal.owned(owner)).sessions) {
+    for (const { id, container } of await principal.owned(owner)) {
       byContainer.set(container, [...(byContainer.get(container) ?? []), id]);
     }
     const sessions: Session[] = [];
     const gone: string[] = [];
     await Promise.all(
       [...byContainer].map(async ([container, ids]) => {
-        const { records } = await RegistryClient.forContainer(this.#env.REGISTRY, container).records(ids);
+        const records = await containerShard(this.#env, container).records(ids);
         const live = new Set(records.map((record) => record.id));
         gone.push(...ids.filter((id) => !live.has(id)));
         for (const record of records) {
@@ -279,7 +276,7 @@ class Router {
 
   async #session(request: Request, url: URL, id: string, rest: string): Promise<Response> {
     const { container } = locateSession(id, this.#config);
-    const shard = RegistryClient.forContainer(this.#env.REGISTRY, container);
+    const shard = containerShard(this.#env, container);
     if (request.method === "DELETE" && rest === "") return this.#destroy(request, url, id, container, shard);
     const streaming = rest.startsWith("/ports/") || (request.method === "PUT" && rest === "/files/archive");
     const body = request.body && !streaming ? await request.arrayBuffer() : (request.body ?? undefined);
@@ -307,13 +304,12 @@ class Router {
     url: URL,
     id: string,
     container: string,
-    shard: RegistryClient,
+    shard: RegistryStub,
   ): Promise<Response> {
     const response = await this.#forward(container, request, url, undefined);
     if (!response.ok && response.status !== 404) return response;
     const { known, owner } = await shard.forget(id);
-    if (known)
-      await RegistryClient.forOwner(this.#env.REGISTRY, owner).then((principal) => principal.drop([id]));
+    if (known) await (await principalIndex(this.#env, owner)).drop([id]);
     if (response.ok || !known) return response;
     // The container had already lost it (slept or replaced); forgetting the record and snapshot destroys it.
     await response.body?.cancel();
@@ -328,7 +324,7 @@ class Router {
     return probe.status === 404;
   }
 
-  async #noteActivity(shard: RegistryClient, id: string, call: string): Promise<void> {
+  async #noteActivity(shard: RegistryStub, id: string, call: string): Promise<void> {
     if (MUTATING.some((pattern) => pattern.test(call))) {
       this.#touched.set(id, Date.now());
       await this.#background(shard.dirty(id, this.#options.snapshotDebounce));
@@ -361,13 +357,9 @@ class Router {
     const headers = new Headers(request.headers);
     // The container Durable Object sets the monitor's secret; a caller's header is never passed on.
     headers.delete("authorization");
-    const init: RequestInit & { duplex?: "half" } = { method: request.method, headers };
-    if (body !== undefined) {
-      init.body = body;
-      if (body instanceof ReadableStream) init.duplex = "half";
-    }
     const target = url ? `${BASE}${url.pathname}${url.search}` : request.url;
-    const response = await stubFor(this.#env.SANDBOX, container).fetch(new Request(target, init));
+    const sent = new Request(target, { method: request.method, headers, body: body ?? null });
+    const response = await this.#env.SANDBOX.getByName(container).fetch(sent);
     const json = response.headers.get("content-type")?.includes("json") ?? false;
     if (!json && (response.status === 503 || response.status === 429)) {
       await response.body?.cancel();
@@ -387,14 +379,25 @@ class Router {
 }
 
 function errorResponse(error: unknown): Response {
-  const failure = isSandboxError(error)
-    ? error
-    : new SandboxError(
-        "internal",
-        `routing failed: ${error instanceof Error ? error.message : String(error)}`,
-      );
+  const failure = asSandboxError(error);
   const headers = new Headers();
   const retry = failure.details?.retryAfterSeconds;
   if (failure.code === "at_capacity" && typeof retry === "number") headers.set("retry-after", String(retry));
   return Response.json(failure.toBody(), { status: failure.status, headers });
+}
+
+/**
+ * The `SandboxError` behind `error`: thrown here, or thrown in a registry object and carried over RPC, which keeps
+ * an error's name and fields but not its class.
+ */
+function asSandboxError(error: unknown): SandboxError {
+  if (isSandboxError(error)) return error;
+  if (error instanceof Error && error.name === "SandboxError") {
+    const body = ErrorBody.shape.error.safeParse(error);
+    if (body.success) return SandboxError.fromBody({ error: body.data });
+  }
+  return new SandboxError(
+    "internal",
+    `routing failed: ${error instanceof Error ? error.message : String(error)}`,
+  );
 }

@@ -1,5 +1,4 @@
 import { SandboxError } from "../protocol/errors.ts";
-import type { R2BucketLike, SqlStorageLike, SqlValue } from "./routing-fetch-bindings.ts";
 
 /**
  * Workspace snapshots: the tar stream of the protocol's `exportArchive`, kept outside the container so a session
@@ -47,9 +46,9 @@ export interface SnapshotStore {
 /** Snapshots as 1 MiB rows of the registry shard's SQLite database. */
 export class SqlSnapshotStore implements SnapshotStore {
   readonly maxBytes: number;
-  readonly #sql: SqlStorageLike;
+  readonly #sql: SqlStorage;
 
-  constructor(sql: SqlStorageLike, maxBytes = DEFAULT_SNAPSHOT_MAX_BYTES) {
+  constructor(sql: SqlStorage, maxBytes = DEFAULT_SNAPSHOT_MAX_BYTES) {
     this.#sql = sql;
     this.maxBytes = maxBytes;
     sql.exec(
@@ -108,10 +107,10 @@ export class SqlSnapshotStore implements SnapshotStore {
 /** Snapshots as R2 objects `<prefix><session>/<gen>.tar`. */
 export class R2SnapshotStore implements SnapshotStore {
   readonly maxBytes: number;
-  readonly #bucket: R2BucketLike;
+  readonly #bucket: R2Bucket;
   readonly #prefix: string;
 
-  constructor(bucket: R2BucketLike, prefix: string, maxBytes = R2_SNAPSHOT_MAX_BYTES) {
+  constructor(bucket: R2Bucket, prefix: string, maxBytes = R2_SNAPSHOT_MAX_BYTES) {
     this.#bucket = bucket;
     this.#prefix = prefix;
     this.maxBytes = maxBytes;
@@ -189,7 +188,7 @@ function concat(parts: Uint8Array[], bytes: number): Uint8Array {
   return out;
 }
 
-function toBytes(value: SqlValue | undefined): Uint8Array {
+function toBytes(value: SqlStorageValue | undefined): Uint8Array {
   if (value instanceof Uint8Array) return value;
   if (value instanceof ArrayBuffer) return new Uint8Array(value);
   throw new SandboxError("internal", "a snapshot chunk is not binary");

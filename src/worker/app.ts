@@ -5,27 +5,22 @@ import { isSandboxError } from "../protocol/errors.ts";
 import { SERVER_VERSION } from "../server.ts";
 import { type BearerAuth, createBearerAuth, unauthorized } from "./auth.ts";
 import { createWorkerBrowser, type LaunchBrowser } from "./browser.ts";
-import { readConfig, type WorkerConfig, type WorkerVars } from "./config.ts";
+import { readConfig, type WorkerConfig, type WorkerEnv } from "./config.ts";
 import { createWorkerDeployer } from "./deployer.ts";
 import { createWorkerMcp, type WorkerMcp } from "./mcp.ts";
 import { servePreview } from "./preview.ts";
 import { parsePreviewHost } from "./preview-host.ts";
-import { PreviewGrants, type PreviewNamespace, validPort } from "./preview-registry.ts";
+import { validPort } from "./preview-registry.ts";
 import { revokingPreviewsOnDestroy } from "./sandbox-fetch.ts";
 
-/** What the app needs from the environment besides plain vars. */
-export interface AppBindings extends WorkerVars {
-  PREVIEWS: PreviewNamespace;
-}
-
-/** The Cloudflare-specific parts, injected so that the app never names a container class. */
-export interface WorkerPlatform<E extends AppBindings> {
+/** The container side, injected so that the app never names a container class. */
+export interface WorkerPlatform {
   /** A fetch that makes the whole container pool look like one monitor (placement, stickiness, snapshots). */
-  sandboxFetch(env: E): FetchLike;
+  sandboxFetch(env: WorkerEnv): FetchLike;
   /** Publishes `cloudflare` deploys (the deployer container); undefined when not configured. */
-  publisher(env: E): Deployer | undefined;
+  publisher(env: WorkerEnv): Deployer | undefined;
   /** Starts Browser Rendering sessions for `check_preview`; undefined when the Worker has no browser binding. */
-  browser?(env: E): LaunchBrowser | undefined;
+  browser?(env: WorkerEnv): LaunchBrowser | undefined;
 }
 
 /** Set by the OAuth provider (or a service binding) for requests it already authenticated. */
@@ -45,9 +40,9 @@ interface Runtime {
  * The Worker: `/mcp` (bearer token or OAuth, then the stateless MCP handler), `/health`, preview hosts, and
  * `DELETE /previews/:sessionId` to revoke previews. Configuration is validated once per environment object.
  */
-export function createWorkerApp<E extends AppBindings>(platform: WorkerPlatform<E>) {
+export function createWorkerApp(platform: WorkerPlatform) {
   const runtimes = new WeakMap<object, Runtime>();
-  const runtimeOf = (env: E): Runtime => {
+  const runtimeOf = (env: WorkerEnv): Runtime => {
     let runtime = runtimes.get(env);
     if (!runtime) {
       const config = readConfig(env);
@@ -83,7 +78,7 @@ export function createWorkerApp<E extends AppBindings>(platform: WorkerPlatform<
     return runtime;
   };
 
-  const app = new Hono<{ Bindings: E; Variables: { runtime: Runtime } }>();
+  const app = new Hono<{ Bindings: WorkerEnv; Variables: { runtime: Runtime } }>();
 
   app.use(async (c, next) => {
     const runtime = runtimeOf(c.env);
@@ -138,7 +133,7 @@ export function createWorkerApp<E extends AppBindings>(platform: WorkerPlatform<
     }
     if (port !== undefined && !validPort(Number(port)))
       return c.json({ error: { code: "bad_request", message: `invalid port ${port}` } }, 400);
-    const revoked = await new PreviewGrants(c.env.PREVIEWS, sessionId).revoke(
+    const revoked = await c.env.PREVIEWS.getByName(sessionId).revoke(
       port === undefined ? undefined : Number(port),
     );
     return c.json({ sessionId, revoked });

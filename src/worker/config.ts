@@ -1,16 +1,12 @@
 import { type PlacementMode, parsePlacementConfig } from "../placement/placement.ts";
 import { parseAuthTokens, type TokenEntry } from "./auth.ts";
+import type { OAuthBindings } from "./oauth.ts";
 
-/** The plain-text bindings the Worker reads (vars and secrets); see wrangler.jsonc. */
-export interface WorkerVars {
-  AUTH_TOKENS?: string;
-  MAX_SANDBOX_INSTANCES?: string;
-  SANDBOX_INSTANCE_TYPE?: string;
-  PREVIEW_DOMAIN?: string;
-  ALLOWED_HOSTNAMES?: string;
-  /** `https://mcp.example.com`: enables OAuth (with an `OAUTH_KV` binding) and names the protected resource. */
-  PUBLIC_URL?: string;
-}
+/**
+ * The Worker's bindings: the generated `Env` (wrangler.jsonc, `npm run cf-typegen`) and the optional OAuth
+ * settings, which an operator adds (docs/deploy-cloudflare.md) and wrangler.jsonc therefore does not declare.
+ */
+export type WorkerEnv = Env & OAuthBindings;
 
 export interface WorkerConfig {
   tokens: TokenEntry[];
@@ -26,7 +22,7 @@ export interface WorkerConfig {
 }
 
 /** Validates the configuration once per isolate; a mistake throws with the variable to fix. */
-export function readConfig(vars: WorkerVars): WorkerConfig {
+export function readConfig(vars: WorkerEnv): WorkerConfig {
   // The same reading the router makes, so the Worker accepts every pool size placement does, "0" included.
   const { mode: placement, poolSize } = parsePlacementConfig(vars.MAX_SANDBOX_INSTANCES ?? "1");
   const previewDomain = (vars.PREVIEW_DOMAIN ?? "").trim().toLowerCase().replace(/^\*\./, "");

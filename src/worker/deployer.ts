@@ -7,12 +7,11 @@ import type {
 } from "../../tools/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { MONITOR_PORT, previewUrl } from "./preview-host.ts";
-import { PreviewGrants, type PreviewNamespace } from "./preview-registry.ts";
 
 export interface WorkerDeployerOptions {
   /** Empty: the Worker offers no previews. */
   previewDomain: string;
-  previews: PreviewNamespace;
+  previews: Env["PREVIEWS"];
   /** Publishes the other targets (the deployer container); absent when not configured. */
   publisher: Deployer | undefined;
 }
@@ -62,7 +61,7 @@ async function preview(
     );
   }
   const processes = await context.sandbox.listProcesses(request.sessionId, { signal: context.signal });
-  await new PreviewGrants(options.previews, request.sessionId).grant(port, request.principal);
+  await options.previews.getByName(request.sessionId).grant(port, request.principal);
   const url = previewUrl({ port, sessionId: request.sessionId }, options.previewDomain);
   const serving = processes.some((p) => p.port === port && p.status === "running");
   return {

@@ -1,35 +1,22 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { createCloudflareDeployer, createRoutingFetch, type RoutingEnv } from "../cloudflare/index.ts";
-import { type AppBindings, createWorkerApp } from "./app.ts";
-import { type BrowserBinding, browserRendering } from "./browser-rendering.ts";
+import { createCloudflareDeployer } from "../cloudflare/deployer.ts";
+import { createRoutingFetch } from "../cloudflare/routing-fetch.ts";
+import { createWorkerApp } from "./app.ts";
+import { browserRendering } from "./browser-rendering.ts";
+import type { WorkerEnv } from "./config.ts";
 import { withOAuth } from "./oauth.ts";
 
-export {
-  DeployerContainer,
-  ForwardingDeployer,
-  ForwardingSandbox,
-  SandboxContainer,
-  SandboxRegistry,
-} from "../cloudflare/index.ts";
+export { DeployerContainer } from "../cloudflare/deployer-container.ts";
+export { ForwardingDeployer, ForwardingSandbox } from "../cloudflare/forwarding.ts";
+export { SandboxRegistry } from "../cloudflare/registry.ts";
+export { SandboxContainer } from "../cloudflare/sandbox-container.ts";
 export { PreviewRegistry } from "./preview-registry.ts";
-
-/** The deployer's binding, structurally: `DurableObjectNamespace<DeployerContainer>` is assignable to it. */
-export interface DeployerNamespace {
-  getByName(name: string): { fetch(request: Request): Promise<Response> };
-}
-
-/** The bindings the production Worker reads (wrangler.jsonc); the generated `Env` is assignable to it. */
-export type WorkerEnv = AppBindings & RoutingEnv & { DEPLOYER?: DeployerNamespace; BROWSER?: BrowserBinding };
-
-interface WaitUntil {
-  waitUntil(promise: Promise<unknown>): void;
-}
 
 // The pool's fetch lives as long as the isolate (it caches placement facts), but `waitUntil` belongs to each
 // request: the current request's context is found through async context.
-const requestContext = new AsyncLocalStorage<WaitUntil>();
+const requestContext = new AsyncLocalStorage<ExecutionContext>();
 
-const app = createWorkerApp<WorkerEnv>({
+const app = createWorkerApp({
   sandboxFetch: (env) =>
     createRoutingFetch(env, {
       waitUntil: (promise) => {
@@ -39,15 +26,11 @@ const app = createWorkerApp<WorkerEnv>({
       },
     }),
   // One deployer instance: deploys are rare and each runs in its own temporary directory.
-  publisher: (env) => {
-    const deployer = env.DEPLOYER;
-    return deployer
-      ? createCloudflareDeployer({ deployer: (request) => deployer.getByName("deployer").fetch(request) })
-      : undefined;
-  },
+  publisher: (env) =>
+    createCloudflareDeployer({ deployer: (request) => env.DEPLOYER.getByName("deployer").fetch(request) }),
   browser: (env) => (env.BROWSER ? browserRendering(env.BROWSER) : undefined),
 });
 
-export default withOAuth<WorkerEnv, WaitUntil>((request, env, ctx) =>
-  requestContext.run(ctx, async () => app.fetch(request, env, ctx as never)),
+export default withOAuth<WorkerEnv, ExecutionContext>((request, env, ctx) =>
+  requestContext.run(ctx, async () => app.fetch(request, env, ctx)),
 );

@@ -9,7 +9,7 @@ import { type BearerAuth, createBearerAuth, PRINCIPAL, parseAuthTokens } from ".
 /** What turns OAuth on; all three must be present (see docs/deploy-cloudflare.md). */
 export interface OAuthBindings {
   /** KV namespace the provider keeps clients, grants and tokens in. */
-  OAUTH_KV?: unknown;
+  OAUTH_KV?: KVNamespace;
   /** The password of the consent page: whoever knows it may grant access as `OAUTH_PRINCIPAL`. */
   OAUTH_ADMIN_PASSWORD?: string;
   /** `https://mcp.example.com`: the issuer's and the protected resource's origin. */

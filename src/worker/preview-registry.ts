@@ -1,9 +1,4 @@
-/**
- * The previews of one session (one object per session id, so lookups never queue behind other sessions).
- * A preview answers only while its grant exists: `deploy` with target preview creates it, destroying the
- * session or an explicit revocation deletes it. A plain Durable Object class with a small JSON fetch surface,
- * so it needs no runtime-specific imports.
- */
+import { DurableObject } from "cloudflare:workers";
 
 export interface PreviewGrant {
   port: number;
@@ -11,100 +6,32 @@ export interface PreviewGrant {
   createdAt: number;
 }
 
-interface StorageSlice {
-  get<T>(key: string): Promise<T | undefined>;
-  put(key: string, value: unknown): Promise<void>;
-  delete(key: string): Promise<boolean>;
-  list<T>(options: { prefix: string }): Promise<Map<string, T>>;
-  deleteAll(): Promise<void>;
-}
-
-export class PreviewRegistry {
-  readonly #storage: StorageSlice;
-
-  constructor(ctx: { storage: StorageSlice }, _env: unknown) {
-    this.#storage = ctx.storage;
-  }
-
-  async fetch(request: Request): Promise<Response> {
-    const url = new URL(request.url);
-    const port = url.searchParams.has("port") ? Number(url.searchParams.get("port")) : undefined;
-    if (port !== undefined && !validPort(port))
-      return Response.json({ error: "invalid port" }, { status: 400 });
-    if (request.method === "PUT" && port !== undefined) {
-      const { principal } = (await request.json()) as { principal: string };
-      return Response.json(await this.#grant(port, principal));
-    }
-    if (request.method === "GET" && port !== undefined) {
-      return Response.json((await this.#storage.get<PreviewGrant>(key(port))) ?? null);
-    }
-    if (request.method === "GET") {
-      return Response.json([...(await this.#storage.list<PreviewGrant>({ prefix: "port:" })).values()]);
-    }
-    if (request.method === "DELETE") return Response.json(await this.#revoke(port));
-    return Response.json({ error: "unknown preview registry call" }, { status: 404 });
-  }
-
-  async #grant(port: number, principal: string): Promise<PreviewGrant> {
-    const existing = await this.#storage.get<PreviewGrant>(key(port));
+/**
+ * The previews of one session (one object per session id, `env.PREVIEWS.getByName(sessionId)`, so lookups never
+ * queue behind other sessions). A preview answers only while its grant exists: `deploy` with target preview
+ * creates it, destroying the session or an explicit revocation deletes it. Callers validate ports.
+ */
+export class PreviewRegistry extends DurableObject<Env> {
+  grant(port: number, principal: string): PreviewGrant {
+    const kv = this.ctx.storage.kv;
+    const existing = kv.get<PreviewGrant>(key(port));
     if (existing) return existing;
     const grant: PreviewGrant = { port, principal, createdAt: Date.now() };
-    await this.#storage.put(key(port), grant);
+    kv.put(key(port), grant);
     return grant;
   }
 
-  async #revoke(port: number | undefined): Promise<number[]> {
-    if (port !== undefined) return (await this.#storage.delete(key(port))) ? [port] : [];
-    const ports = [...(await this.#storage.list<PreviewGrant>({ prefix: "port:" })).values()].map(
-      (g) => g.port,
-    );
-    await this.#storage.deleteAll();
-    return ports;
-  }
-}
-
-/** The binding, structurally: the real `DurableObjectNamespace` is assignable to it. */
-export interface PreviewNamespace {
-  idFromName(name: string): unknown;
-  get(id: never): { fetch(request: Request): Promise<Response> };
-}
-
-/** Typed calls to the registry of one session. */
-export class PreviewGrants {
-  readonly #stub: { fetch(request: Request): Promise<Response> };
-
-  constructor(namespace: PreviewNamespace, sessionId: string) {
-    this.#stub = namespace.get(namespace.idFromName(sessionId) as never);
-  }
-
-  grant(port: number, principal: string): Promise<PreviewGrant> {
-    return this.#call("PUT", port, { principal });
-  }
-
-  lookup(port: number): Promise<PreviewGrant | null> {
-    return this.#call("GET", port);
-  }
-
-  list(): Promise<PreviewGrant[]> {
-    return this.#call("GET");
+  lookup(port: number): PreviewGrant | null {
+    return this.ctx.storage.kv.get<PreviewGrant>(key(port)) ?? null;
   }
 
   /** Revokes one port, or every preview of the session when `port` is absent; returns the ports revoked. */
-  revoke(port?: number): Promise<number[]> {
-    return this.#call("DELETE", port);
-  }
-
-  async #call<T>(method: string, port?: number, body?: unknown): Promise<T> {
-    const url = `http://previews.internal/${port === undefined ? "" : `?port=${port}`}`;
-    const init: RequestInit = { method };
-    if (body !== undefined) {
-      init.body = JSON.stringify(body);
-      init.headers = { "content-type": "application/json" };
-    }
-    const response = await this.#stub.fetch(new Request(url, init));
-    if (!response.ok)
-      throw new Error(`preview registry answered ${response.status}: ${await response.text()}`);
-    return (await response.json()) as T;
+  revoke(port?: number): number[] {
+    const kv = this.ctx.storage.kv;
+    if (port !== undefined) return kv.delete(key(port)) ? [port] : [];
+    const grants = [...kv.list<PreviewGrant>({ prefix: "port:" })];
+    for (const [name] of grants) kv.delete(name);
+    return grants.map(([, grant]) => grant.port);
   }
 }
 

@@ -1,11 +1,10 @@
 import type { SandboxClient } from "../protocol/client.ts";
 import { isSandboxError } from "../protocol/errors.ts";
 import { forwardedHeaders, MONITOR_PORT, type PreviewTarget, sanitizeResponse } from "./preview-host.ts";
-import { PreviewGrants, type PreviewNamespace } from "./preview-registry.ts";
 
 export interface PreviewDeps {
   sandbox: SandboxClient;
-  previews: PreviewNamespace;
+  previews: Env["PREVIEWS"];
 }
 
 /**
@@ -21,7 +20,7 @@ export async function servePreview(
   if (target.port === MONITOR_PORT) {
     return text(403, `port ${MONITOR_PORT} is the sandbox monitor's own port and is never previewed\n`);
   }
-  const grant = await new PreviewGrants(deps.previews, target.sessionId).lookup(target.port);
+  const grant = await deps.previews.getByName(target.sessionId).lookup(target.port);
   if (!grant) {
     return text(
       404,

@@ -1,5 +1,4 @@
 import type { FetchLike } from "../protocol/client.ts";
-import { PreviewGrants, type PreviewNamespace } from "./preview-registry.ts";
 
 const SESSION_PATH = /^\/v1\/sessions\/([a-z0-9]{8,63})$/;
 
@@ -7,13 +6,13 @@ const SESSION_PATH = /^\/v1\/sessions\/([a-z0-9]{8,63})$/;
  * Wraps the pool's fetch so that destroying a session revokes its previews, whichever tool or route destroyed
  * it: the revocation rides on the one protocol call every destroy makes.
  */
-export function revokingPreviewsOnDestroy(inner: FetchLike, previews: PreviewNamespace): FetchLike {
+export function revokingPreviewsOnDestroy(inner: FetchLike, previews: Env["PREVIEWS"]): FetchLike {
   return async (request) => {
     const destroyed =
       request.method === "DELETE" ? SESSION_PATH.exec(new URL(request.url).pathname)?.[1] : undefined;
     const response = await inner(request);
     if (destroyed && (response.ok || response.status === 404)) {
-      await new PreviewGrants(previews, destroyed).revoke();
+      await previews.getByName(destroyed).revoke();
     }
     return response;
   };

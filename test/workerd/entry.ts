@@ -1,4 +1,5 @@
-import { forwardToMonitor } from "../../src/cloudflare/index.ts";
+import { DurableObject } from "cloudflare:workers";
+import { forward } from "../../src/cloudflare/forwarding.ts";
 import worker from "../../src/worker/index.ts";
 import { browserStandIn } from "./browser-stand-in.ts";
 
@@ -21,6 +22,7 @@ export default {
 
 interface PoolSandboxEnv {
   MONITOR_URLS: string;
+  UNJAILED_MONITOR_URL: string;
   MONITOR_SECRET: string;
 }
 
@@ -28,18 +30,17 @@ interface PoolSandboxEnv {
  * The test's stand-in for the sandbox container class: pool container `container-pool-<i>` forwards to host
  * monitor `i mod n`, so a session that reached the wrong container would find the wrong monitor.
  */
-export class PoolSandbox {
-  readonly #url: string;
-  readonly #secret: string;
-
-  constructor(ctx: { id: { name?: string } }, env: PoolSandboxEnv) {
-    const urls = env.MONITOR_URLS.split(",");
-    const index = Number(/([0-9]+)$/.exec(ctx.id.name ?? "")?.[1] ?? 0);
-    this.#url = urls[index % urls.length]!;
-    this.#secret = env.MONITOR_SECRET;
+export class PoolSandbox extends DurableObject<PoolSandboxEnv> {
+  override fetch(request: Request): Promise<Response> {
+    const urls = this.env.MONITOR_URLS.split(",");
+    const index = Number(/([0-9]+)$/.exec(this.ctx.id.name ?? "")?.[1] ?? 0);
+    return forward(request, urls[index % urls.length]!, this.env.MONITOR_SECRET);
   }
+}
 
-  fetch(request: Request): Promise<Response> {
-    return forwardToMonitor(request, this.#url, this.#secret);
+/** Every container name reaches the monitor that cannot jail (`--isolation none`). */
+export class UnjailedSandbox extends DurableObject<PoolSandboxEnv> {
+  override fetch(request: Request): Promise<Response> {
+    return forward(request, this.env.UNJAILED_MONITOR_URL, this.env.MONITOR_SECRET);
   }
 }

@@ -5,6 +5,7 @@ import { startTestHost } from "./host.ts";
 declare module "vitest" {
   export interface ProvidedContext {
     monitorUrls: string;
+    unjailedMonitorUrl: string;
     monitorSecret: string;
     controlUrl: string;
     deployerUrl: string;
@@ -14,12 +15,13 @@ declare module "vitest" {
   }
 }
 
-/** Two real monitors (so placement is observable), a real deployer and the control server, for the whole project. */
+/** Two real monitors (so placement is observable), one that cannot jail, a real deployer and the control server, for the whole project. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const host = await startTestHost(2);
   const chromium = await startCdpChromium();
   project.provide("browserCdpUrl", chromium.url);
   project.provide("monitorUrls", host.monitorUrls.join(","));
+  project.provide("unjailedMonitorUrl", host.unjailedUrl);
   project.provide("monitorSecret", host.secret);
   project.provide("controlUrl", host.controlUrl);
   project.provide("deployerUrl", host.deployer.url);

@@ -5,6 +5,7 @@ import { SandboxClient } from "../../src/protocol/client.ts";
 /** The bindings the tests read, on top of the Worker's own. */
 export interface TestBindings {
   MONITOR_URLS: string;
+  UNJAILED_SANDBOX: DurableObjectNamespace;
   MONITOR_SECRET: string;
   CONTROL_URL: string;
 }

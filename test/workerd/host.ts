@@ -14,6 +14,8 @@ import { type MonitorProcess, removeDir, startMonitorProcess } from "../helpers/
  */
 export interface TestHost {
   monitorUrls: string[];
+  /** A monitor that cannot jail sessions (`--isolation none`), as on a host without bubblewrap. */
+  unjailedUrl: string;
   secret: string;
   controlUrl: string;
   deployer: DeployerProcess;
@@ -42,6 +44,7 @@ export async function startTestHost(monitors: number): Promise<TestHost> {
   const secret = `workerd-test-${Math.random().toString(36).slice(2)}-0123456789`;
   const slots: Slot[] = [];
   for (let i = 0; i < monitors; i++) slots.push(await startSlot(secret));
+  const unjailed = await startSlot(secret, 0, ["--isolation", "none"]);
   const deployer = await startDeployerProcess();
 
   const server = createServer((request, response) => {
@@ -77,13 +80,14 @@ export async function startTestHost(monitors: number): Promise<TestHost> {
   const { port } = server.address() as AddressInfo;
   return {
     monitorUrls: slots.map((slot) => slot.process.url),
+    unjailedUrl: unjailed.process.url,
     secret,
     controlUrl: `http://127.0.0.1:${port}`,
     deployer,
     async close() {
       await closeServer(server);
       await deployer.stop();
-      for (const slot of slots) {
+      for (const slot of [...slots, unjailed]) {
         await slot.process.kill();
         await removeDir(slot.dataDir);
       }
@@ -133,9 +137,9 @@ export async function startDeployerProcess(): Promise<DeployerProcess> {
   };
 }
 
-async function startSlot(secret: string, port = 0): Promise<Slot> {
+async function startSlot(secret: string, port = 0, args: string[] = []): Promise<Slot> {
   const dataDir = await mkdtemp(join(tmpdir(), "workerd-monitor-"));
-  const process = await startMonitorProcess({ dataDir, secret, args: ["--port", String(port)] });
+  const process = await startMonitorProcess({ dataDir, secret, args: ["--port", String(port), ...args] });
   return { port: Number(new URL(process.url).port), dataDir, process };
 }
 
