@@ -113,7 +113,7 @@ export class SandboxRegistry extends DurableObject<Env> {
       }
     }
     for (const row of this.#rows("SELECT * FROM sessions")) {
-      if (!this.#live(row, now)) await this.#forget(str(row.id));
+      if (!this.#live(row, now)) await this.forget(str(row.id));
     }
     await this.#schedule();
   }
@@ -188,7 +188,7 @@ export class SandboxRegistry extends DurableObject<Env> {
       const row = this.#row(id);
       if (!row) continue;
       if (this.#live(row, now)) records.push(toRecord(row));
-      else if (row.state === "live") await this.#forget(id);
+      else if (row.state === "live") await this.forget(id);
     }
     return records;
   }
@@ -203,17 +203,12 @@ export class SandboxRegistry extends DurableObject<Env> {
     return this.#once(`snapshot:${id}`, () => this.#snapshot(id));
   }
 
-  /** Forgets a session and its snapshot; says whether it was known, and whose it was. */
-  forget(id: string): Promise<{ known: boolean; owner: string | null }> {
-    return this.#forget(id);
-  }
-
   async #restore(id: string): Promise<{ restored: boolean; fromSnapshot: boolean }> {
     const row = this.#row(id);
     if (row?.state !== "live") return { restored: false, fromSnapshot: false };
     const now = Date.now();
     if (!this.#live(row, now)) {
-      await this.#forget(id);
+      await this.forget(id);
       return { restored: false, fromSnapshot: false };
     }
     const client = this.#client(str(row.container));
@@ -272,7 +267,8 @@ export class SandboxRegistry extends DurableObject<Env> {
     return { bytes, takenAt };
   }
 
-  async #forget(id: string): Promise<{ known: boolean; owner: string | null }> {
+  /** Forgets a session and its snapshot; says whether it was known, and whose it was. */
+  async forget(id: string): Promise<{ known: boolean; owner: string | null }> {
     const row = this.#row(id);
     if (!row) return { known: false, owner: null };
     this.#sql.exec("DELETE FROM sessions WHERE id = ?", id);
@@ -319,9 +315,9 @@ export class SandboxRegistry extends DurableObject<Env> {
    * the owner holds `quota` live sessions already.
    */
   async claim(owner: string | null, quota: number): Promise<{ claim: string; tag: string } | null> {
-    if (this.#owned(owner).length >= quota) await this.#prune(owner);
+    if (this.owned(owner).length >= quota) await this.#prune(owner);
     // Re-count after the awaits above, then insert without yielding.
-    if (this.#owned(owner).length + this.#pending(owner) >= quota) return null;
+    if (this.owned(owner).length + this.#pending(owner) >= quota) return null;
     const claim = `claim-${crypto.randomUUID()}`;
     this.#sql.exec(
       "INSERT INTO owned (id, owner, container, claimed_at, pending) VALUES (?, ?, NULL, ?, 1)",
@@ -347,16 +343,12 @@ export class SandboxRegistry extends DurableObject<Env> {
     this.#sql.exec("DELETE FROM owned WHERE id = ? AND pending = 1", claim);
   }
 
-  /** The owner's sessions and their containers (some may have expired since: see `records`). */
-  owned(owner: string | null): OwnedSession[] {
-    return this.#owned(owner);
-  }
-
   drop(ids: string[]): void {
     for (const id of ids) this.#sql.exec("DELETE FROM owned WHERE id = ?", id);
   }
 
-  #owned(owner: string | null): OwnedSession[] {
+  /** The owner's sessions and their containers (some may have expired since: see `records`). */
+  owned(owner: string | null): OwnedSession[] {
     return this.#rows("SELECT id, container FROM owned WHERE owner IS ? AND pending = 0", owner).map(
       (row) => ({
         id: str(row.id),
@@ -374,7 +366,7 @@ export class SandboxRegistry extends DurableObject<Env> {
   /** Drops index entries whose container shard no longer knows a live session. */
   async #prune(owner: string | null): Promise<void> {
     const byContainer = new Map<string, string[]>();
-    for (const { id, container } of this.#owned(owner)) {
+    for (const { id, container } of this.owned(owner)) {
       byContainer.set(container, [...(byContainer.get(container) ?? []), id]);
     }
     for (const [container, ids] of byContainer) {
