@@ -2,7 +2,8 @@
  * What a coding agent does with sandbox-mcp, as a script that checks every step and exits non-zero on the first
  * mismatch: create a session, write a small Node web app, start it, reach it through its preview URL, crash it
  * on purpose, find the crash (file and line) with get_errors, read tail_logs, fix it, deploy it statically and
- * fetch the static URL (skipped, with a note, on servers that offer no static target, such as the Worker),
+ * fetch the static URL (skipped, with a note, on servers that offer no static target, such as a Worker without
+ * PREVIEW_DOMAIN),
  * destroy the session.
  *
  *   node examples/agent-session.ts http://127.0.0.1:8787/mcp     (or MCP_URL=...; MCP_TOKEN=... adds a bearer)
@@ -137,7 +138,8 @@ async function main() {
     arguments: { sessionId, target: "static", buildCommand: "node build.js" },
   });
   if (attempt.isError) {
-    // Not every server publishes static sites (the Worker does not): the error names the targets it offers.
+    // Not every server publishes static sites (a Worker without PREVIEW_DOMAIN does not): the error names the
+    // targets it offers.
     const text = (attempt.content as { text?: string }[]).map((c) => c.text ?? "").join("\n");
     const offered = /targets it offers: ([a-z, ]+)/.exec(text)?.[1]?.split(", ") ?? [];
     check(

@@ -1,8 +1,7 @@
 import type { WorkerPublisher } from "../../container/deployer/wrangler.ts";
 import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../../tools/types.ts";
-import type { SandboxClient } from "../protocol/client.ts";
 import { SandboxError } from "../protocol/errors.ts";
-import { buildInSession } from "./build-step.ts";
+import { buildInSession, findOutputDir } from "./build-step.ts";
 import { APP_NAME, type StaticApps } from "./static-apps.ts";
 
 export interface NodeDeployerOptions {
@@ -13,9 +12,6 @@ export interface NodeDeployerOptions {
   apps: StaticApps;
   workers: WorkerPublisher;
 }
-
-/** Output directories tried in order when a static deploy names none; the workspace root is never a default. */
-export const STATIC_OUTPUT_DIRS = ["dist", "build", "out", "public"];
 
 /**
  * The deploy targets of the local server: `preview` (a URL through this server's preview proxy), `static`
@@ -138,24 +134,4 @@ function defaultName(sessionId: string): string {
         .toLowerCase()
         .replace(/[^a-z0-9-]/g, "-")
         .slice(0, 63);
-}
-
-async function findOutputDir(
-  sandbox: SandboxClient,
-  sessionId: string,
-  context: DeployContext,
-): Promise<string> {
-  const { entries } = await sandbox.listFiles(sessionId, { path: "." }, { signal: context.signal });
-  const dirs = new Set(
-    entries.filter((e) => e.type === "directory").map((e) => e.path.replace(/^\.\/|\/$/g, "")),
-  );
-  const found = STATIC_OUTPUT_DIRS.find((candidate) => dirs.has(candidate));
-  if (!found) {
-    throw new SandboxError(
-      "bad_request",
-      `no output directory: none of ${STATIC_OUTPUT_DIRS.join(", ")} exists in the workspace`,
-      'pass buildCommand (e.g. "npm run build") or outputDir (use "." to publish the whole workspace)',
-    );
-  }
-  return found;
 }

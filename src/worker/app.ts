@@ -12,6 +12,7 @@ import { servePreview } from "./preview.ts";
 import { parsePreviewHost } from "./preview-host.ts";
 import { validPort } from "./preview-registry.ts";
 import { revokingPreviewsOnDestroy } from "./sandbox-fetch.ts";
+import { parseAppHost, serveApp } from "./static-apps.ts";
 
 /** The container side, injected so that the app never names a container class. */
 export interface WorkerPlatform {
@@ -52,6 +53,7 @@ export function createWorkerApp(platform: WorkerPlatform) {
       const deploy = createWorkerDeployer({
         previewDomain: config.previewDomain,
         previews: env.PREVIEWS,
+        apps: env.APPS,
         publisher: platform.publisher(env),
       });
       const launch = platform.browser?.(env);
@@ -83,10 +85,15 @@ export function createWorkerApp(platform: WorkerPlatform) {
   app.use(async (c, next) => {
     const runtime = runtimeOf(c.env);
     c.set("runtime", runtime);
-    // The URL's host is what Cloudflare routed on; previews live on their own hosts, never on the MCP host.
-    const target = parsePreviewHost(new URL(c.req.url).host, runtime.config.previewDomain);
+    // The URL's host is what Cloudflare routed on; previews and static apps live on hosts of their own, never on
+    // the MCP host.
+    const { host } = new URL(c.req.url);
+    const { previewDomain } = runtime.config;
+    const target = parsePreviewHost(host, previewDomain);
     if (target)
       return servePreview(c.req.raw, target, { sandbox: runtime.sandbox, previews: c.env.PREVIEWS });
+    const app = parseAppHost(host, previewDomain);
+    if (app) return serveApp(c.req.raw, c.env.APPS, app);
     await next();
   });
 

@@ -7,23 +7,28 @@ import type {
 } from "../../tools/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { MONITOR_PORT, previewUrl } from "./preview-host.ts";
+import { publishStatic } from "./static-apps.ts";
 
 export interface WorkerDeployerOptions {
-  /** Empty: the Worker offers no previews. */
+  /** Empty: the Worker offers neither previews nor static apps (both need hosts of their own). */
   previewDomain: string;
   previews: Env["PREVIEWS"];
+  /** Where static apps are published; absent: no static target. */
+  apps: R2Bucket | undefined;
   /** Publishes the other targets (the deployer container); absent when not configured. */
   publisher: Deployer | undefined;
 }
 
 /**
- * The Worker's deploy targets: `preview` is the Worker's own (it registers the preview so that its capability
- * URL starts answering), everything else goes to the publisher. Static publishing is a target of the local
- * server only, so it is offered here only if the publisher offers it.
+ * The Worker's deploy targets: `preview` and `static` are the Worker's own (it registers the preview so that
+ * its capability URL starts answering, and serves static apps from R2 on hosts of their own under the preview
+ * domain); everything else goes to the publisher.
  */
 export function createWorkerDeployer(options: WorkerDeployerOptions): Deployer | undefined {
   const targets: DeployTarget[] = [];
-  if (options.previewDomain) targets.push("preview");
+  const { previewDomain, apps } = options;
+  if (previewDomain) targets.push("preview");
+  if (previewDomain && apps) targets.push("static");
   for (const target of options.publisher?.targets ?? []) {
     if (!targets.includes(target)) targets.push(target);
   }
@@ -31,7 +36,10 @@ export function createWorkerDeployer(options: WorkerDeployerOptions): Deployer |
   return {
     targets,
     deploy(request, context) {
-      if (request.target === "preview" && options.previewDomain) return preview(request, context, options);
+      if (request.target === "preview" && previewDomain) return preview(request, context, options);
+      if (request.target === "static" && previewDomain && apps) {
+        return publishStatic(apps, previewDomain, request, context);
+      }
       if (!options.publisher) {
         throw new SandboxError("forbidden", `this server cannot deploy to ${request.target}`);
       }

@@ -28,15 +28,20 @@ export function parsePreviewHost(host: string | null | undefined, domain: string
   return { port, sessionId: match[2]! };
 }
 
-function splitPort(host: string): [string, string] {
+export function splitPort(host: string): [string, string] {
   const match = /^(.*?)(?::([0-9]+))?$/.exec(host);
   return [match?.[1] ?? host, match?.[2] ?? ""];
 }
 
-/** The public URL of a preview: https, except for localhost domains used in development. */
+/** The public URL of a preview. */
 export function previewUrl(target: PreviewTarget, domain: string): string {
+  return hostUrl(`${target.port}-${target.sessionId}`, domain);
+}
+
+/** The root URL of host `<label>.<domain>`: https, except for localhost domains used in development. */
+export function hostUrl(label: string, domain: string): string {
   const local = /^localhost(:[0-9]+)?$/.test(domain) || domain.endsWith(".localhost");
-  return `${local ? "http" : "https"}://${target.port}-${target.sessionId}.${domain}/`;
+  return `${local ? "http" : "https"}://${label}.${domain}/`;
 }
 
 /**

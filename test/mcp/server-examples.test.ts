@@ -1,9 +1,8 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { rm } from "node:fs/promises";
-import { createServer } from "node:net";
-import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type DevWorker, startDevWorker } from "./dev-worker.ts";
 import { type SpawnedServer, spawnCli, tempDir } from "./server-helpers.ts";
 
 const run = promisify(execFile);
@@ -43,92 +42,25 @@ describe("examples run against a freshly started server", () => {
   });
 });
 
-/** A port nothing listens on right now (the OS picks it; wrangler needs a number). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
-/** Stops a process group and waits until none of its processes is left (wrangler takes a moment to exit). */
-async function stopGroup(pgid: number): Promise<void> {
-  const alive = () => {
-    try {
-      process.kill(-pgid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (alive()) process.kill(-pgid, "SIGTERM");
-  for (let waited = 0; alive(); waited += 100) {
-    if (waited === 15_000) process.kill(-pgid, "SIGKILL");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 describe("examples run against the Worker (npm run dev:worker, no Docker)", () => {
-  const token = `dev-token-${Math.random().toString(36).slice(2)}-0123456789`;
-  let dev: ChildProcess;
-  let output = "";
-  let dir: string;
-  let url: string;
-
+  let dev: DevWorker;
   beforeAll(async () => {
-    dir = await tempDir("worker-dev-");
-    const [port, inspector] = [await freePort(), await freePort()];
-    url = `http://localhost:${port}/mcp`;
-    // Its own process group: the script, wrangler, workerd, the monitor and the deployer stop together.
-    dev = spawn(
-      "npm",
-      [
-        "run",
-        "dev:worker",
-        "--",
-        ...["--port", String(port), "--inspector-port", String(inspector)],
-        ...["--data-dir", join(dir, "monitor"), "--persist-to", join(dir, "state")],
-      ],
-      {
-        cwd: new URL("../../", import.meta.url).pathname,
-        env: { ...process.env, AUTH_TOKENS: `dev:${token}`, WRANGLER_SEND_METRICS: "false", CI: "1" },
-        stdio: ["ignore", "pipe", "pipe"],
-        detached: true,
-      },
-    );
-    dev.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    dev.stderr?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    for (let attempt = 0; ; attempt++) {
-      if (dev.exitCode !== null) throw new Error(`dev:worker exited early:\n${output}`);
-      const health = await fetch(`http://localhost:${port}/health`).catch(() => null);
-      if (health?.ok) break;
-      if (attempt > 240) throw new Error(`dev:worker did not answer /health:\n${output.slice(-3000)}`);
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    dev = await startDevWorker();
   }, 90_000);
-
   afterAll(async () => {
-    if (dev?.pid) await stopGroup(dev.pid);
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await dev?.stop();
   });
 
-  it("examples/agent-session.ts passes every step, noting the static target it does not offer", async () => {
-    const { stdout } = await run(process.execPath, [`${examples}agent-session.ts`, url], {
+  it("examples/agent-session.ts passes every step, the static deploy included", async () => {
+    const { stdout } = await run(process.execPath, [`${examples}agent-session.ts`, dev.url], {
       timeout: 90_000,
-      env: { ...process.env, MCP_TOKEN: token },
+      env: { ...process.env, MCP_TOKEN: dev.token },
     });
     expect(stdout).toContain("✓ the preview http://3000-");
     expect(stdout).toContain("✓ get_errors points at server.js:6");
     expect(stdout).toContain("✓ after the fix /crash answers");
-    expect(stdout).toContain("- skipped the static deploy: this server offers preview, cloudflare");
+    expect(stdout).toMatch(/✓ static deploy is live at http:\/\/[0-9a-f]{12}-p[0-9a-z]+\.localhost:\d+\//);
+    expect(stdout).toContain("✓ the static URL serves the build");
     expect(stdout).toContain("✓ the session is destroyed");
     expect(stdout).not.toContain("✗");
   }, 120_000);
