@@ -66,6 +66,7 @@ export function createWorkerApp(platform: WorkerPlatform) {
               ownHosts: config.allowedHostnames ?? [],
               servePreview: (request, target) =>
                 servePreview(request, target, { sandbox, previews: env.PREVIEWS }),
+              serveApp: (request, label) => serveApp(request, env.APPS, label),
             })
           : undefined;
       runtime = {

@@ -4,6 +4,7 @@ import { isPublicAddress, parseIPv4, parseIPv6 } from "../browser/addresses.ts";
 import { type GateVerdict, runCheck } from "../browser/check.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { MONITOR_PORT, type PreviewTarget, parsePreviewHost } from "./preview-host.ts";
+import { appLabelPrefix, parseAppHost } from "./static-apps.ts";
 
 /** Browser Rendering's network guardrails, latched for the browser session (see @cloudflare/playwright). */
 export interface Guardrails {
@@ -23,13 +24,16 @@ export interface WorkerBrowserDeps {
   ownHosts: readonly string[];
   /** The Worker's own preview handler, which answers the session's preview requests in-process. */
   servePreview(request: Request, target: PreviewTarget): Promise<Response>;
+  /** The Worker's static app handler, which answers requests for the principal's apps in-process. */
+  serveApp(request: Request, label: string): Promise<Response>;
   /** Resolves a public name before the page may load from it; by default DNS over HTTPS. */
   resolve?: Resolver;
 }
 
 /**
  * The Worker's browser check: a Browser Rendering session per check (nothing carries over), the session's
- * previews answered in-process by the Worker, and every other request decided in the Worker: another session's
+ * previews and the principal's static apps answered in-process by the Worker, and every other request decided in
+ * the Worker: another session's
  * preview, this Worker's own hosts, non-public addresses and (under `deny`) everything else are refused. Under
  * `deny` the browser session's guardrails also allow only the session's preview hosts, so Browser Rendering
  * itself refuses what the page tries beyond request interception (a worker's WebSocket).
@@ -45,17 +49,22 @@ export function createWorkerBrowser(deps: WorkerBrowserDeps): BrowserChecker {
           ? target
           : null;
       };
+      const apps = await appLabelPrefix(request.principal);
+      const ownApp = (url: URL): string | null => {
+        const label = /^https?:$/.test(url.protocol) ? parseAppHost(url.host, deps.previewDomain) : null;
+        return label?.startsWith(apps) ? label : null;
+      };
       let url: URL;
       try {
         url = new URL(request.url);
       } catch {
         throw new SandboxError("bad_request", `not a URL: ${request.url}`);
       }
-      if (!deps.previewDomain || !/^https?:$/.test(url.protocol) || !own(url)) {
+      if (!deps.previewDomain || !/^https?:$/.test(url.protocol) || !(own(url) || ownApp(url))) {
         throw new SandboxError(
           "forbidden",
-          `${request.url} is not a preview of session ${request.sessionId}`,
-          "deploy target preview first and pass the URL it returned",
+          `${request.url} is not a preview of session ${request.sessionId} nor a static app of yours`,
+          "deploy target preview (or static) first and pass the URL it returned",
         );
       }
       const gate = {
@@ -66,6 +75,8 @@ export function createWorkerBrowser(deps: WorkerBrowserDeps): BrowserChecker {
             if (/^wss?:$/.test(target.protocol)) return { ok: true };
             return { ok: true, serve: (req) => deps.servePreview(req, preview) };
           }
+          const app = ownApp(target);
+          if (app) return { ok: true, serve: (req) => deps.serveApp(req, app) };
           return refusal(target, request, ownHosts, deps.previewDomain, resolve);
         },
       };
@@ -73,7 +84,13 @@ export function createWorkerBrowser(deps: WorkerBrowserDeps): BrowserChecker {
       const guardrails =
         request.network === "allow"
           ? undefined
-          : { allowedDomains: [`*-${request.sessionId}.${domainName}`] };
+          : {
+              allowedDomains: [
+                `*-${request.sessionId}.${domainName}`,
+                // The static app checked, when it is one (the principal's other apps are answered in-process).
+                ...(ownApp(url) ? [url.hostname] : []),
+              ],
+            };
       let browser: Browser;
       try {
         browser = await deps.launch(guardrails ? { guardrails } : {});

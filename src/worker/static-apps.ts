@@ -46,6 +46,11 @@ const HEADERS = {
   "cache-control": "no-cache",
 };
 
+/** The start of every app label of `principal`: `<12 hex>-`. */
+export async function appLabelPrefix(principal: string): Promise<string> {
+  return (await scopedScriptName(principal, "")).slice(0, 13);
+}
+
 /** The app a host names under `domain`, or null. */
 export function parseAppHost(host: string | null | undefined, domain: string): string | null {
   if (!host || !domain) return null;
@@ -293,14 +298,12 @@ async function spaFallback(request: Request, bucket: R2Bucket, key: string): Pro
   if (request.method === "HEAD") return new Response(null, { headers });
   const html = await object.text();
   if (/<base\s/i.test(html)) return new Response(html, { headers });
-  const page = new HTMLRewriter()
-    .on("head", {
-      element(head) {
-        head.prepend('<base href="/">', { html: true });
-      },
-    })
-    .transform(new Response(html, { headers }));
-  return page;
+  // Right after <head>, else after <html> or the doctype: a base before any other element lands in the head.
+  const at = [/<head(?:\s[^>]*)?>/i, /<html(?:\s[^>]*)?>/i, /<!doctype[^>]*>/i]
+    .map((tag) => tag.exec(html))
+    .find((match) => match !== null);
+  const end = at ? at.index + at[0].length : 0;
+  return new Response(`${html.slice(0, end)}<base href="/">${html.slice(end)}`, { headers });
 }
 
 function text(status: number, body: string, extra: Record<string, string> = {}): Response {

@@ -112,4 +112,47 @@ describe("check_preview on the Worker", () => {
     expect(textOf(foreign)).toMatch(/^not_found: no session/);
     expect(acquired.length).toBe(before);
   });
+
+  it("checks the principal's own static app, answered by the Worker from R2, and refuses another's", async () => {
+    await alice.ok("write_files", {
+      sessionId,
+      files: [
+        {
+          path: "dist/index.html",
+          content:
+            '<title>static app</title><div id="root"></div><script type="module" src="./main.js"></script>',
+        },
+        {
+          path: "dist/main.js",
+          content: 'document.getElementById("root").textContent = "rendered at " + location.pathname;',
+        },
+      ],
+    });
+    const mine = await alice.ok<{ url: string }>("deploy", { sessionId, target: "static", name: "checked" });
+    const before = acquired.length;
+    const result = await alice.call("check_preview", { sessionId, url: new URL("/orders/7", mine.url).href });
+    expect(result.isError, textOf(result)).toBeFalsy();
+    const report = result.structuredContent as unknown as Report;
+    expect(report).toMatchObject({ status: 200, title: "static app", exceptions: [] });
+    expect(report.text).toContain("rendered at /orders/7");
+    expect(acquired.slice(before)).toEqual([
+      {
+        sessionId: expect.any(String),
+        guardrails: { allowedDomains: [`*-${sessionId}.preview.test`, new URL(mine.url).hostname] },
+      },
+    ]);
+
+    await bob.ok("write_files", {
+      sessionId: other,
+      files: [{ path: "dist/index.html", content: "<p>bob</p>" }],
+    });
+    const bobs = await bob.ok<{ url: string }>("deploy", {
+      sessionId: other,
+      target: "static",
+      name: "checked",
+    });
+    const refused = await alice.call("check_preview", { sessionId, url: bobs.url });
+    expect(refused.isError).toBe(true);
+    expect(textOf(refused)).toMatch(/^forbidden: .* nor a static app of yours/);
+  });
 });
