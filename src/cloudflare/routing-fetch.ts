@@ -76,14 +76,15 @@ export function createRoutingFetch(
 }
 
 /** Takes a snapshot of a session's workspace now, outside the debounce. */
-export function snapshotSession(
+export async function snapshotSession(
   env: RoutingEnv,
   sessionId: string,
   options: Pick<RoutingOptions, "mode"> = {},
 ): Promise<{ bytes: number; takenAt: number }> {
   const config = parsePlacementConfig(env.MAX_SANDBOX_INSTANCES, options.mode);
   const { container } = locateSession(sessionId, config);
-  return containerShard(env, container).snapshot(sessionId);
+  // Awaited: an RPC promise would hand its caller a proxy whose every property is another call.
+  return await containerShard(env, container).snapshot(sessionId);
 }
 
 class Router {

@@ -1,6 +1,8 @@
+import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scopedScriptName } from "../../src/protocol/deployer.ts";
+import entry from "../../src/worker/index.ts";
 import { type Deployment, recordDeployment } from "../../src/worker/static-apps.ts";
 import { connect, type McpSession, textOf, worker } from "./helpers.ts";
 
@@ -58,9 +60,21 @@ describe("static deploys on the Worker (R2 behind the Worker)", () => {
 
   const get = (path: string, init: RequestInit = {}) => worker(`https://${host}${path}`, init);
 
-  it("offers static next to preview and cloudflare", async () => {
+  it("offers static next to preview and cloudflare, and without a preview domain says what it offers", async () => {
     const health = (await (await worker("http://mcp.test/health")).json()) as { deployTargets: string[] };
     expect(health.deployTargets).toEqual(["preview", "static", "cloudflare"]);
+
+    const bare = { ...env, PREVIEW_DOMAIN: "" as const };
+    const elsewhere = await connect("alice", (request) =>
+      entry.fetch(request, bare as unknown as typeof env, createExecutionContext()),
+    );
+    try {
+      const refused = await elsewhere.call("deploy", { sessionId, target: "static", name: "demo" });
+      expect(refused.isError).toBe(true);
+      expect(textOf(refused)).toContain("use one of the targets it offers: cloudflare");
+    } finally {
+      await elsewhere.close();
+    }
   });
 
   it("publishes the build output to an origin of its own, with the types a browser needs", async () => {

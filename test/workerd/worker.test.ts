@@ -15,7 +15,7 @@ describe("the Worker's front door", () => {
     expect(response.status).toBe(200);
     const body = (await response.json()) as Record<string, unknown>;
     expect(body).toMatchObject({ status: "ok", pool: { instances: 4 }, previews: true });
-    expect(body.deployTargets).toEqual(["preview", "cloudflare"]);
+    expect(body.deployTargets).toEqual(["preview", "static", "cloudflare"]);
   });
 
   it("refuses /mcp without a token, with a wrong one, and with a malformed header", async () => {
@@ -93,11 +93,6 @@ describe("tools through the Worker", () => {
     expect(JSON.stringify(bobs)).not.toContain(sessionId);
     const alices = await alice.ok("list_sessions", {});
     expect(JSON.stringify(alices)).toContain(sessionId);
-
-    // Static publishing is the local server's: the Worker says which targets it offers instead of failing late.
-    const static_ = await alice.call("deploy", { sessionId, target: "static", outputDir: "." });
-    expect(static_.isError).toBe(true);
-    expect(textOf(static_)).toContain("offers: preview, cloudflare");
 
     await alice.ok("destroy_session", { sessionId });
     const gone = await alice.call("read_files", { sessionId, paths: ["hello.txt"] });
