@@ -6,7 +6,6 @@ import type { Hono } from "hono";
 import type { Health } from "../src/protocol/schemas.ts";
 import { createApp } from "./app.ts";
 import { type MonitorConfigInput, resolveConfig } from "./config.ts";
-import { crashError } from "./errors/classify.ts";
 import { attachErrorDetection } from "./errors/error-pipeline.ts";
 import { ErrorStore } from "./errors/error-store.ts";
 import { ExecService } from "./exec/exec-service.ts";
@@ -48,11 +47,8 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   const errors = new ErrorStore(db);
   const detection = attachErrorDetection(logs, errors);
   const hooks: ProcessHooks = {
-    exited(sessionId, processId, info) {
-      detection.flush(sessionId, processId);
-      if (info.crashed)
-        errors.record(sessionId, crashError(processId, info.exitCode, info.signal, info.lastLines));
-    },
+    starting: (sessionId, processId, place) => detection.track(sessionId, processId, place),
+    exited: (sessionId, processId, info) => detection.exited(sessionId, processId, info),
   };
   const supervisor = new Supervisor({ db, logs, hooks });
   supervisor.markLost();

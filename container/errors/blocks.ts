@@ -1,9 +1,21 @@
 import {
+  CompileBlock,
+  DIAGNOSTICS_HEADER,
+  DiagnosticsBlock,
+  ESBUILD_ERROR,
+  ESBUILD_WARNING,
+  EsbuildBlock,
+  LOCATION_ONLY,
+  MAX_BLOCK_LINES,
+  TurbopackBlock,
+  ViteBlock,
+} from "./bundler-blocks.ts";
+import { startCheckerBlock } from "./checker-blocks.ts";
+import {
   categoryOf,
   cleanPath,
   type Finding,
   finding,
-  findLocation,
   firstOwnFrame,
   isForeign,
   type Location,
@@ -18,19 +30,17 @@ export type Verdict = "take" | "take-end" | "end";
 
 export interface Block {
   accept(text: string): Verdict;
-  /** The error the block describes, or null when it turned out not to be one. */
-  finish(): Finding | null;
+  /** The errors the block describes: most describe one, none when it turned out not to be an error report. */
+  finish(): Finding[];
 }
-
-/** Past this many lines a block keeps taking lines but stops storing them. */
-const MAX_BLOCK_LINES = 200;
 
 const ERROR_LINE =
   /^(?:Uncaught )?(?:(?:[A-Z][\w$.]*)?(?:Error|Exception)(?: \[[A-Z0-9_]+\])?: \S|\[UnhandledPromiseRejection: )/;
 const NODE_HEADER = /^((?:file:\/\/)?(?:\/|[A-Za-z]:\\|node:)\S*?):(\d+)$/;
 const CARET = /^\s*\^+\s*$/;
 const FRAME = /^\s+at /;
-const NODE_FOOTER = /^Node\.js v\d+/;
+/** The last line of Node's and bun's report of an uncaught error. */
+const NODE_FOOTER = /^(?:Node\.js v\d+|Bun v\d+\.\d+\.\d+ \()/;
 
 /** Node's uncaught exception report (header, code, caret, message, frames, properties, footer) or a logged stack. */
 class NodeStack implements Block {
@@ -101,11 +111,15 @@ class NodeStack implements Block {
     return "end";
   }
 
-  finish(): Finding | null {
-    if (this.#message === null) return null;
-    let message = this.#message.replace(/^Uncaught /, "").replace(/\s*\{\s*$/, "");
-    const rejection = /^\[UnhandledPromiseRejection: .*?(?:reason "(.*)")?\.?\]$/.exec(message);
-    if (rejection) message = `Unhandled promise rejection: ${rejection[1] ?? message.slice(1, -1)}`;
+  finish(): Finding[] {
+    if (this.#message === null) return [];
+    let message = this.#message.replace(/^Uncaught /, "").replace(/ *\{ *$/, "");
+    if (message.startsWith("[UnhandledPromiseRejection: ") && message.endsWith("]")) {
+      const reason = message.indexOf('reason "');
+      message = `Unhandled promise rejection: ${
+        reason < 0 ? message.slice(1, -1) : message.slice(reason + 8).replace(/"\.?\]$/, "")
+      }`;
+    }
     const header = this.#header;
     const own =
       header && !isForeign(header.file)
@@ -115,7 +129,7 @@ class NodeStack implements Block {
     const category = categoryOf(`${message}\n${details}`, "runtime");
     if (category === "port_in_use") message = withPort(message, details);
     const severity = this.#footer || header ? "fatal" : "error";
-    return finding(category, severity, message, own, this.#lines.length > 1 ? details : null);
+    return [finding(category, severity, message, own, this.#lines.length > 1 ? details : null)];
   }
 }
 
@@ -131,8 +145,8 @@ class PythonTraceback implements Block {
     return "take-end";
   }
 
-  finish(): Finding | null {
-    if (this.#message === null) return null;
+  finish(): Finding[] {
+    if (this.#message === null) return [];
     let loc: Location | null = null;
     for (const line of this.#lines) {
       const m = /^\s*File "([^"]+)", line (\d+)/.exec(line);
@@ -141,144 +155,7 @@ class PythonTraceback implements Block {
       }
     }
     const stack = ["Traceback (most recent call last):", ...this.#lines].join("\n");
-    return finding(categoryOf(this.#message, "runtime"), "error", this.#message, loc, stack);
-  }
-}
-
-/** esbuild's `✘ [ERROR] message` with an indented `    file:line:col:` location and code frame. */
-class EsbuildBlock implements Block {
-  readonly #message: string;
-  readonly #severity: "error" | "warning";
-  readonly #lines: string[];
-  #loc: Location | null = null;
-
-  constructor(header: string, message: string, severity: "error" | "warning") {
-    this.#message = message.replace(/\s+\[plugin [^\]]+\]$/, "");
-    this.#severity = severity;
-    this.#lines = [header];
-  }
-
-  accept(text: string): Verdict {
-    if (text.trim() !== "" && !/^\s/.test(text)) return "end";
-    if (this.#lines.length < MAX_BLOCK_LINES) this.#lines.push(text);
-    const m = /^\s+(\S.*?):(\d+):(\d+):$/.exec(text);
-    if (m && !this.#loc)
-      this.#loc = { file: cleanPath(m[1] as string), line: Number(m[2]), column: Number(m[3]) };
-    return "take";
-  }
-
-  finish(): Finding {
-    const category = /^Could not resolve/.test(this.#message)
-      ? "module_not_found"
-      : categoryOf(this.#message, "build");
-    return finding(category, this.#severity, this.#message, this.#loc, this.#lines.join("\n").trimEnd());
-  }
-}
-
-/** Vite's `[vite] Internal server error: …`, `error during build:`, `[plugin:vite:x] …` and their details. */
-class ViteBlock implements Block {
-  #message: string;
-  readonly #lines: string[];
-  #loc: Location | null = null;
-  #detailLoc: Location | null = null;
-  #sawBlank = false;
-
-  constructor(header: string, message: string) {
-    this.#message = message;
-    this.#lines = [header];
-  }
-
-  accept(text: string): Verdict {
-    const blank = text.trim() === "";
-    if (this.#message === "") {
-      if (blank) return "take";
-      this.#message = text.replace(/^\[(?:plugin:)?vite:[\w:-]+\]\s*/, "").replace(/^\[vite\]:?\s*/, "");
-      this.#lines.push(text);
-      return "take";
-    }
-    if (blank) {
-      this.#sawBlank = true;
-      return "take";
-    }
-    const detail = /^(\S+?):(\d+):(\d+): (?:ERROR|error): (.*)$/.exec(text);
-    const indented = /^\s/.test(text);
-    const fileLine = /^\s*(?:File|file):\s*(\S+)/.exec(text);
-    const frame = /^\s*>?\s*\d*\s*\|/.test(text);
-    if (this.#sawBlank && !indented) return "end";
-    if (!detail && !indented && !fileLine && !frame) return "end";
-    if (this.#lines.length < MAX_BLOCK_LINES) this.#lines.push(text);
-    if (fileLine && !this.#loc) this.#loc = findLocation(fileLine[1] as string);
-    if (detail && !this.#detailLoc) {
-      this.#detailLoc = {
-        file: cleanPath(detail[1] as string),
-        line: Number(detail[2]),
-        column: Number(detail[3]),
-      };
-      if (this.#message.endsWith(":")) this.#message = `${this.#message} ${detail[4]}`;
-    }
-    return "take";
-  }
-
-  finish(): Finding | null {
-    if (this.#message === "") return null;
-    const importer = / from "([^"]+)"/.exec(this.#message);
-    const loc =
-      this.#loc ??
-      this.#detailLoc ??
-      findLocation(this.#message) ??
-      (importer ? { file: cleanPath(importer[1] as string), line: null, column: null } : null) ??
-      firstOwnFrame(this.#lines);
-    const message = this.#message.replace(/^Error: /, "");
-    const stack = this.#lines.length > 1 ? this.#lines.join("\n") : null;
-    return finding(categoryOf(message, "build"), "error", message, loc, stack);
-  }
-}
-
-const LOCATION_ONLY = /^((?:\.{1,2}\/|\/)?[\w@$.[\]()/-]+\.\w+)(?::(\d+):(\d+))?$/;
-
-/** webpack/CRA/Next `Failed to compile.` and Next's `⨯ ./app/page.tsx:3:1` followed by the message. */
-class CompileBlock implements Block {
-  #loc: Location | null;
-  #message: string | null = null;
-  readonly #lines: string[];
-  #blanks = 0;
-
-  constructor(header: string, loc: Location | null) {
-    this.#loc = loc;
-    this.#lines = [header];
-  }
-
-  accept(text: string): Verdict {
-    if (this.#lines.length >= 80) return "end";
-    if (text.trim() === "") {
-      this.#blanks++;
-      return this.#message && this.#blanks >= 2 ? "end" : "take";
-    }
-    this.#blanks = 0;
-    const location = LOCATION_ONLY.exec(text) ?? /^ERROR in (\S+)(?: (\d+):(\d+))?/.exec(text);
-    // Next prints its own status lines indented too, so only code-frame shapes count as indented detail.
-    const frame = /^\s*>?\s*\d*\s*\|/.test(text) || /^\s+[|:,`]/.test(text);
-    const other = /^https?:\/\/|^Import trace for requested module:/.test(text);
-    if (location) {
-      this.#loc ??= {
-        file: cleanPath(location[1] as string),
-        line: location[2] ? Number(location[2]) : null,
-        column: location[3] ? Number(location[3]) + (text.startsWith("ERROR in") ? 1 : 0) : null,
-      };
-    } else if (!frame && !other && text !== this.#message) {
-      if (this.#message !== null) return "end";
-      this.#message = text;
-    }
-    this.#lines.push(text);
-    if (!this.#loc && frame) this.#loc = findLocation(text);
-    return "take";
-  }
-
-  finish(): Finding | null {
-    if (this.#message === null) return null;
-    const message = this.#message.trim();
-    const category = /^Type error:/.test(message) ? "typescript" : categoryOf(message, "react");
-    return finding(category, "error", message, this.#loc, this.#lines.join("\n").trimEnd());
+    return [finding(categoryOf(this.#message, "runtime"), "error", this.#message, loc, stack)];
   }
 }
 
@@ -298,7 +175,7 @@ class NpmBlock implements Block {
     return "take";
   }
 
-  finish(): Finding {
+  finish(): Finding[] {
     const bodies = this.#lines.map((l) => l.replace(this.#prefix, "").trim());
     const code = bodies.map((b) => /^code (\S+)$/.exec(b)?.[1]).find((c) => c !== undefined);
     const meta =
@@ -310,7 +187,7 @@ class NpmBlock implements Block {
         : first
       : `npm failed (${code ?? "unknown error"})`;
     const category = /Cannot find module|MODULE_NOT_FOUND/.test(message) ? "module_not_found" : "npm";
-    return finding(category, "error", message, null, this.#lines.join("\n"));
+    return [finding(category, "error", message, null, this.#lines.join("\n"))];
   }
 }
 
@@ -332,32 +209,62 @@ class OomBlock implements Block {
     return "end";
   }
 
-  finish(): Finding {
-    return finding("out_of_memory", "fatal", this.#message, null, this.#lines.join("\n").trimEnd());
+  finish(): Finding[] {
+    return [finding("out_of_memory", "fatal", this.#message, null, this.#lines.join("\n").trimEnd())];
   }
 }
 
+const BUN_RESOLVE_CAUSE = /^error: (GET https?:\/\/\S+ - \d{3}|No version matching .+)$/;
+
+/** `bun install`: why a dependency could not be resolved, then `error: pkg@range failed to resolve`. */
+class BunResolveBlock implements Block {
+  readonly #cause: string;
+  #failed: string | null = null;
+
+  constructor(cause: string) {
+    this.#cause = cause;
+  }
+
+  accept(text: string): Verdict {
+    const m = /^error: (\S+ failed to resolve)$/.exec(text);
+    if (!m) return "end";
+    this.#failed = m[1] as string;
+    return "take-end";
+  }
+
+  finish(): Finding[] {
+    const message = this.#failed ? `${this.#failed}: ${this.#cause}` : this.#cause;
+    return [finding("npm", "error", message)];
+  }
+}
+
+const VITE_HEADER =
+  /\[vite\] (?:Internal server error|Pre-transform error|error while updating dependencies|\((?:client|ssr)\) Pre-transform error|Error when evaluating SSR module[^:]*):? *(.*)$/;
+
 /** Starts the block a header line opens, if any. `next` marks a line that carried Next.js's `⨯` prefix. */
-export function startBlock(text: string, next: boolean): Block | null {
+export function startBlock(text: string, next: boolean, previous: string | null): Block | null {
   if (/^npm (?:ERR!|error)(?: |$)/.test(text)) return new NpmBlock(text);
-  let m = /^\s*(?:✘|✖|X)\s+\[ERROR\]\s+(.+)$/.exec(text);
+  let m = ESBUILD_ERROR.exec(text);
   if (m) return new EsbuildBlock(text, m[1] as string, "error");
-  m = /^\s*▲\s+\[WARNING\]\s+(.+)$/.exec(text);
+  m = ESBUILD_WARNING.exec(text);
   if (m) return new EsbuildBlock(text, m[1] as string, "warning");
-  if (/FATAL ERROR: .*(?:Allocation failed|heap out of memory|heap limit)/.test(text))
+  if (text.includes("FATAL ERROR: ") && /Allocation failed|heap out of memory|heap limit/.test(text))
     return new OomBlock(text);
   m = NODE_HEADER.exec(text);
   if (m) return new NodeStack({ file: cleanPath(m[1] as string), line: Number(m[2]), column: null }, null);
   if (/^Traceback \(most recent call last\):$/.test(text)) return new PythonTraceback();
   m =
-    /\[vite\] (?:Internal server error|Pre-transform error|error while updating dependencies|\((?:client|ssr)\) Pre-transform error|Error when evaluating SSR module[^:]*):?\s*(.*)$/.exec(
-      text,
-    ) ??
-    /^\[(?:plugin:)?vite:[\w:-]+\]\s*(.+)$/.exec(text) ??
-    /^\[vite\]:\s*(.+)$/.exec(text) ??
-    /^error (?:when starting dev server|during build):?\s*()$/.exec(text);
-  if (m) return new ViteBlock(text, m[1] as string);
-  if (/(?:^|\s|\.)Failed to compile\.?\s*$/.test(text)) return new CompileBlock(text, null);
+    VITE_HEADER.exec(text) ??
+    /^\[(?:plugin:)?vite:[\w:-]+\] *(.+)$/.exec(text) ??
+    /^\[vite\]: *(.+)$/.exec(text) ??
+    /^error (?:when starting dev server|during build):? *()$/.exec(text);
+  if (m) {
+    const message = m[1] as string;
+    return DIAGNOSTICS_HEADER.test(message) ? new DiagnosticsBlock(text) : new ViteBlock(text, message);
+  }
+  if (DIAGNOSTICS_HEADER.test(text)) return new DiagnosticsBlock(text);
+  if (/Turbopack build failed with \d+ errors?:$/.test(text)) return new TurbopackBlock(text);
+  if (/(?:^|\s|\.)Failed to compile\.?$/.test(text)) return new CompileBlock(text, null);
   if (next) {
     m = LOCATION_ONLY.exec(text);
     if (m) {
@@ -369,6 +276,7 @@ export function startBlock(text: string, next: boolean): Block | null {
       return new CompileBlock(text, loc);
     }
   }
-  if (ERROR_LINE.test(text)) return new NodeStack(null, text);
-  return null;
+  m = BUN_RESOLVE_CAUSE.exec(text);
+  if (m) return new BunResolveBlock(m[1] as string);
+  return startCheckerBlock(text, previous) ?? (ERROR_LINE.test(text) ? new NodeStack(null, text) : null);
 }

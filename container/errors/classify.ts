@@ -2,6 +2,7 @@ import { stripVTControlCharacters } from "node:util";
 import type { LogLine } from "../../src/protocol/schemas.ts";
 import { type Block, startBlock } from "./blocks.ts";
 import { classifyJson, classifyLine, type Finding, finding } from "./patterns.ts";
+import { type Place, workspaceFile } from "./places.ts";
 
 /** A classified error with where it came from; the error store turns it into a `DetectedError`. */
 export interface DetectedErrorInput extends Finding {
@@ -18,30 +19,38 @@ const CLASSIFY_CHARS = 4_096;
  * regex is much cheaper than running all rules on them.
  */
 const MAYBE_ERROR =
-  /error|exception|fatal|critical|traceback|killed|segmentation|eaddrinuse|in use|memory|bad_alloc|warning|hydrat|server-rendered|failed|could not|can't resolve|npm |vite|⨯|^\{|:\d+$/i;
+  /error|exception|fatal|critical|traceback|killed|segmentation|eaddrinuse|in use|memory|bad_alloc|warning|hydrat|server-rendered|fail|could not|can't resolve|npm |vite|⨯|not ok|^\{|:\d+$/i;
 const NEXT_PREFIX = /^\s*⨯\s+(?:(?:unhandledRejection|uncaughtException):\s*)?(.*)$/;
 
 interface StreamState {
   block: Block | null;
   seq: number;
   time: string;
+  /** The stream's last line that no block took (eslint names a file on the line above its problems). */
+  previous: string | null;
 }
 
 /**
  * Turns output lines into classified errors. Stateful per process and stream (stdout and stderr of one process
  * interleave, but an error report is written to one of them): a multi-line report (stack, esbuild block, npm
  * block…) becomes one error when the first line that is not part of it arrives, or on `flush` (process exit,
- * idle). The monitor's own "system" lines are never classified.
+ * idle). The monitor's own "system" lines are never classified. Given the place of the process, files are named
+ * relative to the workspace (see `workspaceFile`); without it, as printed.
  */
 export class ErrorDetector {
   readonly #states = new Map<string, StreamState>();
+  readonly #place: Place | null;
+
+  constructor(place: Place | null = null) {
+    this.#place = place;
+  }
 
   feed(line: LogLine): DetectedErrorInput[] {
     if (line.stream === "system") return [];
     const key = `${line.processId}\u0000${line.stream}`;
     let state = this.#states.get(key);
     if (!state) {
-      state = { block: null, seq: line.seq, time: line.time };
+      state = { block: null, seq: line.seq, time: line.time, previous: null };
       this.#states.set(key, state);
     }
     const text = clean(line.text);
@@ -78,10 +87,12 @@ export class ErrorDetector {
   }
 
   #fresh(text: string, line: LogLine, state: StreamState, out: DetectedErrorInput[]): void {
+    const previous = state.previous;
+    state.previous = text;
     if (!MAYBE_ERROR.test(text)) return;
     const next = NEXT_PREFIX.exec(text);
     const body = next ? (next[1] as string) : text;
-    const block = startBlock(body, next !== null);
+    const block = startBlock(body, next !== null, previous);
     if (block) {
       state.block = block;
       state.seq = line.seq;
@@ -93,14 +104,20 @@ export class ErrorDetector {
     if (!found && next && body.trim() !== "" && !/^Failed to start server$/.test(body.trim())) {
       found = finding("react", "error", body);
     }
-    if (found) out.push({ ...found, processId: line.processId, seq: line.seq, time: line.time });
+    if (found) out.push(this.#placed(found, line.processId, line.seq, line.time));
   }
 
   #finish(state: StreamState, processId: string, out: DetectedErrorInput[]): void {
     const block = state.block;
+    if (!block) return;
     state.block = null;
-    const found = block?.finish();
-    if (found) out.push({ ...found, processId, seq: state.seq, time: state.time });
+    state.previous = null;
+    for (const found of block.finish()) out.push(this.#placed(found, processId, state.seq, state.time));
+  }
+
+  #placed(found: Finding, processId: string, seq: number, time: string): DetectedErrorInput {
+    const file = found.file !== null && this.#place ? workspaceFile(found.file, this.#place) : found.file;
+    return { ...found, file, processId, seq, time };
   }
 }
 
@@ -108,6 +125,11 @@ function clean(text: string): string {
   const cut = text.length > CLASSIFY_CHARS && !text.startsWith("{") ? text.slice(0, CLASSIFY_CHARS) : text;
   return (cut.includes("\x1b") ? stripVTControlCharacters(cut) : cut).trimEnd();
 }
+
+/** A line worth quoting as a process's last words: not a lone `}`, a stack frame or a version footer. */
+const TELLING = /[A-Za-z0-9]{2}/;
+const STACK_FRAME = /^\s+at /;
+const VERSION_FOOTER = /^(?:Node\.js|Bun) v\d/;
 
 /**
  * The error for a supervised process or command that died on its own (non-zero exit or a signal). A SIGSEGV
@@ -126,7 +148,9 @@ export function crashError(
     ? `process was killed by ${signal}`
     : `process exited with code ${exitCode ?? "unknown"}`;
   if (killed) message += " (SIGKILL: often the out-of-memory killer)";
-  const last = [...lastLines].reverse().find((l) => l.trim() !== "");
+  const last = [...lastLines]
+    .reverse()
+    .find((l) => TELLING.test(l) && !STACK_FRAME.test(l) && !VERSION_FOOTER.test(l.trim()));
   if (last) message += `; last output: ${last.trim().slice(0, 200)}`;
   const tail = lastLines.slice(-20).join("\n");
   return {

@@ -1,10 +1,15 @@
 import type { DetectedError } from "../../src/protocol/schemas.ts";
+import type { ExitInfo, RunPlace } from "../exec/types.ts";
 import type { LogStore } from "../logs/log-store.ts";
-import { type DetectedErrorInput, ErrorDetector } from "./classify.ts";
+import { crashError, type DetectedErrorInput, ErrorDetector } from "./classify.ts";
 import type { ErrorListener, ErrorStore } from "./error-store.ts";
 
 export interface ErrorDetection {
-  /** Completes the pending multi-line errors of a process (call it when the process exits). */
+  /** Where a process runs, told before its first line: its output's files are resolved against it. */
+  track(sessionId: string, processId: string, place: RunPlace): void;
+  /** A process exited: completes its pending multi-line errors and records its crash, if its exit is one. */
+  exited(sessionId: string, processId: string, info: ExitInfo): void;
+  /** Completes the pending multi-line errors of a process. */
   flush(sessionId: string, processId: string): void;
   /** Every recorded error, whether found in the output or recorded directly (crashes). */
   onError(listener: ErrorListener): () => void;
@@ -22,6 +27,7 @@ export interface ErrorDetectionOptions {
 interface Tracked {
   sessionId: string;
   processId: string;
+  kind: RunPlace["kind"] | null;
   detector: ErrorDetector;
   lastFed: number;
   timer: NodeJS.Timeout | null;
@@ -78,7 +84,14 @@ export function attachErrorDetection(
     const key = `${sessionId}\u0000${line.processId}`;
     let t = tracked.get(key);
     if (!t) {
-      t = { sessionId, processId: line.processId, detector: new ErrorDetector(), lastFed: 0, timer: null };
+      t = {
+        sessionId,
+        processId: line.processId,
+        kind: null,
+        detector: new ErrorDetector(),
+        lastFed: 0,
+        timer: null,
+      };
       tracked.set(key, t);
     }
     t.lastFed = Date.now();
@@ -92,13 +105,31 @@ export function attachErrorDetection(
     return logs.append(sessionId, input.processId, "system", `[${input.category}] ${summary}`).seq;
   });
 
+  const flush = (sessionId: string, processId: string): RunPlace["kind"] | null => {
+    const key = `${sessionId}\u0000${processId}`;
+    const t = tracked.get(key);
+    if (!t) return null;
+    flushTracked(t);
+    tracked.delete(key);
+    return t.kind;
+  };
+
   return {
-    flush(sessionId, processId) {
+    track(sessionId, processId, place) {
       const key = `${sessionId}\u0000${processId}`;
-      const t = tracked.get(key);
-      if (!t) return;
-      flushTracked(t);
-      tracked.delete(key);
+      const old = tracked.get(key);
+      if (old) flushTracked(old);
+      const detector = new ErrorDetector({ cwd: place.cwd, workspacePath: place.workspacePath });
+      tracked.set(key, { sessionId, processId, kind: place.kind, detector, lastFed: 0, timer: null });
+    },
+    exited(sessionId, processId, info) {
+      const kind = flush(sessionId, processId);
+      if (isCrash(kind, info)) {
+        record(sessionId, [crashError(processId, info.exitCode, info.signal, info.lastLines)]);
+      }
+    },
+    flush(sessionId, processId) {
+      flush(sessionId, processId);
     },
     onError: (listener) => store.onRecord(listener),
     forgetSession(sessionId) {
@@ -115,4 +146,14 @@ export function attachErrorDetection(
       tracked.clear();
     },
   };
+}
+
+/**
+ * Whether an exit is an error of its own. A supervised process that dies is a crash: it was meant to keep running.
+ * A one-off command's exit code is its result (run_commands returns it, and what went wrong is in its output, which
+ * is classified), so only a signal it did not ask for, which its output may not show, is recorded for it.
+ */
+function isCrash(kind: RunPlace["kind"] | null, info: ExitInfo): boolean {
+  if (!info.crashed) return false;
+  return kind !== "command" || info.signal !== null;
 }

@@ -78,14 +78,29 @@ export function firstOwnFrame(frames: readonly string[]): Location | null {
   return null;
 }
 
-/** `path:line:col` (optionally `path:line`) anywhere in a message, e.g. `File: /app/src/App.tsx:3:20`. */
+const LOCATION_TOKEN = /^((?:file:\/\/)?(?:\/|\.{1,2}\/|[A-Za-z]:\\|[\w@-]+\/)[^:]*\.\w+):(\d+)(?::(\d+))?/;
+/** What cannot be part of a path in a message: a location starts after one of these. */
+const TOKEN_BREAK = /[\s"'`()[\]<>,=]+/;
+
+/**
+ * `path:line:col` (optionally `path:line`) anywhere in a message, e.g. `File: /app/src/App.tsx:3:20`. Each
+ * whitespace- or quote-delimited token is matched from its start: one unanchored pattern would try every
+ * position of a long token and take quadratic time.
+ */
 export function findLocation(text: string): Location | null {
-  const m = /((?:file:\/\/)?(?:\/|\.{1,2}\/|[A-Za-z]:\\|[\w@-]+\/)[^\s:"'`()]*\.[\w]+):(\d+)(?::(\d+))?/.exec(
-    text,
-  );
-  if (!m) return null;
-  return { file: cleanPath(m[1] as string), line: Number(m[2]), column: m[3] ? Number(m[3]) : null };
+  for (const token of text.split(TOKEN_BREAK)) {
+    if (!token.includes(":")) continue;
+    const m = LOCATION_TOKEN.exec(token);
+    if (m) return { file: cleanPath(m[1] as string), line: Number(m[2]), column: m[3] ? Number(m[3]) : null };
+  }
+  return null;
 }
+
+/** A code frame line: `  3 | code`, `> 3 | code`, `    | ^`, and rolldown/oxc's `│`, `╭─[`, `─╯`. */
+export function isCodeFrame(text: string): boolean {
+  return CODE_FRAME.test(text);
+}
+const CODE_FRAME = /^\s*(?:>\s*)?(?:\d+\s*)?[|│╵·]|^\s*(?:╭─|─+╯|╰─)/;
 
 const MODULE_RE =
   /Cannot find (?:module|package)\b|ERR_MODULE_NOT_FOUND|MODULE_NOT_FOUND|Could not resolve ["']|Failed to resolve import|failed to resolve import|Module not found|Can't resolve ['"]|No module named|Rollup failed to resolve|ModuleNotFoundError/;
@@ -98,6 +113,8 @@ const REACT_RE =
 /** The most specific category a runtime error message points at. */
 export function categoryOf(message: string, fallback: ErrorCategory): ErrorCategory {
   if (MODULE_RE.test(message)) return "module_not_found";
+  // A package whose install script did not run (npm's `bun`): an install problem, whatever threw it.
+  if (/install script was not run/.test(message)) return "npm";
   if (PORT_RE.test(message)) return "port_in_use";
   if (OOM_RE.test(message)) return "out_of_memory";
   if (/Segmentation fault|SIGSEGV/.test(message)) return "segfault";
@@ -108,7 +125,7 @@ export function categoryOf(message: string, fallback: ErrorCategory): ErrorCateg
 /** Makes sure a port-in-use message names the port (taken from the message or the error's properties). */
 export function withPort(message: string, extra: string): string {
   const m =
-    /(?:port:?\s*|:::?|\d+\.\d+\.\d+\.\d+:|localhost:|\]:)(\d{2,5})\b/i.exec(message) ??
+    /(?:port:?\s*|:::?|\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}:|localhost:|\]:)(\d{2,5})\b/i.exec(message) ??
     /\bport:?\s*(\d{2,5})\b/i.exec(extra);
   if (!m) return message;
   return message.includes(m[1] as string) ? message : `${message} (port ${m[1]})`;

@@ -128,13 +128,19 @@ export class ExecService {
     const startedAt = performance.now();
     let timedOut = false;
     let cancelled = false;
+    const cwd = request.cwd ?? "";
+    this.#hooks.starting?.(sessionId, processId, {
+      kind: "command",
+      cwd,
+      workspacePath: runtime.jail.workspacePath,
+    });
     const run = Run.start({
       jail: runtime.jail,
       logs: this.#logs,
       sessionId,
       processId,
       command,
-      cwd: request.cwd ?? "",
+      cwd,
       env: { ...runtime.env, ...request.env },
       captureBytes: runtime.limits.outputBytes,
       spawnErrorOnStderr: true,

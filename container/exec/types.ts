@@ -22,8 +22,23 @@ export interface ExitInfo {
   lastLines: string[];
 }
 
-/** Called on every exit of a command or supervised process; wired to error detection. */
+/**
+ * Where a process runs, as error detection needs it: tools print paths relative to the process's cwd (tsc) or as
+ * the process sees the workspace (`/workspace/src/a.ts` in a jail), and errors name files relative to the workspace.
+ */
+export interface RunPlace {
+  /** A one-off command (run_commands) or a supervised process (start_process). */
+  kind: "command" | "process";
+  /** Relative to the workspace, as given ("" or "." for its root). */
+  cwd: string;
+  /** How the process sees the workspace: `SessionSandbox.workspacePath`. */
+  workspacePath: string;
+}
+
+/** Called around every run of a command or supervised process; wired to error detection. */
 export interface ProcessHooks {
+  /** Before the process is spawned (each start of a supervised process), so its first line is read in place. */
+  starting?(sessionId: string, processId: string, place: RunPlace): void;
   exited(sessionId: string, processId: string, info: ExitInfo): void;
 }
 

@@ -203,13 +203,19 @@ export class Supervisor {
       endedAt: null,
     });
     const portEnv: Record<string, string> = request.port ? { PORT: String(request.port) } : {};
+    const cwd = request.cwd ?? "";
+    this.#hooks.starting?.(runtime.id, row.id, {
+      kind: "process",
+      cwd,
+      workspacePath: runtime.jail.workspacePath,
+    });
     const run = Run.start({
       jail: runtime.jail,
       logs: this.#logs,
       sessionId: runtime.id,
       processId: row.id,
       command: request.command,
-      cwd: request.cwd ?? "",
+      cwd,
       env: { ...runtime.env, ...portEnv, ...request.env },
     });
     managed.run = run;

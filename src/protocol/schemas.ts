@@ -342,6 +342,8 @@ export const ErrorCategory = z.enum([
   "runtime",
   "module_not_found",
   "npm",
+  "lint",
+  "test",
   "react",
   "port_in_use",
   "out_of_memory",

@@ -182,4 +182,57 @@ describe("attachErrorDetection", () => {
       await logs.close();
     }
   });
+
+  it("records a crash for a supervised process, and for a command only when a signal it did not ask for ends it", async () => {
+    const logs = new LogStore({ dir: join(dir, "logs") });
+    const store = new ErrorStore(openDb());
+    const detection = attachErrorDetection(logs, store);
+    const place = (kind: "command" | "process") => ({ kind, cwd: "", workspacePath: "/workspace" });
+    const exit = (exitCode: number | null, signal: string | null) => ({
+      exitCode,
+      signal,
+      crashed: true,
+      lastLines: ["TypeError: boom", "    at f (/workspace/a.js:1:1)", "", "Node.js v22.23.3", "}"],
+    });
+    try {
+      detection.track(SID, "c1", place("command"));
+      detection.exited(SID, "c1", exit(1, null));
+      expect(store.list(SID).errors).toEqual([]);
+
+      detection.track(SID, "c2", place("command"));
+      detection.exited(SID, "c2", exit(null, "SIGSEGV"));
+      detection.track(SID, "p1", place("process"));
+      detection.exited(SID, "p1", exit(1, null));
+      expect(store.list(SID).errors.map((e) => [e.processId, e.category, e.message])).toEqual([
+        ["c2", "segfault", "process was killed by SIGSEGV; last output: TypeError: boom"],
+        ["p1", "crash", "process exited with code 1; last output: TypeError: boom"],
+      ]);
+    } finally {
+      detection.detach();
+      await logs.close();
+    }
+  });
+
+  it("names files relative to the workspace, from the cwd the process ran in", async () => {
+    const logs = new LogStore({ dir: join(dir, "logs") });
+    const store = new ErrorStore(openDb());
+    const detection = attachErrorDetection(logs, store);
+    try {
+      detection.track(SID, "c1", { kind: "command", cwd: "packages/app", workspacePath: "/workspace" });
+      const out = logs.writer(SID, "c1", "stdout");
+      out.write("../lib/src/a.ts(5,14): error TS2322: Type 'number' is not assignable to type 'string'.\n");
+      out.write("src/b.ts(1,1): error TS1005: ';' expected.\n");
+      out.write("/workspace/packages/app/src/c.ts(2,2): error TS1005: ')' expected.\n");
+      out.write("/etc/x.ts(3,3): error TS1005: '(' expected.\n");
+      expect(store.list(SID).errors.map((e) => e.file)).toEqual([
+        "packages/lib/src/a.ts",
+        "packages/app/src/b.ts",
+        "packages/app/src/c.ts",
+        "/etc/x.ts",
+      ]);
+    } finally {
+      detection.detach();
+      await logs.close();
+    }
+  });
 });

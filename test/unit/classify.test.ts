@@ -88,7 +88,7 @@ describe("bundlers", () => {
   it("reads a vite build failure with the esbuild detail", () => {
     const e = only("vite-build-error.txt");
     expect(e).toMatchObject({ category: "build", file: "/workspace/src/main.ts", line: 2, column: 5 });
-    expect(e.message).toBe('Transform failed with 1 error: Unexpected "}"');
+    expect(e.message).toBe('Unexpected "}"');
   });
 });
 
