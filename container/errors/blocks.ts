@@ -113,7 +113,9 @@ class NodeStack implements Block {
 
   finish(): Finding[] {
     if (this.#message === null) return [];
-    let message = this.#message.replace(/^Uncaught /, "").replace(/ *\{ *$/, "");
+    let message = this.#message.replace(/^Uncaught /, "");
+    // `Error: x {` opens the error's properties (a pattern ending in ` *\{$` would be quadratic in spaces).
+    if (message.endsWith("{")) message = message.slice(0, -1).trimEnd();
     if (message.startsWith("[UnhandledPromiseRejection: ") && message.endsWith("]")) {
       const reason = message.indexOf('reason "');
       message = `Unhandled promise rejection: ${

@@ -9,7 +9,7 @@ const TEMP_PATH = /(?:\/private)?(?:\/tmp|\/var\/tmp|\/var\/folders|\/dev\/shm)\
 const HEX_PREFIXED = /\b0x[0-9a-f]+\b/gi;
 /** Hashes, object ids, build ids: long runs of hex digits with at least one digit and one letter. */
 const HEX_ID = /\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,}\b/gi;
-const PORT = /(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1?\]|::1?|:::|\bport)(\s*:?\s*)\d{2,5}\b/gi;
+const PORT = /(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1?\]|::1?|:::|\bport)(\s*(?::\s*)?)\d{2,5}\b/gi;
 const QUOTED = /(['"`])([^'"`\n]{0,200}?)\1/g;
 /** Numbers at the start of a word ("5000ms", "42"), not inside identifiers ("TS2322", "h1"). */
 const NUMBER = /\b\d+(?:\.\d+)?/g;
