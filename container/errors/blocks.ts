@@ -183,11 +183,14 @@ class NpmBlock implements Block {
     const meta =
       /^(?:code|errno|path|workspace|location|command|syscall|signal|dest|cwd|argv|node|npm)\b|^A complete log|^Log files were not written|^Verbose stack|^\s*$/;
     const first = bodies.find((b) => !meta.test(b));
-    const message = first
+    let message = first
       ? code && !first.includes(code)
         ? `${code}: ${first}`
         : first
       : `npm failed (${code ?? "unknown error"})`;
+    // ERESOLVE says which dependency conflicts on the line after this one.
+    const conflict = bodies.indexOf("Could not resolve dependency:");
+    if (conflict >= 0 && bodies[conflict + 1]) message += `: ${bodies[conflict + 1]}`;
     const category = /Cannot find module|MODULE_NOT_FOUND/.test(message) ? "module_not_found" : "npm";
     return [finding(category, "error", message, null, this.#lines.join("\n"))];
   }
@@ -213,6 +216,34 @@ class OomBlock implements Block {
 
   finish(): Finding[] {
     return [finding("out_of_memory", "fatal", this.#message, null, this.#lines.join("\n").trimEnd())];
+  }
+}
+
+/**
+ * pnpm 11+: `Error: ERR_PNPM_NO_MATCHING_VERSION`, then indented `× what it was doing`, `╰─▶ why` (continued on
+ * deeper lines) and `help: …`.
+ */
+class PnpmBlock implements Block {
+  readonly #code: string;
+  readonly #lines: string[];
+  #cause: string | null = null;
+
+  constructor(header: string, code: string) {
+    this.#code = code;
+    this.#lines = [header];
+  }
+
+  accept(text: string): Verdict {
+    if (text.trim() !== "" && !/^\s/.test(text)) return "end";
+    if (this.#lines.length < MAX_BLOCK_LINES) this.#lines.push(text);
+    const cause = /^\s*╰─▶ (.+)$/.exec(text);
+    if (cause && this.#cause === null) this.#cause = cause[1] as string;
+    return "take";
+  }
+
+  finish(): Finding[] {
+    const message = this.#cause ? `${this.#code}: ${this.#cause}` : this.#code;
+    return [finding("npm", "error", message, null, this.#lines.join("\n").trimEnd())];
   }
 }
 
@@ -278,6 +309,8 @@ export function startBlock(text: string, next: boolean, previous: string | null)
       return new CompileBlock(text, loc);
     }
   }
+  m = /^Error: (ERR_PNPM_\w+)$/.exec(text);
+  if (m) return new PnpmBlock(text, m[1] as string);
   m = BUN_RESOLVE_CAUSE.exec(text);
   if (m) return new BunResolveBlock(m[1] as string);
   return startCheckerBlock(text, previous) ?? (ERROR_LINE.test(text) ? new NodeStack(null, text) : null);

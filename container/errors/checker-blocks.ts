@@ -157,6 +157,75 @@ function unquote(value: string): string {
   return value;
 }
 
+// -------------------------------------------------------------------------------------------- node --test (spec)
+
+const SPEC_DECLARED = /^test at (\S+):(\d+):(\d+)$/;
+const SPEC_FAILED = /^ *✖ (.+?) \([\d.]+m?s\)$/;
+
+interface SpecFailure {
+  test: string;
+  declared: Location | null;
+  message: string[];
+  frames: string[];
+  inProps: boolean;
+}
+
+/**
+ * The `✖ failing tests:` section of node --test's spec reporter (its reporter on a terminal, or when asked): per
+ * failure `test at file:line:col`, `✖ name (1ms)`, then the error indented under it with its stack.
+ */
+class NodeSpecBlock implements Block {
+  readonly #failures: SpecFailure[] = [];
+  #declared: Location | null = null;
+  #lines = 0;
+
+  accept(text: string): Verdict {
+    if (++this.#lines > 4 * MAX_LINES) return "end";
+    const current = this.#failures[this.#failures.length - 1];
+    if (text.trim() === "") return "take";
+    const declared = SPEC_DECLARED.exec(text);
+    if (declared) {
+      this.#declared = {
+        file: cleanPath(declared[1] as string),
+        line: Number(declared[2]),
+        column: Number(declared[3]),
+      };
+      return "take";
+    }
+    const failed = SPEC_FAILED.exec(text);
+    if (failed) {
+      this.#failures.push({
+        test: failed[1] as string,
+        declared: this.#declared,
+        message: [],
+        frames: [],
+        inProps: false,
+      });
+      this.#declared = null;
+      return "take";
+    }
+    if (!current || !/^\s/.test(text)) return "end";
+    if (current.inProps) {
+      if (/^\s*\}$/.test(text)) current.inProps = false;
+    } else if (/^\s+at /.test(text)) {
+      if (current.frames.length < MAX_LINES) current.frames.push(text);
+      if (text.endsWith("{")) current.inProps = true;
+    } else if (current.frames.length === 0 && current.message.length < 20) {
+      current.message.push(text.trim());
+    }
+    return "take";
+  }
+
+  finish(): Finding[] {
+    return this.#failures.map((f) => {
+      const error = f.message.join(" ");
+      const message = error ? `${f.test}: ${error}` : f.test;
+      const loc = firstOwnFrame(f.frames) ?? f.declared;
+      return finding("test", "error", message, loc, f.frames.length > 0 ? f.frames.join("\n") : null);
+    });
+  }
+}
+
 /**
  * Starts the report of a linter or test runner that a line opens. `previous` is the line before it on the same
  * stream (eslint names the file on the line above its problems).
@@ -172,5 +241,6 @@ export function startCheckerBlock(text: string, previous: string | null): Block 
   if (m) return new VitestBlock(text, m[1] as string, m[2] ?? null);
   m = TAP_NOT_OK.exec(text);
   if (m) return new TapBlock((m[1] as string).length, m[2] as string);
+  if (text === "✖ failing tests:") return new NodeSpecBlock();
   return null;
 }

@@ -19,7 +19,7 @@ const CLASSIFY_CHARS = 4_096;
  * regex is much cheaper than running all rules on them.
  */
 const MAYBE_ERROR =
-  /error|exception|fatal|critical|traceback|killed|segmentation|eaddrinuse|in use|memory|bad_alloc|warning|hydrat|server-rendered|fail|could not|can't resolve|npm |vite|⨯|not ok|^\{|:\d+$/i;
+  /error|exception|fatal|critical|traceback|killed|segmentation|eaddrinuse|in use|memory|bad_alloc|warning|hydrat|server-rendered|fail|could not|can't resolve|npm |vite|⨯|not ok|peer dependenc|^\{|:\d+$/i;
 const NEXT_PREFIX = /^\s*⨯\s+(?:(?:unhandledRejection|uncaughtException):\s*)?(.*)$/;
 
 interface StreamState {

@@ -153,6 +153,7 @@ const LEVEL_WORD =
   /^(?:\[?\d{4}-\d\d-\d\d[T ][\d:.,]+Z?\]?\s+|\d\d:\d\d:\d\d(?:\.\d+)?\s+)?\[?(ERROR|FATAL|CRITICAL)\]?(?::|\s+-|\s)\s*(\S.*)$/;
 const CLI_ERROR = /^error(?:\[[\w-]+\])?: (\S.*)$/;
 const PNPM = /^\s*(ERR_PNPM_\w+)\s*(.*)$/;
+const PNPM_PEERS = /^✗ (\d+ peer dependenc(?:y|ies) (?:has|have) issues.*)$/;
 
 /**
  * Errors that fit on one line. Ordered from the most specific (compilers with locations) to the most generic
@@ -201,6 +202,8 @@ export function classifyLine(text: string): Finding | null {
   if (m) return finding("react", "error", text.replace(/^Uncaught /, ""));
   m = PNPM.exec(text);
   if (m) return finding("npm", "error", `${m[1]} ${m[2]}`.trim());
+  m = PNPM_PEERS.exec(text);
+  if (m) return finding("npm", "warning", m[1] as string);
   m = CLI_ERROR.exec(text);
   if (m) return finding(categoryOf(m[1] as string, "build"), "error", text, findLocation(text));
   m = LEVEL_WORD.exec(text);
