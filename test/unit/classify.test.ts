@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { crashError, type DetectedErrorInput, ErrorDetector } from "../../container/errors/classify.ts";
+import { workspaceFile } from "../../container/errors/places.ts";
 import type { LogLine, LogStream } from "../../src/protocol/schemas.ts";
 
 const TIME = "2025-01-10T10:00:00.000Z";
@@ -353,5 +354,26 @@ describe("crashError", () => {
     const e = crashError("p2", null, "SIGSEGV", [], { seq: 42, time: TIME });
     expect(e).toMatchObject({ category: "segfault", seq: 42, time: TIME, stack: null });
     expect(e.message).toBe("process was killed by SIGSEGV");
+  });
+});
+
+describe("workspaceFile", () => {
+  const place = { cwd: "packages/app", workspacePath: "/workspace" };
+
+  it("resolves a relative path against the cwd and names it from the workspace root", () => {
+    expect(workspaceFile("src/a.ts", place)).toBe("packages/app/src/a.ts");
+    expect(workspaceFile("../lib/a.ts", place)).toBe("packages/lib/a.ts");
+    expect(workspaceFile("./a.ts", { cwd: "", workspacePath: "/workspace" })).toBe("a.ts");
+    expect(workspaceFile("a.ts", { cwd: ".", workspacePath: "/tmp/data/ws/" })).toBe("a.ts");
+  });
+
+  it("makes absolute paths inside the workspace relative and leaves others and non-paths alone", () => {
+    expect(workspaceFile("/workspace/src/App.jsx", place)).toBe("src/App.jsx");
+    expect(workspaceFile("/workspace-other/a.ts", place)).toBe("/workspace-other/a.ts");
+    expect(workspaceFile("../../../etc/passwd", place)).toBe("/etc/passwd");
+    expect(workspaceFile("/usr/lib/node_modules/x/index.js", place)).toBe("/usr/lib/node_modules/x/index.js");
+    expect(workspaceFile("node:internal/modules/cjs/loader", place)).toBe("node:internal/modules/cjs/loader");
+    expect(workspaceFile("webpack://app/src/a.ts", place)).toBe("webpack://app/src/a.ts");
+    expect(workspaceFile("<anonymous>", place)).toBe("<anonymous>");
   });
 });
