@@ -86,7 +86,6 @@ const DIAGNOSTIC_LOCATION = /^\s*╭─\[ (\S+):(\d+):(\d+) \]$/;
 export class DiagnosticsBlock implements Block {
   readonly #header: string;
   readonly #diagnostics: Diagnostic[] = [];
-  #lines = 0;
   #inProps = false;
   #trailer = false;
 
@@ -95,7 +94,6 @@ export class DiagnosticsBlock implements Block {
   }
 
   accept(text: string): Verdict {
-    this.#lines++;
     const current = this.#diagnostics[this.#diagnostics.length - 1];
     if (this.#inProps) {
       if (/^\}$/.test(text)) return "take-end";
@@ -125,7 +123,7 @@ export class DiagnosticsBlock implements Block {
       if (current.lines.length < MAX_BLOCK_LINES) current.lines.push(text);
       return "take";
     }
-    if (this.#diagnostics.length === 0) return this.#lines > 2 ? "end" : "take";
+    if (this.#diagnostics.length === 0) return "end";
     if (FRAME.test(text) || /^\s*(?:Plugin|File|file): /.test(text)) {
       this.#trailer = true;
       if (/ \{$/.test(text)) this.#inProps = true;
@@ -135,6 +133,8 @@ export class DiagnosticsBlock implements Block {
   }
 
   finish(): Finding[] {
+    // Diagnostics in a shape not known here: the summary at least says that the build failed.
+    if (this.#diagnostics.length === 0) return [finding("build", "error", this.#header)];
     return this.#diagnostics.map((d) => {
       const stack = [this.#header, ...d.lines].join("\n");
       return finding(categoryOf(d.message, "build"), "error", d.message, d.loc, stack);
