@@ -12,6 +12,8 @@ import {
 
 /** Past this many lines a block keeps taking lines but stops storing them. */
 export const MAX_BLOCK_LINES = 200;
+/** A report of more errors than this ends there (the rest of a hostile stream must not grow one block). */
+export const MAX_BLOCK_ERRORS = 100;
 
 const FRAME = /^\s+at /;
 
@@ -44,6 +46,7 @@ export class EsbuildBlock implements Block {
     if (text.trim() !== "" && !/^\s/.test(text)) return "end";
     const nested = this.#severity === "error" ? ESBUILD_ERROR.exec(text) : null;
     if (nested) {
+      if (this.#nested.length >= MAX_BLOCK_ERRORS) return "end";
       this.#nested.push({ message: withoutPlugin(nested[1] as string), loc: null, lines: [text.trim()] });
       return "take";
     }
@@ -100,6 +103,7 @@ export class DiagnosticsBlock implements Block {
       return "take";
     }
     if (text.trim() === "") return "take";
+    if (this.#diagnostics.length >= MAX_BLOCK_ERRORS) return "end";
     const m = this.#trailer ? null : DIAGNOSTIC.exec(text);
     if (m) {
       this.#diagnostics.push({ message: m[2] as string, loc: null, lines: [text] });
@@ -281,6 +285,7 @@ export class TurbopackBlock implements Block {
     if (text.trim() === "") return "take";
     const location = LOCATION_ONLY.exec(text);
     if (location) {
+      if (this.#errors.length >= MAX_BLOCK_ERRORS) return "end";
       this.#errors.push({ message: "", loc: locationOnly(location), lines: [text] });
       return "take";
     }

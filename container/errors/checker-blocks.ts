@@ -1,4 +1,5 @@
 import type { Block, Verdict } from "./blocks.ts";
+import { MAX_BLOCK_ERRORS } from "./bundler-blocks.ts";
 import { cleanPath, type Finding, finding, firstOwnFrame, type Location, parseFrame } from "./patterns.ts";
 
 /** Past this many lines a report keeps taking lines but stops storing them. */
@@ -24,7 +25,7 @@ class EslintBlock implements Block {
 
   accept(text: string): Verdict {
     const m = ESLINT_PROBLEM.exec(text);
-    if (!m) return "end";
+    if (!m || this.#problems.length >= MAX_BLOCK_ERRORS) return "end";
     const rest = (m[4] as string).trimEnd();
     const cut = rest.lastIndexOf("  ");
     const rule = cut < 0 ? "" : rest.slice(cut).trim();
@@ -194,6 +195,7 @@ class NodeSpecBlock implements Block {
     }
     const failed = SPEC_FAILED.exec(text);
     if (failed) {
+      if (this.#failures.length >= MAX_BLOCK_ERRORS) return "end";
       this.#failures.push({
         test: failed[1] as string,
         declared: this.#declared,

@@ -357,6 +357,18 @@ describe("crashError", () => {
   });
 });
 
+describe("bounds", () => {
+  it("ends a report at 100 errors, however many lines claim to belong to it", () => {
+    const detector = new ErrorDetector();
+    const feed = (seq: number, text: string) =>
+      detector.feed({ seq, time: TIME, stream: "stderr", processId: "p1", text });
+    const found = [...feed(1, "Build failed with 10000 errors:")];
+    for (let i = 0; i < 10_000; i++) found.push(...feed(i + 2, `[PARSE_ERROR] error ${i}`));
+    found.push(...detector.flush());
+    expect(found).toHaveLength(100);
+  });
+});
+
 describe("workspaceFile", () => {
   const place = { cwd: "packages/app", workspacePath: "/workspace" };
 
