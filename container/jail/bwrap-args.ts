@@ -1,4 +1,5 @@
 import { posix } from "node:path";
+import type { Toolchain } from "./toolchain.ts";
 
 /**
  * Pure builders of the argument arrays of the jail. They are computed once per session so that the spawn path only
@@ -8,7 +9,17 @@ import { posix } from "node:path";
 /** Where the workspace appears inside the jail. */
 export const JAIL_WORKSPACE = "/workspace";
 
+/** The session's home inside the jail: its own directory outside the workspace, so caches never land there. */
+export const JAIL_HOME = "/home/sandbox";
+
+/** Where the toolchain (toolchain.ts) appears inside the jail: `bin/` on the PATH, `lib/node_modules/` beside it. */
+export const TOOLCHAIN_ROOT = "/opt/toolchain";
+
 export const DEFAULT_JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** Where the registry cache listens inside a session's network namespace (container/registry). */
+export const REGISTRY_CACHE_PORT = 4873;
+export const REGISTRY_CACHE_URL = `http://127.0.0.1:${REGISTRY_CACHE_PORT}/`;
 
 /** Top-level system directories: bound read-only when they are directories, recreated when they are symlinks. */
 export const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] as const;
@@ -58,6 +69,10 @@ export interface JailLayout {
   user?: JailUser | null;
   /** Host files bound read-only at the given jail paths (the jail agent's program). */
   files?: [host: string, jail: string][];
+  /** The session's home directory on the host, bound writable at JAIL_HOME. */
+  hostHome?: string;
+  /** Bound read-only under TOOLCHAIN_ROOT. */
+  toolchain?: Toolchain | null;
 }
 
 export interface JailUser {
@@ -121,6 +136,8 @@ export function jailArgs(layout: JailLayout): string[] {
     layout.hostWorkspace,
     JAIL_WORKSPACE,
   );
+  if (layout.hostHome) args.push("--bind", layout.hostHome, JAIL_HOME);
+  if (layout.toolchain) args.push(...toolchainArgs(layout.toolchain));
   for (const [host, jail] of layout.files ?? []) args.push("--ro-bind", host, jail);
   args.push(
     // The root is a tmpfs of bwrap's: read-only once everything is in place, so /etc and / stay as built.
@@ -137,9 +154,82 @@ export function jailCwd(cwd: string): string {
   return posix.join(JAIL_WORKSPACE, cwd);
 }
 
-/** The environment of a jailed process: sane defaults, overridden by the session's and the command's env. */
-export function jailEnv(env: Record<string, string>): Record<string, string> {
-  return { PATH: DEFAULT_JAIL_PATH, HOME: JAIL_WORKSPACE, TMPDIR: "/tmp", LANG: "C.UTF-8", ...env };
+/**
+ * The toolchain's mounts: node and bun binaries and the npm and corepack packages, each read-only, and the
+ * commands in `bin/` as relative links (a script's `#!/usr/bin/env node` then finds this node first on the PATH).
+ */
+export function toolchainArgs(toolchain: Toolchain): string[] {
+  const bin = `${TOOLCHAIN_ROOT}/bin`;
+  const lib = `${TOOLCHAIN_ROOT}/lib/node_modules`;
+  const args: string[] = [];
+  const link = (target: string, name: string): void => {
+    args.push("--symlink", target, `${bin}/${name}`);
+  };
+  if (toolchain.node) args.push("--ro-bind", toolchain.node.path, `${bin}/node`);
+  if (toolchain.npm) {
+    args.push("--ro-bind", toolchain.npm.path, `${lib}/npm`);
+    link("../lib/node_modules/npm/bin/npm-cli.js", "npm");
+    link("../lib/node_modules/npm/bin/npx-cli.js", "npx");
+  }
+  if (toolchain.corepack) {
+    args.push("--ro-bind", toolchain.corepack.path, `${lib}/corepack`);
+    for (const name of ["corepack", "pnpm", "pnpx", "yarn", "yarnpkg"])
+      link(`../lib/node_modules/corepack/dist/${name}.js`, name);
+  }
+  if (toolchain.bun) {
+    args.push("--ro-bind", toolchain.bun.path, `${bin}/bun`);
+    // bun acts as bunx when called by that name.
+    link("bun", "bunx");
+  }
+  return args;
+}
+
+export interface SessionEnvOptions {
+  /** The session's home as its processes see it. */
+  home: string;
+  /** Directories put first on the PATH (the toolchain's). */
+  path: string[];
+  /** The registry cache's URL when the session reaches one, else null. */
+  registry: string | null;
+  /** No network at all: npm answers from its cache at once instead of retrying for a minute. */
+  offline: boolean;
+}
+
+/**
+ * What every process of a session starts with: the home outside the workspace (npm, pnpm, yarn, bun and corepack
+ * keep their caches under it), the toolchain first on the PATH, global installs (`npm i -g`) into the home, and
+ * the package managers pointed at the registry cache. The session's and the command's env override any of it.
+ */
+export function sessionEnv(options: SessionEnvOptions): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: [`${options.home}/.local/bin`, ...options.path, DEFAULT_JAIL_PATH].join(":"),
+    HOME: options.home,
+    TMPDIR: "/tmp",
+    LANG: "C.UTF-8",
+    npm_config_prefix: `${options.home}/.local`,
+    npm_config_update_notifier: "false",
+    // Corepack fetches the pnpm and yarn versions it pins (with their hashes) rather than looking up the latest,
+    // and never stops to ask.
+    COREPACK_DEFAULT_TO_LATEST: "0",
+    COREPACK_ENABLE_DOWNLOAD_PROMPT: "0",
+  };
+  if (options.registry) {
+    env.npm_config_registry = options.registry;
+    env.COREPACK_NPM_REGISTRY = options.registry.replace(/\/$/, "");
+    env.BUN_CONFIG_REGISTRY = options.registry;
+  }
+  if (options.offline) env.npm_config_offline = "true";
+  return env;
+}
+
+const DEFAULT_SESSION_ENV = sessionEnv({ home: JAIL_HOME, path: [], registry: null, offline: false });
+
+/** The environment of a jailed process: the session's defaults (sessionEnv), overridden by `env`. */
+export function jailEnv(
+  env: Record<string, string>,
+  defaults: Record<string, string> = DEFAULT_SESSION_ENV,
+): Record<string, string> {
+  return { ...defaults, ...env };
 }
 
 export interface WrapperOptions {

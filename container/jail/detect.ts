@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { ETC_ENTRIES, SYSTEM_DIRS, type SystemEntry } from "./bwrap-args.ts";
 import { type CgroupSupport, detectCgroups } from "./cgroup.ts";
 import { type EtcCopy, sharedEtcCopy } from "./etc-copy.ts";
+import { findToolchain, type Toolchain, type ToolchainOptions } from "./toolchain.ts";
 import type { JailCapabilities } from "./types.ts";
 
 /** What the host offers, probed once when the jail is created; sessions only read it. */
@@ -21,12 +22,15 @@ export interface HostProbe {
   systemEntries: SystemEntry[];
   /** The jails' /etc, built here when there is a jail; null without one. */
   etc: EtcCopy | null;
+  /** Node, npm, corepack and bun for sessions (jailed or not). */
+  toolchain: Toolchain;
 }
 
 export interface ProbeOptions {
   disabled?: boolean;
   bwrapPath?: string;
   slirp4netnsPath?: string;
+  toolchain?: ToolchainOptions;
 }
 
 const NOT_ISOLATED =
@@ -169,6 +173,8 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
   }
   if (!cgroups?.memoryParent)
     warnings.push("no writable memory cgroup: the memory of a session is not limited");
+  const toolchain = findToolchain(options.toolchain);
+  warnings.push(...toolchain.warnings);
   return {
     capabilities: {
       bubblewrap: bwrap !== null,
@@ -186,5 +192,6 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
     cgroups,
     systemEntries: systemEntries(),
     etc,
+    toolchain,
   };
 }

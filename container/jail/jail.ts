@@ -2,18 +2,30 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { AgentProcess, type AgentSpec, JailAgent } from "./agent.ts";
 import { agentInvocation, agentLimits, agentSetsLimits } from "./agent-invocation.ts";
-import { JAIL_WORKSPACE, type JailUser, jailArgs, jailCwd, jailEnv, wrapperScript } from "./bwrap-args.ts";
+import {
+  JAIL_HOME,
+  JAIL_WORKSPACE,
+  type JailUser,
+  jailArgs,
+  jailCwd,
+  jailEnv,
+  sessionEnv,
+  TOOLCHAIN_ROOT,
+  wrapperScript,
+} from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import type { HostProbe } from "./detect.ts";
 import { connectionError } from "./lazy-bridge.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
 import { GATE_ARGS } from "./spawn-gate.ts";
+import { linkToolchain } from "./toolchain.ts";
 import type { EnforcedLimits, Jail, JailOptions, JailProcess, SpawnOptions } from "./types.ts";
 
 /** The environment of the host-side helpers (nsenter, bwrap): nothing from the session. */
@@ -150,12 +162,20 @@ export async function openBubblewrapJail(
         userns: probe.userns,
         user: probe.userns ? user : null,
         files: agent.files,
+        hostHome: options.homePath,
+        toolchain: probe.toolchain,
       }),
       ...agent.tail,
     ],
     gate: gated ? { procsFiles, marker: resolvConf } : null,
     env: HELPER_ENV,
   };
+  const baseEnv = sessionEnv({
+    home: options.homePath ? JAIL_HOME : "/tmp",
+    path: [`${TOOLCHAIN_ROOT}/bin`],
+    registry: null,
+    offline: !outbound,
+  });
   const agents = agentKeeper(spec, agentIdleMs);
   let nextId = 1;
   let closing: Promise<void> | null = null;
@@ -179,7 +199,7 @@ export async function openBubblewrapJail(
       const request = {
         command: spawnOptions.command,
         cwd: jailCwd(spawnOptions.cwd),
-        env: jailEnv(spawnOptions.env),
+        env: jailEnv(spawnOptions.env, baseEnv),
         limits: rlimits,
       };
       const ready = agents.current();
@@ -305,6 +325,12 @@ export async function openUnisolatedJail(probe: HostProbe, options: JailOptions)
     ...limits.warnings,
   ];
   const children = tracked();
+  const baseEnv = sessionEnv({
+    home: options.homePath ?? tmpdir(),
+    path: [linkToolchain(probe.toolchain, options.runDir), process.env.PATH ?? HELPER_ENV.PATH],
+    registry: null,
+    offline: false,
+  });
   let closing: Promise<void> | null = null;
   const kill = (child: JailProcess, sig: NodeJS.Signals): void => {
     // The group can outlive its leader (background grandchildren), so it is signalled even after an exit.
@@ -318,7 +344,7 @@ export async function openUnisolatedJail(probe: HostProbe, options: JailOptions)
     enforced: limits.enforced,
     spawn(spawnOptions: SpawnOptions): JailProcess {
       if (closing) throw closedError(options.sessionId);
-      const env = { PATH: process.env.PATH ?? HELPER_ENV.PATH, HOME: options.hostPath, ...spawnOptions.env };
+      const env = { ...baseEnv, ...spawnOptions.env };
       const cwd = join(options.hostPath, spawnOptions.cwd === "" ? "." : spawnOptions.cwd);
       const args = wrapper
         ? ["-c", wrapper, "sh", "/bin/sh", "-c", spawnOptions.command]

@@ -31,6 +31,11 @@ export interface JailOptions {
   hostPath: string;
   /** A directory private to this session outside the workspace (sockets, pid files); exists. */
   runDir: string;
+  /**
+   * The session's home directory outside the workspace (its processes' HOME, where caches go); exists. Without
+   * one HOME is the jail's /tmp (the host's temp dir unjailed), which does not outlive the jail.
+   */
+  homePath?: string;
   network: NetworkPolicy;
   limits: Limits;
 }

@@ -14,7 +14,7 @@ import { SparePool } from "./spare-pool.ts";
 export interface SessionServiceOptions {
   store: SessionStore;
   jailer: Jailer;
-  /** Sessions live in `<dataDir>/sessions/<id>/{workspace,run}`. */
+  /** Sessions live in `<dataDir>/sessions/<id>/{workspace,home,run}`. */
   dataDir: string;
   templatesDir: string;
   defaults: { idleTtlSeconds: number; maxLifetimeSeconds: number; limits: Limits };
@@ -58,13 +58,13 @@ export class SessionService {
       size: options.spareSessions ?? 0,
       open: async (id) => {
         const paths = this.paths(id);
-        mkdirSync(paths.workspace, { recursive: true });
-        mkdirSync(paths.run, { recursive: true });
+        makeDirectories(paths);
         this.#options.onOpen?.(id);
         const jail = await this.#options.jailer.open({
           sessionId: id,
           hostPath: paths.workspace,
           runDir: paths.run,
+          homePath: paths.home,
           network: "deny",
           limits: options.defaults.limits,
         });
@@ -163,8 +163,7 @@ export class SessionService {
     const paths = this.paths(id);
     try {
       // Synchronous: cheap, and each asynchronous step would wait its turn behind every other request.
-      mkdirSync(paths.workspace, { recursive: true });
-      mkdirSync(paths.run, { recursive: true });
+      makeDirectories(paths);
       if (template)
         await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
     } catch (error) {
@@ -230,9 +229,14 @@ export class SessionService {
     return this.paths(id).workspace;
   }
 
-  paths(id: string) {
+  /**
+   * A session's directories: the workspace (what the agent builds, exported and snapshotted), its home (HOME of
+   * its processes: package caches, global installs, shell history; kept with the session, never listed, exported
+   * or snapshotted) and its run directory (the monitor's sockets and files for the jail; invisible to it).
+   */
+  paths(id: string): SessionPaths {
     const root = join(this.#options.dataDir, "sessions", id);
-    return { root, workspace: join(root, "workspace"), run: join(root, "run") };
+    return { root, workspace: join(root, "workspace"), home: join(root, "home"), run: join(root, "run") };
   }
 
   /** Kills every process, closes the jail, removes the workspace. False when there was no such session. */
@@ -318,11 +322,12 @@ export class SessionService {
     if (!jail) {
       const paths = this.paths(record.id);
       jail = (async () => {
-        mkdirSync(paths.run, { recursive: true });
+        makeDirectories(paths, false);
         return this.#options.jailer.open({
           sessionId: record.id,
           hostPath: paths.workspace,
           runDir: paths.run,
+          homePath: paths.home,
           network: record.network,
           limits: record.limits,
         });
@@ -372,6 +377,20 @@ export class SessionService {
       );
     }
   }
+}
+
+export interface SessionPaths {
+  root: string;
+  workspace: string;
+  home: string;
+  run: string;
+}
+
+/** Creates what a session's jail binds; a reopened session keeps what it has (`workspace` false: not recreated). */
+function makeDirectories(paths: SessionPaths, workspace = true): void {
+  if (workspace) mkdirSync(paths.workspace, { recursive: true });
+  mkdirSync(paths.home, { recursive: true });
+  mkdirSync(paths.run, { recursive: true });
 }
 
 function expiresAt(active: SessionRecord, record: SessionRecord): number {

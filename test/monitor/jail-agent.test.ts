@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentProcess, JailAgent } from "../../container/jail/agent.ts";
 import { agentInvocation, agentLimits } from "../../container/jail/agent-invocation.ts";
+import { sessionEnv } from "../../container/jail/bwrap-args.ts";
 import { createJailer } from "../../container/jail/index.ts";
 import {
   alive,
@@ -125,12 +126,14 @@ describe("a session's jail", () => {
     const result = await run(session.jail, command, { cwd: "it's a dir", env: { ODD: odd } });
     const [printed, env] = result.stdout.split(/(?<=`x`\n)/);
     expect(printed).toBe(`[${odd}]\n[/workspace/it's a dir]\n[/bin/sh]\nit's $HOME \`x\`\n`);
-    // Exactly the given environment, and the PWD every shell sets.
+    // Exactly the given environment (with the session's defaults; a session without network: npm offline),
+    // and the PWD every shell sets.
     const names = env!
       .split("\0")
       .filter(Boolean)
       .map((entry) => entry.slice(0, entry.indexOf("=")));
-    expect(names.sort()).toEqual(["HOME", "LANG", "ODD", "PATH", "PWD", "TMPDIR"]);
+    const defaults = Object.keys(sessionEnv({ home: "", path: [], registry: null, offline: true }));
+    expect(names.sort()).toEqual([...defaults, "ODD", "PWD"].sort());
   });
 
   it("runs a command as /bin/sh -c, with what sh -c gives it", async () => {

@@ -42,7 +42,7 @@ describe("without a jail (disabled: true)", () => {
       cwd: "sub",
       env: { GREETING: "hi" },
     });
-    expect(result.stdout).toBe(`${session.hostPath}/sub\n${session.hostPath} hi\n`);
+    expect(result.stdout).toBe(`${session.hostPath}/sub\n${session.homePath} hi\n`);
   });
 
   it("still applies rlimits and the pids cgroup", async () => {

@@ -108,7 +108,7 @@ describe("a jailed session", () => {
         .split("\n")
         .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
     );
-    expect(env).toMatchObject({ HOME: "/workspace", TMPDIR: "/tmp", GREETING: "hello world", EMPTY: "" });
+    expect(env).toMatchObject({ HOME: "/home/sandbox", TMPDIR: "/tmp", GREETING: "hello world", EMPTY: "" });
     expect(env.PATH).toContain("/usr/bin");
     expect(result.stdout).not.toContain(hostSecret);
     expect(result.stdout).not.toContain("/work/main");
@@ -126,7 +126,7 @@ describe("a jailed session", () => {
       "set -e; node -e 'console.log(require(\"os\").homedir())'; npm --version >/dev/null; git init -q repo && cd repo && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m init && git log --format=%s; wc -l < /etc/passwd > /dev/null; echo done",
     );
     expect(result.stderr).toBe("");
-    expect(result.stdout).toBe("/workspace\ninit\ndone\n");
+    expect(result.stdout).toBe("/home/sandbox\ninit\ndone\n");
   });
 
   it("holds no capabilities, cannot write sysctls, create user namespaces or see host processes", async () => {

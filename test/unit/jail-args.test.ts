@@ -1,14 +1,20 @@
 import { describe, expect, it } from "vitest";
 import {
   ETC_ENTRIES,
+  JAIL_HOME,
   JAIL_WORKSPACE,
   type JailLayout,
   jailArgs,
   jailCwd,
   jailEnv,
+  REGISTRY_CACHE_URL,
+  sessionEnv,
   shQuote,
+  TOOLCHAIN_ROOT,
+  toolchainArgs,
   wrapperScript,
 } from "../../container/jail/bwrap-args.ts";
+import type { Toolchain } from "../../container/jail/toolchain.ts";
 
 const layout: JailLayout = {
   hostWorkspace: "/data/sessions/abc/workspace",
@@ -115,16 +121,83 @@ describe("jailCwd", () => {
 });
 
 describe("jailEnv", () => {
-  it("provides PATH, HOME and TMPDIR, which the given env may override", () => {
+  it("provides PATH, HOME outside the workspace and TMPDIR, which the given env may override", () => {
     expect(jailEnv({})).toMatchObject({
-      HOME: "/workspace",
+      HOME: JAIL_HOME,
       TMPDIR: "/tmp",
       PATH: expect.stringContaining("/usr/bin"),
     });
+    expect(JAIL_HOME.startsWith(JAIL_WORKSPACE)).toBe(false);
     expect(jailEnv({ PATH: "/workspace/bin:/usr/bin", FOO: "1" })).toMatchObject({
       PATH: "/workspace/bin:/usr/bin",
       FOO: "1",
     });
+  });
+});
+
+describe("the session's home and toolchain", () => {
+  const toolchain: Toolchain = {
+    node: { path: "/srv/node-v22/bin/node", version: "22.23.3" },
+    npm: { path: "/srv/node-v22/lib/node_modules/npm", version: "10.9.8" },
+    corepack: { path: "/srv/project/node_modules/corepack", version: "0.36.0" },
+    bun: { path: "/srv/project/node_modules/bun/bin/bun.exe", version: "1.4.5" },
+    warnings: [],
+  };
+
+  it("binds the home writable at its own path, and the toolchain read-only under /opt/toolchain", () => {
+    const args = jailArgs({ ...layout, hostHome: "/data/sessions/abc/home", toolchain });
+    expect(pairs(args, "--bind")).toEqual([
+      [layout.hostWorkspace, JAIL_WORKSPACE],
+      ["/data/sessions/abc/home", JAIL_HOME],
+    ]);
+    expect(pairs(args, "--ro-bind")).toEqual(
+      expect.arrayContaining([
+        ["/srv/node-v22/bin/node", `${TOOLCHAIN_ROOT}/bin/node`],
+        ["/srv/node-v22/lib/node_modules/npm", `${TOOLCHAIN_ROOT}/lib/node_modules/npm`],
+        ["/srv/project/node_modules/corepack", `${TOOLCHAIN_ROOT}/lib/node_modules/corepack`],
+        ["/srv/project/node_modules/bun/bin/bun.exe", `${TOOLCHAIN_ROOT}/bin/bun`],
+      ]),
+    );
+    // Commands are links relative to bin/, so they resolve inside the jail.
+    const links = Object.fromEntries(pairs(args, "--symlink").map(([target, path]) => [path, target]));
+    expect(links).toMatchObject({
+      [`${TOOLCHAIN_ROOT}/bin/npm`]: "../lib/node_modules/npm/bin/npm-cli.js",
+      [`${TOOLCHAIN_ROOT}/bin/npx`]: "../lib/node_modules/npm/bin/npx-cli.js",
+      [`${TOOLCHAIN_ROOT}/bin/pnpm`]: "../lib/node_modules/corepack/dist/pnpm.js",
+      [`${TOOLCHAIN_ROOT}/bin/yarn`]: "../lib/node_modules/corepack/dist/yarn.js",
+      [`${TOOLCHAIN_ROOT}/bin/bunx`]: "bun",
+    });
+    // All of it before the root is made read-only.
+    expect(args.lastIndexOf(`${TOOLCHAIN_ROOT}/bin/bunx`)).toBeLessThan(args.indexOf("--remount-ro"));
+  });
+
+  it("leaves out what the host lacks", () => {
+    const args = toolchainArgs({ node: toolchain.node, npm: null, corepack: null, bun: null, warnings: [] });
+    expect(args).toEqual(["--ro-bind", "/srv/node-v22/bin/node", `${TOOLCHAIN_ROOT}/bin/node`]);
+  });
+
+  it("puts the toolchain first on the PATH and points package managers at the registry cache", () => {
+    const env = sessionEnv({
+      home: JAIL_HOME,
+      path: [`${TOOLCHAIN_ROOT}/bin`],
+      registry: REGISTRY_CACHE_URL,
+      offline: false,
+    });
+    expect(env.PATH?.split(":").slice(0, 2)).toEqual([`${JAIL_HOME}/.local/bin`, `${TOOLCHAIN_ROOT}/bin`]);
+    expect(env).toMatchObject({
+      HOME: JAIL_HOME,
+      npm_config_prefix: `${JAIL_HOME}/.local`,
+      npm_config_registry: REGISTRY_CACHE_URL,
+      BUN_CONFIG_REGISTRY: REGISTRY_CACHE_URL,
+      COREPACK_NPM_REGISTRY: REGISTRY_CACHE_URL.replace(/\/$/, ""),
+    });
+    expect(env.npm_config_offline).toBeUndefined();
+  });
+
+  it("makes npm answer from its cache when the session has no network", () => {
+    const env = sessionEnv({ home: JAIL_HOME, path: [], registry: null, offline: true });
+    expect(env.npm_config_offline).toBe("true");
+    expect(env.npm_config_registry).toBeUndefined();
   });
 });
 
