@@ -28,6 +28,18 @@ export const MonitorConfig = z.object({
     .min(1024)
     .default(64 * MiB),
   templatesDir: z.string().optional(),
+  /** The Node binary sessions run, bound at /opt/toolchain/bin/node (default: the monitor's own). */
+  sessionNode: z.string().min(1).optional(),
+  /** The bun binary sessions run (default: the project's `bun` dependency, else `bun` on the PATH). */
+  sessionBun: z.string().min(1).optional(),
+  /** The registry the registry cache fetches from, for sessions with network access. */
+  registryUpstream: z.url({ protocol: /^https?$/ }).default("https://registry.npmjs.org"),
+  /** Bytes the registry cache keeps on disk (least recently used go first); 0 turns the cache off. */
+  registryCacheBytes: z
+    .number()
+    .int()
+    .min(0)
+    .default(4 * 1024 * MiB),
   limits: z
     .object({
       maxProcesses: z.number().int().min(8).default(256),

@@ -12,9 +12,11 @@ import { ExecService } from "./exec/exec-service.ts";
 import type { ProcessHooks } from "./exec/types.ts";
 import { FileService } from "./files/file-service.ts";
 import { createUpgradeHandler } from "./handlers/upgrade.ts";
+import { findExecutable } from "./jail/detect.ts";
 import { createJailer } from "./jail/index.ts";
 import { LogStore } from "./logs/log-store.ts";
 import { Supervisor } from "./processes/supervisor.ts";
+import { createRegistryCache, type RegistryCache } from "./registry/registry-client.ts";
 import { SessionService } from "./sessions/session-service.ts";
 import { SessionStore } from "./sessions/session-store.ts";
 import { openDatabase } from "./store/db.ts";
@@ -25,6 +27,8 @@ export interface Monitor {
   readonly fetch: (request: Request) => Promise<Response>;
   readonly secret: string;
   readonly sessions: SessionService;
+  /** The package registry cache of jailed sessions with network access; null when it is off or cannot run. */
+  readonly registry: RegistryCache | null;
   /** A TCP connection to a port inside a session (WebSocket previews need a raw socket). */
   connect(sessionId: string, port: number): Promise<Socket>;
   /** Handles an HTTP upgrade (WebSocket) on the proxy route; attach to the HTTP server's `upgrade` event. */
@@ -40,7 +44,15 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   const config = resolveConfig(input);
   const startedAt = Date.now();
   const db = openDatabase(config.dataDir);
-  const jailer = createJailer({ disabled: config.isolation === "none" });
+  const registry = openRegistryCache(config);
+  const jailer = createJailer({
+    disabled: config.isolation === "none",
+    toolchain: {
+      ...(config.sessionNode ? { node: config.sessionNode } : {}),
+      ...(config.sessionBun ? { bun: config.sessionBun } : {}),
+    },
+    registry,
+  });
   for (const warning of jailer.capabilities.warnings) console.warn(`[monitor] WARNING: ${warning}`);
 
   const logs = new LogStore({ dir: join(config.dataDir, "logs"), ...config.log });
@@ -108,6 +120,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     fetch: async (request) => app.fetch(request),
     secret: config.secret,
     sessions,
+    registry,
     async connect(sessionId, port) {
       const runtime = await sessions.runtime(sessionId);
       return runtime.jail.connect(port);
@@ -119,10 +132,24 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
         clearInterval(reaper);
         await supervisor.closeAll();
         await sessions.close();
+        await registry?.close();
         await logs.close();
         db.close();
       })();
       return closed;
     },
   };
+}
+
+/** The registry cache, unless it is off or the host cannot jail (only jailed sessions reach it). */
+function openRegistryCache(config: ReturnType<typeof resolveConfig>): RegistryCache | null {
+  const nsenter = findExecutable("nsenter");
+  if (config.registryCacheBytes === 0 || config.isolation === "none" || !nsenter) return null;
+  return createRegistryCache({
+    root: join(config.dataDir, "registry-cache"),
+    upstream: config.registryUpstream,
+    maxBytes: config.registryCacheBytes,
+    nsenter,
+    bwrap: findExecutable("bwrap"),
+  });
 }

@@ -17,6 +17,9 @@ export const TOOLCHAIN_ROOT = "/opt/toolchain";
 
 export const DEFAULT_JAIL_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/** Debian's bundle of the system's CA certificates (the jails' /etc copy holds /etc/ssl). */
+export const SYSTEM_CA_FILE = "/etc/ssl/certs/ca-certificates.crt";
+
 /** Where the registry cache listens inside a session's network namespace (container/registry). */
 export const REGISTRY_CACHE_PORT = 4873;
 export const REGISTRY_CACHE_URL = `http://127.0.0.1:${REGISTRY_CACHE_PORT}/`;
@@ -193,6 +196,8 @@ export interface SessionEnvOptions {
   registry: string | null;
   /** No network at all: npm answers from its cache at once instead of retrying for a minute. */
   offline: boolean;
+  /** The system's CA bundle as the session sees it, when there is one: Node and bun trust it besides their own. */
+  caFile?: string | null;
 }
 
 /**
@@ -219,6 +224,7 @@ export function sessionEnv(options: SessionEnvOptions): Record<string, string> {
     env.BUN_CONFIG_REGISTRY = options.registry;
   }
   if (options.offline) env.npm_config_offline = "true";
+  if (options.caFile) env.NODE_EXTRA_CA_CERTS = options.caFile;
   return env;
 }
 

@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, lstatSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
+import type { RegistryCache } from "../registry/registry-client.ts";
 import { ETC_ENTRIES, SYSTEM_DIRS, type SystemEntry } from "./bwrap-args.ts";
 import { type CgroupSupport, detectCgroups } from "./cgroup.ts";
 import { type EtcCopy, sharedEtcCopy } from "./etc-copy.ts";
@@ -24,6 +25,8 @@ export interface HostProbe {
   etc: EtcCopy | null;
   /** Node, npm, corepack and bun for sessions (jailed or not). */
   toolchain: Toolchain;
+  /** The registry cache jailed sessions with outbound access reach at 127.0.0.1:4873, if the monitor runs one. */
+  registry: RegistryCache | null;
 }
 
 export interface ProbeOptions {
@@ -31,6 +34,7 @@ export interface ProbeOptions {
   bwrapPath?: string;
   slirp4netnsPath?: string;
   toolchain?: ToolchainOptions;
+  registry?: RegistryCache | null;
 }
 
 const NOT_ISOLATED =
@@ -193,5 +197,6 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
     systemEntries: systemEntries(),
     etc,
     toolchain,
+    registry: slirp4netns ? (options.registry ?? null) : null,
   };
 }

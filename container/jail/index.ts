@@ -5,6 +5,7 @@ import { openBubblewrapJail, openUnisolatedJail } from "./jail.ts";
 import type { Jail, Jailer, JailOptions } from "./types.ts";
 
 export type { JailUser } from "./bwrap-args.ts";
+export type { Toolchain, ToolchainOptions } from "./toolchain.ts";
 export type {
   EnforcedLimits,
   Jail,

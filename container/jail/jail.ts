@@ -15,6 +15,8 @@ import {
   jailArgs,
   jailCwd,
   jailEnv,
+  REGISTRY_CACHE_URL,
+  SYSTEM_CA_FILE,
   sessionEnv,
   TOOLCHAIN_ROOT,
   wrapperScript,
@@ -140,6 +142,10 @@ export async function openBubblewrapJail(
     throw error;
   }
 
+  const registry = outbound
+    ? await attachRegistry(probe, options.sessionId, network.netnsPath, warnings)
+    : null;
+
   // No shell runs on the host: nsenter joins the session's network namespace and execs bubblewrap, whose gate
   // joins the cgroups (spawn-gate.ts) before the agent runs. Rlimits are set per command, inside (see agent.pl).
   const procsFiles = limits.cgroup?.procsFiles ?? [];
@@ -173,8 +179,9 @@ export async function openBubblewrapJail(
   const baseEnv = sessionEnv({
     home: options.homePath ? JAIL_HOME : "/tmp",
     path: [`${TOOLCHAIN_ROOT}/bin`],
-    registry: null,
+    registry,
     offline: !outbound,
+    caFile: existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : null,
   });
   const agents = agentKeeper(spec, agentIdleMs);
   let nextId = 1;
@@ -224,12 +231,32 @@ export async function openBubblewrapJail(
         // The jail ends itself (agent.ts); the cgroups' removal kills anything that escaped.
         await agents.close();
         await limits.cgroup?.remove();
+        if (registry) await probe.registry?.detach(options.sessionId);
         await network.close();
         await Promise.all([rm(resolvConf, { force: true }), rm(hostsFile, { force: true })]);
       })();
       return closing;
     },
   };
+}
+
+/** Has the registry cache answer inside the session's namespace; its URL, or null (said in `warnings`). */
+async function attachRegistry(
+  probe: HostProbe,
+  sessionId: string,
+  netnsPath: string,
+  warnings: string[],
+): Promise<string | null> {
+  if (!probe.registry) return null;
+  try {
+    await probe.registry.attach(sessionId, netnsPath);
+    return REGISTRY_CACHE_URL;
+  } catch (error) {
+    warnings.push(
+      `the package registry cache is not available (${(error as Error).message}): installs go straight to the registry`,
+    );
+    return null;
+  }
 }
 
 /**
@@ -330,6 +357,7 @@ export async function openUnisolatedJail(probe: HostProbe, options: JailOptions)
     path: [linkToolchain(probe.toolchain, options.runDir), process.env.PATH ?? HELPER_ENV.PATH],
     registry: null,
     offline: false,
+    caFile: process.env.NODE_EXTRA_CA_CERTS ?? (existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : null),
   });
   let closing: Promise<void> | null = null;
   const kill = (child: JailProcess, sig: NodeJS.Signals): void => {

@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentProcess, JailAgent } from "../../container/jail/agent.ts";
 import { agentInvocation, agentLimits } from "../../container/jail/agent-invocation.ts";
-import { sessionEnv } from "../../container/jail/bwrap-args.ts";
+import { SYSTEM_CA_FILE, sessionEnv } from "../../container/jail/bwrap-args.ts";
 import { createJailer } from "../../container/jail/index.ts";
 import {
   alive,
@@ -132,7 +132,9 @@ describe("a session's jail", () => {
       .split("\0")
       .filter(Boolean)
       .map((entry) => entry.slice(0, entry.indexOf("=")));
-    const defaults = Object.keys(sessionEnv({ home: "", path: [], registry: null, offline: true }));
+    const defaults = Object.keys(
+      sessionEnv({ home: "", path: [], registry: null, offline: true, caFile: SYSTEM_CA_FILE }),
+    );
     expect(names.sort()).toEqual([...defaults, "ODD", "PWD"].sort());
   });
 
