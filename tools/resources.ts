@@ -26,17 +26,25 @@ export function registerResources(server: McpServer, contextFor: (ctx: ServerCon
       const tool = contextFor(ctx);
       const sessionId = one(variables.sessionId);
       await assertOwner(tool, sessionId);
-      const { files } = await tool.sandbox.readFiles(
+      const { files, listings } = await tool.sandbox.readFiles(
         sessionId,
         { paths: [decodeURIComponent(one(variables.path))], maxBytes: tool.limits.maxReadBytesPerFile },
         { signal: tool.signal },
       );
       return {
-        contents: files.map((file) =>
-          file.encoding === "utf8"
-            ? { uri: uri.href, mimeType: "text/plain", text: file.content }
-            : { uri: uri.href, mimeType: "application/octet-stream", blob: file.content },
-        ),
+        contents: [
+          ...files.map((file) =>
+            file.encoding === "utf8"
+              ? { uri: uri.href, mimeType: "text/plain", text: file.content }
+              : { uri: uri.href, mimeType: "application/octet-stream", blob: file.content },
+          ),
+          // A directory: its listing, one path per line.
+          ...listings.map((listing) => ({
+            uri: uri.href,
+            mimeType: "text/plain",
+            text: listing.entries.map((e) => (e.type === "directory" ? `${e.path}/` : e.path)).join("\n"),
+          })),
+        ],
       };
     },
   );

@@ -21,15 +21,13 @@ import { type DirRef, errnoOf, PathResolver, type ResolvedEntry, removeEntry } f
 import {
   comparePaths,
   DEFAULT_MAX_PATH_LENGTH,
-  HEAVY_DIRECTORIES,
   invalidPath,
   joinSegments,
-  mentionedHeavyDirectories,
   type PathRules,
   parseWorkspacePath,
   showPath,
 } from "./paths.ts";
-import { walkTree } from "./walk.ts";
+import { skipHeavyDirectories, walkTree } from "./walk.ts";
 
 const MiB = 1024 * 1024;
 /**
@@ -192,7 +190,7 @@ export class FileService {
    * capped at min(`maxBytes`, `maxReadBytes`) and all together at `maxTotalReadBytes`.
    */
   async read(root: string, request: ReadFilesRequest): Promise<ReadFilesResult> {
-    const { paths, glob, encoding, maxBytes } = parseRequest(ReadFilesRequest, request);
+    const { paths, glob, encoding, maxBytes, includeSkipped } = parseRequest(ReadFilesRequest, request);
     if (paths.length === 0 && glob === undefined) {
       throw new SandboxError("bad_request", "nothing to read", "give `paths`, a `glob`, or both");
     }
@@ -203,22 +201,34 @@ export class FileService {
         const segments = this.#parse(resolver, path, true);
         targets.set(joinSegments(segments), segments);
       }
+      const skipped: string[] = [];
       if (glob !== undefined) {
-        for (const segments of await this.#globFiles(resolver, glob))
+        for (const segments of await this.#globFiles(resolver, glob, includeSkipped, skipped))
           targets.set(segments.join("/"), segments);
       }
       let budget = this.#maxTotalReadBytes;
       const files: ReadFilesResult["files"] = [];
+      const listings: ReadFilesResult["listings"] = [];
       for (const [path, segments] of targets) {
         try {
           const file = await this.#readOne(resolver, segments, path, Math.min(cap, budget), encoding);
+          if (file === "directory") {
+            const listing = await this.#listIn(resolver, {
+              path,
+              recursive: true,
+              limit: Math.min(1_000, this.#maxListEntries),
+              includeSkipped,
+            });
+            listings.push({ path, ...listing });
+            continue;
+          }
           budget -= file.read;
           files.push(file.content);
         } catch (error) {
           throw fsError(error, path);
         }
       }
-      return { files };
+      return { files, listings, skipped };
     });
   }
 
@@ -228,8 +238,8 @@ export class FileService {
     path: string,
     cap: number,
     encoding: Encoding | undefined,
-  ): Promise<{ content: ReadFilesResult["files"][number]; read: number }> {
-    if (segments.length === 0) throw this.#isDirectory(path);
+  ): Promise<{ content: ReadFilesResult["files"][number]; read: number } | "directory"> {
+    if (segments.length === 0) return "directory";
     for (let attempt = 0; attempt < 8; attempt++) {
       const entry = await resolver.entry(segments, { create: false, follow: true }, path);
       if (!entry) break;
@@ -242,7 +252,7 @@ export class FileService {
       }
       try {
         const stat = await handle.stat();
-        if (stat.isDirectory()) throw this.#isDirectory(path);
+        if (stat.isDirectory()) return "directory";
         if (!stat.isFile()) {
           throw new SandboxError("bad_request", `${showPath(path)} is not a regular file`, undefined, {
             path,
@@ -268,29 +278,26 @@ export class FileService {
     throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
   }
 
-  #isDirectory(path: string): SandboxError {
-    return new SandboxError(
-      "bad_request",
-      `${showPath(path)} is a directory`,
-      "list it (list_files / read_files with a glob) and read the files inside",
-      { path },
-    );
-  }
-
   #parseGlob(resolver: PathResolver, glob: string): string[] {
     if (glob.split("/").includes("..")) throw invalidPath(glob, "globs may not contain '..'");
     return this.#parse(resolver, glob, false, "the glob is empty");
   }
 
   /** Workspace-relative segments of the regular files matching `glob`, sorted. */
-  async #globFiles(resolver: PathResolver, glob: string): Promise<string[][]> {
+  async #globFiles(
+    resolver: PathResolver,
+    glob: string,
+    includeSkipped: boolean,
+    skipped: string[],
+  ): Promise<string[][]> {
     const segments = this.#parseGlob(resolver, glob);
     const matcher = compileGlob(segments);
     const start = await resolver.dir(matcher.base, false, glob);
     if (!start) return [];
     const found: string[][] = [];
     let scanned = 0;
-    for await (const entry of walkTree(start, { maxDepth: matcher.maxDepth, enter: this.#enter(segments) })) {
+    const enter = skipHeavyDirectories(segments, matcher.base, includeSkipped, skipped);
+    for await (const entry of walkTree(start, { maxDepth: matcher.maxDepth, enter })) {
       if (++scanned > this.#maxScanEntries) throw this.#tooBroad(glob, "inspects");
       if (!entry.stat.isFile() || !matcher.matches(entry.segments.join("/"))) continue;
       if (found.length === this.#maxGlobFiles) throw this.#tooBroad(glob, "matches");
@@ -309,64 +316,65 @@ export class FileService {
   }
 
   /**
-   * Recursive walks (recursive `list`, globs) do not enter `node_modules` or `.git`: a single install holds tens
-   * of thousands of files that would drown every listing. They are still reported as entries, and they are
-   * entered when the listed path or the glob names them (any segment containing `node_modules` / `.git`).
-   */
-  #enter(named: readonly string[]): (segments: readonly string[]) => boolean {
-    const allowed = mentionedHeavyDirectories(named);
-    return (segments) => {
-      const name = segments.at(-1)!;
-      return !HEAVY_DIRECTORIES.has(name) || allowed.has(name);
-    };
-  }
-
-  /**
    * Lists a directory (children, or all descendants when `recursive`), or the entries under `path` matching
    * `glob` (relative to `path`; a `/workspace/...` glob is relative to the root). Symlinks are reported, never
    * entered. Sorted by path (segment by segment); capped at min(`limit`, `maxListEntries`) with `truncated`.
    * Listing a file returns that one entry.
    */
   async list(root: string, request: ListFilesRequest): Promise<ListFilesResult> {
-    const { path, glob, recursive, limit: asked } = parseRequest(ListFilesRequest, request);
-    const limit = Math.min(asked, this.#maxListEntries);
-    return this.#withResolver(root, async (resolver) => {
-      let base = this.#parse(resolver, path, true);
-      let named = [...base];
-      let maxDepth = recursive ? Number.POSITIVE_INFINITY : 1;
-      let matches: ((relative: string) => boolean) | null = null;
-      if (glob !== undefined) {
-        const segments = this.#parseGlob(resolver, glob);
-        const matcher = compileGlob(segments);
-        if (glob.startsWith("/")) base = [];
-        base = [...base, ...matcher.base];
-        named = [...named, ...segments];
-        maxDepth = matcher.maxDepth;
-        matches = matcher.matches;
-      }
-      const start = await this.#startDir(resolver, base, path, glob !== undefined);
-      if ("file" in start) return { entries: [start.file], truncated: false };
-      if (!start.dir) return { entries: [], truncated: false };
-      const entries: ReturnType<typeof toEntry>[] = [];
-      let truncated = false;
-      let scanned = 0;
-      for await (const entry of walkTree(start.dir, { maxDepth, enter: this.#enter(named) })) {
-        if (++scanned > this.#maxScanEntries) {
-          truncated = true;
-          break;
-        }
-        if (matches && !matches(entry.segments.join("/"))) continue;
-        if (entries.length === limit) {
-          truncated = true;
-          break;
-        }
-        entries.push(toEntry([...base, ...entry.segments], entry.stat));
-      }
-      entries.sort((a, b) => comparePaths(a.path, b.path));
-      return { entries, truncated };
-    }).catch((error: unknown) => {
-      throw fsError(error, path);
+    const parsed = parseRequest(ListFilesRequest, request);
+    return this.#withResolver(root, (resolver) => this.#listIn(resolver, parsed)).catch((error: unknown) => {
+      throw fsError(error, parsed.path);
     });
+  }
+
+  async #listIn(
+    resolver: PathResolver,
+    request: {
+      path: string;
+      glob?: string | undefined;
+      recursive: boolean;
+      limit: number;
+      includeSkipped: boolean;
+    },
+  ): Promise<ListFilesResult> {
+    const { path, glob, recursive } = request;
+    const limit = Math.min(request.limit, this.#maxListEntries);
+    let base = this.#parse(resolver, path, true);
+    let named = [...base];
+    let maxDepth = recursive ? Number.POSITIVE_INFINITY : 1;
+    let matches: ((relative: string) => boolean) | null = null;
+    if (glob !== undefined) {
+      const segments = this.#parseGlob(resolver, glob);
+      const matcher = compileGlob(segments);
+      if (glob.startsWith("/")) base = [];
+      base = [...base, ...matcher.base];
+      named = [...named, ...segments];
+      maxDepth = matcher.maxDepth;
+      matches = matcher.matches;
+    }
+    const start = await this.#startDir(resolver, base, path, glob !== undefined);
+    if ("file" in start) return { entries: [start.file], truncated: false, skipped: [] };
+    if (!start.dir) return { entries: [], truncated: false, skipped: [] };
+    const entries: ReturnType<typeof toEntry>[] = [];
+    const skipped: string[] = [];
+    let truncated = false;
+    let scanned = 0;
+    const enter = skipHeavyDirectories(named, base, request.includeSkipped, skipped);
+    for await (const entry of walkTree(start.dir, { maxDepth, enter })) {
+      if (++scanned > this.#maxScanEntries) {
+        truncated = true;
+        break;
+      }
+      if (matches && !matches(entry.segments.join("/"))) continue;
+      if (entries.length === limit) {
+        truncated = true;
+        break;
+      }
+      entries.push(toEntry([...base, ...entry.segments], entry.stat));
+    }
+    entries.sort((a, b) => comparePaths(a.path, b.path));
+    return { entries, truncated, skipped };
   }
 
   /** The directory a listing starts in (null: a glob base that does not exist), or the entry of a file. */

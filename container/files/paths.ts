@@ -169,8 +169,21 @@ export function comparePaths(a: string, b: string): number {
   return left.length - right.length;
 }
 
-/** Directory names a recursive walk does not enter unless the request names them (see `FileService.list`). */
-export const HEAVY_DIRECTORIES: ReadonlySet<string> = new Set(["node_modules", ".git"]);
+/**
+ * Directory names a recursive walk does not enter unless the request names them or asks for everything (see
+ * `FileService.list`): installed dependencies, git's store and the caches tools leave in a project. They are
+ * still listed as entries, and reported as skipped.
+ */
+export const HEAVY_DIRECTORIES: ReadonlySet<string> = new Set([
+  "node_modules",
+  ".git",
+  ".npm",
+  ".pnpm-store",
+  ".cache",
+  ".bun",
+  ".turbo",
+  ".parcel-cache",
+]);
 
 /** The heavy directory names that `segments` mention, so that a walk asked for them explicitly enters them. */
 export function mentionedHeavyDirectories(segments: readonly string[]): Set<string> {

@@ -1,6 +1,7 @@
 import type { Stats } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { type DirRef, errnoOf, openChildDir } from "./path-resolver.ts";
+import { HEAVY_DIRECTORIES, joinSegments, mentionedHeavyDirectories } from "./paths.ts";
 
 /** One entry met by `walkTree`; `segments` are relative to the directory the walk started in. */
 export interface WalkEntry {
@@ -57,4 +58,26 @@ export async function* walkTree(
       }
     }
   }
+}
+
+/**
+ * The `enter` rule of recursive listings and globs: not into `node_modules`, `.git` or caches (HEAVY_DIRECTORIES),
+ * where a single install holds tens of thousands of files that would drown every listing. They are still reported
+ * as entries and added to `skipped` (workspace paths, `base` being where the walk starts); they are entered when the
+ * listed path or the glob (`named`) names them (any segment containing the name), or with `includeSkipped`.
+ */
+export function skipHeavyDirectories(
+  named: readonly string[],
+  base: readonly string[],
+  includeSkipped: boolean,
+  skipped: string[],
+): (segments: readonly string[]) => boolean {
+  if (includeSkipped) return () => true;
+  const allowed = mentionedHeavyDirectories(named);
+  return (segments) => {
+    const name = segments.at(-1)!;
+    if (!HEAVY_DIRECTORIES.has(name) || allowed.has(name)) return true;
+    skipped.push(joinSegments([...base, ...segments]));
+    return false;
+  };
 }

@@ -130,11 +130,19 @@ export const EditFileResult = z.object({
 });
 export type EditFileResult = z.infer<typeof EditFileResult>;
 
+const IncludeSkipped = z
+  .boolean()
+  .default(false)
+  .describe(
+    "also walk into node_modules, .git and cache directories, which recursive listings and globs skip",
+  );
+
 export const ReadFilesRequest = z.object({
-  paths: z.array(z.string().min(1)).default([]),
+  paths: z.array(z.string().min(1)).default([]).describe("files to read; a directory is listed instead"),
   glob: z.string().min(1).optional(),
   encoding: Encoding.optional().describe("default: utf8 for text, base64 for binary"),
   maxBytes: z.number().int().min(1).optional(),
+  includeSkipped: IncludeSkipped,
 });
 export type ReadFilesRequest = z.input<typeof ReadFilesRequest>;
 
@@ -145,14 +153,12 @@ export const FileContent = z.object({
   bytes: z.number().int().describe("size of the whole file"),
   truncated: z.boolean(),
 });
-export const ReadFilesResult = z.object({ files: z.array(FileContent) });
-export type ReadFilesResult = z.infer<typeof ReadFilesResult>;
-
 export const ListFilesRequest = z.object({
   path: z.string().default("."),
   glob: z.string().min(1).optional(),
   recursive: z.boolean().default(false),
   limit: z.number().int().min(1).max(10_000).default(1_000),
+  includeSkipped: IncludeSkipped,
 });
 export type ListFilesRequest = z.input<typeof ListFilesRequest>;
 
@@ -162,8 +168,27 @@ export const FileEntry = z.object({
   bytes: z.number().int(),
   modifiedAt: z.string(),
 });
-export const ListFilesResult = z.object({ entries: z.array(FileEntry), truncated: z.boolean() });
+const Skipped = z
+  .array(z.string())
+  .default([])
+  .describe(
+    "directories listed but not walked into (node_modules, .git, caches); name them or set includeSkipped",
+  );
+export const ListFilesResult = z.object({
+  entries: z.array(FileEntry),
+  truncated: z.boolean(),
+  skipped: Skipped,
+});
 export type ListFilesResult = z.infer<typeof ListFilesResult>;
+
+export const DirectoryListing = ListFilesResult.extend({ path: z.string() });
+export const ReadFilesResult = z.object({
+  files: z.array(FileContent),
+  /** Directories named in `paths`, listed recursively. */
+  listings: z.array(DirectoryListing).default([]),
+  skipped: Skipped,
+});
+export type ReadFilesResult = z.infer<typeof ReadFilesResult>;
 
 export const ImportResult = z.object({ files: z.number().int(), bytes: z.number().int() });
 

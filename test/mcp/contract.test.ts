@@ -159,6 +159,38 @@ describe.each(clientKinds)("MCP contract: $name", (kind) => {
     expect((read.files as Json[])[0]?.content).toBe("hello, world\n");
   });
 
+  it("lists without node_modules, .git and caches inside, says what it skipped, and lists them when asked", async () => {
+    data(
+      await client.call("write_files", {
+        sessionId,
+        files: [
+          { path: "node_modules/dep/index.js", content: "module.exports = 1;" },
+          { path: ".git/HEAD", content: "ref: refs/heads/main" },
+          { path: "notes/.cache/blob", content: "cached" },
+        ],
+      }),
+    );
+    const listing = await client.call("read_files", { sessionId });
+    const paths = (data(listing).entries as Json[]).map((e) => e.path);
+    expect(paths).toEqual(
+      expect.arrayContaining(["node_modules", ".git", "notes/.cache", "notes/hello.txt"]),
+    );
+    expect(paths).not.toContain("node_modules/dep/index.js");
+    expect(data(listing).skipped).toEqual([".git", "node_modules", "notes/.cache"]);
+    expect(textOf(listing)).toContain("Not walked into: .git/, node_modules/, notes/.cache/");
+    expect(textOf(listing)).toContain("includeSkipped: true");
+
+    const all = data(await client.call("read_files", { sessionId, includeSkipped: true }));
+    expect((all.entries as Json[]).map((e) => e.path)).toContain("node_modules/dep/index.js");
+    expect(all.skipped).toEqual([]);
+
+    // A directory named in paths is listed, not an error.
+    const dir = await client.call("read_files", { sessionId, paths: ["notes", "notes/hello.txt"] });
+    expect((data(dir).files as Json[]).map((f) => f.path)).toEqual(["notes/hello.txt"]);
+    expect((data(dir).entries as Json[]).map((e) => e.path)).toEqual(["notes/.cache", "notes/hello.txt"]);
+    expect(textOf(dir)).toContain("--- notes/ [directory]");
+  });
+
   it("runs commands with exit codes, stop-on-error and skipped commands", async () => {
     const run = data(
       await client.call("run_commands", {

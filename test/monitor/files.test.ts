@@ -212,16 +212,27 @@ describe("read limits and errors", () => {
     ]);
   });
 
-  it("answers not_found for a missing path and bad_request for a directory", async () => {
+  it("answers not_found for a missing path, and lists a directory it is asked to read", async () => {
     await mkdir(join(ws, "src"));
     const missing = await failure(files.read(ws, { paths: ["src/nope.ts"] }));
     expect(missing.code).toBe("not_found");
     expect(missing.message).toContain("src/nope.ts");
     const missingParent = await failure(files.read(ws, { paths: ["nope/x.ts"] }));
     expect(missingParent.code).toBe("not_found");
-    const dir = await failure(files.read(ws, { paths: ["src"] }));
-    expect(dir.code).toBe("bad_request");
-    expect(dir.suggestion).toContain("list");
+    await files.write(ws, {
+      files: [
+        { path: "src/a.ts", content: "a" },
+        { path: "src/node_modules/dep/index.js", content: "d" },
+        { path: "README.md", content: "hi" },
+      ],
+    });
+    const read = await files.read(ws, { paths: ["src", "README.md"] });
+    expect(read.files.map((f) => f.path)).toEqual(["README.md"]);
+    expect(read.listings).toMatchObject([{ path: "src", truncated: false, skipped: ["src/node_modules"] }]);
+    expect(read.listings[0]?.entries.map((e) => e.path)).toEqual(["src/a.ts", "src/node_modules"]);
+    const everything = await files.read(ws, { paths: ["."], includeSkipped: true });
+    expect(everything.listings[0]?.entries.map((e) => e.path)).toContain("src/node_modules/dep/index.js");
+    expect(everything.listings[0]?.skipped).toEqual([]);
     expect((await failure(files.read(ws, {}))).code).toBe("bad_request");
   });
 
@@ -238,8 +249,11 @@ describe("read limits and errors", () => {
     expect(read.files.map((f) => f.path)).toEqual(["src/a.ts", "src/deep/b.ts"]);
     const both = await files.read(ws, { paths: ["src/c.css", "src/a.ts"], glob: "src/*.ts" });
     expect(both.files.map((f) => f.path)).toEqual(["src/c.css", "src/a.ts"]);
+    expect(read.skipped).toEqual(["node_modules"]);
     const named = await files.read(ws, { glob: "node_modules/**/*.ts" });
     expect(named.files.map((f) => f.path)).toEqual(["node_modules/pkg/index.ts"]);
+    const all = await files.read(ws, { glob: "**/*.ts", includeSkipped: true });
+    expect(all.files.map((f) => f.path)).toContain("node_modules/pkg/index.ts");
     const tight = new FileService({ maxGlobFiles: 1 });
     const error = await failure(tight.read(ws, { glob: "src/**" }));
     expect(error.code).toBe("limit_exceeded");
@@ -258,6 +272,7 @@ describe("list", () => {
         { path: "node_modules/react/index.js", content: "r" },
         { path: ".git/HEAD", content: "ref: refs/heads/main" },
         { path: ".env", content: "A=1" },
+        { path: "src/.cache/tool/blob", content: "cached" },
       ],
     });
     await symlink("src/index.ts", join(ws, "entry.ts"));
@@ -280,7 +295,7 @@ describe("list", () => {
     expect(Number.isNaN(Date.parse(pkg.modifiedAt))).toBe(false);
   });
 
-  it("lists recursively without entering node_modules and .git unless named", async () => {
+  it("lists recursively without entering node_modules, .git and caches unless named, and says so", async () => {
     const all = await files.list(ws, { recursive: true });
     expect(all.entries.map((e) => e.path)).toEqual([
       ".env",
@@ -289,14 +304,24 @@ describe("list", () => {
       "node_modules",
       "package.json",
       "src",
+      "src/.cache",
       "src/index.ts",
       "src/lib",
       "src/lib/util.ts",
       "src-old",
       "src-old/x.ts",
     ]);
+    expect(all.skipped).toEqual([".git", "node_modules", "src/.cache"]);
     const modules = await files.list(ws, { path: "node_modules", recursive: true });
     expect(modules.entries.map((e) => e.path)).toEqual(["node_modules/react", "node_modules/react/index.js"]);
+    expect(modules.skipped).toEqual([]);
+    const everything = await files.list(ws, { recursive: true, includeSkipped: true });
+    expect(everything.entries.map((e) => e.path)).toEqual(
+      expect.arrayContaining([".git/HEAD", "node_modules/react/index.js", "src/.cache/tool/blob"]),
+    );
+    expect(everything.skipped).toEqual([]);
+    // A plain listing enters nothing, so it skips nothing.
+    expect((await files.list(ws, {})).skipped).toEqual([]);
   });
 
   it("lists by glob, relative to the path", async () => {
@@ -308,7 +333,7 @@ describe("list", () => {
       "src-old/x.ts",
     ]);
     const inSrc = await files.list(ws, { path: "src", glob: "*" });
-    expect(inSrc.entries.map((e) => e.path)).toEqual(["src/index.ts", "src/lib"]);
+    expect(inSrc.entries.map((e) => e.path)).toEqual(["src/.cache", "src/index.ts", "src/lib"]);
     const git = await files.list(ws, { glob: ".git/*" });
     expect(git.entries.map((e) => e.path)).toEqual([".git/HEAD"]);
     expect((await files.list(ws, { glob: "nothing/**" })).entries).toEqual([]);

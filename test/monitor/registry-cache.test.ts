@@ -198,7 +198,7 @@ cacache.put(require("node:os").homedir() + "/.npm/_cacache", key, Buffer.from(${
     expect(installed.out).toBe(files.get("package/index.js")?.trim());
   });
 
-  it("gives bun, and pnpm and yarn through corepack, their metadata and downloads through the cache", async () => {
+  it("fetches pnpm and yarn for corepack, and bun's package metadata, through the cache", async () => {
     const id = await sessionWithManifest();
     const before = await monitor.registry!.stats();
     expect(await sh(id, "pnpm --version && yarn --version")).toMatchObject({
