@@ -16,11 +16,16 @@ Options (each also read from the environment variable in brackets):
   --isolation <m>    auto (bubblewrap when possible) or none     [MONITOR_ISOLATION, default auto]
   --spare-sessions <n>  sessions kept opened ahead of time, 0-8  [MONITOR_SPARE_SESSIONS, default 0]
                      (taken only by creations without an explicit id, so not behind the Worker)
+  --session-node <path>  the Node binary sessions run            [MONITOR_SESSION_NODE, default: this Node]
+  --session-bun <path>   the bun binary sessions run             [MONITOR_SESSION_BUN, default: the bundled one]
 
 Environment only:
   MONITOR_TEMPLATES_DIR   session templates (default: templates/ next to the monitor)
   MONITOR_BRIDGE_SCRIPT   the network bridge script (default: next to the monitor)
   MONITOR_JAIL_USER       uid or uid:gid jailed processes run as (default: the monitor's uid)
+  MONITOR_REGISTRY_UPSTREAM     the npm registry the sessions' registry cache fetches from
+                                (default https://registry.npmjs.org)
+  MONITOR_REGISTRY_CACHE_BYTES  disk the registry cache may use (default 4294967296; 0 turns it off)
   -h, --help         this text
 
 On start it prints one JSON line to stdout: {"url", "secret"?, "pid"}.`;
@@ -33,6 +38,8 @@ const { values } = parseArgs({
     secret: { type: "string" },
     isolation: { type: "string" },
     "spare-sessions": { type: "string" },
+    "session-node": { type: "string" },
+    "session-bun": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -63,13 +70,31 @@ try {
   process.exit(2);
 }
 
-const monitor = await createMonitor({
-  dataDir: values["data-dir"] ?? env.MONITOR_DATA_DIR ?? ".data/monitor",
-  isolation,
-  spareSessions: spares,
-  ...(givenSecret ? { secret: givenSecret } : {}),
-  ...(env.MONITOR_TEMPLATES_DIR ? { templatesDir: env.MONITOR_TEMPLATES_DIR } : {}),
-});
+const cacheBytes = Number(env.MONITOR_REGISTRY_CACHE_BYTES ?? "4294967296");
+if (!Number.isInteger(cacheBytes) || cacheBytes < 0) {
+  console.error("MONITOR_REGISTRY_CACHE_BYTES must be a whole number of bytes (0 turns the cache off)");
+  process.exit(2);
+}
+const sessionNode = values["session-node"] ?? env.MONITOR_SESSION_NODE;
+const sessionBun = values["session-bun"] ?? env.MONITOR_SESSION_BUN;
+
+let monitor: Awaited<ReturnType<typeof createMonitor>>;
+try {
+  monitor = await createMonitor({
+    dataDir: values["data-dir"] ?? env.MONITOR_DATA_DIR ?? ".data/monitor",
+    isolation,
+    spareSessions: spares,
+    registryCacheBytes: cacheBytes,
+    ...(env.MONITOR_REGISTRY_UPSTREAM ? { registryUpstream: env.MONITOR_REGISTRY_UPSTREAM } : {}),
+    ...(sessionNode ? { sessionNode } : {}),
+    ...(sessionBun ? { sessionBun } : {}),
+    ...(givenSecret ? { secret: givenSecret } : {}),
+    ...(env.MONITOR_TEMPLATES_DIR ? { templatesDir: env.MONITOR_TEMPLATES_DIR } : {}),
+  });
+} catch (error) {
+  console.error(`[monitor] cannot start: ${(error as Error).message}`);
+  process.exit(1);
+}
 
 const server = serve(
   {

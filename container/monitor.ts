@@ -14,6 +14,7 @@ import { FileService } from "./files/file-service.ts";
 import { createUpgradeHandler } from "./handlers/upgrade.ts";
 import { findExecutable } from "./jail/detect.ts";
 import { createJailer } from "./jail/index.ts";
+import { findToolchain } from "./jail/toolchain.ts";
 import { LogStore } from "./logs/log-store.ts";
 import { Supervisor } from "./processes/supervisor.ts";
 import { createRegistryCache, type RegistryCache } from "./registry/registry-client.ts";
@@ -43,16 +44,16 @@ const templatesDir = new URL("./templates/", import.meta.url).pathname;
 export async function createMonitor(input: MonitorConfigInput): Promise<Monitor> {
   const config = resolveConfig(input);
   const startedAt = Date.now();
+  const toolchain = findToolchain({
+    ...(config.sessionNode ? { node: config.sessionNode } : {}),
+    ...(config.sessionBun ? { bun: config.sessionBun } : {}),
+  });
+  // A binary the operator named that does not run is a mistake to stop at, not a warning to scroll past.
+  const named = [config.sessionNode && !toolchain.node, config.sessionBun && !toolchain.bun];
+  if (named.some(Boolean)) throw new Error(toolchain.warnings.join("; "));
   const db = openDatabase(config.dataDir);
   const registry = openRegistryCache(config);
-  const jailer = createJailer({
-    disabled: config.isolation === "none",
-    toolchain: {
-      ...(config.sessionNode ? { node: config.sessionNode } : {}),
-      ...(config.sessionBun ? { bun: config.sessionBun } : {}),
-    },
-    registry,
-  });
+  const jailer = createJailer({ disabled: config.isolation === "none", toolchain, registry });
   for (const warning of jailer.capabilities.warnings) console.warn(`[monitor] WARNING: ${warning}`);
 
   const logs = new LogStore({ dir: join(config.dataDir, "logs"), ...config.log });

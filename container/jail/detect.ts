@@ -33,7 +33,8 @@ export interface ProbeOptions {
   disabled?: boolean;
   bwrapPath?: string;
   slirp4netnsPath?: string;
-  toolchain?: ToolchainOptions;
+  /** The sessions' toolchain, found already (findToolchain), or where to find it. */
+  toolchain?: Toolchain | ToolchainOptions;
   registry?: RegistryCache | null;
 }
 
@@ -177,7 +178,10 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
   }
   if (!cgroups?.memoryParent)
     warnings.push("no writable memory cgroup: the memory of a session is not limited");
-  const toolchain = findToolchain(options.toolchain);
+  const toolchain =
+    options.toolchain && "warnings" in options.toolchain
+      ? options.toolchain
+      : findToolchain(options.toolchain);
   warnings.push(...toolchain.warnings);
   return {
     capabilities: {

@@ -103,7 +103,9 @@ function versionOf(binary: string): string | null {
   if (real(binary) === real(process.execPath)) return process.version.replace(/^v/, "");
   const result = spawnSync(binary, ["--version"], { encoding: "utf8", timeout: 10_000, env: {} });
   if (result.status !== 0) return null;
-  return result.stdout.trim().replace(/^v/, "") || null;
+  // Any program prints something for --version; node and bun print their version alone.
+  const version = result.stdout.trim().replace(/^v/, "");
+  return /^\d+\.\d+\.\d+\S*$/.test(version) ? version : null;
 }
 
 function findNode(explicit: string | undefined, warnings: string[]): Tool | null {

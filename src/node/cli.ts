@@ -20,11 +20,16 @@ Options (each has an environment variable; a flag wins over its variable):
                                     waits for nothing (default 2; 0 for none)
       --chromium <path>  CHROMIUM_PATH  the Chromium check_preview drives (default /usr/bin/chromium,
                                     Debian's package chromium); "none" offers no browser check
+      --session-node <path>  SESSION_NODE  the Node binary sessions run (default: the Node running
+                                    this server, the project's Node 22 under npm start)
+      --session-bun <path>   SESSION_BUN   the bun binary sessions run (default: the project's)
       --stdio                       serve MCP on stdin/stdout (logs go to stderr); previews and static
                                     apps are still served over HTTP on --port (a free port when taken)
   -h, --help                        show this help
 
 Cloudflare deploys read CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID; without a token they are dry runs.
+Sessions with network "allow" install through a shared registry cache: REGISTRY_UPSTREAM (default
+https://registry.npmjs.org) and REGISTRY_CACHE_BYTES (default 4 GiB; 0 turns it off).
 
 Endpoints: /mcp (streamable HTTP), /health, /apps/<name>/ (static deploys),
            http://<port>-<sessionId>.localhost:<port>/ (previews of session ports)
@@ -56,6 +61,8 @@ function parse() {
         "public-url": { type: "string" },
         "spare-sessions": { type: "string" },
         chromium: { type: "string" },
+        "session-node": { type: "string" },
+        "session-bun": { type: "string" },
         stdio: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -85,6 +92,14 @@ async function main() {
       `--spare-sessions is a whole number from 0 to 8, not ${args["spare-sessions"] ?? env.SPARE_SESSIONS}`,
     );
   }
+  const cacheBytes = Number(env.REGISTRY_CACHE_BYTES ?? 4 * 1024 ** 3);
+  if (!Number.isInteger(cacheBytes) || cacheBytes < 0) {
+    fail(
+      `REGISTRY_CACHE_BYTES is a whole number of bytes (0 turns the cache off), not ${env.REGISTRY_CACHE_BYTES}`,
+    );
+  }
+  const sessionNode = args["session-node"] ?? env.SESSION_NODE;
+  const sessionBun = args["session-bun"] ?? env.SESSION_BUN;
   const tokens = parseTokens(args.token ?? env.TOKEN);
   if (!isLoopbackHost(host) && tokens.length === 0) {
     const token = generateToken();
@@ -113,6 +128,12 @@ async function main() {
       tokens,
       isolation,
       spareSessions: spares,
+      sessions: {
+        registryCacheBytes: cacheBytes,
+        ...(env.REGISTRY_UPSTREAM ? { registryUpstream: env.REGISTRY_UPSTREAM } : {}),
+        ...(sessionNode ? { sessionNode } : {}),
+        ...(sessionBun ? { sessionBun } : {}),
+      },
       cloudflare,
       ...(chromium ? { browser: chromium === "none" ? false : { executablePath: chromium } } : {}),
       ...(publicUrl ? { publicOrigin: publicUrl.replace(/\/+$/, "") } : {}),

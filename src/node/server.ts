@@ -3,6 +3,7 @@ import type { IncomingMessage } from "node:http";
 import { join, resolve } from "node:path";
 import type { Duplex } from "node:stream";
 import { Hono } from "hono";
+import type { MonitorConfigInput } from "../../container/config.ts";
 import { createLocalWrangler, type WorkerPublisher } from "../../container/deployer/wrangler.ts";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
 import { SandboxClient } from "../protocol/client.ts";
@@ -26,6 +27,11 @@ export interface LocalServerOptions {
   isolation?: "auto" | "none";
   /** Sessions kept opened ahead of time (default DEFAULT_SPARE_SESSIONS). */
   spareSessions?: number;
+  /** What sessions run and install with: their Node and bun, the registry cache (see MonitorConfig). */
+  sessions?: Pick<
+    MonitorConfigInput,
+    "sessionNode" | "sessionBun" | "registryUpstream" | "registryCacheBytes"
+  >;
   /** Origin used in deploy URLs; defaults to `http://127.0.0.1:<port>` (or the bound host when it is not a wildcard). */
   publicOrigin?: string;
   cloudflare?: { apiToken?: string; accountId?: string };
@@ -78,6 +84,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     dataDir,
     isolation: options.isolation ?? "auto",
     spareSessions: options.spareSessions ?? DEFAULT_SPARE_SESSIONS,
+    ...options.sessions,
   });
   // The monitor is in this process: nothing between the two can cut a connection that waits silently for a result.
   const client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret, quietExec: true });

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, realpathSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -112,5 +112,46 @@ describe("the session toolchain and home", () => {
     monitor = await createMonitor({ dataDir });
     client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret });
     expect((await sh(session.id, "cat ~/note")).out).toBe("kept");
+  });
+});
+
+// Another Node on this host than the project's (the system's Node 20 on the build machine), for the operator option.
+const otherNode = ["/usr/bin/node", "/usr/local/bin/node"].find(
+  (path) => existsSync(path) && realpathSync(path) !== realpathSync(process.execPath),
+);
+
+describe("a Node the operator chooses", () => {
+  it.skipIf(!otherNode)(
+    "runs in sessions with the npm installed beside it (needs a second Node on this host)",
+    async () => {
+      const dataDir = await mkdtemp(join(tmpdir(), "toolchain-node-"));
+      const monitor = await createMonitor({ dataDir, sessionNode: otherNode! });
+      try {
+        const client = new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret });
+        const session = await client.createSession({});
+        const result = await client.exec(session.id, { commands: ["node --version", "npm --version"] });
+        const expected = findToolchain({ node: otherNode! });
+        expect(result.results.map((step) => step.stdout.text.trim())).toEqual([
+          `v${expected.node?.version}`,
+          expected.npm?.version,
+        ]);
+        expect(expected.node?.version).not.toBe(process.version.slice(1));
+      } finally {
+        await monitor.close();
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it("refuses to start with one that does not run", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "toolchain-node-"));
+    try {
+      await expect(createMonitor({ dataDir, sessionNode: "/bin/true" })).rejects.toThrow(
+        /not a runnable binary/,
+      );
+      await expect(createMonitor({ dataDir, sessionBun: join(dataDir, "missing") })).rejects.toThrow(/bun/);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
