@@ -3,8 +3,8 @@ import { isAbsolute, join } from "node:path";
 import { type BuildOptions, build } from "esbuild";
 
 /**
- * Bundles what the container images run into single files (`dist/`): the monitor, monitor-cli and the network
- * bridge the jail starts (SandboxDockerfile), next to the templates the monitor writes into new sessions; and the
+ * Bundles what the container images run into single files (`dist/`): the monitor, monitor-cli, the network
+ * bridge the jail starts and the sessions' registry cache (SandboxDockerfile), next to the templates the monitor writes into new sessions; and the
  * deployer server (DeployerDockerfile). The Dockerfiles copy exactly these paths.
  */
 const root = new URL("../", import.meta.url).pathname;
@@ -13,6 +13,7 @@ export const bundlePaths = {
   monitor: "dist/monitor.mjs",
   cli: "dist/monitor-cli.mjs",
   bridge: "dist/bridge.mjs",
+  registry: "dist/registry-cache.mjs",
   agent: "dist/agent.pl",
   templates: "dist/templates",
   deployer: "dist/deployer.mjs",
@@ -37,6 +38,7 @@ export async function bundle(outDir = "dist"): Promise<string> {
     define: {
       MONITOR_BUNDLED_BRIDGE: JSON.stringify(`./${bundlePaths.bridge.replace(/^dist\//, "")}`),
       MONITOR_BUNDLED_AGENT: JSON.stringify(`./${bundlePaths.agent.replace(/^dist\//, "")}`),
+      MONITOR_BUNDLED_REGISTRY: JSON.stringify(`./${bundlePaths.registry.replace(/^dist\//, "")}`),
     },
     // Spawned as a program, never imported: the deployer image installs it next to the bundle.
     external: ["wrangler"],
@@ -46,6 +48,7 @@ export async function bundle(outDir = "dist"): Promise<string> {
     ["container/main.ts", bundlePaths.monitor],
     ["container/cli/monitor-cli.ts", bundlePaths.cli],
     ["container/jail/bridge.ts", bundlePaths.bridge],
+    ["container/registry/registry-cache.ts", bundlePaths.registry],
     ["container/deployer/main.ts", bundlePaths.deployer],
   ];
   await Promise.all(

@@ -119,8 +119,6 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
           "/",
           "--dev",
           "/dev",
-          "--tmpfs",
-          "/tmp",
           "--bind",
           options.root,
           options.root,

@@ -11,7 +11,8 @@ import { SandboxClient } from "../../src/protocol/client.ts";
 
 /**
  * The bundles on their own: built into a directory outside the repository (no node_modules to fall back on) and
- * run with no configuration at all, so the bridge and the templates must be found next to the bundled monitor.
+ * run with no configuration at all, so the bridge, the registry cache and the templates must be found next to the
+ * bundled monitor.
  */
 
 const root = new URL("../../", import.meta.url).pathname;
@@ -81,12 +82,13 @@ describe("bundle", () => {
       "deployer.mjs",
       "monitor-cli.mjs",
       "monitor.mjs",
+      "registry-cache.mjs",
       "templates",
     ]);
     expect((await readdir(path("templates"))).sort()).toEqual(
       (await readdir(join(root, "container/templates"))).sort(),
     );
-    for (const file of ["monitor", "cli", "bridge", "deployer"] as const) {
+    for (const file of ["monitor", "cli", "bridge", "registry", "deployer"] as const) {
       const text = await readFile(path(file), "utf8");
       const imports = [...text.matchAll(/^import\s[^"';]*?from\s*["']([^"']+)["']/gm)].map((m) => m[1]);
       const packages = imports.filter(
@@ -117,10 +119,28 @@ describe("bundle", () => {
       });
       expect(results.map((r) => r.stdout.text)).toEqual(["hi\n", "0\n", "wrangler.jsonc\n"]);
       await client.destroySession(session.id);
+      // The toolchain and the registry cache (its process next to the bundled monitor) as a session uses them.
+      const online = await client.createSession({ network: "allow" });
+      await client.writeFiles(online.id, {
+        files: [
+          {
+            path: "package.json",
+            content: '{"name":"a","version":"1.0.0","dependencies":{"is-number":"7.0.0"}}',
+          },
+        ],
+      });
+      const install = await client.exec(online.id, {
+        commands: ["node --version", "bun --version", "npm install --no-audit --no-fund", "ls node_modules"],
+        timeoutMs: 120_000,
+      });
+      expect(install.results.map((r) => r.exitCode)).toEqual([0, 0, 0, 0]);
+      expect(install.results[0]?.stdout.text).toBe(`${process.version}\n`);
+      expect(install.results[3]?.stdout.text).toBe("is-number\n");
+      expect(await readdir(join(dataDir, "registry-cache", "content"))).not.toEqual([]);
     } finally {
       await stop(child);
     }
-  });
+  }, 120_000);
 
   it("refuses an invalid MONITOR_JAIL_USER instead of running jails as root", async () => {
     const dataDir = join(out, "..", "data-bad-user");

@@ -249,6 +249,23 @@ describe("DeployerDockerfile", () => {
   });
 });
 
+describe("SandboxDockerfile's toolchain", () => {
+  it("gives sessions the Node, corepack and bun the project develops with", () => {
+    const versions = rootPackage.devDependencies;
+    expect(sandbox.from[0]).toMatch(new RegExp(`^node:${versions.node!.replace(/\./g, "\\.")}-`));
+    expect(sandbox.args.get("BUN_VERSION")).toBe(versions.bun);
+    expect(sandbox.args.get("COREPACK_VERSION")).toBe(versions.corepack);
+    const install = sandbox.runs.find((line) => line.includes("npm install -g")) ?? "";
+    expect(install).toContain('"corepack@${COREPACK_VERSION}"');
+    expect(install).toContain('"bun@${BUN_VERSION}"');
+  });
+
+  it("ships the registry cache's process next to the monitor", () => {
+    const copied = sandbox.copies.flatMap((copy) => copy.sources);
+    expect(copied).toContain("dist/registry-cache.mjs");
+  });
+});
+
 describe("SandboxDockerfile, started from its own layout", () => {
   let imageRoot: string;
   let monitor: Started;
