@@ -2,14 +2,17 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { parseArgs } from "node:util";
 import { benchBrowser } from "./browser.ts";
+import { benchInstall } from "./install.ts";
 import { benchJailSpawn } from "./jail-spawn.ts";
 import { benchMcp } from "./mcp.ts";
 import { benchMonitor } from "./monitor.ts";
 import { printTable, type Row } from "./stats.ts";
 
 /**
- * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser]`: prints each figure with a baseline measured in the same run. The machine is shared
- * and noisy, so figures are medians and ratios; nothing here is asserted by the test suite.
+ * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser,install]`: prints each figure with a baseline
+ * measured in the same run. The machine is shared and noisy, so figures are medians and ratios; nothing here is
+ * asserted by the test suite. `install` (package installs from the real npm registry, a few minutes) is left out of
+ * `--quick` unless `--only` names it.
  *
  * Each section runs in a process of its own, so that one section's leftovers do not weigh on the next one's
  * timings: the monitor section prints a gigabyte through a monitor in its own process and keeps ~260 MB, and the
@@ -20,7 +23,10 @@ const sections: Record<string, { title: string; run: (options: { quick: boolean 
   monitor: { title: "monitor", run: benchMonitor },
   mcp: { title: "mcp (local server)", run: benchMcp },
   browser: { title: "browser check (check_preview)", run: benchBrowser },
+  install: { title: "package installs (registry cache)", run: benchInstall },
 };
+/** Sections a `--quick` run leaves out unless `--only` names them. */
+const SLOW = new Set(["install"]);
 
 const { values } = parseArgs({
   options: {
@@ -36,8 +42,9 @@ if (values.section !== undefined) {
   if (!section) throw new Error(`no bench section "${values.section}"`);
   printTable(section.title, await section.run({ quick }));
 } else {
-  const wanted = Object.keys(sections).filter(
-    (name) => values.only === undefined || values.only.split(",").includes(name),
+  const only = values.only?.split(",");
+  const wanted = Object.keys(sections).filter((name) =>
+    only === undefined ? !(quick && SLOW.has(name)) : only.includes(name),
   );
   console.log(
     `# sandbox-mcp bench (${quick ? "quick" : "full"}), ${new Date().toISOString()}, node ${process.version}`,

@@ -256,8 +256,8 @@ describe("SandboxDockerfile's toolchain", () => {
     expect(sandbox.args.get("BUN_VERSION")).toBe(versions.bun);
     expect(sandbox.args.get("COREPACK_VERSION")).toBe(versions.corepack);
     const install = sandbox.runs.find((line) => line.includes("npm install -g")) ?? "";
-    expect(install).toContain('"corepack@${COREPACK_VERSION}"');
-    expect(install).toContain('"bun@${BUN_VERSION}"');
+    expect(install).toMatch(/"corepack@\$\{COREPACK_VERSION\}"/);
+    expect(install).toMatch(/"bun@\$\{BUN_VERSION\}"/);
   });
 
   it("ships the registry cache's process next to the monitor", () => {

@@ -1,0 +1,110 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createMonitor, type Monitor } from "../container/monitor.ts";
+import { SandboxClient } from "../src/protocol/client.ts";
+import { median, type Row } from "./stats.ts";
+
+/**
+ * Package installs in sessions with network (the `vite-react` template, no lockfile, as an agent starts it), each
+ * in a fresh session, against the real npm registry:
+ * - npm through the registry cache when it is empty (the host's first install) and when another session has
+ *   filled it (every later one), with npm's own best in the same run as the floor: a second install in the session
+ *   whose own npm cache is warm, `--prefer-offline`, which asks nothing of any registry;
+ * - npm with the cache turned off (straight to the registry through the session's network), for reference;
+ * - bun the same way (bun takes package documents from the cache; its tarballs come from the registry).
+ * Each round gets a new monitor and data directory, so that "empty" is empty.
+ */
+const NPM = "npm install --no-audit --no-fund";
+
+async function timed(client: SandboxClient, id: string, command: string): Promise<number> {
+  const start = performance.now();
+  const { results } = await client.exec(id, { commands: [command], timeoutMs: 300_000 });
+  const elapsed = performance.now() - start;
+  const step = results[0]!;
+  if (step.exitCode !== 0) throw new Error(`${command} failed: ${step.stderr.text.slice(-2000)}`);
+  return elapsed;
+}
+
+async function withMonitor<T>(
+  cacheBytes: number | null,
+  run: (monitor: Monitor, client: SandboxClient) => Promise<T>,
+) {
+  const dataDir = await mkdtemp(join(tmpdir(), "bench-install-"));
+  const monitor = await createMonitor({
+    dataDir,
+    ...(cacheBytes === null ? {} : { registryCacheBytes: cacheBytes }),
+  });
+  try {
+    return await run(monitor, new SandboxClient({ fetch: monitor.fetch, secret: monitor.secret }));
+  } finally {
+    await monitor.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+const fresh = async (client: SandboxClient) =>
+  (await client.createSession({ network: "allow", template: "vite-react" })).id;
+
+const s = (value: number) => `${(value / 1000).toFixed(2)} s`;
+
+export async function benchInstall(options: { quick: boolean }): Promise<Row[]> {
+  const rounds = options.quick ? 1 : 3;
+  const npm = { cold: [] as number[], warm: [] as number[], floor: [] as number[], direct: [] as number[] };
+  const bun = { cold: [] as number[], warm: [] as number[] };
+  let stored = { hits: 0, misses: 0 };
+  for (let round = 0; round < rounds; round++) {
+    await withMonitor(null, async (monitor, client) => {
+      npm.cold.push(await timed(client, await fresh(client), NPM));
+      const second = await fresh(client);
+      npm.warm.push(await timed(client, second, NPM));
+      npm.floor.push(
+        await timed(client, second, `rm -rf node_modules package-lock.json && ${NPM} --prefer-offline`),
+      );
+      stored = await monitor.registry!.stats();
+    });
+    await withMonitor(null, async (_monitor, client) => {
+      bun.cold.push(await timed(client, await fresh(client), "bun install"));
+      bun.warm.push(await timed(client, await fresh(client), "bun install"));
+    });
+    await withMonitor(0, async (_monitor, client) => {
+      npm.direct.push(await timed(client, await fresh(client), NPM));
+    });
+  }
+  const ratio = median(npm.warm) / median(npm.cold);
+  const bunRatio = median(bun.warm) / median(bun.cold);
+  return [
+    {
+      figure: "npm install vite-react, fresh session, cache empty (p50)",
+      value: s(median(npm.cold)),
+      baseline: `no cache, straight to the registry ${s(median(npm.direct))}`,
+      ratio: `${(median(npm.cold) / median(npm.direct)).toFixed(2)}x no cache`,
+      goal: "-",
+      ok: null,
+    },
+    {
+      figure: "npm install vite-react, fresh session, cache filled by another (p50)",
+      value: s(median(npm.warm)),
+      baseline: `first ${s(median(npm.cold))}; npm's own warm cache, --prefer-offline ${s(median(npm.floor))}`,
+      ratio: `${ratio.toFixed(2)}x first (${(median(npm.warm) / median(npm.floor)).toFixed(2)}x npm's floor)`,
+      goal: "<= 0.3x first",
+      ok: ratio <= 0.3,
+    },
+    {
+      figure: "bun install vite-react, fresh session, cache filled by another (p50)",
+      value: s(median(bun.warm)),
+      baseline: `cache empty ${s(median(bun.cold))}`,
+      ratio: `${bunRatio.toFixed(2)}x first`,
+      goal: "-",
+      ok: null,
+    },
+    {
+      figure: "registry cache after one round",
+      value: `${stored.hits} hits, ${stored.misses} misses`,
+      baseline: `rounds: ${rounds}`,
+      ratio: "-",
+      goal: "-",
+      ok: null,
+    },
+  ];
+}
