@@ -226,6 +226,8 @@ export async function openBubblewrapJail(
       if (!closing && !agents.current()) agents.get().catch(() => {});
     },
     connect: (port) => network.connect(port),
+    // The holder is in the namespace; commands run one pid namespace down, in the jail's.
+    sockets: { netnsPid: network.holderPid, pidNamespaceDepth: 1 },
     close() {
       closing ??= (async () => {
         // The jail ends itself (agent.ts); the cgroups' removal kills anything that escaped.
@@ -389,6 +391,7 @@ export async function openUnisolatedJail(probe: HostProbe, options: JailOptions)
     kill,
     warm() {},
     connect: (port) => connectDirect(port),
+    sockets: { netnsPid: process.pid, pidNamespaceDepth: 0 },
     close() {
       closing ??= (async () => {
         for (const child of children.live()) kill(child, "SIGKILL");

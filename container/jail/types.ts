@@ -1,6 +1,7 @@
 import type { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import type { Isolation, Limits, NetworkPolicy } from "../../src/protocol/schemas.ts";
+import type { SocketView } from "../processes/sockets.ts";
 
 /** What the host can offer, probed once at monitor start. */
 export interface JailCapabilities {
@@ -92,6 +93,8 @@ export interface Jail {
   warm(): void;
   /** A TCP connection to 127.0.0.1:`port` as seen inside the session (its network namespace). */
   connect(port: number): Promise<Socket>;
+  /** Where the host looks up the session's sockets and their owners (readiness, processes/sockets.ts). */
+  readonly sockets: SocketView;
   /** Stops the session's network namespace and helpers; does not touch the workspace. */
   close(): Promise<void>;
 }

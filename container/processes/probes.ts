@@ -1,5 +1,6 @@
 import type { Socket } from "node:net";
 import type { Jail } from "../jail/types.ts";
+import { type PortHolder, portOwnership } from "./sockets.ts";
 
 const CONNECT_ATTEMPT_MS = 1_000;
 const PORT_POLL_MS = 150;
@@ -15,13 +16,50 @@ export async function portAccepts(sandbox: Jail, port: number, timeoutMs: number
   }
 }
 
-/** Resolves once `port` accepts connections; rejects only when `signal` aborts. */
-export async function waitForPort(sandbox: Jail, port: number, signal: AbortSignal): Promise<void> {
+/** A port that listens, but for another process than the one waited for: readiness fails at once. */
+export class PortHeldError extends Error {}
+
+/** Describes the processes of the session that `ownerOf` knows (e.g. `process p1 (dev)`), by session pid. */
+export type OwnerLabel = (pids: readonly number[]) => string | null;
+
+/**
+ * Resolves once `port` listens for `pid` (as the session sees it) or one of its descendants and accepts a
+ * connection, with a line saying so; rejects with PortHeldError when another process holds the port, and with
+ * the abort reason when `signal` aborts. Where /proc cannot tell the owner, a connection is all it waits for.
+ */
+export async function waitForPort(
+  sandbox: Jail,
+  port: number,
+  pid: number | undefined,
+  signal: AbortSignal,
+  ownerOf: OwnerLabel = () => null,
+): Promise<string> {
   while (!signal.aborted) {
-    if (await portAccepts(sandbox, port, CONNECT_ATTEMPT_MS)) return;
+    const ownership = pid === undefined ? null : portOwnership(sandbox.sockets, port, pid);
+    if (ownership?.state === "held") throw new PortHeldError(heldMessage(port, ownership.holders, ownerOf));
+    // A LISTEN socket in /proc first: no connection (nor the bridge it starts) until something listens.
+    if (ownership?.state !== "free" && (await portAccepts(sandbox, port, CONNECT_ATTEMPT_MS))) {
+      if (ownership?.state === "owned") {
+        const { holder } = ownership;
+        return `port ${port} accepts connections, listened on by pid ${holder.pid} (${holder.command})`;
+      }
+      const why = ownership?.state === "unknown" ? ownership.reason : "the process has no pid";
+      return `port ${port} accepts connections (its owner could not be checked: ${why})`;
+    }
     await sleep(PORT_POLL_MS, signal);
   }
   throw signal.reason ?? new Error("aborted");
+}
+
+function heldMessage(port: number, holders: PortHolder[], ownerOf: OwnerLabel): string {
+  if (holders.length === 0) {
+    return `port ${port} is held by a process outside this one's tree, not by this process`;
+  }
+  const named = holders.map((holder) => {
+    const owner = ownerOf([holder.pid, ...holder.ancestors]);
+    return `${owner ? `${owner}, ` : ""}pid ${holder.pid} (${holder.command})`;
+  });
+  return `port ${port} is held by ${named.join(" and ")}, not by this process`;
 }
 
 export interface ProbeResult {

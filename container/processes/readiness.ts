@@ -1,7 +1,7 @@
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { Jail } from "../jail/types.ts";
 import type { LogLine } from "../logs/types.ts";
-import { waitForPort } from "./probes.ts";
+import { type OwnerLabel, PortHeldError, waitForPort } from "./probes.ts";
 
 export interface ReadinessSpec {
   port: number | undefined;
@@ -18,6 +18,8 @@ export interface ReadinessRequest {
 export type ReadyOutcome =
   | { kind: "ready"; message: string }
   | { kind: "timeout"; message: string }
+  /** The port listens for another process (another server, or an earlier copy of this one). */
+  | { kind: "held"; message: string }
   | { kind: "exited" };
 
 /** Routes stored lines to the readiness waits that look for a pattern in one process's output. */
@@ -71,7 +73,15 @@ export function armReadiness(
   waiters: LineWaiters,
   sessionId: string,
   processId: string,
-): { settle(sandbox: Jail, runEnded: Promise<void>): Promise<ReadyOutcome>; cancel(): void } {
+): {
+  settle(
+    sandbox: Jail,
+    pid: number | undefined,
+    runEnded: Promise<void>,
+    ownerOf?: OwnerLabel,
+  ): Promise<ReadyOutcome>;
+  cancel(): void;
+} {
   const controller = new AbortController();
   const conditions: Promise<string>[] = [];
   if (spec.logPattern) {
@@ -84,19 +94,18 @@ export function armReadiness(
   }
   return {
     cancel: () => controller.abort(),
-    async settle(sandbox, runEnded) {
+    async settle(sandbox, pid, runEnded, ownerOf) {
       if (spec.port !== undefined) {
-        const port = spec.port;
-        conditions.push(
-          waitForPort(sandbox, port, controller.signal).then(() => `port ${port} accepts connections`),
-        );
+        conditions.push(waitForPort(sandbox, spec.port, pid, controller.signal, ownerOf));
       }
       const waiting = describeWait(spec);
       let timer: NodeJS.Timeout | undefined;
       const outcome = await new Promise<ReadyOutcome>((resolve) => {
         Promise.all(conditions).then(
           (messages) => resolve({ kind: "ready", message: messages.join("; ") || "started" }),
-          () => {},
+          (error: unknown) => {
+            if (error instanceof PortHeldError) resolve({ kind: "held", message: error.message });
+          },
         );
         void runEnded.then(() => resolve({ kind: "exited" }));
         timer = setTimeout(
@@ -129,6 +138,11 @@ export function compilePattern(pattern: string | undefined): RegExp | undefined 
       'Pass a JavaScript regular expression without slashes, e.g. "ready in \\\\d+ms".',
     );
   }
+}
+
+/** The port a process serves: `port`, else the port its readiness waits for. */
+export function declaredPort(request: ReadinessRequest): number | undefined {
+  return request.port ?? request.waitFor?.port;
 }
 
 /** What to wait for: an explicit port or pattern; a bare waitFor waits for the process's declared port. */

@@ -15,6 +15,7 @@ import { type ProcessRow, ProcessTable, type ProcessUpdate } from "./process-tab
 import {
   armReadiness,
   compilePattern,
+  declaredPort,
   LineWaiters,
   type ReadinessSpec,
   type ReadyOutcome,
@@ -74,7 +75,7 @@ export class Supervisor {
     const pattern = compilePattern(request.waitFor?.logPattern);
     const conflict = conflictWith(
       [...this.#sessionLive(runtime.id).values()].map((managed) => managed.row),
-      request,
+      { name: request.name, port: declaredPort(request) },
     );
     if (conflict) throw conflict;
     const id = runtime.nextProcessId("p");
@@ -85,7 +86,7 @@ export class Supervisor {
       command: request.command,
       cwd: request.cwd ?? ".",
       env: request.env,
-      port: request.port ?? null,
+      port: declaredPort(request) ?? null,
       status: "starting",
       pid: null,
       exitCode: null,
@@ -126,9 +127,10 @@ export class Supervisor {
     if (current) return this.#info(current.row);
     const request = StartProcessRequest.parse(row.request);
     const others = [...this.#sessionLive(runtime.id).values()].map((other) => other.row);
-    const conflict = conflictWith(others, { name: row.name, port: request.port });
+    const conflict = conflictWith(others, { name: row.name, port: declaredPort(request) });
     if (conflict) throw conflict;
     managed = this.#manage(runtime, request, { ...row, request });
+    this.#set(managed, { restarts: row.restarts + 1 });
     this.#logs.append(runtime.id, processId, "system", "restart requested");
     await this.#launch(managed, readinessSpec(request, compilePattern(request.waitFor?.logPattern)));
     return this.#info(managed.row);
@@ -229,12 +231,16 @@ export class Supervisor {
     if (pid !== null) this.#scheduleHealth(managed, run);
 
     if (!readiness) return this.#startResult(managed, null);
-    const outcome = await readiness.settle(runtime.jail, managed.runEnded);
+    const outcome = await readiness.settle(runtime.jail, pid ?? undefined, managed.runEnded, (pids) =>
+      this.#owner(runtime.id, pids),
+    );
     if (outcome.kind !== "exited" && managed.run === run && managed.row.status === "starting") {
       this.#set(managed, { status: "running" });
     }
     if (outcome.kind === "ready") this.#system(managed, `ready: ${outcome.message}`);
-    if (outcome.kind === "timeout") this.#system(managed, `${outcome.message}; the process keeps running`);
+    if (outcome.kind === "timeout" || outcome.kind === "held") {
+      this.#system(managed, `${outcome.message}; the process keeps running`);
+    }
     return this.#startResult(managed, outcome);
   }
 
@@ -303,7 +309,7 @@ export class Supervisor {
 
   #scheduleHealth(managed: Managed, run: Run): void {
     const check = managed.request.healthCheck;
-    const port = managed.request.port;
+    const port = declaredPort(managed.request);
     if (!check || port === undefined) return;
     managed.stopHealth = startHealthChecks({
       jail: managed.runtime.jail,
@@ -329,6 +335,16 @@ export class Supervisor {
   }
 
   // ------------------------------------------------------------------------------------------------ helpers
+
+  /** `process p1 (dev)` for the live process of the session whose pid is one of `pids`, for readiness messages. */
+  #owner(sessionId: string, pids: readonly number[]): string | null {
+    for (const pid of pids) {
+      for (const other of this.#sessionLive(sessionId).values()) {
+        if (other.row.pid === pid) return `process ${other.row.id} (${other.row.name})`;
+      }
+    }
+    return null;
+  }
 
   #sessionLive(sessionId: string): Map<string, Managed> {
     return this.#live.get(sessionId) ?? new Map();
@@ -384,9 +400,9 @@ export class Supervisor {
       return { process: info, ready: true, readyMessage: outcome.message, lastLines: [] };
     const lastLines = this.#logs.lastLines(managed.row.sessionId, managed.row.id, LAST_LINES);
     const message =
-      outcome.kind === "timeout"
-        ? outcome.message
-        : `the process ended before it was ready (${describeEnd(managed.row)})`;
+      outcome.kind === "exited"
+        ? `the process ended before it was ready (${describeEnd(managed.row)})`
+        : outcome.message;
     return { process: info, ready: false, readyMessage: message, lastLines };
   }
 }

@@ -48,15 +48,16 @@ async function preview(
   }
   const processes = await context.sandbox.listProcesses(request.sessionId, { signal: context.signal });
   const url = `http://${request.port}-${request.sessionId}.localhost:${options.previewPort()}/`;
-  const serving = processes.some((p) => p.port === request.port && p.status === "running");
+  // A process declares its port with `port` or `waitFor.port` (start_process, run_commands background).
+  const serving = processes.find((p) => p.port === request.port && p.status === "running");
   return {
     target: "preview",
     url,
     deploymentId: `${request.port}-${request.sessionId}`,
     status: "live",
     message: serving
-      ? `port ${request.port} of the session is reachable at ${url} while the process runs`
-      : `${url} forwards to port ${request.port} of the session; no running process declared that port, so start the server (run_commands background with port) if the URL does not answer`,
+      ? `port ${request.port} of the session is reachable at ${url} while process ${serving.id} (${serving.name}) runs`
+      : `${url} forwards to port ${request.port} of the session; no running process declared that port, so start the server with start_process and port ${request.port} (or waitFor.port) if the URL does not answer`,
   };
 }
 

@@ -20,7 +20,7 @@ server.on("upgrade", (req, socket) => {
   socket.write("hello " + req.url + " " + (req.headers.cookie ? "with-cookie" : "no-cookie") + "\\n");
   socket.on("data", (chunk) => socket.write("echo:" + chunk));
 });
-server.listen(3000, "0.0.0.0");
+server.listen(Number(process.argv[2] ?? 3000), "0.0.0.0");
 `;
 
 function get(port: number, host: string, path: string, headers: Record<string, string> = {}) {
@@ -154,5 +154,36 @@ describe("previews", () => {
       req.end();
     });
     expect(status).toBe(404);
+  });
+
+  it("knows the port of a process started with waitFor.port only", async () => {
+    const started = await call<{ ready: boolean; processId: string }>(client, "start_process", {
+      sessionId,
+      name: "second",
+      command: "node app.cjs 3001",
+      waitFor: { port: 3001, timeoutMs: 20_000 },
+    });
+    expect(started.ready).toBe(true);
+    const result = await call<{ message: string }>(client, "deploy", {
+      sessionId,
+      target: "preview",
+      port: 3001,
+    });
+    expect(result.message).toBe(
+      `port 3001 of the session is reachable at http://3001-${sessionId}.localhost:${server.port}/ while process ${started.processId} (second) runs`,
+    );
+    const unknown = await call<{ message: string }>(client, "deploy", {
+      sessionId,
+      target: "preview",
+      port: 3002,
+    });
+    expect(unknown.message).toContain("no running process declared that port");
+    const restarted = await client.callTool({
+      name: "restart_process",
+      arguments: { sessionId, processId: started.processId },
+    });
+    expect((restarted.content as { text: string }[])[0]?.text).toBe(
+      `Process ${started.processId} restarted: running (restarts: 1).`,
+    );
   });
 });

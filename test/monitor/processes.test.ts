@@ -96,7 +96,11 @@ describe.each(jailModes())("supervisor (%s)", (mode) => {
       }),
     );
     expect(result.ready).toBe(true);
-    expect(result.readyMessage).toBe(`port ${port} accepts connections`);
+    expect(result.readyMessage).toMatch(
+      new RegExp(
+        `^port ${port} accepts connections, listened on by pid \\d+ \\(node listen.js ${port} 300\\)$`,
+      ),
+    );
     expect(result.process.status).toBe("running");
     await eventually(() => (supervisor.get(h.runtime.id, "p1").health === "healthy" ? true : undefined));
 
@@ -108,6 +112,47 @@ describe.each(jailModes())("supervisor (%s)", (mode) => {
     const system = await systemLines("p1");
     expect(system).toContain(`health check passed: GET / on port ${port}: HTTP 200`);
     expect(system).toContain(`health check failed: GET / on port ${port}: HTTP 503`);
+  });
+
+  it("is ready when a descendant of the process listens, and knows the port it waited for", async () => {
+    const port = await freePort();
+    const result = await supervisor.start(
+      h.runtime,
+      parse({ command: `node listen.js ${port} 100 & wait`, waitFor: { port, timeoutMs: 15_000 } }),
+    );
+    expect(result.ready, result.readyMessage ?? "").toBe(true);
+    expect(result.readyMessage).toMatch(
+      new RegExp(
+        `^port ${port} accepts connections, listened on by pid \\d+ \\(node listen.js ${port} 100\\)$`,
+      ),
+    );
+    expect(result.process.port).toBe(port);
+    expect(supervisor.list(h.runtime.id)[0]?.port).toBe(port);
+  });
+
+  it("a port another process holds is not readiness: the result names the holder", async () => {
+    const port = await freePort();
+    const holder = await supervisor.start(
+      h.runtime,
+      parse({
+        command: `node listen.js ${port}`,
+        name: "first",
+        waitFor: { logPattern: "^listening on", timeoutMs: 15_000 },
+      }),
+    );
+    expect(holder.ready).toBe(true);
+    // A second server on the same port fails to bind (EADDRINUSE) while the port accepts connections.
+    const second = await supervisor.start(
+      h.runtime,
+      parse({ command: `node listen.js ${port}`, waitFor: { port, timeoutMs: 15_000 } }),
+    );
+    expect(second.ready).toBe(false);
+    expect(second.readyMessage).toMatch(
+      new RegExp(
+        `^port ${port} is held by process p1 \\(first\\), pid \\d+ \\(node listen.js ${port}\\), not by this process$`,
+      ),
+    );
+    expect(await systemLines("p2")).toContain(`${second.readyMessage}; the process keeps running`);
   });
 
   it("reports a port that never opens: ready false, last lines, process kept running", async () => {
@@ -257,11 +302,15 @@ describe.each(jailModes())("supervisor (%s)", (mode) => {
 
   it("restarts on request with the original command", async () => {
     const first = await supervisor.start(h.runtime, parse({ command: "node forever.js" }));
+    expect(first.process.restarts).toBe(0);
     const again = await supervisor.restart(h.runtime, "p1");
     expect(again.status).toBe("running");
     expect(again.pid).not.toBe(first.process.pid);
+    expect(again.restarts).toBe(1);
     expect(h.exits).toHaveLength(1);
     expect(h.exits[0]?.info.crashed).toBe(false);
+    expect((await supervisor.restart(h.runtime, "p1")).restarts).toBe(2);
+    expect(supervisor.get(h.runtime.id, "p1").restarts).toBe(2);
   });
 
   it("records a process that cannot be spawned as crashed, without a restart loop beyond the policy", async () => {
