@@ -2,7 +2,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { isPublicAddress } from "../browser/addresses.ts";
 import type { NetworkPolicy } from "../protocol/schemas.ts";
-import { type PreviewTarget, previewTarget } from "./host-check.ts";
+import { appTarget, LOCAL_APPS_DOMAIN, type PreviewTarget, previewTarget } from "./host-check.ts";
 
 /** A page of the session that this server serves itself: a preview port, or a static app it published. */
 export type OwnPage = { kind: "preview"; target: PreviewTarget } | { kind: "app"; name: string };
@@ -35,7 +35,8 @@ const systemResolver: Resolver = async (hostname) =>
 
 /**
  * What a page under check may load on the local server: the session's own previews (`<port>-<sessionId>.localhost`
- * on this server's port) and its own static deployments (`/apps/<name>/` of this server), and public addresses when
+ * on this server's port) and its own static deployments (`<name>.apps.localhost` on that port, and the
+ * `/apps/<name>/` URLs of this server that redirect there), and public addresses when
  * the session's network is `allow`. Never this server's other routes (`/mcp`), another session's preview, the
  * host's loopback or private, link-local or metadata addresses, whatever name resolves to them.
  */
@@ -47,6 +48,12 @@ export function createScope(options: ScopeOptions) {
     if (!/^(?:http|ws):$/.test(url.protocol) || url.port !== port) return null;
     const target = previewTarget(url.host);
     if (target) return target.sessionId === options.sessionId ? { kind: "preview", target } : null;
+    const host = appTarget(url.hostname, [LOCAL_APPS_DOMAIN]);
+    if (host) {
+      return url.protocol === "http:" && (await options.ownsApp(host.name))
+        ? { kind: "app", name: host.name }
+        : null;
+    }
     if (!LOOPBACK_NAMES.has(url.hostname)) return null;
     const app = APP_PATH.exec(url.pathname)?.[1];
     if (url.protocol === "http:" && app && (await options.ownsApp(app))) return { kind: "app", name: app };
@@ -58,7 +65,7 @@ export function createScope(options: ScopeOptions) {
     if (url.port !== port) return false;
     const target = previewTarget(url.host);
     if (target) return target.sessionId === options.sessionId;
-    return LOOPBACK_NAMES.has(url.hostname);
+    return LOOPBACK_NAMES.has(url.hostname) || appTarget(url.hostname, [LOCAL_APPS_DOMAIN]) !== null;
   }
 
   async function destination(url: URL): Promise<Destination> {

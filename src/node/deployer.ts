@@ -5,8 +5,8 @@ import { buildInSession, findOutputDir } from "./build-step.ts";
 import { APP_NAME, type StaticApps } from "./static-apps.ts";
 
 export interface NodeDeployerOptions {
-  /** The server's own origin, e.g. `http://127.0.0.1:8787`; static apps live under `/apps/`. */
-  publicOrigin: () => string;
+  /** The URL of an app's live deployment, or of one deployment, each on an origin of its own. */
+  appUrl: (target: { name: string; deploymentId?: string }) => string;
   /** The port previews are reached on (the server's port). */
   previewPort: () => number;
   apps: StaticApps;
@@ -15,7 +15,7 @@ export interface NodeDeployerOptions {
 
 /**
  * The deploy targets of the local server: `preview` (a URL through this server's preview proxy), `static`
- * (an immutable copy of a build output served under `/apps/<name>/`) and `cloudflare` (wrangler, run outside
+ * (an immutable copy of a build output served at `<name>.apps.localhost`) and `cloudflare` (wrangler, run outside
  * every sandbox by a `WorkerPublisher`).
  */
 export function createNodeDeployer(options: NodeDeployerOptions): Deployer {
@@ -77,8 +77,8 @@ async function publishStatic(
     signal: context.signal,
   });
   const { app, deployment } = await options.apps.publish(name, request.principal, request.sessionId, archive);
-  const base = `${options.publicOrigin()}/apps/${name}/`;
-  const earlier = app.deployments.slice(1, 6).map((d) => `${base}@${d.id}/`);
+  const base = options.appUrl({ name });
+  const earlier = app.deployments.slice(1, 6).map((d) => options.appUrl({ name, deploymentId: d.id }));
   return {
     target: "static",
     url: base,
@@ -86,7 +86,7 @@ async function publishStatic(
     status: "live",
     message:
       `published ${deployment.files} files (${deployment.bytes} bytes) from ${outputDir} as ${name}; ` +
-      `this deployment stays at ${base}@${deployment.id}/` +
+      `this deployment stays at ${options.appUrl({ name, deploymentId: deployment.id })}` +
       (earlier.length > 0 ? `; earlier: ${earlier.join(", ")}` : ""),
     ...(logs.length > 0 ? { logs } : {}),
   };

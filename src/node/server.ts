@@ -10,12 +10,21 @@ import { SandboxClient } from "../protocol/client.ts";
 import { createTokenAuth, unauthorized } from "./auth.ts";
 import { createLocalBrowser, type LocalBrowser } from "./browser.ts";
 import { createNodeDeployer } from "./deployer.ts";
-import { checkHostAndOrigin, isLoopbackHost, parseHost, previewTarget } from "./host-check.ts";
+import {
+  type AppTarget,
+  appsDomainFor,
+  checkPreviewOrigin,
+  checkServerOrigin,
+  type HostPolicy,
+  isLoopbackHost,
+  LOCAL_APPS_DOMAIN,
+  routeHost,
+} from "./host-check.ts";
 import { listen } from "./listeners.ts";
 import { createMcpEndpoint, type McpEndpoint } from "./mcp.ts";
 import { proxyPreview, rejectUpgrade, upgradePreview } from "./preview.ts";
 import { StaticApps } from "./static-apps.ts";
-import { serveApp } from "./static-serve.ts";
+import { serveApp, serveAppsPath } from "./static-serve.ts";
 
 export interface LocalServerOptions {
   /** 0 picks a free port. */
@@ -32,7 +41,11 @@ export interface LocalServerOptions {
     MonitorConfigInput,
     "sessionNode" | "sessionBun" | "registryUpstream" | "registryCacheBytes"
   >;
-  /** Origin used in deploy URLs; defaults to `http://127.0.0.1:<port>` (or the bound host when it is not a wildcard). */
+  /**
+   * The server's origin as clients reach it; defaults to `http://127.0.0.1:<port>` (or the bound host when it is
+   * not a wildcard). Static apps are served at `<name>.apps.<its host>` when that host is a DNS name, else at
+   * `<name>.apps.localhost`.
+   */
   publicOrigin?: string;
   cloudflare?: { apiToken?: string; accountId?: string };
   /** The browser check (`check_preview`): a Chromium path, or false to offer none. Default: Debian's chromium. */
@@ -69,8 +82,9 @@ export function requiresToken(host: string): boolean {
 }
 
 /**
- * The local server: the MCP tools at `/mcp`, `/health`, static apps under `/apps/`, and previews for
- * `<port>-<sessionId>.localhost` hosts, all on one port, with the sandbox monitor in the same process.
+ * The local server: the MCP tools at `/mcp` and `/health`, static apps at `<name>.apps.localhost`, and previews
+ * at `<port>-<sessionId>.localhost`, all on one port and each on an origin of its own, with the sandbox monitor
+ * in the same process.
  */
 export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
   const log = options.log ?? ((line: string) => console.error(line));
@@ -92,8 +106,19 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const apps = new StaticApps({ root: join(dataDir, "deployments") });
   let port = options.port;
   const origin = () => options.publicOrigin ?? `http://${displayHost(options.host)}:${port}`;
+  const appsDomain = appsDomainFor(options.publicOrigin);
+  const policy = (): HostPolicy => ({
+    port,
+    loopback,
+    appsDomains: appsDomain === LOCAL_APPS_DOMAIN ? [appsDomain] : [appsDomain, LOCAL_APPS_DOMAIN],
+  });
+  const appUrl = (target: AppTarget) => {
+    const base = new URL(origin());
+    const labels = target.deploymentId ? `${target.deploymentId}.${target.name}` : target.name;
+    return `${base.protocol}//${labels}.${appsDomain}${base.port ? `:${base.port}` : ""}/`;
+  };
   const deployer = createNodeDeployer({
-    publicOrigin: origin,
+    appUrl,
     previewPort: () => port,
     apps,
     workers: options.workers ?? createLocalWrangler(options.cloudflare),
@@ -132,26 +157,43 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
   const mcp = createMcpEndpoint({ client, deployer, ...(browser ? { browser } : {}) });
 
   app.use(async (c, next) => {
-    const verdict = checkHostAndOrigin(c.req.raw.headers, { port, loopback });
-    if (!verdict.ok) {
-      return c.json({ jsonrpc: "2.0", id: null, error: { code: -32000, message: verdict.message } }, 403);
+    const route = routeHost(c.req.header("host"), policy());
+    switch (route.kind) {
+      case "refused":
+        return c.json(
+          { jsonrpc: "2.0", id: null, error: { code: -32000, message: route.message } },
+          route.status,
+        );
+      case "app":
+        return serveApp(
+          apps,
+          route.target,
+          c.req.path,
+          c.req.method,
+          c.req.header("accept") ?? null,
+          new URL(c.req.url).search,
+        );
+      case "preview": {
+        const verdict = checkPreviewOrigin(c.req.raw.headers, route.target, policy());
+        if (!verdict.ok) return c.text(`${verdict.message}\n`, 403);
+        const principal = auth.principal(c.req.raw.headers);
+        if (principal === null) return unauthorized();
+        return proxyPreview(client, route.target, c.req.raw, principal);
+      }
+      case "server":
+        await next();
     }
-    const host = parseHost(c.req.header("host"));
-    if (host?.hostname.endsWith(".localhost")) {
-      const target = previewTarget(c.req.header("host"));
-      if (!target) return c.text("not a preview host: use <port>-<sessionId>.localhost\n", 404);
-      const principal = auth.principal(c.req.raw.headers);
-      if (principal === null) return unauthorized();
-      return proxyPreview(client, target, c.req.raw, principal);
-    }
-    await next();
   });
   app.get("/health", async (c) => {
     const health = await client.health();
     return c.json({ status: health.status, version: health.version, isolation: health.isolation.available });
   });
-  app.all("/apps/*", (c) => serveApp(apps, c.req.path, c.req.method));
+  app.get("/apps/*", (c) => serveAppsPath(apps, c.req.path, new URL(c.req.url).search, appUrl));
   app.all("/mcp", async (c) => {
+    const verdict = checkServerOrigin(c.req.raw.headers, policy());
+    if (!verdict.ok) {
+      return c.json({ jsonrpc: "2.0", id: null, error: { code: -32000, message: verdict.message } }, 403);
+    }
     const principal = auth.principal(c.req.raw.headers);
     if (principal === null) return unauthorized();
     return mcp.fetch(c.req.raw, principal);
@@ -182,9 +224,11 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     for (const [key, value] of Object.entries(request.headers)) {
       if (typeof value === "string") headers.set(key, value);
     }
-    const target = previewTarget(headers.get("host"));
-    if (!target) return rejectUpgrade(socket, 404, "Not Found");
-    if (!checkHostAndOrigin(headers, { port, loopback }).ok) return rejectUpgrade(socket, 403, "Forbidden");
+    const route = routeHost(headers.get("host"), policy());
+    if (route.kind === "refused" && route.status === 403) return rejectUpgrade(socket, 403, "Forbidden");
+    if (route.kind !== "preview") return rejectUpgrade(socket, 404, "Not Found");
+    const target = route.target;
+    if (!checkPreviewOrigin(headers, target, policy()).ok) return rejectUpgrade(socket, 403, "Forbidden");
     const principal = auth.principal(headers);
     if (principal === null) return rejectUpgrade(socket, 401, "Unauthorized");
     await upgradePreview(client, monitor.connect.bind(monitor), target, request, socket, head, principal);

@@ -140,7 +140,7 @@ describe("check_preview steps and static deployments", () => {
     expect(report).toMatchObject({ status: 200, title: "Static", text: "Built page" });
     expect(report.exceptions).toEqual([
       expect.objectContaining({
-        file: "apps/stepsapp/app.js",
+        file: "app.js",
         line: 3,
         message: "TypeError: Cannot read properties of undefined (reading 'now')",
       }),

@@ -1,6 +1,6 @@
 import type { Client } from "@modelcontextprotocol/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { call, callFailing, connect, startTestServer } from "./server-helpers.ts";
+import { call, callFailing, connect, hostGet, startTestServer } from "./server-helpers.ts";
 
 interface Deployed {
   url: string | null;
@@ -15,6 +15,8 @@ const fs = require("node:fs");
 fs.mkdirSync("dist/assets", { recursive: true });
 fs.writeFileSync("dist/index.html", "<h1>version " + process.argv[2] + "</h1>");
 fs.writeFileSync("dist/assets/app.js", "console.log(1)");
+fs.mkdirSync("dist/docs", { recursive: true });
+fs.writeFileSync("dist/docs/index.html", "<p>docs</p>");
 `;
 
 describe("deploy: static and cloudflare", () => {
@@ -35,15 +37,17 @@ describe("deploy: static and cloudflare", () => {
     await server?.stop();
   });
 
-  it("builds, publishes and serves a static app; the latest deployment wins, earlier ones stay reachable", async () => {
+  it("builds, publishes and serves a static app on its own origin; the latest deployment wins, earlier ones stay reachable", async () => {
+    const get = (url: string, headers: Record<string, string> = {}) => hostGet(server.port, url, headers);
     const first = await call<Deployed>(alice, "deploy", {
       sessionId,
       target: "static",
       name: "site",
       buildCommand: "node build.cjs one",
     });
-    expect(first).toMatchObject({ status: "live", url: `${server.origin}/apps/site/` });
-    expect(await (await fetch(first.url!)).text()).toBe("<h1>version one</h1>");
+    const app = `http://site.apps.localhost:${server.port}/`;
+    expect(first).toMatchObject({ status: "live", url: app });
+    expect((await get(app)).body).toBe("<h1>version one</h1>");
 
     const second = await call<Deployed>(alice, "deploy", {
       sessionId,
@@ -52,23 +56,65 @@ describe("deploy: static and cloudflare", () => {
       buildCommand: "node build.cjs two",
     });
     expect(second.deploymentId).not.toBe(first.deploymentId);
-    const live = await fetch(`${server.origin}/apps/site/`);
-    expect(await live.text()).toBe("<h1>version two</h1>");
-    expect(live.headers.get("content-security-policy")).toContain("sandbox");
-    const pinned = await fetch(`${server.origin}/apps/site/@${first.deploymentId}/`);
-    expect(await pinned.text()).toBe("<h1>version one</h1>");
-    const asset = await fetch(`${server.origin}/apps/site/assets/app.js`);
-    expect(asset.headers.get("content-type")).toMatch(/javascript/);
-    // A single-page app route falls back to index.html; a missing file with an extension does not.
-    expect((await fetch(`${server.origin}/apps/site/some/route`)).status).toBe(200);
-    expect((await fetch(`${server.origin}/apps/site/missing.js`)).status).toBe(404);
-    expect((await fetch(`${server.origin}/apps/site/%2e%2e/app.json`)).status).toBe(404);
+    const pinnedUrl = `http://${first.deploymentId}.site.apps.localhost:${server.port}/`;
+    expect(second.message).toContain(`earlier: ${pinnedUrl}`);
+    const live = await get(app);
+    expect(live.body).toBe("<h1>version two</h1>");
+    // An origin of its own, not a sandbox: its scripts run as on any site.
+    expect(live.headers["content-security-policy"]).toBeUndefined();
+    expect(live.headers["cache-control"]).toBe("no-cache");
+    const pinned = await get(pinnedUrl);
+    expect(pinned.body).toBe("<h1>version one</h1>");
+    expect(pinned.headers["cache-control"]).toMatch(/immutable/);
+    const asset = await get(`${app}assets/app.js`);
+    expect(asset.headers["content-type"]).toMatch(/javascript/);
+    // A single-page app route falls back to index.html; a missing file with an extension does not, unless a
+    // browser navigates to it.
+    expect((await get(`${app}some/route`)).status).toBe(200);
+    expect((await get(`${app}users/jane.doe`, { accept: "text/html,*/*" })).body).toBe(
+      "<h1>version two</h1>",
+    );
+    expect((await get(`${app}missing.js`)).status).toBe(404);
+    // A directory serves its index.html, named with its slash.
+    expect((await get(`${app}docs/`)).body).toBe("<p>docs</p>");
+    const dir = await get(`${app}docs?x=1`);
+    expect(dir.status).toBe(308);
+    expect(dir.headers.location).toBe("/docs/?x=1");
+    expect((await get(`${app}%2e%2e/app.json`)).status).toBe(404);
+    expect((await hostGet(server.port, app, {}, "POST")).status).toBe(405);
+    // Unknown apps and deployments are 404s.
+    expect((await get(`http://nosuch.apps.localhost:${server.port}/`)).status).toBe(404);
+    expect((await get(`http://d0000000.site.apps.localhost:${server.port}/`)).status).toBe(404);
+
+    // Earlier app URLs under /apps/ lead to the app's origin.
+    const moved = await fetch(`${server.origin}/apps/site/assets/app.js?v=1`, { redirect: "manual" });
+    expect(moved.status).toBe(308);
+    expect(moved.headers.get("location")).toBe(`${app}assets/app.js?v=1`);
+    const movedPinned = await fetch(`${server.origin}/apps/site/@${first.deploymentId}/`, {
+      redirect: "manual",
+    });
+    expect(movedPinned.headers.get("location")).toBe(pinnedUrl);
+    expect((await fetch(`${server.origin}/apps/nosuch/`, { redirect: "manual" })).status).toBe(404);
+
     const listing = (await (await fetch(`${server.origin}/apps/site/@deployments`)).json()) as {
+      url: string;
       live: string;
-      deployments: { id: string }[];
+      deployments: { id: string; url: string }[];
     };
+    expect(listing.url).toBe(app);
     expect(listing.live).toBe(second.deploymentId);
     expect(listing.deployments.map((d) => d.id)).toEqual([second.deploymentId, first.deploymentId]);
+    expect(listing.deployments[1]?.url).toBe(pinnedUrl);
+  });
+
+  it("serves an app's pages, not the server: /mcp on an app host is the app's own path", async () => {
+    const mcp = await hostGet(server.port, `http://site.apps.localhost:${server.port}/mcp`, {
+      authorization: "Bearer alice-token",
+    });
+    // The SPA fallback, never the MCP endpoint.
+    expect(mcp.body).toBe("<h1>version two</h1>");
+    const post = await hostGet(server.port, `http://site.apps.localhost:${server.port}/mcp`, {}, "POST");
+    expect(post.status).toBe(405);
   });
 
   it("keeps an app name with the principal that first published it", async () => {
@@ -83,10 +129,12 @@ describe("deploy: static and cloudflare", () => {
       name: "site",
     });
     expect(refused).toMatch(/already taken/);
-    expect(await (await fetch(`${server.origin}/apps/site/`)).text()).toBe("<h1>version two</h1>");
+    expect((await hostGet(server.port, `http://site.apps.localhost:${server.port}/`)).body).toBe(
+      "<h1>version two</h1>",
+    );
     const own = await call<Deployed>(bob, "deploy", { sessionId: bobSession, target: "static" });
-    expect(own.url).toBe(`${server.origin}/apps/${bobSession}/`);
-    expect(await (await fetch(own.url!)).text()).toBe("bob");
+    expect(own.url).toBe(`http://${bobSession}.apps.localhost:${server.port}/`);
+    expect((await hostGet(server.port, own.url!)).body).toBe("bob");
   });
 
   it("reports a failing build and publishes nothing", async () => {
@@ -98,7 +146,7 @@ describe("deploy: static and cloudflare", () => {
     });
     expect(failed).toMatch(/exited with 3/);
     expect(failed).toMatch(/boom/);
-    expect((await fetch(`${server.origin}/apps/broken/`)).status).toBe(404);
+    expect((await hostGet(server.port, `http://broken.apps.localhost:${server.port}/`)).status).toBe(404);
   });
 
   it("refuses a workspace without an output directory, naming what to pass", async () => {

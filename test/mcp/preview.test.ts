@@ -156,6 +156,41 @@ describe("previews", () => {
     expect(status).toBe(404);
   });
 
+  it("takes requests from pages of the same session only: its other previews, not apps, the server or others", async () => {
+    const other = `http://5173-${sessionId}.localhost:${server.port}`;
+    expect((await get(server.port, previewHost, "/", { origin: other })).status).toBe(200);
+    expect((await get(server.port, previewHost, "/", { origin: `http://${previewHost}` })).status).toBe(200);
+    for (const origin of [
+      `http://5173-zzzzzzzzzzzz.localhost:${server.port}`,
+      `http://site.apps.localhost:${server.port}`,
+      `http://localhost:${server.port}`,
+      `http://5173-${sessionId}.localhost:${server.port + 1}`,
+      "http://evil.example.com",
+      "null",
+    ]) {
+      const refused = await get(server.port, previewHost, "/", { origin });
+      expect(refused.status, origin).toBe(403);
+    }
+    const upgrade = await new Promise<number>((resolve, reject) => {
+      const req = request({
+        host: "127.0.0.1",
+        port: server.port,
+        path: "/ws",
+        headers: {
+          host: previewHost,
+          connection: "Upgrade",
+          upgrade: "websocket",
+          origin: "http://evil.example.com",
+        },
+      });
+      req.on("upgrade", () => reject(new Error("upgraded")));
+      req.on("response", (res) => resolve(res.statusCode ?? 0));
+      req.on("error", reject);
+      req.end();
+    });
+    expect(upgrade).toBe(403);
+  });
+
   it("knows the port of a process started with waitFor.port only", async () => {
     const started = await call<{ ready: boolean; processId: string }>(client, "start_process", {
       sessionId,

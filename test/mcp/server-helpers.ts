@@ -93,6 +93,40 @@ export async function rawRequest(
   });
 }
 
+/**
+ * GET (or another method) of an app or preview URL through the server's port, with the URL's host as Host: Node's
+ * resolver does not know *.localhost, which browsers and curl resolve to loopback by themselves.
+ */
+export async function hostGet(
+  port: number,
+  url: string,
+  headers: Record<string, string> = {},
+  method = "GET",
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  const { request } = await import("node:http");
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        method,
+        path: target.pathname + target.search,
+        headers: { host: target.host, ...headers },
+      },
+      (res) => {
+        let body = "";
+        res.on("data", (chunk: Buffer) => {
+          body += chunk.toString("utf8");
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 export interface SpawnedServer {
   child: ChildProcess;
   /** The MCP endpoint the server printed. */

@@ -144,6 +144,11 @@ describe("local server over HTTP (loopback, no token)", () => {
       [`localhost:${server.port}`, [`Origin: http://evil.example.com:${server.port}`]],
       [`localhost:${server.port}`, ["Origin: null"]],
       [`localhost:${server.port}`, [`Origin: http://localhost:${server.port + 1}`]],
+      // Pages of apps and previews have origins of their own.
+      [`localhost:${server.port}`, [`Origin: http://site.apps.localhost:${server.port}`]],
+      [`localhost:${server.port}`, [`Origin: http://3000-abcdefgh12.localhost:${server.port}`]],
+      [`site.apps.localhost:${server.port + 1}`, []],
+      [`3000-abcdefgh12.localhost:${server.port + 1}`, []],
     ];
     for (const [host, extra] of cases) {
       const response = await rawRequest(server.port, mcpPost(host, extra), initialize);

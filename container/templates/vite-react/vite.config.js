@@ -3,7 +3,7 @@ import { defineConfig } from "vite";
 
 export default defineConfig({
   plugins: [react()],
-  // Relative asset URLs, so that a static deploy works under any path (e.g. /apps/<name>/).
+  // Relative asset URLs, so that the build works from any path (static deploys serve deep links with a <base>).
   base: "./",
   server: {
     // Listen on every interface of the sandbox so the preview proxy can reach the dev server.
