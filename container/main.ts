@@ -3,6 +3,9 @@ import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import { parseJailUser } from "./jail/index.ts";
 import { createMonitor } from "./monitor.ts";
+import { quietSqliteWarning } from "./store/quiet-sqlite.ts";
+
+quietSqliteWarning();
 
 const HELP = `Usage: monitor [options]
 

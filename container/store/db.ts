@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import type * as Sqlite from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 
 /**
  * Opens the monitor's SQLite database in WAL mode. Every store creates its own tables; this module only owns the
@@ -14,7 +15,10 @@ import { DatabaseSync } from "node:sqlite";
 export function openDatabase(dataDir: string): DatabaseSync {
   mkdirSync(dataDir, { recursive: true });
   const file = join(dataDir, "monitor.db");
-  const db = new DatabaseSync(file);
+  // Loaded here rather than imported, so that an entry point can drop its experimental warning first
+  // (quiet-sqlite.ts): a static import is loaded before any code of the entry runs, in a bundle too.
+  const sqlite = process.getBuiltinModule("node:sqlite") as typeof Sqlite;
+  const db = new sqlite.DatabaseSync(file);
   try {
     db.exec("PRAGMA locking_mode = EXCLUSIVE");
     db.exec("PRAGMA journal_mode = WAL");

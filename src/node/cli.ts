@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
+import { quietSqliteWarning } from "../../container/store/quiet-sqlite.ts";
 import { generateToken, LOCAL_PRINCIPAL, parseTokens, principalOf } from "./auth.ts";
 import { isLoopbackHost } from "./host-check.ts";
 import { DEFAULT_SPARE_SESSIONS, type LocalServer, startLocalServer } from "./server.ts";
 
 const HELP = `sandbox-mcp: an MCP server that gives AI agents real sandboxes
 
-Usage: npm start -- [options]      (or: node src/node/cli.ts [options])
+Usage: npm start -- [options]      (or, in this directory: npx sandbox-mcp [options])
 
 Options (each has an environment variable; a flag wins over its variable):
   -p, --port <n>        PORT        port to listen on (default 8787; 0 picks a free one)
@@ -15,7 +16,8 @@ Options (each has an environment variable; a flag wins over its variable):
       --token <t>       TOKEN       bearer token(s), comma separated; each is its own principal.
                                     Required off loopback: one is generated and printed when absent.
       --isolation <m>   ISOLATION   auto (bubblewrap when available) or none
-      --public-url <u>  PUBLIC_URL  origin used in static deploy URLs (default http://127.0.0.1:<port>)
+      --public-url <u>  PUBLIC_URL  this server's origin as clients reach it (default http://127.0.0.1:<port>);
+                                    static apps are served at <name>.apps.<its host>
       --spare-sessions <n>  SPARE_SESSIONS  sessions kept opened ahead of time, so that creating one
                                     waits for nothing (default 2; 0 for none)
       --chromium <path>  CHROMIUM_PATH  the Chromium check_preview drives (default /usr/bin/chromium,
@@ -31,7 +33,7 @@ Cloudflare deploys read CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID; without 
 Sessions with network "allow" install through a shared registry cache: REGISTRY_UPSTREAM (default
 https://registry.npmjs.org) and REGISTRY_CACHE_BYTES (default 4 GiB; 0 turns it off).
 
-Endpoints: /mcp (streamable HTTP), /health, /apps/<name>/ (static deploys),
+Endpoints: /mcp (streamable HTTP), /health, http://<name>.apps.localhost:<port>/ (static deploys),
            http://<port>-<sessionId>.localhost:<port>/ (previews of session ports)
 `;
 
@@ -73,6 +75,8 @@ function parse() {
     fail(error instanceof Error ? error.message : String(error));
   }
 }
+
+quietSqliteWarning();
 
 async function main() {
   const args = parse();
@@ -116,6 +120,10 @@ async function main() {
   }
 
   const publicUrl = args["public-url"] ?? env.PUBLIC_URL;
+  if (publicUrl !== undefined && !/^https?:\/\/[^/?#]+\/*$/.test(publicUrl)) {
+    fail(`--public-url is an origin such as http://devbox:8787, not ${publicUrl}`);
+  }
+
   const cloudflare: { apiToken?: string; accountId?: string } = {};
   if (env.CLOUDFLARE_API_TOKEN) cloudflare.apiToken = env.CLOUDFLARE_API_TOKEN;
   if (env.CLOUDFLARE_ACCOUNT_ID) cloudflare.accountId = env.CLOUDFLARE_ACCOUNT_ID;

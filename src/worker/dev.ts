@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { parseAuthTokens } from "./auth.ts";
 
 const HELP = `Usage: npm run dev:worker [-- options]
 
@@ -22,19 +23,39 @@ Options:
   --token <t>           the bearer token of principal "dev"                [AUTH_TOKENS, else generated]
   -h, --help            this text`;
 
-const { values } = parseArgs({
-  options: {
-    port: { type: "string", default: "8787" },
-    "inspector-port": { type: "string" },
-    "data-dir": { type: "string", default: ".data/worker-dev" },
-    "persist-to": { type: "string" },
-    token: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  },
-});
+/** A usage error, before anything is started: exit 2, pointing at --help. */
+function usage(message: string): never {
+  console.error(`[dev:worker] ${message}\nTry --help.`);
+  process.exit(2);
+}
+
+let parsed: ReturnType<typeof parseOptions>;
+try {
+  parsed = parseOptions();
+} catch (error) {
+  usage((error as Error).message);
+}
+const { values } = parsed;
 if (values.help) {
   console.log(HELP);
   process.exit(0);
+}
+for (const flag of ["port", "inspector-port"] as const) {
+  const value = values[flag];
+  if (value !== undefined && !/^[0-9]{1,5}$/.test(value)) usage(`--${flag} is a port number, not ${value}`);
+}
+
+function parseOptions() {
+  return parseArgs({
+    options: {
+      port: { type: "string", default: "8787" },
+      "inspector-port": { type: "string" },
+      "data-dir": { type: "string", default: ".data/worker-dev" },
+      "persist-to": { type: "string" },
+      token: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
 }
 
 const root = new URL("../../", import.meta.url).pathname;
@@ -42,6 +63,16 @@ const secret = randomBytes(24).toString("hex");
 const deployerSecret = randomBytes(24).toString("hex");
 const token = values.token ?? randomBytes(18).toString("hex");
 const authTokens = process.env.AUTH_TOKENS ?? `dev:${token}`;
+// The Worker checks AUTH_TOKENS on every request and would answer each with 500: refuse a bad one here instead.
+try {
+  parseAuthTokens(authTokens);
+} catch (error) {
+  usage(
+    process.env.AUTH_TOKENS === undefined
+      ? `--token must be at least 16 characters without spaces (leave it out to have one generated)`
+      : (error as Error).message,
+  );
+}
 const children: ChildProcess[] = [];
 
 const monitor = spawn(
