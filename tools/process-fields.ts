@@ -6,7 +6,13 @@ import type { ToolContext } from "./types.ts";
 /** Input fields shared by start_process and run_commands with background: true. */
 export const waitForField = z
   .object({
-    port: z.number().int().min(1).max(65_535).optional().describe("wait until this port accepts connections"),
+    port: z
+      .number()
+      .int()
+      .min(1)
+      .max(65_535)
+      .optional()
+      .describe("wait until this process (or a child of it) listens on this port"),
     logPattern: z
       .string()
       .max(500)
