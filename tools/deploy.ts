@@ -27,7 +27,9 @@ export const deploy = defineTool({
       .string()
       .min(1)
       .optional()
-      .describe("static: the directory to publish; default the build output (e.g. dist)"),
+      .describe(
+        "static: the directory to publish, default the build output (e.g. dist); cloudflare: the directory of wrangler.jsonc, default the workspace root",
+      ),
     name: z
       .string()
       .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "a name is lowercase letters, digits and dashes (max 63)")

@@ -3,6 +3,7 @@ import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../..
 import { SandboxError } from "../protocol/errors.ts";
 import { buildInSession, findOutputDir } from "./build-step.ts";
 import { APP_NAME, type StaticApps } from "./static-apps.ts";
+import { assetsArchive, inspectWorkerApp } from "./worker-app.ts";
 
 export interface NodeDeployerOptions {
   /** The URL of an app's live deployment, or of one deployment, each on an origin of its own. */
@@ -97,16 +98,31 @@ async function publishWorker(
   context: DeployContext,
   options: NodeDeployerOptions,
 ): Promise<DeployResult> {
+  const dir = request.outputDir ?? ".";
+  // Before the build, so that a missing config fails at once; the assets are read after it.
+  const app = await inspectWorkerApp(
+    context.sandbox,
+    request.sessionId,
+    dir,
+    request.name ?? defaultName(request.sessionId),
+    context,
+  );
   const logs = request.buildCommand
     ? await buildInSession(context.sandbox, request.sessionId, request.buildCommand, context)
     : [];
-  const dir = request.outputDir ?? ".";
   await context.progress(
     2,
     3,
     options.workers.canDeploy && !request.dryRun ? "wrangler deploy" : "wrangler dry run",
   );
-  const archive = await context.sandbox.exportArchive(request.sessionId, dir, { signal: context.signal });
+  const archive =
+    app.kind === "assets"
+      ? await assetsArchive(context.sandbox, request.sessionId, app, context)
+      : await context.sandbox.exportArchive(request.sessionId, dir, { signal: context.signal });
+  const sent =
+    app.kind === "assets"
+      ? `; sent ${app.config} and ${app.assets}/ (a static site: assets without main)`
+      : "";
   const result = await options.workers.publish({
     archive,
     dryRun: request.dryRun ?? false,
@@ -121,8 +137,8 @@ async function publishWorker(
     status: result.status === "dry-run" ? "dry_run" : "live",
     message:
       result.status === "dry-run"
-        ? `dry run: ${result.reason}${size}`
-        : `deployed to Cloudflare${result.url ? ` at ${result.url}` : ""}`,
+        ? `dry run: ${result.reason}${size}${sent}`
+        : `deployed to Cloudflare${result.url ? ` at ${result.url}` : ""}${sent}`,
     logs: [...logs, ...result.summary],
   };
 }

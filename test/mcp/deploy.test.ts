@@ -1,5 +1,8 @@
+import { Readable } from "node:stream";
 import type { Client } from "@modelcontextprotocol/client";
+import { Parser, type ReadEntry } from "tar";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLocalWrangler, type WorkerPublisher } from "../../container/deployer/wrangler.ts";
 import { call, callFailing, connect, hostGet, startTestServer } from "./server-helpers.ts";
 
 interface Deployed {
@@ -19,14 +22,42 @@ fs.mkdirSync("dist/docs", { recursive: true });
 fs.writeFileSync("dist/docs/index.html", "<p>docs</p>");
 `;
 
+/** The real wrangler runner, noting the paths of every archive it is given. */
+function recordingWrangler(): WorkerPublisher & { sent: string[][] } {
+  const real = createLocalWrangler();
+  const sent: string[][] = [];
+  return {
+    canDeploy: real.canDeploy,
+    sent,
+    async publish(request) {
+      const [mine, theirs] = request.archive.tee();
+      const paths: string[] = [];
+      sent.push(paths);
+      const listed = new Promise<void>((resolve, reject) => {
+        const parser = new Parser();
+        parser.on("entry", (entry: ReadEntry) => {
+          paths.push(entry.path);
+          entry.resume();
+        });
+        parser.on("end", () => resolve());
+        parser.on("error", reject);
+        Readable.fromWeb(mine as import("node:stream/web").ReadableStream<Uint8Array>).pipe(parser);
+      });
+      const [result] = await Promise.all([real.publish({ ...request, archive: theirs }), listed]);
+      return result;
+    },
+  };
+}
+
 describe("deploy: static and cloudflare", () => {
+  const wrangler = recordingWrangler();
   let server: Awaited<ReturnType<typeof startTestServer>>;
   let alice: Client;
   let bob: Client;
   let sessionId: string;
 
   beforeAll(async () => {
-    server = await startTestServer({ tokens: ["alice-token", "bob-token"] });
+    server = await startTestServer({ tokens: ["alice-token", "bob-token"], workers: wrangler });
     alice = await connect(`${server.origin}/mcp`, { authorization: "Bearer alice-token" });
     bob = await connect(`${server.origin}/mcp`, { authorization: "Bearer bob-token" });
     sessionId = (await call<{ sessionId: string }>(alice, "create_session", {})).sessionId;
@@ -189,6 +220,72 @@ describe("deploy: static and cloudflare", () => {
     });
     expect(broken).toMatch(/wrangler deploy --dry-run failed/);
     expect(broken).toMatch(/missing/);
+  });
+
+  it("a built static site without a config is told to write one with assets, before its build runs", async () => {
+    const site = (await call<{ sessionId: string }>(alice, "create_session", {})).sessionId;
+    await call(alice, "write_files", { sessionId: site, files: [{ path: "build.cjs", content: BUILD }] });
+    await call(alice, "run_commands", { sessionId: site, commands: ["node build.cjs one"] });
+    const refused = await callFailing(alice, "deploy", {
+      sessionId: site,
+      target: "cloudflare",
+      name: "my-site",
+      buildCommand: "touch build-ran",
+    });
+    expect(refused).toContain("no wrangler.jsonc, wrangler.json or wrangler.toml in the workspace root");
+    expect(refused).toContain("dist/ looks like the build of a static site");
+    expect(refused).toContain(
+      'write wrangler.jsonc in the workspace root with {"name":"my-site","compatibility_date":"2025-06-01","assets":{"directory":"./dist","not_found_handling":"single-page-application"}} (assets and no main',
+    );
+    // outputDir pointing at the build output gets the same advice, for the root.
+    const fromDist = await callFailing(alice, "deploy", {
+      sessionId: site,
+      target: "cloudflare",
+      outputDir: "dist",
+    });
+    expect(fromDist).toContain('"directory":"./dist"');
+    expect(fromDist).toContain("deploy again without outputDir");
+    const listed = await server.client.listFiles(site);
+    expect(listed.entries.map((e) => e.path).join(" ")).not.toContain("build-ran");
+
+    // A Worker with neither: main is what it needs.
+    const bare = (await call<{ sessionId: string }>(alice, "create_session", {})).sessionId;
+    const plain = await callFailing(alice, "deploy", { sessionId: bare, target: "cloudflare" });
+    expect(plain).toContain("main (the Worker's entry");
+  });
+
+  it("deploys a static site with an assets config as the config and its assets only, not node_modules", async () => {
+    const site = (await call<{ sessionId: string }>(alice, "create_session", {})).sessionId;
+    await call(alice, "write_files", {
+      sessionId: site,
+      files: [
+        { path: "build.cjs", content: BUILD },
+        {
+          path: "wrangler.jsonc",
+          content:
+            '{\n  // a static site\n  "name": "my-site",\n  "compatibility_date": "2025-06-01",\n  "assets": { "directory": "./dist/", "not_found_handling": "single-page-application" },\n}\n',
+        },
+        { path: "node_modules/big/index.js", content: "x".repeat(100_000) },
+        { path: "src/main.jsx", content: "export {};\n" },
+      ],
+    });
+    const before = wrangler.sent.length;
+    const result = await call<Deployed>(alice, "deploy", {
+      sessionId: site,
+      target: "cloudflare",
+      buildCommand: "node build.cjs three",
+    });
+    expect(result.status).toBe("dry_run");
+    expect(result.message).toContain("sent wrangler.jsonc and dist/ (a static site: assets without main)");
+    expect(wrangler.sent.length).toBe(before + 1);
+    // Files only (directories are entries too): the config and the build, nothing of src/ or node_modules/.
+    const files = wrangler.sent.at(-1)!.filter((path) => !path.endsWith("/"));
+    expect(files.sort()).toEqual([
+      "dist/assets/app.js",
+      "dist/docs/index.html",
+      "dist/index.html",
+      "wrangler.jsonc",
+    ]);
   });
 
   it("refuses a wrangler config whose custom build would run outside the sandbox", async () => {

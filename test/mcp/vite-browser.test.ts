@@ -277,4 +277,34 @@ describe("a Vite + React app in Chromium", () => {
       ),
     );
   });
+
+  it("a cloudflare deploy of the built app is told to use assets, then sends the build without node_modules", async () => {
+    const advice = await client.callTool({
+      name: "deploy",
+      arguments: { sessionId, target: "cloudflare", name: "vite-site", buildCommand: "npm run build" },
+    });
+    const text = (advice.content as { text: string }[]).map((c) => c.text).join("\n");
+    expect(advice.isError).toBe(true);
+    expect(text).toContain('"assets":{"directory":"./dist","not_found_handling":"single-page-application"}');
+    await call(client, "write_files", {
+      sessionId,
+      files: [
+        {
+          path: "wrangler.jsonc",
+          content: JSON.stringify({
+            name: "vite-site",
+            compatibility_date: "2025-06-01",
+            assets: { directory: "./dist", not_found_handling: "single-page-application" },
+          }),
+        },
+      ],
+    });
+    const result = await call<{ status: string; message: string }>(client, "deploy", {
+      sessionId,
+      target: "cloudflare",
+      buildCommand: "npm run build",
+    });
+    expect(result.status).toBe("dry_run");
+    expect(result.message).toContain("sent wrangler.jsonc and dist/");
+  });
 });
