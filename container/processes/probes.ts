@@ -35,7 +35,7 @@ export async function waitForPort(
   ownerOf: OwnerLabel = () => null,
 ): Promise<string> {
   while (!signal.aborted) {
-    const ownership = pid === undefined ? null : portOwnership(sandbox.sockets, port, pid);
+    const ownership = pid === undefined ? null : await portOwnership(sandbox.sockets, port, pid);
     if (ownership?.state === "held") throw new PortHeldError(heldMessage(port, ownership.holders, ownerOf));
     // A LISTEN socket in /proc first: no connection (nor the bridge it starts) until something listens.
     if (ownership?.state !== "free" && (await portAccepts(sandbox, port, CONNECT_ATTEMPT_MS))) {

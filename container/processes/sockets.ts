@@ -64,8 +64,13 @@ export function listeningInodes(netnsPid: number, port: number): Set<string> | n
   return read === 0 ? null : inodes;
 }
 
+/** Descriptors looked at in one lookup at most: a session with thousands of open files gets "unknown". */
+const MAX_DESCRIPTORS = 100_000;
+/** Processes looked at between two turns of the event loop, so that a big scan never holds up other sessions. */
+const PROCESSES_PER_TURN = 32;
+
 /** Whose is `port` in the namespace of `view`: `rootPid` (session view) and its descendants, or another's. */
-export function portOwnership(view: SocketView, port: number, rootPid: number): PortOwnership {
+export async function portOwnership(view: SocketView, port: number, rootPid: number): Promise<PortOwnership> {
   const inodes = listeningInodes(view.netnsPid, port);
   if (inodes === null) return { state: "unknown", reason: `/proc/${view.netnsPid}/net is not readable` };
   if (inodes.size === 0) return { state: "free" };
@@ -74,9 +79,12 @@ export function portOwnership(view: SocketView, port: number, rootPid: number): 
   const index = nsPids(process.pid).length - 1 + view.pidNamespaceDepth;
   const holders: PortHolder[] = [];
   let unreadable = 0;
+  let descriptors = 0;
+  let seen = 0;
   for (const name of readdirSync("/proc")) {
     const code = name.charCodeAt(0);
     if (code < 48 || code > 57) continue;
+    if (++seen % PROCESSES_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
     const pid = Number(name);
     if (link(`/proc/${pid}/ns/net`) !== netns) continue;
     let fds: string[];
@@ -85,6 +93,10 @@ export function portOwnership(view: SocketView, port: number, rootPid: number): 
     } catch {
       unreadable += 1;
       continue;
+    }
+    descriptors += fds.length;
+    if (descriptors > MAX_DESCRIPTORS) {
+      return { state: "unknown", reason: `the session holds more than ${MAX_DESCRIPTORS} open files` };
     }
     const holds = fds.some((fd) => {
       const target = link(`/proc/${pid}/fd/${fd}`);
