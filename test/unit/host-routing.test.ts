@@ -124,6 +124,13 @@ describe("the page served at a deep link", () => {
     expect(withRootBase('<head lang="x"><link href=assets/a.css></head>')).toBe(
       '<head lang="x"><base href="/"><link href=assets/a.css></head>',
     );
+    // A page without <head> gets it after <html>, or after the doctype, never before it (quirks mode).
+    expect(withRootBase('<!doctype html><script src="./a.js"></script>')).toBe(
+      '<!doctype html><base href="/"><script src="./a.js"></script>',
+    );
+    expect(withRootBase('<html lang="en"><script src="a.js"></script></html>')).toBe(
+      '<html lang="en"><base href="/"><script src="a.js"></script></html>',
+    );
     for (const html of [
       '<head><script src="/assets/a.js"></script><a href="#top">x</a><img src="data:image/png;base64,AA"></head>',
       '<head><base href="/app/"><script src="./a.js"></script></head>',
