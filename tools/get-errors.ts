@@ -1,8 +1,24 @@
 import { z } from "zod";
-import { ErrorCategory, ProcessId, Severity } from "../src/protocol/schemas.ts";
+import { ErrorCategory, type ErrorsQueryInput, ProcessId, Severity } from "../src/protocol/schemas.ts";
 import { defineTool } from "./define-tool.ts";
 import { cutLine } from "./output.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
+import type { ToolContext } from "./types.ts";
+
+export const errorRecord = z.object({
+  id: z.number().int(),
+  category: ErrorCategory,
+  severity: Severity,
+  message: z.string(),
+  file: z.string().nullable(),
+  line: z.number().int().nullable(),
+  column: z.number().int().nullable(),
+  count: z.number().int().describe("occurrences"),
+  firstSeen: z.string(),
+  lastSeen: z.string(),
+  processId: z.string().nullable(),
+  stack: z.string().nullable(),
+});
 
 export const getErrors = defineTool({
   name: "get_errors",
@@ -23,24 +39,7 @@ export const getErrors = defineTool({
     clear: z.boolean().optional().describe("forget these errors after returning them (e.g. once fixed)"),
   },
   output: {
-    errors: z
-      .array(
-        z.object({
-          id: z.number().int(),
-          category: ErrorCategory,
-          severity: Severity,
-          message: z.string(),
-          file: z.string().nullable(),
-          line: z.number().int().nullable(),
-          column: z.number().int().nullable(),
-          count: z.number().int().describe("occurrences"),
-          firstSeen: z.string(),
-          lastSeen: z.string(),
-          processId: z.string().nullable(),
-          stack: z.string().nullable(),
-        }),
-      )
-      .describe("errors, oldest first"),
+    errors: z.array(errorRecord).describe("errors, oldest first"),
     cursor: z.number().int().describe("pass as `after` next time to get only newer errors"),
     cleared: z.number().int().optional().describe("errors forgotten because of clear: true"),
   },
@@ -49,19 +48,12 @@ export const getErrors = defineTool({
   async run(args, ctx) {
     await assertOwner(ctx, args.sessionId);
     const { sandbox, signal } = ctx;
-    const result = await sandbox.errors(
-      args.sessionId,
-      {
-        ...(args.after !== undefined ? { after: args.after } : {}),
-        ...(args.processId ? { processId: args.processId } : {}),
-        ...(args.limit ? { limit: args.limit } : {}),
-      },
-      { signal },
-    );
-    const errors = result.errors.map(({ seq: _seq, stack, ...error }) => ({
-      ...error,
-      stack: stack ? stack.split("\n").slice(0, 12).join("\n") : null,
-    }));
+    const result = await readErrors(ctx, args.sessionId, {
+      ...(args.after !== undefined ? { after: args.after } : {}),
+      ...(args.processId ? { processId: args.processId } : {}),
+      ...(args.limit ? { limit: args.limit } : {}),
+    });
+    const { errors } = result;
     let cleared: number | undefined;
     if (args.clear) {
       cleared = (
@@ -85,3 +77,13 @@ export const getErrors = defineTool({
     };
   },
 });
+
+/** The session's detected errors after a cursor, each stack cut to its first 12 lines. */
+export async function readErrors(ctx: ToolContext, sessionId: string, query: ErrorsQueryInput) {
+  const result = await ctx.sandbox.errors(sessionId, query, { signal: ctx.signal });
+  const errors: z.infer<typeof errorRecord>[] = result.errors.map(({ seq: _seq, stack, ...error }) => ({
+    ...error,
+    stack: stack ? stack.split("\n").slice(0, 12).join("\n") : null,
+  }));
+  return { errors, cursor: result.cursor };
+}

@@ -1,8 +1,18 @@
 import { z } from "zod";
-import { LogStream, ProcessId } from "../src/protocol/schemas.ts";
+import { LogStream, type LogsQueryInput, ProcessId } from "../src/protocol/schemas.ts";
 import { defineTool } from "./define-tool.ts";
 import { cutLine } from "./output.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
+import type { ToolContext } from "./types.ts";
+
+export const logLine = z.object({
+  seq: z.number().int(),
+  time: z.string(),
+  stream: LogStream,
+  processId: z.string(),
+  text: z.string(),
+});
+type LogLines = { lines: z.infer<typeof logLine>[]; cursor: number; truncated: boolean };
 
 export const tailLogs = defineTool({
   name: "tail_logs",
@@ -24,60 +34,66 @@ export const tailLogs = defineTool({
     followMs: z.number().int().min(0).optional().describe("wait up to this many ms for new lines; default 0"),
   },
   output: {
-    lines: z
-      .array(
-        z.object({
-          seq: z.number().int(),
-          time: z.string(),
-          stream: LogStream,
-          processId: z.string(),
-          text: z.string(),
-        }),
-      )
-      .describe("log lines, oldest first"),
+    lines: z.array(logLine).describe("log lines, oldest first"),
     cursor: z.number().int().describe("pass as `after` to read on"),
     truncated: z.boolean().describe("matching lines were left out (older ones, or past this call's budget)"),
   },
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async run(args, ctx) {
     await assertOwner(ctx, args.sessionId);
-    const { limits } = ctx;
-    const result = await ctx.sandbox.logs(
-      args.sessionId,
-      {
-        ...(args.after !== undefined ? { after: args.after } : {}),
-        ...(args.processId ? { processId: args.processId } : {}),
-        ...(args.stream ? { stream: args.stream } : {}),
-        ...(args.grep ? { grep: args.grep } : {}),
-        lines: Math.min(args.lines ?? 200, limits.maxLogLines),
-        ...(args.followMs ? { followMs: Math.min(args.followMs, limits.maxFollowMs) } : {}),
-      },
-      { signal: ctx.signal },
-    );
-    let lines = result.lines.map((line) => ({ ...line, text: cutLine(line.text, limits.maxLineChars) }));
-    let { cursor, truncated } = result;
-    let size = lines.reduce((sum, line) => sum + line.text.length + 1, 0);
-    if (size > limits.maxLogChars) {
-      truncated = true;
-      if (args.after !== undefined) {
-        // Reading on from a cursor: keep the oldest lines and move the cursor only past what was returned.
-        const kept: typeof lines = [];
-        size = 0;
-        for (const line of lines) {
-          if (size + line.text.length + 1 > limits.maxLogChars && kept.length) break;
-          kept.push(line);
-          size += line.text.length + 1;
-        }
-        lines = kept;
-        cursor = kept.at(-1)?.seq ?? cursor;
-      } else {
-        // A tail: keep the newest lines; the cursor still points past them.
-        while (lines.length > 1 && size > limits.maxLogChars) size -= (lines.shift()?.text.length ?? 0) + 1;
-      }
-    }
+    const { lines, cursor, truncated } = await readLogs(ctx, args.sessionId, {
+      ...(args.after !== undefined ? { after: args.after } : {}),
+      ...(args.processId ? { processId: args.processId } : {}),
+      ...(args.stream ? { stream: args.stream } : {}),
+      ...(args.grep ? { grep: args.grep } : {}),
+      lines: args.lines ?? 200,
+      ...(args.followMs ? { followMs: args.followMs } : {}),
+    });
     const text = lines.length
       ? `${lines.map((line) => `${line.processId} ${line.stream === "stdout" ? "" : `[${line.stream}] `}${line.text}`).join("\n")}\n(cursor ${cursor}${truncated ? ", truncated" : ""})`
       : `No lines (cursor ${cursor}).`;
     return { data: { lines, cursor, truncated }, text };
   },
 });
+
+/**
+ * Reads log lines within the tools' caps: `lines` at most `maxLogLines`, a wait at most `maxFollowMs`, each line cut
+ * to `maxLineChars` and all of them to `maxLogChars`. Reading on from a cursor keeps the oldest lines and moves the
+ * cursor only past what was returned; a tail keeps the newest.
+ */
+export async function readLogs(
+  ctx: ToolContext,
+  sessionId: string,
+  query: LogsQueryInput & { lines: number },
+): Promise<LogLines> {
+  const { limits } = ctx;
+  const result = await ctx.sandbox.logs(
+    sessionId,
+    {
+      ...query,
+      lines: Math.min(query.lines, limits.maxLogLines),
+      ...(query.followMs ? { followMs: Math.min(query.followMs, limits.maxFollowMs) } : {}),
+    },
+    { signal: ctx.signal },
+  );
+  let lines = result.lines.map((line) => ({ ...line, text: cutLine(line.text, limits.maxLineChars) }));
+  let { cursor, truncated } = result;
+  let size = lines.reduce((sum, line) => sum + line.text.length + 1, 0);
+  if (size > limits.maxLogChars) {
+    truncated = true;
+    if (query.after !== undefined) {
+      const kept: typeof lines = [];
+      size = 0;
+      for (const line of lines) {
+        if (size + line.text.length + 1 > limits.maxLogChars && kept.length) break;
+        kept.push(line);
+        size += line.text.length + 1;
+      }
+      lines = kept;
+      cursor = kept.at(-1)?.seq ?? cursor;
+    } else {
+      while (lines.length > 1 && size > limits.maxLogChars) size -= (lines.shift()?.text.length ?? 0) + 1;
+    }
+  }
+  return { lines, cursor, truncated };
+}
