@@ -16,6 +16,7 @@ import {
   type ToolContext,
   type ToolLimits,
 } from "../tools/types.ts";
+import { type ConsoleHost, consoleToolMeta, registerConsole } from "./console/host.ts";
 import type { SandboxClient } from "./protocol/client.ts";
 
 export interface ServerDeps {
@@ -27,6 +28,8 @@ export interface ServerDeps {
   deploy?: Deployer;
   /** Loads the session's pages in a browser; without one, `check_preview` answers that this server has none. */
   browser?: BrowserChecker;
+  /** The live console (an MCP App); without one, no tool links to a UI. */
+  console?: ConsoleHost;
   /** Share one cache across requests (the HTTP handler builds a server per request). */
   owners?: SessionOwnerCache;
   limits?: Partial<ToolLimits>;
@@ -72,6 +75,7 @@ export function createServer(deps: ServerDeps): McpServer {
     limits,
     deploy: deps.deploy,
     browser: deps.browser,
+    console: deps.console,
     owners,
   });
 
@@ -84,6 +88,7 @@ export function createServer(deps: ServerDeps): McpServer {
         inputSchema: tool.inputSchema,
         outputSchema: tool.outputSchema,
         annotations: tool.annotations,
+        _meta: deps.console ? consoleToolMeta(tool.name) : undefined,
       },
       async (args, ctx): Promise<CallToolResult> => {
         try {
@@ -100,6 +105,7 @@ export function createServer(deps: ServerDeps): McpServer {
     );
   }
   registerResources(server, contextFor);
+  if (deps.console) registerConsole(server, deps.console);
   return server;
 }
 

@@ -1,4 +1,6 @@
 import { checkPreview } from "./check-preview.ts";
+import { consoleDiff } from "./console-diff.ts";
+import { consoleState } from "./console-state.ts";
 import { createSession } from "./create-session.ts";
 import type { Tool } from "./define-tool.ts";
 import { deploy } from "./deploy.ts";
@@ -7,6 +9,7 @@ import { editFile } from "./edit-file.ts";
 import { getErrors } from "./get-errors.ts";
 import { listProcesses } from "./list-processes.ts";
 import { listSessions } from "./list-sessions.ts";
+import { openConsole } from "./open-console.ts";
 import { readFiles } from "./read-files.ts";
 import { restartProcess } from "./restart-process.ts";
 import { runCommands } from "./run-commands.ts";
@@ -36,4 +39,8 @@ export const tools: readonly Tool[] = [
   checkPreview,
   destroySession,
   listSessions,
+  openConsole,
+  // The console's own reads: hosts that render MCP Apps keep them from the model (app-only visibility).
+  consoleState,
+  consoleDiff,
 ];

@@ -1,3 +1,4 @@
+import type { ConsoleHost } from "../src/console/host.ts";
 import type { SandboxClient } from "../src/protocol/client.ts";
 import type { NetworkPolicy } from "../src/protocol/schemas.ts";
 
@@ -178,6 +179,8 @@ export interface ToolContext {
   deploy: Deployer | undefined;
   /** Absent when the host has no browser to check pages with. */
   browser: BrowserChecker | undefined;
+  /** The live console's host side (previews, history); absent when the server offers no console. */
+  console: ConsoleHost | undefined;
   /** Remembers session owners across calls so ownership checks rarely cost a round trip. */
   owners: SessionOwnerCache;
 }

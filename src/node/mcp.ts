@@ -1,5 +1,6 @@
 import { type StdioServerHandle, serveStdio } from "@modelcontextprotocol/server/stdio";
 import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../../tools/types.ts";
+import type { ConsoleHost } from "../console/host.ts";
 import { createHttpHandler } from "../http-handler.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { createServer } from "../server.ts";
@@ -21,16 +22,20 @@ export function createMcpEndpoint(deps: {
   client: SandboxClient;
   deployer: Deployer;
   browser?: BrowserChecker;
+  console?: ConsoleHost;
 }): McpEndpoint {
   // Owners never change, so one cache serves every request and principal.
   const owners = new SessionOwnerCache();
-  const browser = deps.browser ? { browser: deps.browser } : {};
+  const hosted = {
+    ...(deps.browser ? { browser: deps.browser } : {}),
+    ...(deps.console ? { console: deps.console } : {}),
+  };
   const build = (principal: string) =>
-    createServer({ sandbox: deps.client, principal, deploy: deps.deployer, owners, ...browser });
+    createServer({ sandbox: deps.client, principal, deploy: deps.deployer, owners, ...hosted });
   const handler = createHttpHandler({
     sandbox: deps.client,
     deploy: deps.deployer,
-    ...browser,
+    ...hosted,
     owners,
     handler: { onerror: (error) => console.error(`[mcp] ${error.message}`) },
   });

@@ -9,6 +9,7 @@ import { createMonitor, type Monitor } from "../../container/monitor.ts";
 import { SandboxClient } from "../protocol/client.ts";
 import { createTokenAuth, unauthorized } from "./auth.ts";
 import { createLocalBrowser, type LocalBrowser } from "./browser.ts";
+import { createNodeConsole } from "./console.ts";
 import { createNodeDeployer } from "./deployer.ts";
 import {
   type AppTarget,
@@ -154,7 +155,12 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
             return record?.owner === principal && record.deployments.some((d) => d.sessionId === sessionId);
           },
         });
-  const mcp = createMcpEndpoint({ client, deployer, ...(browser ? { browser } : {}) });
+  const mcp = createMcpEndpoint({
+    client,
+    deployer,
+    ...(browser ? { browser } : {}),
+    console: createNodeConsole({ serverPort: () => port }),
+  });
 
   app.use(async (c, next) => {
     const route = routeHost(c.req.header("host"), policy());
