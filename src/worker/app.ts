@@ -6,6 +6,7 @@ import { SERVER_VERSION } from "../server.ts";
 import { type BearerAuth, createBearerAuth, unauthorized } from "./auth.ts";
 import { createWorkerBrowser, type LaunchBrowser } from "./browser.ts";
 import { readConfig, type WorkerConfig, type WorkerEnv } from "./config.ts";
+import { createWorkerConsole } from "./console.ts";
 import { createWorkerDeployer } from "./deployer.ts";
 import { createWorkerMcp, type WorkerMcp } from "./mcp.ts";
 import { servePreview } from "./preview.ts";
@@ -73,7 +74,13 @@ export function createWorkerApp(platform: WorkerPlatform) {
         config,
         auth: createBearerAuth(config.tokens),
         sandbox,
-        mcp: createWorkerMcp({ sandbox, deploy, browser, allowedHostnames: config.allowedHostnames }),
+        mcp: createWorkerMcp({
+          sandbox,
+          deploy,
+          browser,
+          console: createWorkerConsole({ previewDomain: config.previewDomain, previews: env.PREVIEWS }),
+          allowedHostnames: config.allowedHostnames,
+        }),
         deployTargets: deploy?.targets ?? [],
       };
       runtimes.set(env, runtime);

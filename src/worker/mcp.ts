@@ -1,5 +1,6 @@
 import { createMcpHandler } from "agents/mcp/server";
 import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../../tools/types.ts";
+import type { ConsoleHost } from "../console/host.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { createServer } from "../server.ts";
 
@@ -8,6 +9,7 @@ export interface WorkerMcpDeps {
   deploy: Deployer | undefined;
   /** Browser Rendering for `check_preview`; undefined when the Worker has no browser binding. */
   browser?: BrowserChecker | undefined;
+  console?: ConsoleHost;
   /** Host names `/mcp` answers on; undefined keeps the handler's defaults (localhost, workers.dev). */
   allowedHostnames: string[] | undefined;
 }
@@ -37,6 +39,7 @@ export function createWorkerMcp(deps: WorkerMcpDeps): WorkerMcp {
         deploy: deps.deploy,
         owners,
         ...(deps.browser ? { browser: deps.browser } : {}),
+        ...(deps.console ? { console: deps.console } : {}),
       });
     },
     {

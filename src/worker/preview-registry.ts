@@ -25,6 +25,13 @@ export class PreviewRegistry extends DurableObject<Env> {
     return this.ctx.storage.kv.get<PreviewGrant>(key(port)) ?? null;
   }
 
+  /** Every grant of the session, by port. */
+  list(): PreviewGrant[] {
+    return [...this.ctx.storage.kv.list<PreviewGrant>({ prefix: "port:" })]
+      .map(([, grant]) => grant)
+      .sort((a, b) => a.port - b.port);
+  }
+
   /** Revokes one port, or every preview of the session when `port` is absent; returns the ports revoked. */
   revoke(port?: number): number[] {
     const kv = this.ctx.storage.kv;
