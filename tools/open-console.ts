@@ -27,7 +27,7 @@ export const openConsole = defineTool({
     const { sessionId } = args;
     const [processes, errors] = await Promise.all([
       ctx.sandbox.listProcesses(sessionId, { signal: ctx.signal }),
-      ctx.sandbox.errors(sessionId, { limit: 1_000 }, { signal: ctx.signal }),
+      ctx.sandbox.errorStats(sessionId, { signal: ctx.signal }),
     ]);
     const previews = ctx.console
       ? await ctx.console.previews({ principal: ctx.principal, sessionId, processes }, ctx.signal)
@@ -36,7 +36,7 @@ export const openConsole = defineTool({
       sessionId,
       processes: processes.map((p) => ({ processId: p.id, name: p.name, status: p.status })),
       previews,
-      errors: errors.errors.length,
+      errors: errors.total,
     };
     const lines = [
       `Console of session ${sessionId}${ctx.console ? "" : " (this server shows no live console; here is a summary)"}:`,
