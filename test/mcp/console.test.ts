@@ -193,6 +193,12 @@ describe("console data belongs to the caller", () => {
     await call(alice, "run_commands", { sessionId, commands: ["echo alice-secret"] });
     const mine = await call<{ logs: { lines: { text: string }[] } }>(alice, "console_state", { sessionId });
     expect(mine.logs.lines.map((l) => l.text)).toContain("alice-secret");
+    // A client without MCP Apps still gets something to read from open_console.
+    const summary = await alice.callTool({ name: "open_console", arguments: { sessionId } });
+    const text = (summary.content as { type: string; text?: string }[]).map((c) => c.text).join("\n");
+    expect(text).toContain(`Console of session ${sessionId}:`);
+    expect(text).toContain("no processes");
+    expect(summary.structuredContent).toMatchObject({ sessionId, processes: [], previews: [], errors: 0 });
     for (const [name, args] of [
       ["console_state", { sessionId }],
       ["console_diff", { sessionId }],
