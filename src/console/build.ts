@@ -2,7 +2,7 @@
 // The console page: src/console/app bundled by esbuild into one self-contained HTML document (script and style
 // inline, since a host frames it with no origin to load from). The local server builds it in memory on first use;
 // `node src/console/build.ts <file>` writes it for the Worker, which imports it as a text module.
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Plugin } from "esbuild";
 
@@ -69,14 +69,28 @@ export function consolePage(): () => Promise<string> {
   };
 }
 
+/**
+ * Writes the page to `path` unless it already holds exactly this page, and then by rename: a Worker bundled or
+ * served from it meanwhile (wrangler dev, the workerd tests) never sees a missing or half-written file, nor a
+ * change that is none.
+ */
+export async function writeConsolePage(path: string): Promise<{ bytes: number; written: boolean }> {
+  const html = await buildConsolePage();
+  const bytes = Buffer.byteLength(html);
+  if ((await readFile(path, "utf8").catch(() => null)) === html) return { bytes, written: false };
+  await mkdir(dirname(path), { recursive: true });
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, html);
+  await rename(temporary, path);
+  return { bytes, written: true };
+}
+
 if (import.meta.main) {
   const out = process.argv[2];
   if (!out) {
     console.error("usage: node src/console/build.ts <output.html>");
     process.exit(2);
   }
-  const html = await buildConsolePage();
-  await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, html);
-  console.error(`console page: ${out} (${html.length} bytes)`);
+  const { bytes, written } = await writeConsolePage(out);
+  console.error(`console page: ${out} (${bytes} bytes${written ? "" : ", unchanged"})`);
 }

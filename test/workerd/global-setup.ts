@@ -1,6 +1,5 @@
-import { mkdir, writeFile } from "node:fs/promises";
 import type { TestProject } from "vitest/node";
-import { buildConsolePage } from "../../src/console/build.ts";
+import { writeConsolePage } from "../../src/console/build.ts";
 import { startCdpChromium } from "../helpers/chromium.ts";
 import { startTestHost } from "./host.ts";
 
@@ -20,8 +19,7 @@ declare module "vitest" {
 /** Two real monitors (so placement is observable), one that cannot jail, a real deployer and the control server, for the whole project. */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // What wrangler's custom build writes before it bundles the Worker (the console page, a text module).
-  await mkdir("dist/console", { recursive: true });
-  await writeFile("dist/console/console.html", await buildConsolePage());
+  await writeConsolePage("dist/console/console.html");
   const host = await startTestHost(2);
   const chromium = await startCdpChromium();
   project.provide("browserCdpUrl", chromium.url);
