@@ -6,13 +6,16 @@ import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { findChromium } from "../node/browser.ts";
+import { type CdpChromium, startCdpChromium } from "../node/cdp-chromium.ts";
 import { parseAuthTokens } from "./auth.ts";
 
 const HELP = `Usage: npm run dev:worker [-- options]
 
 Runs the Worker locally (wrangler dev --env dev --enable-containers=false) bound to a sandbox monitor and a
 deployer started on 127.0.0.1. MCP answers at http://localhost:<port>/mcp, previews at
-<port>-<session>.localhost:<port>. The deployer dry-runs deploys unless CLOUDFLARE_API_TOKEN (and
+<port>-<session>.localhost:<port>. check_preview uses a headless Chromium started here (Debian's package
+chromium, or --chromium PATH) in place of Browser Rendering. The deployer dry-runs deploys unless CLOUDFLARE_API_TOKEN (and
 CLOUDFLARE_ACCOUNT_ID, optionally DISPATCH_NAMESPACE) are set in this script's environment.
 
 Options:
@@ -21,6 +24,7 @@ Options:
   --data-dir <d>        the monitor's data directory                       [default .data/worker-dev]
   --persist-to <d>      wrangler's local state (registry, previews, R2)    [default .wrangler/state]
   --token <t>           the bearer token of principal "dev"                [AUTH_TOKENS, else generated]
+  --chromium <path>     the Chromium for check_preview, or none            [/usr/bin/chromium]
   -h, --help            this text`;
 
 /** A usage error, before anything is started: exit 2, pointing at --help. */
@@ -53,6 +57,7 @@ function parseOptions() {
       "data-dir": { type: "string", default: ".data/worker-dev" },
       "persist-to": { type: "string" },
       token: { type: "string" },
+      chromium: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -99,6 +104,16 @@ const [monitorUrl, deployerUrl] = await Promise.all([
   process.exit(1);
 });
 
+// Browser Rendering's stand-in: without a Chromium the Worker runs without a browser and check_preview says so.
+let chromium: CdpChromium | undefined;
+if (values.chromium !== "none") {
+  try {
+    chromium = await startCdpChromium(await findChromium(values.chromium));
+  } catch (error) {
+    console.error(`[dev:worker] no browser for check_preview: ${(error as Error).message}`);
+  }
+}
+
 const wrangler = spawn(
   process.execPath,
   [
@@ -122,6 +137,7 @@ const wrangler = spawn(
     `AUTH_TOKENS:${authTokens}`,
     "--var",
     `PREVIEW_DOMAIN:localhost:${values.port}`,
+    ...(chromium ? ["--var", `BROWSER_CDP_URL:${chromium.url}`] : []),
     ...(values["inspector-port"] ? ["--inspector-port", values["inspector-port"]] : []),
     ...(values["persist-to"] ? ["--persist-to", resolve(root, values["persist-to"])] : []),
   ],
@@ -138,6 +154,7 @@ function stop(code: number) {
   if (stopping) return;
   stopping = true;
   for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
+  void chromium?.close();
   process.exitCode = code;
 }
 wrangler.once("exit", (code) => stop(code ?? 0));

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { acquired } from "./browser-stand-in.ts";
+import { acquired } from "./acquired.ts";
 import { bindings, connect, type McpSession, textOf } from "./helpers.ts";
 
 // A page that throws, and reaches for the monitor's loopback port, another session's preview and this Worker.

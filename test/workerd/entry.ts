@@ -1,19 +1,23 @@
 import { DurableObject } from "cloudflare:workers";
 import { forward } from "../../src/cloudflare/forwarding.ts";
 import worker from "../../src/worker/index.ts";
-import { browserStandIn } from "./browser-stand-in.ts";
+import { localBrowser } from "../../src/worker/local-browser.ts";
+import { acquired } from "./acquired.ts";
 
 export * from "../../src/worker/index.ts";
 
 // The Worker with the Browser Rendering binding answered by a real Chromium on this machine (see
-// browser-stand-in.ts). One wrapped environment per environment object, so the Worker's per-environment
+// src/worker/local-browser.ts). One wrapped environment per environment object, so the Worker's per-environment
 // state lives as long as it does in production.
 const wrapped = new WeakMap<object, object>();
 export default {
   fetch(request: Request, env: Record<string, unknown>, ctx: unknown) {
     let withBrowser = wrapped.get(env);
     if (!withBrowser) {
-      withBrowser = { ...env, BROWSER: browserStandIn(String(env.BROWSER_CDP_URL ?? "")) };
+      withBrowser = {
+        ...env,
+        BROWSER: localBrowser(String(env.BROWSER_CDP_URL ?? ""), (session) => acquired.push(session)),
+      };
       wrapped.set(env, withBrowser);
     }
     return worker.fetch(request, withBrowser as never, ctx as never);
