@@ -28,6 +28,7 @@ import {
   showPath,
 } from "./paths.ts";
 import { skipHeavyDirectories, walkTree } from "./walk.ts";
+import { WatcherNudge } from "./watcher-nudge.ts";
 
 const MiB = 1024 * 1024;
 /**
@@ -80,6 +81,7 @@ export class FileService {
   readonly #maxScanEntries: number;
   readonly #maxImportBytes: number;
   readonly #maxImportEntries: number;
+  readonly #nudge = new WatcherNudge();
 
   constructor(options: FileServiceOptions = {}) {
     this.#maxRequestFileBytes = options.maxRequestFileBytes ?? 10 * MiB;
@@ -150,7 +152,7 @@ export class FileService {
       }));
 
       const written = await mapPool([...planned.values()], WRITE_CONCURRENCY, (file) =>
-        this.#writeOne(resolver, file).catch((error: unknown) => {
+        this.#writeOne(root, resolver, file).catch((error: unknown) => {
           throw fsError(error, file.path);
         }),
       );
@@ -167,22 +169,30 @@ export class FileService {
     });
   }
 
-  async #writeOne(resolver: PathResolver, file: PlannedWrite): Promise<{ path: string; bytes: number }> {
+  async #writeOne(
+    root: string,
+    resolver: PathResolver,
+    file: PlannedWrite,
+  ): Promise<{ path: string; bytes: number }> {
     const entry = (await resolver.entry(
       file.segments,
       { create: true, follow: true },
       file.path,
     )) as ResolvedEntry;
     await writeAtomically(entry, file.path, file.data, file.mode);
+    this.#nudge.wrote(root, entry.segments);
     return { path: file.path, bytes: file.data.length };
   }
 
   /** Exact search-and-replace edits of one text file, all or nothing, written atomically (see `text-edit.ts`). */
   async edit(root: string, request: EditFileRequest): Promise<EditFileResult> {
     const { path, edits } = parseRequest(EditFileRequest, request);
-    return this.#withResolver(root, (resolver) =>
-      editFile(resolver, this.#parse(resolver, path, false), path, edits, this.#maxRequestFileBytes),
-    );
+    return this.#withResolver(root, async (resolver) => {
+      const segments = this.#parse(resolver, path, false);
+      const result = await editFile(resolver, segments, path, edits, this.#maxRequestFileBytes);
+      this.#nudge.wrote(root, segments);
+      return result;
+    });
   }
 
   /**
