@@ -23,7 +23,11 @@ export const bundlePaths = {
 export async function bundle(outDir = "dist"): Promise<string> {
   const out = isAbsolute(outDir) ? outDir : join(root, outDir);
   const target = (path: string): string => join(out, path.replace(/^dist\//, ""));
-  await rm(out, { recursive: true, force: true });
+  // Only this bundle's own outputs are replaced: dist/ holds other builds too (the console page the Worker imports,
+  // which a workerd test run may be reading while this runs).
+  await Promise.all(
+    Object.values(bundlePaths).map((path) => rm(target(path), { recursive: true, force: true })),
+  );
   await mkdir(out, { recursive: true });
   const common: BuildOptions = {
     bundle: true,
