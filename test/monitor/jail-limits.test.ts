@@ -71,6 +71,8 @@ describe("session limits", () => {
       const shell = await hostPid(session.runDir, child);
       // The jail's init and agent, the command's shell and its sleep.
       const jailed = jailProcesses(session.runDir);
+      // "ready" is printed before the shell forks its sleep.
+      await expect.poll(() => descendants(shell).length).toBeGreaterThan(0);
       const tree = [jailed.get(1)!, jailed.get(2)!, shell, ...descendants(shell)];
       expect(tree.length).toBeGreaterThanOrEqual(4);
       const dirs = [pidsDir(session.id), join(cgroups!.memoryParent!, `sandbox-${session.id}`)];
