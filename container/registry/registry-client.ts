@@ -1,16 +1,15 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
-import type { Server, Socket } from "node:net";
+import type { Server } from "node:net";
 import { fileURLToPath } from "node:url";
 import { REGISTRY_CACHE_PORT, SYSTEM_CA_FILE } from "../jail/bwrap-args.ts";
+import { listenInNamespace } from "../jail/ns-listen.ts";
 import type { RegistryStats } from "./registry-proxy.ts";
 
 /**
  * The monitor's side of the registry cache (registry-cache.ts): starts the cache process on first use and gives it,
- * per session with network access, a socket listening on 127.0.0.1:4873 inside the session's network namespace.
- * That socket is made by a short-lived Node process that nsenter puts into the namespace; it sends the listening
- * socket back over its IPC channel and exits, and the monitor passes it on, so the sessions' traffic never runs
- * through the monitor and the cache process needs no privilege to join namespaces. A cache process that dies is
+ * per session with network access, a socket listening on 127.0.0.1:4873 inside the session's network namespace
+ * (jail/ns-listen.ts), so the sessions' traffic never runs through the monitor. A cache process that dies is
  * started again and given the sockets of every attached session anew.
  */
 
@@ -30,6 +29,8 @@ export interface RegistryCacheOptions {
 }
 
 export interface RegistryCache {
+  /** The upstream registry's URL. */
+  readonly upstream: string;
   /** Makes the cache answer at 127.0.0.1:4873 inside the namespace at `netnsPath` (`/proc/<pid>/ns/net`). */
   attach(sessionId: string, netnsPath: string): Promise<void>;
   /** Stops answering in that session's namespace and ends its connections. */
@@ -58,11 +59,6 @@ function cacheEnv(): Record<string, string> {
   const extra = process.env.NODE_EXTRA_CA_CERTS ?? (existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : undefined);
   return extra ? { ...HELPER_ENV, NODE_EXTRA_CA_CERTS: extra } : HELPER_ENV;
 }
-
-/** Run in the session's namespace: listen, hand the socket to the parent, exit. */
-const LISTEN_PROGRAM = `const s = require("node:net").createServer();
-s.on("error", (e) => { process.stderr.write(e.message); process.exit(1); });
-s.listen({ host: "127.0.0.1", port: Number(process.argv[1]) }, () => process.send("listening", s, () => process.exit(0)));`;
 
 interface Running {
   child: ChildProcess;
@@ -165,32 +161,7 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
 
   /** A socket listening on the cache's port inside the namespace. */
   const listenIn = (netnsPath: string): Promise<Server> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(
-        options.nsenter,
-        [`--net=${netnsPath}`, "--", node, "-e", LISTEN_PROGRAM, String(REGISTRY_CACHE_PORT)],
-        { stdio: ["ignore", "ignore", "pipe", "ipc"], env: HELPER_ENV },
-      );
-      let stderr = "";
-      child.stderr?.on("data", (chunk: Buffer) => {
-        stderr += chunk.toString();
-      });
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL");
-        reject(new Error("no listening socket from the session's namespace"));
-      }, START_TIMEOUT_MS);
-      child.once("message", (_message, handle) => {
-        clearTimeout(timer);
-        const server = handle as Server;
-        // Passed on at once; nothing in the session runs yet to connect in between.
-        server.on("connection", (socket: Socket) => socket.destroy());
-        resolve(server);
-      });
-      child.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot listen in the session's namespace: ${stderr.trim() || `exit ${code}`}`));
-      });
-    });
+    listenInNamespace({ nsenter: options.nsenter, node, netnsPath, port: REGISTRY_CACHE_PORT });
 
   const attachOne = async (sessionId: string, netnsPath: string): Promise<void> => {
     const child = await helper();
@@ -219,6 +190,7 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
   };
 
   return {
+    upstream: options.upstream,
     async attach(sessionId, netnsPath) {
       await attachOne(sessionId, netnsPath);
       attached.set(sessionId, netnsPath);
