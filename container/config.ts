@@ -40,6 +40,18 @@ export const MonitorConfig = z.object({
     .int()
     .min(0)
     .default(4 * 1024 * MiB),
+  /**
+   * Secrets bound to hosts, which allowlist sessions may name (container/egress/secrets.ts). Their values reach only
+   * the egress proxy, which adds them to requests to their hosts.
+   */
+  egressSecrets: z.array(z.unknown()).default([]),
+  /** Names the egress proxy resolves to fixed addresses (an internal service, a test's stand-in), trusted as given. */
+  egressHosts: z.record(z.string(), z.ipv4().or(z.ipv6())).default({}),
+  /**
+   * PEM certificates that the egress proxy's TLS connections to hosts with secrets trust instead of the system's
+   * roots (a test's stand-in upstream). Other connections are tunnels: the session checks those itself.
+   */
+  egressUpstreamCa: z.string().optional(),
   limits: z
     .object({
       maxProcesses: z.number().int().min(8).default(256),

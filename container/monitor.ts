@@ -6,6 +6,8 @@ import type { Hono } from "hono";
 import type { Health } from "../src/protocol/schemas.ts";
 import { createApp } from "./app.ts";
 import { type MonitorConfigInput, resolveConfig } from "./config.ts";
+import { createEgressProxy, type EgressOptions, type EgressProxy } from "./egress/egress-client.ts";
+import { createSecretBook } from "./egress/secrets.ts";
 import { attachErrorDetection } from "./errors/error-pipeline.ts";
 import { ErrorStore } from "./errors/error-store.ts";
 import { ExecService } from "./exec/exec-service.ts";
@@ -53,7 +55,12 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   if (named.some(Boolean)) throw new Error(toolchain.warnings.join("; "));
   const db = openDatabase(config.dataDir);
   const registry = openRegistryCache(config);
-  const jailer = createJailer({ disabled: config.isolation === "none", toolchain, registry });
+  const secrets = createSecretBook(config.egressSecrets);
+  // Set once the error store exists; the proxy reports nothing before a session is attached.
+  let onBlocked: (sessionId: string, reason: string) => void = () => {};
+  const egressReportIds = new Map<string, string>();
+  const egress = openEgressProxy(config, (sessionId, blocked) => onBlocked(sessionId, blocked.reason));
+  const jailer = createJailer({ disabled: config.isolation === "none", toolchain, registry, egress });
   for (const warning of jailer.capabilities.warnings) console.warn(`[monitor] WARNING: ${warning}`);
 
   const logs = new LogStore({ dir: join(config.dataDir, "logs"), ...config.log });
@@ -79,6 +86,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     },
     maxSessions: config.maxSessions,
     spareSessions: config.spareSessions,
+    secrets,
     onOpen(sessionId) {
       logs.open(sessionId).catch((error: unknown) => console.error("[monitor] opening logs failed:", error));
     },
@@ -87,10 +95,12 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
       supervisor.forget(sessionId);
       await logs.remove(sessionId);
       errors.removeSession(sessionId);
+      egressReportIds.delete(sessionId);
       detection.forgetSession(sessionId);
     },
   });
   await sessions.start();
+  onBlocked = blockedRecorder(sessions, errors, egressReportIds);
 
   const health = (): Health => ({
     status: "ok",
@@ -134,6 +144,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
         await supervisor.closeAll();
         await sessions.close();
         await registry?.close();
+        await egress?.close();
         await logs.close();
         db.close();
       })();
@@ -153,4 +164,56 @@ function openRegistryCache(config: ReturnType<typeof resolveConfig>): RegistryCa
     nsenter,
     bwrap: findExecutable("bwrap"),
   });
+}
+
+/** The egress proxy of allowlist sessions, unless the host cannot jail (only jailed sessions are behind it). */
+function openEgressProxy(
+  config: ReturnType<typeof resolveConfig>,
+  onBlocked: EgressOptions["onBlocked"],
+): EgressProxy | null {
+  const nsenter = findExecutable("nsenter");
+  if (config.isolation === "none" || !nsenter) return null;
+  return createEgressProxy({
+    nsenter,
+    bwrap: findExecutable("bwrap"),
+    hosts: config.egressHosts,
+    ...(config.egressUpstreamCa ? { upstreamCa: config.egressUpstreamCa } : {}),
+    onBlocked,
+  });
+}
+
+/**
+ * Records what the egress proxy refused as a `network` error of the session, under one command id per session
+ * (the proxy cannot tell which of its commands asked), so get_errors shows it and repeats count up.
+ */
+function blockedRecorder(
+  sessions: SessionService,
+  errors: ErrorStore,
+  ids: Map<string, string>,
+): (sessionId: string, reason: string) => void {
+  return (sessionId, reason) => {
+    void (async () => {
+      const runtime = await sessions.runtime(sessionId);
+      let processId = ids.get(sessionId);
+      if (!processId) {
+        processId = runtime.nextProcessId("c");
+        ids.set(sessionId, processId);
+      }
+      errors.record(sessionId, {
+        category: "network",
+        severity: "error",
+        message: reason,
+        file: null,
+        line: null,
+        column: null,
+        stack: null,
+        processId,
+        seq: -1,
+        time: new Date().toISOString(),
+      });
+    })().catch(() => {
+      // The session went while the report was on its way.
+      ids.delete(sessionId);
+    });
+  };
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
+import { EgressPolicy } from "../src/protocol/egress.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
-import { EnvMap, Isolation, NetworkPolicy } from "../src/protocol/schemas.ts";
+import { EnvMap, Isolation, NetworkMode, NetworkPolicy } from "../src/protocol/schemas.ts";
 import { defineTool } from "./define-tool.ts";
 
 export const createSession = defineTool({
@@ -10,7 +11,10 @@ export const createSession = defineTool({
     "Creates a fresh Linux sandbox session with an empty or templated workspace and returns its sessionId, which",
     "every other tool needs. Use it once per project, then write_files, run_commands, start_process.",
     "Templates: empty (default), node (package.json), vite-react (a Vite + React app), worker (a Cloudflare Worker); run `npm install` first.",
-    "Network is denied unless you ask for network: allow (needed for npm install).",
+    "Network is denied unless you ask for network: allow (needed for npm install), or for an allowlist:",
+    'network: { allow: ["registry.npmjs.org", "api.github.com"] } lets commands reach only those hosts through a proxy',
+    "(HTTPS_PROXY is set for them; anything else is refused at once and listed by get_errors, category network),",
+    "and `secrets` adds credentials the operator bound to hosts without the session ever seeing them.",
     "The session expires after ttlSeconds without activity; `isolation` says whether it is jailed",
     "(bubblewrap) or not (none). Each caller may hold a limited number of sessions: destroy_session when done.",
   ].join(" "),
@@ -20,9 +24,15 @@ export const createSession = defineTool({
       .optional()
       .describe("starting files for the workspace; default empty"),
     env: EnvMap.optional().describe("environment variables for every command and process of the session"),
-    network: NetworkPolicy.optional().describe(
-      "allow: outbound internet (npm install, fetch); deny (default): no network",
-    ),
+    network: z
+      .union([
+        NetworkPolicy.describe("allow: outbound internet (npm install, fetch); deny (default): no network"),
+        EgressPolicy.describe(
+          "an allowlist: only these hosts, through the session's proxy; list registry.npmjs.org to install packages",
+        ),
+      ])
+      .optional()
+      .describe("deny (default), allow, or { allow: [hosts], secrets?: [names] }"),
     ttlSeconds: z
       .number()
       .int()
@@ -34,7 +44,10 @@ export const createSession = defineTool({
     sessionId: z.string().describe("pass to every other tool"),
     workspace: z.string().describe("the workspace directory as commands see it; relative paths start here"),
     isolation: Isolation.describe("bubblewrap: jailed; none: plain processes on the host (not isolated)"),
-    network: NetworkPolicy,
+    network: NetworkMode.describe("allow, deny, or allowlist"),
+    egress: EgressPolicy.nullable().describe(
+      "the allowlist and secret names in force, for an allowlist session",
+    ),
     expiresAt: z.string().describe("ISO time the session expires unless used again"),
     template: z.string().nullable(),
     limits: z
@@ -76,6 +89,7 @@ export const createSession = defineTool({
       workspace: session.workspace,
       isolation: session.isolation,
       network: session.network,
+      egress: session.egress ?? null,
       expiresAt: session.expiresAt,
       template: session.template,
       limits: session.limits,
@@ -84,7 +98,13 @@ export const createSession = defineTool({
     const warn = session.warnings.length ? ` Warnings: ${session.warnings.join("; ")}` : "";
     return {
       data,
-      text: `Session ${session.id} ready at ${session.workspace} (isolation ${session.isolation}, network ${session.network}, expires ${session.expiresAt}).${warn}`,
+      text: `Session ${session.id} ready at ${session.workspace} (isolation ${session.isolation}, network ${describeNetwork(session)}, expires ${session.expiresAt}).${warn}`,
     };
   },
 });
+
+function describeNetwork(session: { network: string; egress?: EgressPolicy | null | undefined }): string {
+  if (!session.egress) return session.network;
+  const secrets = session.egress.secrets.length ? `, secrets ${session.egress.secrets.join(", ")}` : "";
+  return `allowlist ${session.egress.allow.join(", ")}${secrets}`;
+}

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Isolation, NetworkPolicy } from "../src/protocol/schemas.ts";
+import { Isolation, NetworkMode } from "../src/protocol/schemas.ts";
 import { defineTool } from "./define-tool.ts";
 
 export const listSessions = defineTool({
@@ -18,7 +18,7 @@ export const listSessions = defineTool({
           workspace: z.string(),
           template: z.string().nullable(),
           isolation: Isolation,
-          network: NetworkPolicy,
+          network: NetworkMode.describe("allow, deny, or allowlist (an egress allowlist)"),
           createdAt: z.string(),
           lastActiveAt: z.string(),
           expiresAt: z.string(),

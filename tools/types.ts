@@ -1,6 +1,6 @@
 import type { ConsoleHost } from "../src/console/host.ts";
 import type { SandboxClient } from "../src/protocol/client.ts";
-import type { NetworkPolicy } from "../src/protocol/schemas.ts";
+import type { NetworkMode } from "../src/protocol/schemas.ts";
 
 /** Reports progress of a long call; a no-op when the client did not ask for progress. */
 export type ProgressFn = (progress: number, total?: number, message?: string) => Promise<void>;
@@ -113,8 +113,11 @@ export type BrowserStep =
 export interface BrowserCheckRequest {
   principal: string;
   sessionId: string;
-  /** The session's network policy: under `allow` the page may load from the public internet, never elsewhere. */
-  network: NetworkPolicy;
+  /**
+   * The session's network: under `allow` the page may load from the public internet, never elsewhere; under
+   * `deny` and `allowlist` only the session's own pages.
+   */
+  network: NetworkMode;
   /** The workspace as the session's processes see it (e.g. /workspace), to make source paths relative. */
   workspace: string;
   /** A preview or deployment URL of the session; anything else is refused. */

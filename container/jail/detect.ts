@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, lstatSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
+import type { EgressProxy } from "../egress/egress-client.ts";
 import type { RegistryCache } from "../registry/registry-client.ts";
 import { ETC_ENTRIES, SYSTEM_DIRS, type SystemEntry } from "./bwrap-args.ts";
 import { type CgroupSupport, detectCgroups } from "./cgroup.ts";
@@ -25,8 +26,13 @@ export interface HostProbe {
   etc: EtcCopy | null;
   /** Node, npm, corepack and bun for sessions (jailed or not). */
   toolchain: Toolchain;
-  /** The registry cache jailed sessions with outbound access reach at 127.0.0.1:4873, if the monitor runs one. */
+  /**
+   * The registry cache jailed sessions reach at 127.0.0.1:4873 (with outbound access, or an allowlist that admits
+   * its upstream), if the monitor runs one.
+   */
   registry: RegistryCache | null;
+  /** The egress proxy allowlist sessions reach at 127.0.0.1:3128, if the monitor runs one. */
+  egress: EgressProxy | null;
 }
 
 export interface ProbeOptions {
@@ -36,6 +42,7 @@ export interface ProbeOptions {
   /** The sessions' toolchain, found already (findToolchain), or where to find it. */
   toolchain?: Toolchain | ToolchainOptions;
   registry?: RegistryCache | null;
+  egress?: EgressProxy | null;
 }
 
 const NOT_ISOLATED =
@@ -201,6 +208,7 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
     systemEntries: systemEntries(),
     etc,
     toolchain,
-    registry: slirp4netns ? (options.registry ?? null) : null,
+    registry: bwrap ? (options.registry ?? null) : null,
+    egress: bwrap ? (options.egress ?? null) : null,
   };
 }

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
+import { networkMode } from "../../src/protocol/schemas.ts";
 import { AgentProcess, type AgentSpec, JailAgent } from "./agent.ts";
 import { agentInvocation, agentLimits, agentSetsLimits } from "./agent-invocation.ts";
 import {
@@ -23,6 +24,7 @@ import {
 } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import type { HostProbe } from "./detect.ts";
+import { type JailEgress, openEgress } from "./egress.ts";
 import { connectionError } from "./lazy-bridge.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
@@ -125,7 +127,12 @@ export async function openBubblewrapJail(
   }
   const hostsFile = join(options.runDir, "hosts");
   // Synchronous, like the cgroup setup: tiny files, and no waiting in line when many sessions open at once.
-  writeFileSync(resolvConf, outbound ? "nameserver 10.0.2.3\n" : "# no network access\n");
+  const resolver = outbound
+    ? "nameserver 10.0.2.3\n"
+    : typeof options.network === "object"
+      ? "# no resolver: the egress proxy (HTTPS_PROXY) resolves the allowed names\n"
+      : "# no network access\n";
+  writeFileSync(resolvConf, resolver);
   writeFileSync(hostsFile, "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
 
   const limits = await limitsFor(probe, options, agentSetsLimits());
@@ -142,9 +149,27 @@ export async function openBubblewrapJail(
     throw error;
   }
 
-  const registry = outbound
-    ? await attachRegistry(probe, options.sessionId, network.netnsPath, warnings)
-    : null;
+  let egress: JailEgress | null = null;
+  if (typeof options.network === "object") {
+    try {
+      egress = await openEgress(
+        probe,
+        options.sessionId,
+        options.runDir,
+        network.netnsPath,
+        options.egress ?? { allow: options.network.allow, secrets: [] },
+        warnings,
+      );
+    } catch (error) {
+      await network.close();
+      await limits.cgroup?.remove();
+      throw error;
+    }
+  }
+  const registry =
+    outbound || egress?.registry
+      ? await attachRegistry(probe, options.sessionId, network.netnsPath, warnings)
+      : null;
 
   // No shell runs on the host: nsenter joins the session's network namespace and execs bubblewrap, whose gate
   // joins the cgroups (spawn-gate.ts) before the agent runs. Rlimits are set per command, inside (see agent.pl).
@@ -167,7 +192,7 @@ export async function openBubblewrapJail(
         systemEntries: probe.systemEntries,
         userns: probe.userns,
         user: probe.userns ? user : null,
-        files: agent.files,
+        files: [...agent.files, ...(egress?.files ?? [])],
         hostHome: options.homePath,
         toolchain: probe.toolchain,
       }),
@@ -176,13 +201,16 @@ export async function openBubblewrapJail(
     gate: gated ? { procsFiles, marker: resolvConf } : null,
     env: HELPER_ENV,
   };
-  const baseEnv = sessionEnv({
-    home: options.homePath ? JAIL_HOME : "/tmp",
-    path: [`${TOOLCHAIN_ROOT}/bin`],
-    registry,
-    offline: !outbound,
-    caFile: existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : null,
-  });
+  const baseEnv = {
+    ...sessionEnv({
+      home: options.homePath ? JAIL_HOME : "/tmp",
+      path: [`${TOOLCHAIN_ROOT}/bin`],
+      registry,
+      offline: !outbound && !egress,
+      caFile: existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : null,
+    }),
+    ...egress?.env,
+  };
   const agents = agentKeeper(spec, agentIdleMs);
   let nextId = 1;
   let closing: Promise<void> | null = null;
@@ -234,8 +262,13 @@ export async function openBubblewrapJail(
         await agents.close();
         await limits.cgroup?.remove();
         if (registry) await probe.registry?.detach(options.sessionId);
+        if (egress) await probe.egress?.detach(options.sessionId);
         await network.close();
-        await Promise.all([rm(resolvConf, { force: true }), rm(hostsFile, { force: true })]);
+        await Promise.all(
+          [resolvConf, hostsFile, ...(egress?.files.map(([host]) => host) ?? [])].map((file) =>
+            rm(file, { force: true }),
+          ),
+        );
       })();
       return closing;
     },
@@ -349,7 +382,7 @@ export async function openUnisolatedJail(probe: HostProbe, options: JailOptions)
     addressSpaceBytes: 0,
   });
   const warnings = [
-    `session ${options.sessionId} is NOT isolated: its processes run directly on the host as the monitor's user, with the host's network (network "${options.network}" is not enforced)`,
+    `session ${options.sessionId} is NOT isolated: its processes run directly on the host as the monitor's user, with the host's network (network "${networkMode(options.network)}" is not enforced)`,
     ...probe.capabilities.warnings.filter((warning) => warning.includes("NOT isolated")),
     ...limits.warnings,
   ];

@@ -1,6 +1,7 @@
 import type { Socket } from "node:net";
 import type { Readable } from "node:stream";
-import type { Isolation, Limits, NetworkPolicy } from "../../src/protocol/schemas.ts";
+import type { Isolation, Limits, NetworkRequest } from "../../src/protocol/schemas.ts";
+import type { SessionEgress } from "../egress/egress-client.ts";
 import type { SocketView } from "../processes/sockets.ts";
 
 /** What the host can offer, probed once at monitor start. */
@@ -37,7 +38,9 @@ export interface JailOptions {
    * one HOME is the jail's /tmp (the host's temp dir unjailed), which does not outlive the jail.
    */
   homePath?: string;
-  network: NetworkPolicy;
+  /** `allow`, `deny`, or an allowlist, enforced by the egress proxy with `egress` (its secrets resolved). */
+  network: NetworkRequest;
+  egress?: SessionEgress;
   limits: Limits;
 }
 

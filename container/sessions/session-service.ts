@@ -4,7 +4,9 @@ import { join } from "node:path";
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { CreateSessionRequest, Limits, Session } from "../../src/protocol/schemas.ts";
-import { CreateSessionRequest as CreateSessionSchema } from "../../src/protocol/schemas.ts";
+import { CreateSessionRequest as CreateSessionSchema, networkMode } from "../../src/protocol/schemas.ts";
+import type { SessionEgress } from "../egress/egress-client.ts";
+import type { SecretBook } from "../egress/secrets.ts";
 import type { SessionRuntime } from "../exec/types.ts";
 import type { Jail, Jailer } from "../jail/types.ts";
 import { newSessionId } from "./session-id.ts";
@@ -31,6 +33,8 @@ export interface SessionServiceOptions {
    * and errors.
    */
   onDestroy: (sessionId: string) => Promise<void>;
+  /** The operator's secrets that allowlist sessions may name; none when absent. */
+  secrets?: SecretBook;
 }
 
 /** Writes of `last_active_at` are coalesced to one per session per this many ms. */
@@ -141,6 +145,8 @@ export class SessionService {
     const { store, defaults } = this.#options;
     const template = request.template && request.template !== "empty" ? request.template : null;
     if (template) await this.#assertTemplate(template);
+    // Secrets the session may not use are refused before anything is made.
+    if (typeof request.network === "object") this.#egress(request.network, request.owner ?? null, true);
     const spare = request.id === undefined && request.network === "deny" ? this.#spares.take() : null;
     const id = spare?.id ?? request.id ?? newSessionId();
     if (store.get(id)) throw new SandboxError("conflict", `session ${id} already exists`);
@@ -329,6 +335,9 @@ export class SessionService {
           runDir: paths.run,
           homePath: paths.home,
           network: record.network,
+          ...(typeof record.network === "object"
+            ? { egress: this.#egress(record.network, record.owner, false) }
+            : {}),
           limits: record.limits,
         });
       })();
@@ -336,6 +345,33 @@ export class SessionService {
       this.#jails.set(record.id, jail);
     }
     return jail;
+  }
+
+  /**
+   * The allowlist and resolved secrets of a session. Strict at creation; a jail reopened after the operator
+   * removed a secret opens without it (its requests then go without that header).
+   */
+  #egress(
+    policy: Exclude<SessionRecord["network"], string>,
+    owner: string | null,
+    strict: boolean,
+  ): SessionEgress {
+    const book = this.#options.secrets;
+    if (policy.secrets.length === 0) return { allow: policy.allow, secrets: [] };
+    if (!book) {
+      if (!strict) return { allow: policy.allow, secrets: [] };
+      throw new SandboxError(
+        "bad_request",
+        "this server has no egress secrets configured",
+        "create the session without secrets; the server's operator binds secrets to hosts",
+      );
+    }
+    if (strict) return { allow: policy.allow, secrets: book.resolve(policy, owner) };
+    const known = new Set(book.namesFor(owner));
+    return {
+      allow: policy.allow,
+      secrets: book.resolve({ ...policy, secrets: policy.secrets.filter((name) => known.has(name)) }, owner),
+    };
   }
 
   async #jailIfOpen(id: string): Promise<Jail | undefined> {
@@ -353,7 +389,8 @@ export class SessionService {
       workspace: jail?.workspacePath ?? (jailed ? "/workspace" : hostPath),
       hostPath,
       isolation: jailed ? "bubblewrap" : "none",
-      network: record.network,
+      network: networkMode(record.network),
+      egress: typeof record.network === "object" ? record.network : null,
       networkIsolation: jail?.networkIsolation ?? (jailed ? "namespace" : "none"),
       env: record.env,
       template: record.template,

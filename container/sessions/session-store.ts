@@ -1,11 +1,12 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import type { Limits, NetworkPolicy } from "../../src/protocol/schemas.ts";
+import { EgressPolicy } from "../../src/protocol/egress.ts";
+import type { Limits, NetworkRequest } from "../../src/protocol/schemas.ts";
 
 /** What the monitor keeps about a session; the API's `Session` adds what its open jail reports. */
 export interface SessionRecord {
   id: string;
   owner: string | null;
-  network: NetworkPolicy;
+  network: NetworkRequest;
   env: Record<string, string>;
   template: string | null;
   createdAt: number;
@@ -79,7 +80,8 @@ export class SessionStore {
     this.#insert.run(
       record.id,
       record.owner,
-      record.network,
+      // An allowlist is stored as its JSON, in the column that holds "allow" or "deny".
+      typeof record.network === "string" ? record.network : JSON.stringify(record.network),
       JSON.stringify(record.env),
       record.template,
       record.createdAt,
@@ -157,7 +159,7 @@ function fromRow(row: Row): SessionRecord {
   return {
     id: row.id,
     owner: row.owner,
-    network: row.network as NetworkPolicy,
+    network: parseNetwork(row.network),
     env: JSON.parse(row.env) as Record<string, string>,
     template: row.template,
     createdAt: row.created_at,
@@ -166,4 +168,9 @@ function fromRow(row: Row): SessionRecord {
     maxLifetimeSeconds: row.max_lifetime_seconds,
     limits: JSON.parse(row.limits) as Limits,
   };
+}
+
+function parseNetwork(stored: string): NetworkRequest {
+  if (stored === "allow" || stored === "deny") return stored;
+  return EgressPolicy.parse(JSON.parse(stored));
 }

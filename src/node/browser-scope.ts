@@ -1,7 +1,7 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { isPublicAddress } from "../browser/addresses.ts";
-import type { NetworkPolicy } from "../protocol/schemas.ts";
+import type { NetworkMode } from "../protocol/schemas.ts";
 import { appTarget, LOCAL_APPS_DOMAIN, type PreviewTarget, previewTarget } from "./host-check.ts";
 
 /** A page of the session that this server serves itself: a preview port, or a static app it published. */
@@ -19,7 +19,7 @@ export type Resolver = (hostname: string) => Promise<string[]>;
 export interface ScopeOptions {
   sessionId: string;
   principal: string;
-  network: NetworkPolicy;
+  network: NetworkMode;
   /** The port this server listens on: previews and static apps are reached there. */
   serverPort: number;
   /** Whether the principal owns the static app `name` and this session published a deployment of it. */
@@ -89,7 +89,7 @@ export function createScope(options: ScopeOptions) {
     if (options.network !== "allow") {
       return {
         kind: "refused",
-        reason: "the session's network is deny: the page may load only the session's own pages",
+        reason: `the session's network is ${options.network}: the page may load only the session's own pages`,
       };
     }
     if (isIP(hostname)) return { kind: "public", address: hostname };

@@ -40,7 +40,13 @@ export interface LocalServerOptions {
   /** What sessions run and install with: their Node and bun, the registry cache (see MonitorConfig). */
   sessions?: Pick<
     MonitorConfigInput,
-    "sessionNode" | "sessionBun" | "registryUpstream" | "registryCacheBytes"
+    | "sessionNode"
+    | "sessionBun"
+    | "registryUpstream"
+    | "registryCacheBytes"
+    | "egressSecrets"
+    | "egressHosts"
+    | "egressUpstreamCa"
   >;
   /**
    * The server's origin as clients reach it; defaults to `http://127.0.0.1:<port>` (or the bound host when it is

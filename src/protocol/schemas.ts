@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { EgressPolicy } from "./egress.ts";
 
 /**
  * Request and response shapes of the sandbox protocol (`/v1`). The monitor validates every request with these
@@ -15,6 +16,18 @@ export const ProcessId = z.string().regex(/^[cp][0-9]{1,9}$/, "a process id look
 
 export const NetworkPolicy = z.enum(["allow", "deny"]);
 export type NetworkPolicy = z.infer<typeof NetworkPolicy>;
+
+/** What a session is created with: open, closed, or an allowlist enforced by its egress proxy. */
+export const NetworkRequest = z.union([NetworkPolicy, EgressPolicy]);
+export type NetworkRequest = z.output<typeof NetworkRequest>;
+
+/** The session's network as it reports it: `allowlist` when created with an egress policy. */
+export const NetworkMode = z.enum(["allow", "deny", "allowlist"]);
+export type NetworkMode = z.infer<typeof NetworkMode>;
+
+export function networkMode(network: NetworkRequest): NetworkMode {
+  return typeof network === "string" ? network : "allowlist";
+}
 
 /** `bubblewrap`: the session runs in its own jail. `none`: plain child processes of the monitor. */
 export const Isolation = z.enum(["bubblewrap", "none"]);
@@ -37,7 +50,10 @@ export const Session = z.object({
   workspace: z.string().describe("the workspace as processes see it (/workspace when jailed)"),
   hostPath: z.string().describe("the workspace directory on the monitor's host"),
   isolation: Isolation,
-  network: NetworkPolicy,
+  network: NetworkMode,
+  egress: EgressPolicy.nullable()
+    .optional()
+    .describe("the allowlist and secret names of an allowlist session, null otherwise"),
   networkIsolation: z.enum(["namespace", "none"]).describe("namespace: a private network namespace"),
   env: EnvMap,
   template: z.string().nullable(),
@@ -63,7 +79,7 @@ export const CreateSessionRequest = z.object({
     .describe(
       "refuse with limit_exceeded when the owner already holds this many sessions, counting those being created",
     ),
-  network: NetworkPolicy.default("deny"),
+  network: NetworkRequest.default("deny"),
   env: EnvMap.default({}),
   template: z.string().max(64).optional(),
   idleTtlSeconds: z
@@ -377,6 +393,7 @@ export const ErrorCategory = z.enum([
   "structured_log",
   "health",
   "browser",
+  "network",
 ]);
 export type ErrorCategory = z.infer<typeof ErrorCategory>;
 

@@ -128,7 +128,9 @@ async function refusal(
   if (literal && !isPublicAddress(hostname))
     return refuse(`${hostname} is a loopback, private or link-local address`);
   if (request.network !== "allow") {
-    return refuse("the session's network is deny: the page may load only the session's own pages");
+    return refuse(
+      `the session's network is ${request.network}: the page may load only the session's own pages`,
+    );
   }
   if (literal) return { ok: true };
   let addresses: string[];
