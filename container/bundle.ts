@@ -4,7 +4,7 @@ import { type BuildOptions, build } from "esbuild";
 
 /**
  * Bundles what the container images run into single files (`dist/`): the monitor, monitor-cli, the network
- * bridge the jail starts and the sessions' registry cache (SandboxDockerfile), next to the templates the monitor writes into new sessions; and the
+ * bridge the jail starts, the sessions' registry cache and egress proxy (SandboxDockerfile), next to the templates the monitor writes into new sessions; and the
  * deployer server (DeployerDockerfile). The Dockerfiles copy exactly these paths.
  */
 const root = new URL("../", import.meta.url).pathname;
@@ -14,6 +14,7 @@ export const bundlePaths = {
   cli: "dist/monitor-cli.mjs",
   bridge: "dist/bridge.mjs",
   registry: "dist/registry-cache.mjs",
+  egress: "dist/egress-proxy.mjs",
   agent: "dist/agent.pl",
   templates: "dist/templates",
   deployer: "dist/deployer.mjs",
@@ -43,6 +44,7 @@ export async function bundle(outDir = "dist"): Promise<string> {
       MONITOR_BUNDLED_BRIDGE: JSON.stringify(`./${bundlePaths.bridge.replace(/^dist\//, "")}`),
       MONITOR_BUNDLED_AGENT: JSON.stringify(`./${bundlePaths.agent.replace(/^dist\//, "")}`),
       MONITOR_BUNDLED_REGISTRY: JSON.stringify(`./${bundlePaths.registry.replace(/^dist\//, "")}`),
+      MONITOR_BUNDLED_EGRESS: JSON.stringify(`./${bundlePaths.egress.replace(/^dist\//, "")}`),
     },
     // Spawned as a program, never imported: the deployer image installs it next to the bundle.
     external: ["wrangler"],
@@ -53,6 +55,7 @@ export async function bundle(outDir = "dist"): Promise<string> {
     ["container/cli/monitor-cli.ts", bundlePaths.cli],
     ["container/jail/bridge.ts", bundlePaths.bridge],
     ["container/registry/registry-cache.ts", bundlePaths.registry],
+    ["container/egress/egress-process.ts", bundlePaths.egress],
     ["container/deployer/main.ts", bundlePaths.deployer],
   ];
   await Promise.all(

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
+import { loadEgressConfig } from "./egress/egress-config.ts";
 import { parseJailUser } from "./jail/index.ts";
 import { createMonitor } from "./monitor.ts";
 import { quietSqliteWarning } from "./store/quiet-sqlite.ts";
@@ -21,6 +22,8 @@ Options (each also read from the environment variable in brackets):
                      (taken only by creations without an explicit id, so not behind the Worker)
   --session-node <path>  the Node binary sessions run            [MONITOR_SESSION_NODE, default: this Node]
   --session-bun <path>   the bun binary sessions run             [MONITOR_SESSION_BUN, default: the bundled one]
+  --egress-config <file> secrets bound to hosts and fixed names for the egress proxy of allowlist sessions
+                         (JSON: {"secrets": [...], "hosts": {...}})  [MONITOR_EGRESS_CONFIG]
 
 Environment only:
   MONITOR_TEMPLATES_DIR   session templates (default: templates/ next to the monitor)
@@ -29,6 +32,7 @@ Environment only:
   MONITOR_REGISTRY_UPSTREAM     the npm registry the sessions' registry cache fetches from
                                 (default https://registry.npmjs.org)
   MONITOR_REGISTRY_CACHE_BYTES  disk the registry cache may use (default 4294967296; 0 turns it off)
+  MONITOR_EGRESS_CONFIG_JSON    the egress configuration itself, where there is no file for it
   -h, --help         this text
 
 On start it prints one JSON line to stdout: {"url", "secret"?, "pid"}.`;
@@ -43,6 +47,7 @@ const { values } = parseArgs({
     "spare-sessions": { type: "string" },
     "session-node": { type: "string" },
     "session-bun": { type: "string" },
+    "egress-config": { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -83,7 +88,12 @@ const sessionBun = values["session-bun"] ?? env.MONITOR_SESSION_BUN;
 
 let monitor: Awaited<ReturnType<typeof createMonitor>>;
 try {
+  const egress = loadEgressConfig(
+    values["egress-config"] ?? env.MONITOR_EGRESS_CONFIG,
+    env.MONITOR_EGRESS_CONFIG_JSON,
+  );
   monitor = await createMonitor({
+    ...egress,
     dataDir: values["data-dir"] ?? env.MONITOR_DATA_DIR ?? ".data/monitor",
     isolation,
     spareSessions: spares,

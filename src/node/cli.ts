@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
+import { loadEgressConfig } from "../../container/egress/egress-config.ts";
 import { quietSqliteWarning } from "../../container/store/quiet-sqlite.ts";
 import { generateToken, LOCAL_PRINCIPAL, parseTokens, principalOf } from "./auth.ts";
 import { isLoopbackHost } from "./host-check.ts";
@@ -25,6 +26,9 @@ Options (each has an environment variable; a flag wins over its variable):
       --session-node <path>  SESSION_NODE  the Node binary sessions run (default: the Node running
                                     this server, the project's Node 22 under npm start)
       --session-bun <path>   SESSION_BUN   the bun binary sessions run (default: the project's)
+      --egress-config <file>  EGRESS_CONFIG  secrets the egress proxy of allowlist sessions adds to
+                                    requests to their hosts, and names it resolves to fixed addresses
+                                    (JSON: {"secrets": [...], "hosts": {...}}; see docs/local-server.md)
       --stdio                       serve MCP on stdin/stdout (logs go to stderr); previews and static
                                     apps are still served over HTTP on --port (a free port when taken)
   -h, --help                        show this help
@@ -65,6 +69,7 @@ function parse() {
         chromium: { type: "string" },
         "session-node": { type: "string" },
         "session-bun": { type: "string" },
+        "egress-config": { type: "string" },
         stdio: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -128,6 +133,12 @@ async function main() {
   if (env.CLOUDFLARE_API_TOKEN) cloudflare.apiToken = env.CLOUDFLARE_API_TOKEN;
   if (env.CLOUDFLARE_ACCOUNT_ID) cloudflare.accountId = env.CLOUDFLARE_ACCOUNT_ID;
   const chromium = args.chromium ?? env.CHROMIUM_PATH;
+  let egress: ReturnType<typeof loadEgressConfig>;
+  try {
+    egress = loadEgressConfig(args["egress-config"] ?? env.EGRESS_CONFIG);
+  } catch (error) {
+    fail((error as Error).message);
+  }
   const start = (bindPort: number) =>
     startLocalServer({
       port: bindPort,
@@ -138,6 +149,7 @@ async function main() {
       spareSessions: spares,
       sessions: {
         registryCacheBytes: cacheBytes,
+        ...egress,
         ...(env.REGISTRY_UPSTREAM ? { registryUpstream: env.REGISTRY_UPSTREAM } : {}),
         ...(sessionNode ? { sessionNode } : {}),
         ...(sessionBun ? { sessionBun } : {}),

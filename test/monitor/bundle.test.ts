@@ -80,6 +80,7 @@ describe("bundle", () => {
       "agent.pl",
       "bridge.mjs",
       "deployer.mjs",
+      "egress-proxy.mjs",
       "monitor-cli.mjs",
       "monitor.mjs",
       "registry-cache.mjs",
@@ -88,7 +89,7 @@ describe("bundle", () => {
     expect((await readdir(path("templates"))).sort()).toEqual(
       (await readdir(join(root, "container/templates"))).sort(),
     );
-    for (const file of ["monitor", "cli", "bridge", "registry", "deployer"] as const) {
+    for (const file of ["monitor", "cli", "bridge", "registry", "egress", "deployer"] as const) {
       const text = await readFile(path(file), "utf8");
       const imports = [...text.matchAll(/^import\s[^"';]*?from\s*["']([^"']+)["']/gm)].map((m) => m[1]);
       const packages = imports.filter(
@@ -137,6 +138,23 @@ describe("bundle", () => {
       expect(install.results[0]?.stdout.text).toBe(`${process.version}\n`);
       expect(install.results[3]?.stdout.text).toBe("is-number\n");
       expect(await readdir(join(dataDir, "registry-cache", "content"))).not.toEqual([]);
+      // The egress proxy (its process next to the bundled monitor) as an allowlist session uses it.
+      const listed = await client.createSession({ network: { allow: ["registry.npmjs.org"] } });
+      const through = await client.exec(listed.id, {
+        commands: [
+          "curl -sS -o /dev/null -w '%{http_code}' https://registry.npmjs.org/is-number",
+          "curl -sS --max-time 60 https://example.com",
+        ],
+        stopOnError: false,
+        timeoutMs: 90_000,
+      });
+      expect(through.results.map((r) => [r.exitCode, r.stdout.text])).toEqual([
+        [0, "200"],
+        [56, ""],
+      ]);
+      expect((await client.errors(listed.id)).errors.map((e) => [e.category, e.message])).toEqual([
+        ["network", "blocked connection to example.com:443, not in the allowlist"],
+      ]);
     } finally {
       await stop(child);
     }

@@ -260,9 +260,10 @@ describe("SandboxDockerfile's toolchain", () => {
     expect(install).toMatch(/"bun@\$\{BUN_VERSION\}"/);
   });
 
-  it("ships the registry cache's process next to the monitor", () => {
+  it("ships the registry cache's and the egress proxy's processes next to the monitor", () => {
     const copied = sandbox.copies.flatMap((copy) => copy.sources);
     expect(copied).toContain("dist/registry-cache.mjs");
+    expect(copied).toContain("dist/egress-proxy.mjs");
   });
 });
 
