@@ -154,7 +154,10 @@ export class SessionService {
     const record: SessionRecord = {
       id,
       owner: request.owner ?? null,
-      network: request.network,
+      network:
+        typeof request.network === "string"
+          ? request.network
+          : { ...request.network, allow: request.network.allow.map((rule) => rule.toLowerCase()) },
       env: request.env,
       template,
       createdAt: now,

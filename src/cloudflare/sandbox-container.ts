@@ -13,15 +13,22 @@ export class SandboxContainer extends BearerContainer {
   override defaultPort = MONITOR_PORT;
   /** Idle time before the container sleeps; sessions come back from their snapshots. */
   override sleepAfter = "15m";
-  override envVars = {
+  override envVars: Record<string, string> = {
     MONITOR_PORT: String(MONITOR_PORT),
     // The Durable Object reaches the container over its network interface, not its loopback.
     MONITOR_HOST: "0.0.0.0",
     MONITOR_DATA_DIR,
+    // The operator's egress secrets and pinned names (a Worker secret): the monitor hands them to its egress
+    // proxy only; jailed processes start with an empty environment.
+    ...egressConfig(this.env),
   };
   protected override readonly secretVar = "MONITOR_SECRET";
 
   protected override serves(pathname: string): boolean {
     return pathname.startsWith("/v1/");
   }
+}
+
+function egressConfig(env: Env & { EGRESS_CONFIG?: string }): Record<string, string> {
+  return env.EGRESS_CONFIG ? { MONITOR_EGRESS_CONFIG_JSON: env.EGRESS_CONFIG } : {};
 }

@@ -46,14 +46,14 @@ export function ruleAllows(rule: ParsedEgressRule, host: string, port: number): 
   return ports.includes(port) && hostMatches(rule, host);
 }
 
+/** Validated here, lowercased by the monitor: a transform has no JSON Schema, and tools publish this one. */
 export const EgressRule = z
   .string()
   .max(260)
   .refine((rule) => parseEgressRule(rule) !== null, {
     message:
       "a rule is a domain name (api.example.com), a wildcard (*.example.com) or either with a port (api.example.com:8443); no addresses, no schemes or paths",
-  })
-  .transform((rule) => rule.toLowerCase());
+  });
 
 export const SecretName = z
   .string()

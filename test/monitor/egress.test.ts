@@ -385,8 +385,8 @@ describe("egress allowlist and secrets", () => {
     await expect(
       client.createSession({ owner: "bob", network: { allow: ["example.org"], secrets: ["alices"] } }),
     ).rejects.toMatchObject({ code: "bad_request" });
-    const alices = await create({ owner: "alice", network: { allow: ["example.org"], secrets: ["alices"] } });
-    expect(alices.egress?.secrets).toEqual(["alices"]);
+    const alices = await create({ owner: "alice", network: { allow: ["Example.ORG"], secrets: ["alices"] } });
+    expect(alices.egress).toEqual({ allow: ["example.org"], secrets: ["alices"] });
     await expect(client.createSession({ network: { allow: ["10.0.0.1"] } })).rejects.toMatchObject({
       code: "bad_request",
     });

@@ -140,6 +140,16 @@ describe("SandboxContainer", () => {
     expect(new Set(state.ports)).toEqual(new Set([MONITOR_PORT]));
   });
 
+  it("gives the monitor the operator's egress configuration when there is one", async () => {
+    const state = fakeState();
+    const config = JSON.stringify({
+      secrets: [{ name: "gh", hosts: ["api.github.com"], value: "Bearer x" }],
+    });
+    const env = { EGRESS_CONFIG: config } as unknown as Env;
+    await new SandboxContainer(state.ctx, env).fetch(new Request("http://sandbox.internal/v1/health"));
+    expect(state.starts[0]?.env).toMatchObject({ MONITOR_EGRESS_CONFIG_JSON: config });
+  });
+
   it("replaces a caller's authorization header and forwards the body", async () => {
     const state = fakeState();
     const response = await new SandboxContainer(state.ctx, {} as Env).fetch(

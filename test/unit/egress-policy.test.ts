@@ -68,7 +68,7 @@ describe("egress rules", () => {
 
   it("are validated where sessions are created, with a message a model can act on", () => {
     expect(CreateSessionRequest.parse({ network: { allow: ["Example.COM"] } }).network).toEqual({
-      allow: ["example.com"],
+      allow: ["Example.COM"],
       secrets: [],
     });
     const refused = CreateSessionRequest.safeParse({ network: { allow: ["127.0.0.1:8787"] } });

@@ -98,4 +98,31 @@ describe("tools through the Worker", () => {
     const gone = await alice.call("read_files", { sessionId, paths: ["hello.txt"] });
     expect(gone.isError).toBe(true);
   });
+  it("passes an egress allowlist through to the monitor, whose proxy refuses and reports the rest", async () => {
+    const session = await alice.ok<{ sessionId: string; network: string; egress: unknown }>(
+      "create_session",
+      {
+        network: { allow: ["registry.npmjs.org"] },
+      },
+    );
+    expect([session.network, session.egress]).toEqual([
+      "allowlist",
+      { allow: ["registry.npmjs.org"], secrets: [] },
+    ]);
+    const run = await alice.ok<{ results: Array<{ exitCode: number; stdout: string }> }>("run_commands", {
+      sessionId: session.sessionId,
+      commands: [
+        "curl -sS -o /dev/null -w '%{http_code}' https://registry.npmjs.org/is-number",
+        "curl -sS --max-time 30 https://example.com/",
+      ],
+      stopOnError: false,
+    });
+    expect(run.results.map((r) => [r.exitCode, r.stdout])).toEqual([
+      [0, "200"],
+      [56, ""],
+    ]);
+    const errors = await alice.call("get_errors", { sessionId: session.sessionId });
+    expect(textOf(errors)).toContain("blocked connection to example.com:443, not in the allowlist");
+    await alice.ok("destroy_session", { sessionId: session.sessionId });
+  });
 });
