@@ -3,15 +3,15 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { SYSTEM_CA_FILE } from "../jail/bwrap-args.ts";
 import { listenInNamespace } from "../jail/ns-listen.ts";
-import type { Blocked } from "./egress-proxy.ts";
+import { type Blocked, sessionCa } from "./egress-proxy.ts";
 import type { ResolvedSecret } from "./secrets.ts";
 
 /**
  * The monitor's side of the egress proxy (egress-process.ts): starts the process on first use and gives it, per
  * allowlist session, a socket listening on 127.0.0.1:3128 inside the session's network namespace with the
  * session's allowlist and secrets. A session's namespace has no route out, so that socket is its only way off
- * the host. A proxy process that dies is started again and given every attached session anew (their CAs are new
- * then, so connections to hosts with secrets fail until the jail is reopened; said in the log).
+ * the host. A session with secrets gets a CA of its own, made here and kept while it is attached, so a proxy process
+ * that dies is started again and given every attached session anew, with the CA its jail already trusts.
  */
 
 /** Where the egress proxy listens inside an allowlist session's namespace. */
@@ -63,7 +63,10 @@ type Reply = Record<string, unknown>;
 export function createEgressProxy(options: EgressOptions): EgressProxy {
   const node = options.node ?? process.execPath;
   const script = options.script ?? egressScript();
-  const attached = new Map<string, { netnsPath: string; egress: SessionEgress }>();
+  const attached = new Map<
+    string,
+    { netnsPath: string; egress: SessionEgress; ca: { cert: string; key: string } | null }
+  >();
   const pending = new Map<string, (message: Reply) => void>();
   let running: { child: ChildProcess; ready: Promise<void> } | null = null;
   let closed = false;
@@ -164,7 +167,8 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
     sessionId: string,
     netnsPath: string,
     egress: SessionEgress,
-  ): Promise<{ caCert: string | null }> => {
+    ca: { cert: string; key: string } | null,
+  ): Promise<void> => {
     const child = await helper();
     const server = await listenInNamespace({
       nsenter: options.nsenter,
@@ -175,14 +179,13 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
     try {
       const reply = awaitReply(sessionId, "an attach");
       await new Promise<void>((resolve, reject) =>
-        child.send({ type: "attach", session: sessionId, ...egress }, server, (error) =>
+        child.send({ type: "attach", session: sessionId, ...egress, ca }, server, (error) =>
           error ? reject(error) : resolve(),
         ),
       );
       const answer = await reply;
       if (answer.type !== "attached")
         throw new Error(`the egress proxy ${String(answer.error ?? "stopped")}`);
-      return { caCert: typeof answer.caCert === "string" ? answer.caCert : null };
     } finally {
       server.close();
     }
@@ -190,12 +193,8 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
 
   const reattach = (): void => {
     if (closed || running || attached.size === 0) return;
-    for (const [sessionId, { netnsPath, egress }] of attached) {
-      if (egress.secrets.length > 0)
-        console.error(
-          `[egress] ${sessionId}: proxy restarted; its hosts with secrets need the session's jail reopened`,
-        );
-      attachOne(sessionId, netnsPath, egress).catch((error: unknown) =>
+    for (const [sessionId, { netnsPath, egress, ca }] of attached) {
+      attachOne(sessionId, netnsPath, egress, ca).catch((error: unknown) =>
         console.error(`[egress] cannot attach ${sessionId} again: ${(error as Error).message}`),
       );
     }
@@ -203,9 +202,10 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
 
   return {
     async attach(sessionId, netnsPath, egress) {
-      const result = await attachOne(sessionId, netnsPath, egress);
-      attached.set(sessionId, { netnsPath, egress });
-      return result;
+      const ca = egress.secrets.length > 0 ? sessionCa() : null;
+      await attachOne(sessionId, netnsPath, egress, ca);
+      attached.set(sessionId, { netnsPath, egress, ca });
+      return { caCert: ca?.cert ?? null };
     },
     async detach(sessionId) {
       if (!attached.delete(sessionId) || !running) return;

@@ -9,13 +9,20 @@ import type { ResolvedSecret } from "./secrets.ts";
  * per allowlist session, a socket listening inside that session's network namespace with the session's policy
  * (`attach`); it serves that session's proxy on it until told to `detach`, and exits when the channel closes.
  *
- * In: `{ type: "attach", session, allow, secrets }` with the listening socket, `{ type: "detach", session }`.
- * Out: `{ type: "ready" }`, `{ type: "attached", session, caCert }`, `{ type: "detached", session }`,
- * `{ type: "blocked", session, host, port, reason }`. Nothing it prints or sends carries a secret's value.
+ * In: `{ type: "attach", session, allow, secrets, ca }` with the listening socket, `{ type: "detach", session }`.
+ * Out: `{ type: "ready" }`, `{ type: "attached" | "failed" | "detached", session }`,
+ * `{ type: "blocked", session, host, port, reason }` (at most REPORTS_PER_SECOND a session). Nothing it prints or
+ * sends carries a secret's value.
  */
 
 type Message =
-  | { type: "attach"; session: string; allow: string[]; secrets: ResolvedSecret[] }
+  | {
+      type: "attach";
+      session: string;
+      allow: string[];
+      secrets: ResolvedSecret[];
+      ca: { cert: string; key: string } | null;
+    }
   | { type: "detach"; session: string };
 
 const { values } = parseArgs({
@@ -42,6 +49,7 @@ interface Attached {
 }
 const sessions = new Map<string, Attached>();
 const MAX_CONNECTIONS_PER_SESSION = 256;
+const REPORTS_PER_SECOND = 20;
 
 const send = (message: object): void => {
   process.send?.(message);
@@ -64,15 +72,22 @@ async function detach(session: string): Promise<void> {
 }
 
 function attach(message: Extract<Message, { type: "attach" }>, listener: Server): void {
-  const { session, allow, secrets } = message;
+  const { session, allow, secrets, ca } = message;
+  const reports = { second: 0, count: 0 };
   const proxy = createSessionProxy({
     allow,
     secrets,
+    ca,
     hosts,
     ...(deniedAddresses ? { deniedAddresses } : {}),
     ...(values["upstream-ca"] ? { upstreamCa: values["upstream-ca"] } : {}),
-    onBlocked: (blocked) =>
-      send({ type: "blocked", session, ...blocked, reason: redact(blocked.reason, secrets) }),
+    onBlocked(blocked) {
+      // A session that tries thousands of refused connections must not turn each into a write of the monitor's.
+      const second = Math.floor(Date.now() / 1000);
+      if (second !== reports.second) Object.assign(reports, { second, count: 0 });
+      if (++reports.count > REPORTS_PER_SECOND) return;
+      send({ type: "blocked", session, ...blocked, reason: redact(blocked.reason, secrets) });
+    },
   });
   // One session holding every descriptor of the process would stall the others.
   listener.maxConnections = MAX_CONNECTIONS_PER_SESSION;
@@ -86,7 +101,7 @@ function attach(message: Extract<Message, { type: "attach" }>, listener: Server)
   listener.on("error", (error) =>
     process.stderr.write(`[egress] ${session}: ${redact(error.message, secrets)}\n`),
   );
-  send({ type: "attached", session, caCert: proxy.caCert });
+  send({ type: "attached", session });
 }
 
 process.on("message", (message: Message, handle?: unknown) => {

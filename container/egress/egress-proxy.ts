@@ -42,6 +42,8 @@ export interface Blocked {
 export interface SessionProxyOptions {
   allow: string[];
   secrets: ResolvedSecret[];
+  /** The session's CA (PEM certificate and key), needed when it has secrets. */
+  ca?: { cert: string; key: string } | null;
   /** Names resolved to fixed addresses (the operator's), exempt from the address check below. */
   hosts?: Record<string, string>;
   /** Address ranges no allowed name may resolve to, besides loopback, link-local and the host's own. */
@@ -55,8 +57,6 @@ export interface SessionProxyOptions {
 
 export interface SessionProxy {
   readonly server: Server;
-  /** The session CA's certificate (PEM) when it has secrets, for the sandbox to trust; null otherwise. */
-  readonly caCert: string | null;
   close(): Promise<void>;
 }
 
@@ -84,6 +84,15 @@ export function refusal(rules: ParsedEgressRule[], host: string, port: number): 
   return otherPort
     ? `blocked connection to ${host}:${port}, port ${port} is not in the allowlist for ${host}`
     : `blocked connection to ${host}:${port}, not in the allowlist`;
+}
+
+/**
+ * A CA for one session's terminated connections: made by the monitor, so that a proxy process started again
+ * serves the certificate the session already trusts; its key goes to the proxy process alone.
+ */
+export function sessionCa(): { cert: string; key: string } {
+  const generated = generateCa({ cn: "sandbox egress proxy (one session)", validityDays: 30 });
+  return { cert: generated.certPem, key: generated.keyPem };
 }
 
 export function createSessionProxy(options: SessionProxyOptions): SessionProxy {
@@ -127,8 +136,8 @@ export function createSessionProxy(options: SessionProxyOptions): SessionProxy {
 
   let ca: MitmCA | undefined;
   if (options.secrets.length > 0) {
-    const generated = generateCa({ cn: "sandbox egress proxy (this session only)", validityDays: 30 });
-    ca = createMitmCA({ caCertPem: generated.certPem, caKeyPem: generated.keyPem });
+    if (!options.ca) throw new Error("a session with secrets needs its CA");
+    ca = createMitmCA({ caCertPem: options.ca.cert, caKeyPem: options.ca.key });
   }
 
   const server = createHttpProxyServer({
@@ -155,7 +164,6 @@ export function createSessionProxy(options: SessionProxyOptions): SessionProxy {
 
   return {
     server,
-    caCert: ca?.certPem ?? null,
     async close() {
       server.close();
       if (ca) await disposeMitmCA(ca);

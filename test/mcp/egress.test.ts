@@ -55,9 +55,16 @@ describe("create_session with an egress allowlist", () => {
       [0, `upstream saw api.egress.test:${port} /hello`],
       [56, ""],
     ]);
-    const errors = await client.callTool({ name: "get_errors", arguments: { sessionId: created.sessionId } });
-    const text = (errors.content as { text?: string }[]).map((c) => c.text ?? "").join("\n");
-    expect(text).toContain("[error network] blocked connection to example.com:443, not in the allowlist");
+    const errorsText = async () => {
+      const errors = await client.callTool({
+        name: "get_errors",
+        arguments: { sessionId: created.sessionId },
+      });
+      return (errors.content as { text?: string }[]).map((c) => c.text ?? "").join("\n");
+    };
+    await expect
+      .poll(errorsText)
+      .toContain("[error network] blocked connection to example.com:443, not in the allowlist");
   });
 
   it("explains a rule it cannot take and a secret it does not know, without naming a value", async () => {

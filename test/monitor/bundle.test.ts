@@ -152,9 +152,9 @@ describe("bundle", () => {
         [0, "200"],
         [56, ""],
       ]);
-      expect((await client.errors(listed.id)).errors.map((e) => [e.category, e.message])).toEqual([
-        ["network", "blocked connection to example.com:443, not in the allowlist"],
-      ]);
+      await expect
+        .poll(async () => (await client.errors(listed.id)).errors.map((e) => [e.category, e.message]))
+        .toEqual([["network", "blocked connection to example.com:443, not in the allowlist"]]);
     } finally {
       await stop(child);
     }

@@ -195,18 +195,22 @@ describe("egress allowlist and secrets", () => {
     );
     expect(fetchDenied.out).toBe("Proxy response (403) !== 200 when HTTP Tunneling");
 
-    expect(await errorsOf(session.id)).toEqual([
-      ["network", `blocked connection to wild.egress.test:${plainPort}, not in the allowlist`],
-      [
-        "network",
-        `blocked connection to other.egress.test:${plainPort}, port ${plainPort} is not in the allowlist for other.egress.test`,
-      ],
-      ["network", "blocked connection to example.com:443, not in the allowlist"],
-    ]);
+    // Reported over the proxy's channel, beside the command's own answer: looked for until it is there.
+    await expect
+      .poll(() => errorsOf(session.id))
+      .toEqual([
+        ["network", `blocked connection to wild.egress.test:${plainPort}, not in the allowlist`],
+        [
+          "network",
+          `blocked connection to other.egress.test:${plainPort}, port ${plainPort} is not in the allowlist for other.egress.test`,
+        ],
+        ["network", "blocked connection to example.com:443, not in the allowlist"],
+      ]);
     const repeat = await sh(session.id, "curl -sS --max-time 30 https://example.com/");
     expect(repeat.code).toBe(56);
-    const again = (await client.errors(session.id)).errors.find((e) => e.message.includes("example.com:443"));
-    expect(again?.count).toBe(3);
+    const count = async () =>
+      (await client.errors(session.id)).errors.find((e) => e.message.includes("example.com:443"))?.count;
+    await expect.poll(count).toBe(3);
   });
 
   it("drops what bypasses the proxy: no route, no resolver, at once", async () => {
@@ -240,9 +244,11 @@ describe("egress allowlist and secrets", () => {
       `curl -sS --max-time 30 --noproxy '' -x http://127.0.0.1:3128 http://127.0.0.1:${plainPort}/`,
     );
     expect(literal.out).toBe("Connection blocked by network allowlist");
-    expect(await errorsOf(session.id)).toEqual([
-      ["network", `blocked connection to 127.0.0.1:${plainPort}: addresses are not allowed, only names`],
-    ]);
+    await expect
+      .poll(() => errorsOf(session.id))
+      .toEqual([
+        ["network", `blocked connection to 127.0.0.1:${plainPort}: addresses are not allowed, only names`],
+      ]);
   });
 
   it("adds a secret on its host over TLS only: not over plain HTTP, not on other hosts, not after a redirect", async () => {
@@ -321,13 +327,7 @@ describe("egress allowlist and secrets", () => {
     );
     expect(inside.out.split("\n")).toEqual(["0", "0"]);
     // The proxy process itself got the secret over IPC: not in its environment, not on its command line.
-    const proxies = readdirSync("/proc").filter((pid) => {
-      try {
-        return /egress-process/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
-      } catch {
-        return false;
-      }
-    });
+    const proxies = egressProcesses();
     expect(proxies.length).toBeGreaterThan(0);
     for (const pid of proxies) {
       expect(readFileSync(`/proc/${pid}/environ`, "utf8")).not.toContain(SECRET);
@@ -368,10 +368,9 @@ describe("egress allowlist and secrets", () => {
     const refused = await sh(unlisted.id, "npm install --no-audit --no-fund");
     expect(refused.code).not.toBe(0);
     expect(refused.err).toContain("blocked connection to registry.npmjs.org:443, not in the allowlist");
-    expect(await errorsOf(unlisted.id)).toContainEqual([
-      "network",
-      "blocked connection to registry.npmjs.org:443, not in the allowlist",
-    ]);
+    await expect
+      .poll(() => errorsOf(unlisted.id))
+      .toContainEqual(["network", "blocked connection to registry.npmjs.org:443, not in the allowlist"]);
   });
 
   it("refuses secrets that are not configured or not the caller's, and names the ones it may use", async () => {
@@ -390,6 +389,25 @@ describe("egress allowlist and secrets", () => {
     await expect(client.createSession({ network: { allow: ["10.0.0.1"] } })).rejects.toMatchObject({
       code: "bad_request",
     });
+  });
+
+  it("serves sessions again, with the CA they trust, after the proxy process died", async () => {
+    const session = await create({ network: { allow: [`api.egress.test:${tlsPort}`], secrets: ["api"] } });
+    const call = `curl -sS --max-time 30 https://api.egress.test:${tlsPort}/again`;
+    expect((await sh(session.id, call)).out).toContain('"auth":"secret"');
+    const killed = egressProcesses();
+    expect(killed.length).toBeGreaterThan(0);
+    for (const pid of killed) process.kill(Number(pid), "SIGKILL");
+    let result = await sh(session.id, call);
+    for (let attempt = 0; attempt < 40 && result.code !== 0; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      result = await sh(session.id, call);
+    }
+    expect(result).toMatchObject({
+      code: 0,
+      out: JSON.stringify({ host: "api.egress.test", path: "/again", auth: "secret" }),
+    });
+    expect(egressProcesses().some((pid) => killed.includes(pid))).toBe(false);
   });
 
   it("keeps a session's allowlist across a monitor restart", async () => {
@@ -418,4 +436,16 @@ function walk(dir: string): string[] {
     else if (stat?.isFile()) out.push(path);
   }
   return out;
+}
+
+/** Host pids of egress proxy processes (and the bubblewrap around them) of this test's monitor. */
+function egressProcesses(): string[] {
+  return readdirSync("/proc").filter((pid) => {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      return /egress-process/.test(cmdline) && Number(pid) !== process.pid;
+    } catch {
+      return false;
+    }
+  });
 }

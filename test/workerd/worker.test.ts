@@ -121,8 +121,9 @@ describe("tools through the Worker", () => {
       [0, "200"],
       [56, ""],
     ]);
-    const errors = await alice.call("get_errors", { sessionId: session.sessionId });
-    expect(textOf(errors)).toContain("blocked connection to example.com:443, not in the allowlist");
+    await expect
+      .poll(async () => textOf(await alice.call("get_errors", { sessionId: session.sessionId })))
+      .toContain("blocked connection to example.com:443, not in the allowlist");
     await alice.ok("destroy_session", { sessionId: session.sessionId });
   });
 });
