@@ -362,6 +362,12 @@ describe("egress allowlist and secrets", () => {
     expect(install.out).toMatch(/is-number$/);
     const after = await monitor.registry!.stats();
     expect(after.hits + after.misses).toBeGreaterThan(before.hits + before.misses);
+    // pnpm and bun fetch from registry.npmjs.org (bun its tarballs), which they reach through the proxy.
+    const others = await sh(
+      listed.id,
+      "cd /tmp && mkdir p b && cd p && pnpm add is-number@7.0.0 && cd ../b && bun add is-number@7.0.0",
+    );
+    expect(others.code).toBe(0);
 
     const unlisted = await create({ network: { allow: ["example.org"] } });
     await client.writeFiles(unlisted.id, { files: [{ path: "package.json", content: manifest }] });
