@@ -3,8 +3,9 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { SYSTEM_CA_FILE } from "../jail/bwrap-args.ts";
 import { listenInNamespace } from "../jail/ns-listen.ts";
-import { type Blocked, sessionCa } from "./egress-proxy.ts";
+import type { Blocked } from "./egress-proxy.ts";
 import type { ResolvedSecret } from "./secrets.ts";
+import { makeSessionCa, type SessionCa } from "./session-ca.ts";
 
 /**
  * The monitor's side of the egress proxy (egress-process.ts): starts the process on first use and gives it, per
@@ -63,10 +64,7 @@ type Reply = Record<string, unknown>;
 export function createEgressProxy(options: EgressOptions): EgressProxy {
   const node = options.node ?? process.execPath;
   const script = options.script ?? egressScript();
-  const attached = new Map<
-    string,
-    { netnsPath: string; egress: SessionEgress; ca: { cert: string; key: string } | null }
-  >();
+  const attached = new Map<string, { netnsPath: string; egress: SessionEgress; ca: SessionCa | null }>();
   const pending = new Map<string, (message: Reply) => void>();
   let running: { child: ChildProcess; ready: Promise<void> } | null = null;
   let closed = false;
@@ -167,7 +165,7 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
     sessionId: string,
     netnsPath: string,
     egress: SessionEgress,
-    ca: { cert: string; key: string } | null,
+    ca: SessionCa | null,
   ): Promise<void> => {
     const child = await helper();
     const server = await listenInNamespace({
@@ -202,7 +200,7 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
 
   return {
     async attach(sessionId, netnsPath, egress) {
-      const ca = egress.secrets.length > 0 ? sessionCa() : null;
+      const ca = egress.secrets.length > 0 ? await makeSessionCa() : null;
       await attachOne(sessionId, netnsPath, egress, ca);
       attached.set(sessionId, { netnsPath, egress, ca });
       return { caCert: ca?.cert ?? null };

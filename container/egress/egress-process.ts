@@ -2,6 +2,7 @@ import type { Server, Socket } from "node:net";
 import { parseArgs } from "node:util";
 import { createSessionProxy, type SessionProxy } from "./egress-proxy.ts";
 import type { ResolvedSecret } from "./secrets.ts";
+import type { SessionCa } from "./session-ca.ts";
 
 /**
  * The egress proxy process: one per monitor, started by egress-client.ts with an IPC channel, jailed without
@@ -21,7 +22,7 @@ type Message =
       session: string;
       allow: string[];
       secrets: ResolvedSecret[];
-      ca: { cert: string; key: string } | null;
+      ca: SessionCa | null;
     }
   | { type: "detach"; session: string };
 

@@ -5,7 +5,6 @@ import { createHttpProxyServer } from "@anthropic-ai/sandbox-runtime/dist/sandbo
 import {
   createMitmCA,
   disposeMitmCA,
-  generateCa,
   type MitmCA,
 } from "@anthropic-ai/sandbox-runtime/dist/sandbox/mitm-ca.js";
 import { canonicalizeHost } from "@anthropic-ai/sandbox-runtime/dist/sandbox/parent-proxy.js";
@@ -21,6 +20,7 @@ import {
   ruleAllows,
 } from "../../src/protocol/egress.ts";
 import type { ResolvedSecret } from "./secrets.ts";
+import { leafKeyPair, type SessionCa } from "./session-ca.ts";
 
 /**
  * One session's egress proxy: an HTTP proxy (CONNECT tunnels and absolute-form requests) that connects only to
@@ -42,8 +42,8 @@ export interface Blocked {
 export interface SessionProxyOptions {
   allow: string[];
   secrets: ResolvedSecret[];
-  /** The session's CA (PEM certificate and key), needed when it has secrets. */
-  ca?: { cert: string; key: string } | null;
+  /** The session's CA (session-ca.ts), needed when it has secrets. */
+  ca?: SessionCa | null;
   /** Names resolved to fixed addresses (the operator's), exempt from the address check below. */
   hosts?: Record<string, string>;
   /** Address ranges no allowed name may resolve to, besides loopback, link-local and the host's own. */
@@ -84,15 +84,6 @@ export function refusal(rules: ParsedEgressRule[], host: string, port: number): 
   return otherPort
     ? `blocked connection to ${host}:${port}, port ${port} is not in the allowlist for ${host}`
     : `blocked connection to ${host}:${port}, not in the allowlist`;
-}
-
-/**
- * A CA for one session's terminated connections: made by the monitor, so that a proxy process started again
- * serves the certificate the session already trusts; its key goes to the proxy process alone.
- */
-export function sessionCa(): { cert: string; key: string } {
-  const generated = generateCa({ cn: "sandbox egress proxy (one session)", validityDays: 30 });
-  return { cert: generated.certPem, key: generated.keyPem };
 }
 
 export function createSessionProxy(options: SessionProxyOptions): SessionProxy {
@@ -138,6 +129,8 @@ export function createSessionProxy(options: SessionProxyOptions): SessionProxy {
   if (options.secrets.length > 0) {
     if (!options.ca) throw new Error("a session with secrets needs its CA");
     ca = createMitmCA({ caCertPem: options.ca.cert, caKeyPem: options.ca.key });
+    // Given, so that the first connection does not generate it in line, stalling every session's proxy.
+    ca.leafKeyPair = leafKeyPair(options.ca.leafKey);
   }
 
   const server = createHttpProxyServer({
