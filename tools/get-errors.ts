@@ -26,7 +26,7 @@ export const getErrors = defineTool({
   description: [
     "Returns the errors the sandbox detected in the output of commands and processes, deduplicated and",
     "classified (typescript, build, runtime, module_not_found, npm, lint, test, react, port_in_use, out_of_memory,",
-    "crash, browser: found by check_preview…)",
+    "crash, browser: found by check_preview, network: connections an allowlist session's proxy refused…)",
     "with file, line and column when known, occurrence count and first/last seen. Use it after a build fails or",
     "a server misbehaves, instead of reading raw logs. Reading is non-destructive: pass the returned cursor as",
     "`after` to see only what is new; `clear: true` forgets the errors after returning them.",
