@@ -170,9 +170,11 @@ type LookupCallback = (
   family?: number,
 ) => void;
 
-/** The guard's class of address ("resolved to a listed address") in words for the agent. */
+/** The guard's classes of address ("resolved to a loopback address / one of this host's addresses") in words. */
 function addressKind(reason: string): string {
-  const kind = /resolved to (an? .*address)/.exec(reason)?.[1] ?? "an address";
+  const kinds = reason.replace(/^resolved to /, "").split(" / ");
   // The ranges this module adds (DEFAULT_DENIED_ADDRESSES) are the guard's "listed" ones.
-  return kind.replace(/^an? (deny-)?listed address$/, "a private address");
+  return kinds
+    .map((kind) => (/^an? (deny-)?listed address$/.test(kind) ? "a private address" : kind))
+    .join(" and ");
 }

@@ -3,7 +3,9 @@ import { z } from "zod";
 /**
  * The egress allowlist of a session: which names and ports its proxy connects to. One rule is `host`,
  * `*.domain` (any name under domain, not domain itself) or either with `:port`; without a port a rule allows
- * 443 and 80. Names only: an address would let the proxy, which runs on the host, reach what the host reaches.
+ * 443 and 80. Names only: an address would let the proxy, which runs on the host, reach what the host reaches;
+ * nor names under `localhost`, which resolvers may answer with loopback (RFC 6761) and which the proxy's address
+ * check lets resolve there.
  */
 
 const LABEL = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
@@ -25,6 +27,7 @@ export interface ParsedEgressRule {
 export function parseEgressRule(rule: string): ParsedEgressRule | null {
   const match = RULE.exec(rule.toLowerCase());
   if (!match || rule.length > 260) return null;
+  if (match[2] === "localhost" || match[2]!.endsWith(".localhost")) return null;
   const port = match[3] === undefined ? null : Number(match[3]);
   if (port !== null && (port < 1 || port > 65_535)) return null;
   return { name: match[2]!, wildcard: match[1] !== undefined, port };
@@ -52,7 +55,7 @@ export const EgressRule = z
   .max(260)
   .refine((rule) => parseEgressRule(rule) !== null, {
     message:
-      "a rule is a domain name (api.example.com), a wildcard (*.example.com) or either with a port (api.example.com:8443); no addresses, no schemes or paths",
+      "a rule is a domain name (api.example.com), a wildcard (*.example.com) or either with a port (api.example.com:8443); no addresses, no localhost, no schemes or paths",
   });
 
 export const SecretName = z

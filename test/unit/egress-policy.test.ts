@@ -14,6 +14,10 @@ describe("egress rules", () => {
     expect(parseEgressRule("*.github.com:8443")).toEqual({ name: "github.com", wildcard: true, port: 8443 });
     for (const bad of [
       "localhost",
+      // Resolvers may answer these with loopback (RFC 6761), and the address check lets them.
+      "a.localhost",
+      "*.localhost:8787",
+      "api.Localhost",
       "com",
       "*.com",
       "*",
