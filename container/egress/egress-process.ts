@@ -1,6 +1,6 @@
 import type { Server, Socket } from "node:net";
 import { parseArgs } from "node:util";
-import { createSessionProxy, type SessionProxy } from "./egress-proxy.ts";
+import { type Blocked, createSessionProxy, type SessionProxy } from "./egress-proxy.ts";
 import type { ResolvedSecret } from "./secrets.ts";
 import type { SessionCa } from "./session-ca.ts";
 
@@ -82,16 +82,25 @@ function attach(message: Extract<Message, { type: "attach" }>, listener: Server)
     hosts,
     ...(deniedAddresses ? { deniedAddresses } : {}),
     ...(values["upstream-ca"] ? { upstreamCa: values["upstream-ca"] } : {}),
-    onBlocked(blocked) {
-      // A session that tries thousands of refused connections must not turn each into a write of the monitor's.
-      const second = Math.floor(Date.now() / 1000);
-      if (second !== reports.second) Object.assign(reports, { second, count: 0 });
-      if (++reports.count > REPORTS_PER_SECOND) return;
-      send({ type: "blocked", session, ...blocked, reason: redact(blocked.reason, secrets) });
-    },
+    onBlocked: report,
   });
+  function report(blocked: Blocked): void {
+    // A session that tries thousands of refused connections must not turn each into a write of the monitor's.
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== reports.second) Object.assign(reports, { second, count: 0 });
+    if (++reports.count > REPORTS_PER_SECOND) return;
+    send({ type: "blocked", session, ...blocked, reason: redact(blocked.reason, secrets) });
+  }
   // One session holding every descriptor of the process would stall the others.
   listener.maxConnections = MAX_CONNECTIONS_PER_SESSION;
+  // Closed at once, unlike a refusal there is no status line to read: said in get_errors instead.
+  listener.on("drop", () =>
+    report({
+      host: "127.0.0.1",
+      port: 3128,
+      reason: `connection to the egress proxy closed: the session has ${MAX_CONNECTIONS_PER_SESSION} open through it already`,
+    }),
+  );
   const attached: Attached = { listener, sockets: new Set(), proxy, secrets };
   sessions.set(session, attached);
   listener.on("connection", (socket: Socket) => {

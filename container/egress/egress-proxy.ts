@@ -1,6 +1,6 @@
 import type { LookupAddress } from "node:dns";
 import type { Server } from "node:http";
-import { isIP, type LookupFunction } from "node:net";
+import { isIP, type LookupFunction, type Socket } from "node:net";
 import { createHttpProxyServer } from "@anthropic-ai/sandbox-runtime/dist/sandbox/http-proxy.js";
 import {
   createMitmCA,
@@ -52,6 +52,8 @@ export interface SessionProxyOptions {
   upstreamCa?: string;
   /** Name resolution for every other name (default: the system's); tests give their own. */
   resolve?: Resolver;
+  /** How long a connection may take to send its first request's head (default HEAD_TIMEOUT_MS). */
+  headTimeoutMs?: number;
   onBlocked(blocked: Blocked): void;
 }
 
@@ -59,6 +61,9 @@ export interface SessionProxy {
   readonly server: Server;
   close(): Promise<void>;
 }
+
+/** Clients send their CONNECT or request at once; this is for a session's process starved of CPU meanwhile. */
+export const HEAD_TIMEOUT_MS = 15_000;
 
 /** Private and shared address space: on a cloud host, the operator's own network. */
 export const DEFAULT_DENIED_ADDRESSES = [
@@ -154,6 +159,19 @@ export function createSessionProxy(options: SessionProxyOptions): SessionProxy {
       : {}),
     ...(options.upstreamCa ? { tlsTerminateUpstreamCA: options.upstreamCa } : {}),
   });
+
+  // The engine's server is handed connections and never listens, so Node's headersTimeout, which a listening
+  // server applies, does not: without this a connection that sends its head a byte at a time holds its slot for
+  // ever (slowloris), and a session's slots are few (egress-process.ts).
+  const heads = new WeakMap<Socket, NodeJS.Timeout>();
+  const headTimeoutMs = options.headTimeoutMs ?? HEAD_TIMEOUT_MS;
+  server.on("connection", (socket: Socket) => {
+    const timer = setTimeout(() => socket.destroy(), headTimeoutMs).unref();
+    heads.set(socket, timer);
+    socket.once("close", () => clearTimeout(timer));
+  });
+  server.on("connect", (_request, socket: Socket) => clearTimeout(heads.get(socket)));
+  server.on("request", (request) => clearTimeout(heads.get(request.socket)));
 
   return {
     server,

@@ -1,5 +1,6 @@
+import { once } from "node:events";
 import { createServer, type Server } from "node:http";
-import { type AddressInfo, connect } from "node:net";
+import { type AddressInfo, connect, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Blocked, createSessionProxy, type SessionProxy } from "../../container/egress/egress-proxy.ts";
@@ -24,6 +25,16 @@ function connectThrough(port: number, target: string, request?: string): Promise
     });
     socket.on("error", reject);
   });
+}
+
+/** An established tunnel through the proxy to `target`. */
+async function tunnelThrough(port: number, target: string): Promise<Socket> {
+  const socket = connect(port, "127.0.0.1");
+  await once(socket, "connect");
+  socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
+  const [chunk] = (await once(socket, "data")) as [Buffer];
+  expect(chunk.toString("latin1")).toMatch(/^HTTP\/1\.1 200 /);
+  return socket;
 }
 
 describe("the egress proxy's resolver", () => {
@@ -71,6 +82,7 @@ describe("the egress proxy's resolver", () => {
         if (!address) callback(Object.assign(new Error(`ENOTFOUND ${hostname}`), { code: "ENOTFOUND" }), []);
         else callback(null, [{ address, family: address.includes(":") ? 6 : 4 }]);
       },
+      headTimeoutMs: 500,
       onBlocked: (entry) => blocked.push(entry),
     });
     await new Promise<void>((resolve) => proxy.server.listen(0, "127.0.0.1", resolve));
@@ -139,6 +151,18 @@ describe("the egress proxy's resolver", () => {
     expect(await connectThrough(proxyPort, `fixed.egress.test:${servicePort}`)).toBe(
       "HTTP/1.1 200 Connection Established",
     );
+  });
+
+  it("closes a connection that does not finish its head in time, and keeps the tunnels that did", async () => {
+    const tunnel = await tunnelThrough(proxyPort, `fixed.egress.test:${servicePort}`);
+    const slow = connect(proxyPort, "127.0.0.1", () => slow.write("CONNECT fixed.egress.test:"));
+    slow.on("error", () => {});
+    await once(slow, "close");
+    // Older than the slow one, idle all the while, and still carrying requests.
+    tunnel.write("GET / HTTP/1.1\r\nHost: fixed.egress.test\r\nConnection: close\r\n\r\n");
+    const [reply] = (await once(tunnel, "data")) as [Buffer];
+    expect(reply.toString()).toContain("host service");
+    tunnel.destroy();
   });
 
   it("reaches what the operator pinned a name to, as given", async () => {

@@ -6,6 +6,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
 import { createMitmCA, generateCa } from "@anthropic-ai/sandbox-runtime/dist/sandbox/mitm-ca.js";
 import { secureContextFor } from "@anthropic-ai/sandbox-runtime/dist/sandbox/mitm-leaf.js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -24,6 +25,8 @@ interface Seen {
   host: string;
   path: string;
   headers: IncomingHttpHeaders;
+  /** The TLS server name the request came under, for HTTPS. */
+  sni?: string;
 }
 
 /** Listens on 127.0.0.1; resolves with the port. */
@@ -63,8 +66,8 @@ describe("egress allowlist and secrets", () => {
     return result.errors.map((error) => [error.category, error.message]);
   };
   /** What the upstream answers: where the request went and whether it carried the secret, never the secret. */
-  const answer = (host: string, path: string, headers: IncomingHttpHeaders): string => {
-    seen.push({ host, path, headers });
+  const answer = (host: string, path: string, headers: IncomingHttpHeaders, sni?: string): string => {
+    seen.push({ host, path, headers, ...(sni ? { sni } : {}) });
     const auth = headers.authorization;
     return JSON.stringify({
       host,
@@ -88,7 +91,7 @@ describe("egress allowlist and secrets", () => {
           res.writeHead(302, { location: `https://other.egress.test:${tlsPort}/landed` }).end();
           return;
         }
-        res.end(answer(host, req.url ?? "", req.headers));
+        res.end(answer(host, req.url ?? "", req.headers, (req.socket as TLSSocket).servername || undefined));
       },
     );
     const plain = createHttpServer((req, res) =>
@@ -303,6 +306,31 @@ describe("egress allowlist and secrets", () => {
       ["api.egress.test", "/redirect", `Bearer ${SECRET}`],
       ["other.egress.test", "/landed", null],
     ]);
+    // The secret follows the tunnel's host, whatever the request names: a server name and Host of the secret's
+    // host on a tunnel to another host get nothing (domain fronting), another Host on the secret's tunnel goes out
+    // as the tunnel's, and an absolute https request to the proxy itself is not terminated, so gets nothing.
+    seen.length = 0;
+    const fronted = await sh(
+      session.id,
+      `curl -sS --cacert /tmp/both.pem --connect-to api.egress.test:${tlsPort}:other.egress.test:${tlsPort} https://api.egress.test:${tlsPort}/fronted`,
+    );
+    expect(fronted.out).toBe(JSON.stringify({ host: "api.egress.test", path: "/fronted", auth: "none" }));
+    const spoofed = await sh(
+      session.id,
+      `curl -sS -H 'Host: other.egress.test' https://api.egress.test:${tlsPort}/spoofed`,
+    );
+    expect(spoofed.out).toBe(JSON.stringify({ host: "api.egress.test", path: "/spoofed", auth: "secret" }));
+    const absolute = await sh(
+      session.id,
+      `node -e "const s = require('net').connect(3128, '127.0.0.1', () => s.write('GET https://api.egress.test:${tlsPort}/absolute HTTP/1.1\\r\\nHost: api.egress.test\\r\\nConnection: close\\r\\n\\r\\n')); s.pipe(process.stdout)"`,
+    );
+    expect(absolute.out).toMatch(/^HTTP\/1\.1 \d{3} /);
+    expect(seen.map((s) => [s.path, s.headers.authorization ?? null, s.sni])).toEqual([
+      ["/fronted", null, "api.egress.test"],
+      ["/spoofed", `Bearer ${SECRET}`, "api.egress.test"],
+      ...seen.filter((s) => s.path === "/absolute").map(() => ["/absolute", null, "api.egress.test"]),
+    ]);
+
     // An upstream that cannot be reached is a plain 502, with no detail that could carry the secret.
     const down = await sh(
       session.id,
@@ -377,6 +405,39 @@ describe("egress allowlist and secrets", () => {
     await expect
       .poll(() => errorsOf(unlisted.id))
       .toContainEqual(["network", "blocked connection to registry.npmjs.org:443, not in the allowlist"]);
+  });
+
+  it("keeps a session's connections to the proxy its own: one that holds all its slots starves only itself", async () => {
+    const target = `plain.egress.test:${plainPort}`;
+    const greedy = await create({ network: { allow: [target] } });
+    const other = await create({ network: { allow: [target] } });
+    // 300 tunnels opened at once and held: the proxy takes 256 of a session, and closes the rest at once.
+    const hold = [
+      "const net = require('net'); let open = 0, closed = 0;",
+      "const done = () => open + closed === 300 && console.log('open', open, 'closed', closed);",
+      "for (let i = 0; i < 300; i++) {",
+      `  const s = net.connect(3128, '127.0.0.1', () => s.write('CONNECT ${target} HTTP/1.1\\r\\nHost: ${target}\\r\\n\\r\\n'));`,
+      "  s.once('data', () => { open++; done(); });",
+      "  s.on('error', () => {}).once('close', () => { closed++; done(); });",
+      "}",
+    ].join(" ");
+    await client.writeFiles(greedy.id, { files: [{ path: "hold.js", content: hold }] });
+    await client.startProcess(greedy.id, { name: "hold", command: "node hold.js" });
+    const logs = async () =>
+      (await client.logs(greedy.id, { lines: 10 })).lines.map((l) => l.text).join("\n");
+    await expect.poll(logs, { timeout: 20_000 }).toContain("open 256 closed 44");
+
+    const served = await sh(other.id, `curl -sS --max-time 30 http://${target}/other`);
+    expect(served.out).toBe(JSON.stringify({ host: "plain.egress.test", path: "/other", auth: "none" }));
+    const starved = await sh(greedy.id, `curl -sS --max-time 30 http://${target}/greedy`);
+    expect(starved.code).not.toBe(0);
+    expect(starved.code).not.toBe(28);
+    await expect
+      .poll(() => errorsOf(greedy.id))
+      .toContainEqual([
+        "network",
+        "connection to the egress proxy closed: the session has 256 open through it already",
+      ]);
   });
 
   it("refuses secrets that are not configured or not the caller's, and names the ones it may use", async () => {
