@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { parseArgs } from "node:util";
 import { benchBrowser } from "./browser.ts";
+import { benchEgress } from "./egress.ts";
 import { benchInstall } from "./install.ts";
 import { benchJailSpawn } from "./jail-spawn.ts";
 import { benchMcp } from "./mcp.ts";
@@ -9,7 +10,7 @@ import { benchMonitor } from "./monitor.ts";
 import { printTable, type Row } from "./stats.ts";
 
 /**
- * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser,install]`: prints each figure with a baseline
+ * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser,install,egress]`: prints each figure with a baseline
  * measured in the same run. The machine is shared and noisy, so figures are medians and ratios; nothing here is
  * asserted by the test suite. `install` (package installs from the real npm registry, a few minutes) is left out of
  * `--quick` unless `--only` names it.
@@ -24,6 +25,7 @@ const sections: Record<string, { title: string; run: (options: { quick: boolean 
   mcp: { title: "mcp (local server)", run: benchMcp },
   browser: { title: "browser check (check_preview)", run: benchBrowser },
   install: { title: "package installs (registry cache)", run: benchInstall },
+  egress: { title: "egress (allowlist proxy)", run: benchEgress },
 };
 /** Sections a `--quick` run leaves out unless `--only` names them. */
 const SLOW = new Set(["install"]);
