@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { Isolation, NetworkPolicy } from "../src/protocol/schemas.ts";
+import { Isolation, NetworkMode } from "../src/protocol/schemas.ts";
 import { defineTool } from "./define-tool.ts";
 import { errorRecord, readErrors } from "./get-errors.ts";
 import { processSummary, summarizeProcess } from "./process-fields.ts";
@@ -27,7 +27,7 @@ const output = {
   session: z.object({
     sessionId: z.string(),
     template: z.string().nullable(),
-    network: NetworkPolicy,
+    network: NetworkMode.describe("allow, deny, or allowlist (an egress allowlist)"),
     isolation: Isolation,
     expiresAt: z.string(),
   }),
