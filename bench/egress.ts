@@ -11,7 +11,8 @@ import { median, ms, type Row, timeRuns } from "./stats.ts";
  * Egress figures, in an allowlist session of an in-process monitor:
  * - a CONNECT the proxy refuses, from a process in the session to the status line, against a CONNECT it allows
  *   (to an HTTP server on this host under a pinned name) measured in the same loop;
- * - `run_commands` of `curl https://example.com` refused (what a model sees: exit 56 at once) against `true`;
+ * - `run_commands` of `curl https://example.com` refused (what a model sees: exit 56 at once) against `true`, and
+ *   of an `npm install` refused (E403 naming the host) against `npm --version`;
  * - creating an allowlist session, with a secret (a CA of its own) and without, against a `deny` session.
  */
 export async function benchEgress(options: { quick: boolean }): Promise<Row[]> {
@@ -81,6 +82,30 @@ const median = (v) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
       ratio: `${(median(curlSamples) / median(trueSamples)).toFixed(2)}x`,
       goal: "< 200 ms",
       ok: median(curlSamples) < 200,
+    });
+
+    // What a denied install looks like to a model: npm fails at once naming the host, against npm starting at all.
+    const manifest = JSON.stringify({ name: "a", version: "1.0.0", dependencies: { "is-number": "7.0.0" } });
+    await client.writeFiles(session.id, { files: [{ path: "package.json", content: manifest }] });
+    const npmInstall = () => client.exec(session.id, { commands: ["npm install --no-audit --no-fund"] });
+    const npmVersion = () => client.exec(session.id, { commands: ["npm --version"] });
+    const refusedInstall = (await npmInstall()).results[0]!;
+    if (refusedInstall.exitCode === 0 || !refusedInstall.stderr.text.includes("not in the allowlist"))
+      throw new Error(`npm install was not refused: ${refusedInstall.stderr.text}`);
+    const npmRuns = options.quick ? 3 : 7;
+    const installSamples: number[] = [];
+    const versionSamples: number[] = [];
+    for (let i = 0; i < npmRuns; i++) {
+      installSamples.push(...(await timeRuns(1, npmInstall)));
+      versionSamples.push(...(await timeRuns(1, npmVersion)));
+    }
+    rows.push({
+      figure: "`npm install` refused (E403 naming the host), exec round trip (p50)",
+      value: ms(median(installSamples)),
+      baseline: `\`npm --version\` ${ms(median(versionSamples))}`,
+      ratio: `${(median(installSamples) / median(versionSamples)).toFixed(2)}x`,
+      goal: "-",
+      ok: null,
     });
 
     const creations = options.quick ? 5 : 15;
