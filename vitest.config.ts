@@ -22,6 +22,15 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      {
+        // `security`: escape and abuse attempts through the MCP tools of a real local server.
+        test: {
+          name: "security",
+          include: ["test/security/**/*.test.ts"],
+          testTimeout: 90_000,
+          hookTimeout: 60_000,
+        },
+      },
       // `workerd`: the Cloudflare Worker in workerd, bound to real monitor processes on this machine.
       "./vitest.workerd.config.ts",
     ],

@@ -88,6 +88,19 @@ export function parseWorkspacePath(input: string, rules: PathRules): string[] {
   return segments;
 }
 
+/**
+ * A command's working directory by the same rules as file paths, workspace-relative (`.` for the root), so that
+ * `cwd` cannot name a directory outside the workspace (`..`, another absolute path) even where nothing else
+ * would stop it (an unisolated jail runs commands on the host). Undefined stays undefined.
+ */
+export function workspaceCwd(
+  cwd: string | undefined,
+  rootAliases: readonly string[] = [],
+): string | undefined {
+  if (cwd === undefined) return undefined;
+  return joinSegments(parseWorkspacePath(cwd, { maxPathLength: DEFAULT_MAX_PATH_LENGTH, rootAliases }));
+}
+
 /** Workspace-relative display form of segments: `src/a.ts`, or `.` for the root. */
 export function joinSegments(segments: readonly string[]): string {
   return segments.length === 0 ? "." : segments.join("/");

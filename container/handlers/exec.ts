@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { patterns } from "../../src/protocol/routes.ts";
 import { type ExecEvent, ExecRequest } from "../../src/protocol/schemas.ts";
+import { workspaceCwd } from "../files/paths.ts";
 import type { MonitorServices } from "./services.ts";
 import { sessionId } from "./sessions.ts";
 import { jsonBody } from "./validate.ts";
@@ -15,7 +16,8 @@ import { jsonBody } from "./validate.ts";
 export function execRoutes(app: Hono, { sessions, exec }: MonitorServices): void {
   app.post(patterns.exec, async (c) => {
     const runtime = await sessions.runtime(sessionId(c.req.param("sessionId")));
-    const request = await jsonBody(c, ExecRequest);
+    const parsed = await jsonBody(c, ExecRequest);
+    const request = { ...parsed, cwd: workspaceCwd(parsed.cwd, [runtime.jail.workspacePath]) };
     const signal = AbortSignal.any([c.req.raw.signal, runtime.destroyed]);
     if (wantsJson(c.req.header("accept"))) return c.json(await exec.run(runtime, request, { signal }));
     const encoder = new TextEncoder();

@@ -1,6 +1,7 @@
 import type { Hono } from "hono";
 import { patterns } from "../../src/protocol/routes.ts";
 import { ProcessId, StartProcessRequest, StopProcessRequest } from "../../src/protocol/schemas.ts";
+import { workspaceCwd } from "../files/paths.ts";
 import type { MonitorServices } from "./services.ts";
 import { sessionId } from "./sessions.ts";
 import { jsonBody, parseWith } from "./validate.ts";
@@ -8,7 +9,9 @@ import { jsonBody, parseWith } from "./validate.ts";
 export function processRoutes(app: Hono, { sessions, supervisor }: MonitorServices): void {
   app.post(patterns.processes, async (c) => {
     const runtime = await sessions.runtime(sessionId(c.req.param("sessionId")));
-    return c.json(await supervisor.start(runtime, await jsonBody(c, StartProcessRequest)), 201);
+    const request = await jsonBody(c, StartProcessRequest);
+    const cwd = workspaceCwd(request.cwd, [runtime.jail.workspacePath]);
+    return c.json(await supervisor.start(runtime, { ...request, cwd }), 201);
   });
 
   app.get(patterns.processes, async (c) => {
