@@ -21,6 +21,15 @@ export interface FlatResult {
   backgroundStopped: number;
 }
 
+/** Characters of a command echoed back in a result: a heredoc that writes a file should not come back whole, twice. */
+export const MAX_ECHOED_COMMAND_CHARS = 1_000;
+
+function echoed(command: string): string {
+  if (command.length <= MAX_ECHOED_COMMAND_CHARS) return command;
+  const rest = command.length - MAX_ECHOED_COMMAND_CHARS;
+  return `${command.slice(0, MAX_ECHOED_COMMAND_CHARS)}… (${rest} more characters)`;
+}
+
 /** Flattens the protocol's results and shares `budget` characters over all their streams (head + tail each). */
 export function flattenResults(results: readonly CommandResult[], budget: number): FlatResult[] {
   const texts = results.flatMap((result) => [result.stdout.text, result.stderr.text]);
@@ -36,7 +45,7 @@ export function flattenResults(results: readonly CommandResult[], budget: number
       result.stdout.truncated || result.stderr.truncated || stdout.omitted > 0 || stderr.omitted > 0;
     const { from, to } = result.logCursor;
     return {
-      command: result.command,
+      command: echoed(result.command),
       processId: result.processId,
       exitCode: result.exitCode,
       signal: result.signal,
@@ -122,8 +131,8 @@ export function progressReporter(
   return (event) => {
     switch (event.type) {
       case "start":
-        commands[event.index] = event.command;
-        send(event.index + 0.001, `[${event.index + 1}/${total}] $ ${event.command}`);
+        commands[event.index] = echoed(event.command);
+        send(event.index + 0.001, `[${event.index + 1}/${total}] $ ${echoed(event.command)}`);
         break;
       case "output": {
         if (now() - lastOutputAt < intervalMs) return;
@@ -139,7 +148,7 @@ export function progressReporter(
       case "end":
         send(
           event.index + 1,
-          `[${event.index + 1}/${total}] ${event.result.command} → exit ${event.result.exitCode ?? event.result.signal ?? "?"}`,
+          `[${event.index + 1}/${total}] ${echoed(event.result.command)} → exit ${event.result.exitCode ?? event.result.signal ?? "?"}`,
         );
         break;
       default:

@@ -6,7 +6,7 @@ import { processEnvField, startedShape, startSupervised, waitForField } from "./
 import { assertOwner, sessionIdField } from "./session-access.ts";
 
 const resultShape = z.object({
-  command: z.string(),
+  command: z.string().describe("the command as given, cut after its first 1,000 characters"),
   processId: z.string().describe("the command's id in tail_logs and get_errors"),
   exitCode: z.number().int().nullable().describe("null when killed by a signal"),
   signal: z.string().nullable(),
