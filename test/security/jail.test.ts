@@ -240,6 +240,21 @@ describe.concurrent("exhausting resources", () => {
     await arena.assertUnaffected();
   });
 
+  it("filling /tmp counts against the session's memory limit, not the host's memory", async () => {
+    const session = await arena.attacker.session();
+    // Files under maxFileBytes each, 2.7 GB together: over the session's 2 GiB of memory.
+    const result = await arena.attacker.sh(
+      session,
+      "for i in 1 2 3; do head -c 900M /dev/zero > /tmp/f$i || { echo exit=$?; break; }; done; df -m /tmp | tail -1",
+      60_000,
+    );
+    // /tmp is a tmpfs whose pages are charged to the session's memory cgroup: a writer is killed at the limit.
+    const killed = /exit=137\b/.test(result.stdout) || result.signal === "SIGKILL" || result.exitCode === 137;
+    expect(killed, JSON.stringify(result)).toBe(true);
+    await arena.attacker.tool("destroy_session", { sessionId: session });
+    await arena.assertUnaffected();
+  });
+
   it("a file cannot grow past the session's maxFileBytes", async () => {
     const created = await arena.attacker.tool("create_session", {});
     const limit = (created.data!.limits as { maxFileBytes: number }).maxFileBytes;
