@@ -43,9 +43,12 @@ function attempts(sessionId: string, port: number): [string, Record<string, unkn
 }
 
 describe.concurrent("another principal's session id", () => {
-  const count = 21;
-  for (let index = 0; index < count; index++) {
-    it(`attempt ${index + 1}: refused exactly as a missing session`, async () => {
+  const titles = attempts(MISSING, 0).map(([name, args]) => {
+    const rest = Object.keys(args).filter((key) => key !== "sessionId");
+    return `${name}${rest.length ? ` (${rest.join(", ")})` : ""}`;
+  });
+  for (const [index, title] of titles.entries()) {
+    it(`${title}: refused exactly as a missing session`, async () => {
       const [name, args] = attempts(arena.victimSession, arena.port)[index]!;
       const [missingName, missingArgs] = attempts(MISSING, arena.port)[index]!;
       expect(missingName).toBe(name);
