@@ -95,9 +95,12 @@ export class StaticApps {
       .catch(() => undefined)
       .then(() => this.#publish(name, principal, sessionId, archive));
     this.#locks.set(name, next);
-    void next.finally(() => {
+    // Handled both ways: a `finally` left dangling would be an unhandled rejection when a publish fails, and
+    // that ends the process, with every session of every principal.
+    const release = () => {
       if (this.#locks.get(name) === next) this.#locks.delete(name);
-    });
+    };
+    next.then(release, release);
     return next;
   }
 
@@ -147,6 +150,14 @@ export class StaticApps {
       await rename(staging, join(appDir, id));
     } catch (error) {
       await rm(staging, { recursive: true, force: true });
+      // An empty directory exports as an empty stream, which is no archive at all.
+      if (files === 0 && (error as { code?: string }).code === "TAR_BAD_ARCHIVE") {
+        throw new SandboxError(
+          "bad_request",
+          "the output directory is empty",
+          "check outputDir and the build",
+        );
+      }
       throw error;
     }
     const deployment: Deployment = { id, createdAt: new Date().toISOString(), sessionId, files, bytes };

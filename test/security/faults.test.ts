@@ -164,6 +164,34 @@ describe("SIGKILL in the middle of work", () => {
   });
 });
 
+describe("a deploy that fails", () => {
+  it("does not end the server: an empty output directory is refused and every session goes on", async () => {
+    const dataDir = await tempDir();
+    const { server, client } = await start(dataDir);
+    const { sessionId } = await call<{ sessionId: string }>(client, "create_session", {});
+    await call(client, "run_commands", { sessionId, commands: ["mkdir empty"] });
+    // Found by the fuzzer: a failed publish left an unhandled rejection that ended the process.
+    for (let i = 0; i < 2; i++) {
+      const result = await client.callTool({
+        name: "deploy",
+        arguments: { sessionId, target: "static", outputDir: "empty" },
+      });
+      expect(result.isError).toBe(true);
+      expect((result.content as { text: string }[])[0]!.text).toMatch(/the output directory is empty/);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(server.child.exitCode).toBeNull();
+    const ran = await call<{ results: { stdout: string }[] }>(client, "run_commands", {
+      sessionId,
+      commands: ["echo still"],
+    });
+    expect(ran.results[0]!.stdout).toBe("still\n");
+    await client.close();
+    await server.stop("SIGTERM");
+    await rm(dataDir, { recursive: true, force: true });
+  });
+});
+
 // A size-limited tmpfs needs root (mount); elsewhere this part cannot run.
 const root = process.getuid?.() === 0;
 
