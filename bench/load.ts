@@ -184,6 +184,10 @@ console.log(
   `server RSS MB / fds: before ${before.rssMb}/${before.fds}, peak ${peak.rssMb}/${peak.fds}, end of calls ${during.rssMb}/${during.fds}, after destroy ${after.rssMb}/${after.fds}`,
 );
 await Promise.allSettled(clients.map((client) => client.close()));
+// Idle keep-alive connections count as descriptors until the server closes them (60 s).
+await new Promise((resolve) => setTimeout(resolve, 75_000));
+const settled = sample(pid);
+console.log(`75 s after the clients closed: ${settled.rssMb} MB / ${settled.fds} fds`);
 child.kill("SIGTERM");
 await new Promise((resolve) => child.once("exit", resolve));
 rmSync(dataDir, { recursive: true, force: true });
