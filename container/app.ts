@@ -4,6 +4,7 @@ import { SandboxError } from "../src/protocol/errors.ts";
 import { secretMatcher } from "./auth.ts";
 import { execRoutes } from "./handlers/exec.ts";
 import { fileRoutes } from "./handlers/files.ts";
+import { historyRoutes } from "./handlers/history.ts";
 import { observeRoutes } from "./handlers/observe.ts";
 import { processRoutes } from "./handlers/processes.ts";
 import type { MonitorServices } from "./handlers/services.ts";
@@ -56,6 +57,7 @@ export function createApp(services: MonitorServices, options: AppOptions): Hono 
   execRoutes(app, services);
   processRoutes(app, services);
   observeRoutes(app, services);
+  historyRoutes(app, services);
 
   app.notFound((c) =>
     c.json(

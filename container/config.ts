@@ -52,6 +52,28 @@ export const MonitorConfig = z.object({
    * roots (a test's stand-in upstream). Other connections are tunnels: the session checks those itself.
    */
   egressUpstreamCa: z.string().optional(),
+  /** Disk one session's workspace history may take (container/history); 0 turns history off. */
+  historyMaxBytes: z
+    .number()
+    .int()
+    .min(0)
+    .default(256 * MiB),
+  /**
+   * The uid that owns files of installed packages a fork shares with its source (hard links, read-only); it must
+   * be one no jailed process runs as. null: forks copy them.
+   */
+  historySharedUid: z.number().int().min(1).nullable().default(65534),
+  /** Finer history settings (tests): see HistoryLimits. */
+  historyLimits: z
+    .object({
+      quietMs: z.number().int().min(0),
+      maxWaitMs: z.number().int().min(0),
+      processIntervalMs: z.number().int().min(10),
+      maxFileBytes: z.number().int().min(1),
+      maxAutoEntries: z.number().int().min(1),
+    })
+    .partial()
+    .optional(),
   limits: z
     .object({
       maxProcesses: z.number().int().min(8).default(256),

@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { Hono } from "hono";
+import type { ForkRequest } from "../src/protocol/history.ts";
 import type { Health } from "../src/protocol/schemas.ts";
 import { createApp } from "./app.ts";
 import { type MonitorConfigInput, resolveConfig } from "./config.ts";
@@ -14,6 +15,10 @@ import { ExecService } from "./exec/exec-service.ts";
 import type { ProcessHooks } from "./exec/types.ts";
 import { FileService } from "./files/file-service.ts";
 import { createUpgradeHandler } from "./handlers/upgrade.ts";
+import { forkSession } from "./history/fork.ts";
+import { Git } from "./history/git.ts";
+import { HistoryService } from "./history/history-service.ts";
+import { DEFAULT_HISTORY_LIMITS } from "./history/session-history.ts";
 import { findExecutable } from "./jail/detect.ts";
 import { createJailer } from "./jail/index.ts";
 import { findToolchain } from "./jail/toolchain.ts";
@@ -30,6 +35,8 @@ export interface Monitor {
   readonly fetch: (request: Request) => Promise<Response>;
   readonly secret: string;
   readonly sessions: SessionService;
+  /** Workspace histories: recording, checkpoints, diffs, reverts. */
+  readonly history: HistoryService;
   /** The package registry cache of jailed sessions with network access; null when it is off or cannot run. */
   readonly registry: RegistryCache | null;
   /** A TCP connection to a port inside a session (WebSocket previews need a raw socket). */
@@ -66,9 +73,18 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   const logs = new LogStore({ dir: join(config.dataDir, "logs"), ...config.log });
   const errors = new ErrorStore(db);
   const detection = attachErrorDetection(logs, errors);
+  // Set once the history exists; commands and processes that end before that change nothing worth recording.
+  let history: HistoryService | null = null;
   const hooks: ProcessHooks = {
-    starting: (sessionId, processId, place) => detection.track(sessionId, processId, place),
-    exited: (sessionId, processId, info) => detection.exited(sessionId, processId, info),
+    starting: (sessionId, processId, place) => {
+      detection.track(sessionId, processId, place);
+      if (place.kind === "process") history?.processStarted(sessionId);
+    },
+    exited: (sessionId, processId, info) => {
+      detection.exited(sessionId, processId, info);
+      if (processId.startsWith("c")) history?.changed(sessionId, `command ${processId}`);
+      else history?.processEnded(sessionId, processId);
+    },
   };
   const supervisor = new Supervisor({ db, logs, hooks });
   supervisor.markLost();
@@ -91,6 +107,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
       logs.open(sessionId).catch((error: unknown) => console.error("[monitor] opening logs failed:", error));
     },
     async onDestroy(sessionId) {
+      await history?.forget(sessionId);
       await supervisor.stopAll(sessionId);
       supervisor.forget(sessionId);
       await logs.remove(sessionId);
@@ -101,6 +118,32 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   });
   await sessions.start();
   onBlocked = blockedRecorder(sessions, errors, egressReportIds);
+
+  const running = (sessionId: string) =>
+    supervisor
+      .list(sessionId)
+      .filter((process) => ["starting", "running", "stopping"].includes(process.status))
+      .map((process) => ({ id: process.id, name: process.name }));
+  const gitBinary = config.historyMaxBytes > 0 ? findExecutable("git") : null;
+  if (config.historyMaxBytes > 0 && !gitBinary)
+    console.warn(
+      "[monitor] WARNING: git not found: workspace history (checkpoint, diff, revert, fork) is off",
+    );
+  history = new HistoryService({
+    git: gitBinary ? new Git(gitBinary) : null,
+    reason: config.historyMaxBytes === 0 ? "turned off by the operator" : "git is not installed",
+    sessions,
+    files,
+    templatesDir: config.templatesDir ?? templatesDir,
+    limits: { ...DEFAULT_HISTORY_LIMITS, ...config.historyLimits, maxBytes: config.historyMaxBytes },
+    running,
+  });
+  const historyService = history;
+  // Sharing files by hard links is safe only when no jailed process can write or re-own them (heavy-copy.ts).
+  const sharedUid =
+    jailer.capabilities.bubblewrap && process.getuid?.() === 0 ? config.historySharedUid : null;
+  const fork = (sessionId: string, request: ForkRequest) =>
+    forkSession({ sessions, files, history: historyService, sharedUid, running }, sessionId, request);
 
   const health = (): Health => ({
     status: "ok",
@@ -116,7 +159,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   });
 
   const app = createApp(
-    { sessions, files, exec, supervisor, logs, errors, health },
+    { sessions, files, exec, supervisor, logs, errors, history: historyService, fork, health },
     { secret: config.secret, maxBodyBytes: config.maxBodyBytes },
   );
 
@@ -131,6 +174,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     fetch: async (request) => app.fetch(request),
     secret: config.secret,
     sessions,
+    history: historyService,
     registry,
     async connect(sessionId, port) {
       const runtime = await sessions.runtime(sessionId);
@@ -142,6 +186,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
       closed ??= (async () => {
         clearInterval(reaper);
         await supervisor.closeAll();
+        await historyService.close();
         await sessions.close();
         await registry?.close();
         await egress?.close();

@@ -11,15 +11,25 @@ import type { MonitorServices } from "./services.ts";
 import { sessionId } from "./sessions.ts";
 import { jsonBody } from "./validate.ts";
 
-export function fileRoutes(app: Hono, { sessions, files }: MonitorServices): void {
+export function fileRoutes(app: Hono, { sessions, files, history }: MonitorServices): void {
+  // Each change is recorded after its answer is sent, coalesced with those that follow it (history/).
   app.post(patterns.filesWrite, async (c) => {
-    const root = await sessions.workspace(sessionId(c.req.param("sessionId")));
-    return c.json(await files.write(root, await jsonBody(c, WriteFilesRequest)));
+    const id = sessionId(c.req.param("sessionId"));
+    const root = await sessions.workspace(id);
+    const request = await jsonBody(c, WriteFilesRequest);
+    try {
+      return c.json(await files.write(root, request));
+    } finally {
+      history.changed(id, "write_files"); // a failed batch may have written some files
+    }
   });
 
   app.post(patterns.filesEdit, async (c) => {
-    const root = await sessions.workspace(sessionId(c.req.param("sessionId")));
-    return c.json(await files.edit(root, await jsonBody(c, EditFileRequest)));
+    const id = sessionId(c.req.param("sessionId"));
+    const root = await sessions.workspace(id);
+    const result = await files.edit(root, await jsonBody(c, EditFileRequest));
+    history.changed(id, `edit_file ${result.path}`);
+    return c.json(result);
   });
 
   app.post(patterns.filesRead, async (c) => {
@@ -40,8 +50,13 @@ export function fileRoutes(app: Hono, { sessions, files }: MonitorServices): voi
   });
 
   app.put(patterns.filesArchive, async (c) => {
-    const root = await sessions.workspace(sessionId(c.req.param("sessionId")));
+    const id = sessionId(c.req.param("sessionId"));
+    const root = await sessions.workspace(id);
     const body = c.req.raw.body ?? new ReadableStream({ start: (controller) => controller.close() });
-    return c.json(await files.importArchive(root, c.req.query("path") ?? ".", body));
+    try {
+      return c.json(await files.importArchive(root, c.req.query("path") ?? ".", body));
+    } finally {
+      history.changed(id, "archive import");
+    }
   });
 }

@@ -97,7 +97,11 @@ export class SessionService {
     this.#spares.refill();
   }
 
-  async create(input: CreateSessionRequest): Promise<Session> {
+  /**
+   * Creates a session. `populate` fills a new session's directories before its record exists (a fork's workspace
+   * and history), in place of the template's files.
+   */
+  async create(input: CreateSessionRequest, options: CreateOptions = {}): Promise<Session> {
     const request = CreateSessionSchema.parse(input);
     const { store, maxSessions } = this.#options;
     if (store.count() >= maxSessions) {
@@ -110,10 +114,15 @@ export class SessionService {
     // Checked and counted before the first await: concurrent creations each see the ones before them.
     const release = this.#holdOwnerSlot(request.owner ?? null, request.maxOwnerSessions);
     try {
-      return await this.#create(request, release);
+      return await this.#create(request, release, options.populate);
     } finally {
       release();
     }
+  }
+
+  /** Sessions `owner` holds, counting those being created. */
+  held(owner: string): number {
+    return this.#options.store.list(owner).length + (this.#creating.get(owner) ?? 0);
   }
 
   /** Counts a session of `owner` as being created until the returned function runs (once its record exists). */
@@ -141,10 +150,14 @@ export class SessionService {
     };
   }
 
-  async #create(request: z.output<typeof CreateSessionSchema>, recorded: () => void): Promise<Session> {
+  async #create(
+    request: z.output<typeof CreateSessionSchema>,
+    recorded: () => void,
+    populate: CreateOptions["populate"],
+  ): Promise<Session> {
     const { store, defaults } = this.#options;
     const template = request.template && request.template !== "empty" ? request.template : null;
-    if (template) await this.#assertTemplate(template);
+    if (template && !populate) await this.#assertTemplate(template);
     // Secrets the session may not use are refused before anything is made.
     if (typeof request.network === "object") this.#egress(request.network, request.owner ?? null, true);
     const spare = request.id === undefined && request.network === "deny" ? this.#spares.take() : null;
@@ -173,7 +186,8 @@ export class SessionService {
     try {
       // Synchronous: cheap, and each asynchronous step would wait its turn behind every other request.
       makeDirectories(paths);
-      if (template)
+      if (populate) await populate(paths);
+      else if (template)
         await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
     } catch (error) {
       // No record yet: what the spare opened (its jail, its log state) goes with its directory.
@@ -241,11 +255,18 @@ export class SessionService {
   /**
    * A session's directories: the workspace (what the agent builds, exported and snapshotted), its home (HOME of
    * its processes: package caches, global installs, shell history; kept with the session, never listed, exported
-   * or snapshotted) and its run directory (the monitor's sockets and files for the jail; invisible to it).
+   * or snapshotted), its run directory (the monitor's sockets and files for the jail; invisible to it) and its
+   * history (the workspace's recorded states; invisible to the jail too).
    */
   paths(id: string): SessionPaths {
     const root = join(this.#options.dataDir, "sessions", id);
-    return { root, workspace: join(root, "workspace"), home: join(root, "home"), run: join(root, "run") };
+    return {
+      root,
+      workspace: join(root, "workspace"),
+      home: join(root, "home"),
+      run: join(root, "run"),
+      history: join(root, "history"),
+    };
   }
 
   /** Kills every process, closes the jail, removes the workspace. False when there was no such session. */
@@ -424,6 +445,12 @@ export interface SessionPaths {
   workspace: string;
   home: string;
   run: string;
+  /** The workspace's history (container/history), invisible to the jail like `run`. */
+  history: string;
+}
+
+export interface CreateOptions {
+  populate?: (paths: SessionPaths) => Promise<void>;
 }
 
 /** Creates what a session's jail binds; a reopened session keeps what it has (`workspace` false: not recreated). */

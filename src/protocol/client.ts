@@ -1,5 +1,17 @@
 import type { z } from "zod";
 import { ErrorBody, SandboxError } from "./errors.ts";
+import {
+  type CheckpointRequest,
+  CheckpointResult,
+  type DiffRequest,
+  DiffResult,
+  type ForkRequest,
+  ForkResult,
+  HistoryList,
+  ImportHistoryResult,
+  type RevertRequest,
+  RevertResult,
+} from "./history.ts";
 import { routes } from "./routes.ts";
 import {
   ClearErrorsResult,
@@ -202,6 +214,56 @@ export class SandboxClient {
 
   clearErrors(id: string, filter: { processId?: string } = {}, options?: CallOptions) {
     return this.#json(ClearErrorsResult, "DELETE", routes.errors(id), undefined, filter, options);
+  }
+
+  /** The session's checkpoints and automatic history entries. */
+  history(id: string, options?: CallOptions) {
+    return this.#json(HistoryList, "GET", routes.history(id), undefined, undefined, options);
+  }
+
+  /** Records the workspace now as a named checkpoint. */
+  checkpoint(id: string, request: CheckpointRequest, options?: CallOptions) {
+    return this.#json(CheckpointResult, "POST", routes.checkpoints(id), request, undefined, options);
+  }
+
+  /** What changed between two recorded states (default: since the session began, up to now). */
+  diff(id: string, request: DiffRequest = {}, options?: CallOptions) {
+    return this.#json(DiffResult, "POST", routes.historyDiff(id), request, undefined, options);
+  }
+
+  /** Puts the workspace (or some paths of it) back as a recorded state had it. */
+  revert(id: string, request: RevertRequest, options?: CallOptions) {
+    return this.#json(RevertResult, "POST", routes.historyRevert(id), request, undefined, options);
+  }
+
+  /** N new sessions of the same owner starting from this one's workspace (now, or a recorded state). */
+  forkSession(id: string, request: ForkRequest, options?: CallOptions) {
+    return this.#json(ForkResult, "POST", routes.fork(id), request, undefined, options);
+  }
+
+  /** A git bundle of the session's history (what the Worker stores beside a workspace snapshot). */
+  async exportHistory(id: string, options?: CallOptions): Promise<ReadableStream<Uint8Array>> {
+    const response = await this.#send("GET", routes.historyBundle(id), undefined, undefined, options);
+    if (!response.body) throw new SandboxError("internal", "the monitor sent an empty history bundle");
+    return response.body;
+  }
+
+  /** Takes in a bundle from `exportHistory`: the same session restored, or a fork of it starting at `from`. */
+  async importHistory(
+    id: string,
+    bundle: ReadableStream<Uint8Array> | Uint8Array,
+    query: { mode: "restore" | "fork"; from?: string },
+    options?: CallOptions,
+  ) {
+    const response = await this.#send(
+      "PUT",
+      routes.historyBundle(id),
+      bundle,
+      query,
+      options,
+      "application/x-git-bundle",
+    );
+    return ImportHistoryResult.parse(await response.json());
   }
 
   /**

@@ -22,6 +22,14 @@ export const routes = {
   errorStats: (id: string) => `${session(id)}/errors/stats`,
   /** Any method; forwards an HTTP request to `port` inside the session's network namespace. */
   proxy: (id: string, port: number, path = "/") => `${session(id)}/ports/${port}${path}`,
+  /** GET lists the session's history (checkpoints and automatic entries). */
+  history: (id: string) => `${session(id)}/history`,
+  checkpoints: (id: string) => `${session(id)}/history/checkpoints`,
+  historyDiff: (id: string) => `${session(id)}/history/diff`,
+  historyRevert: (id: string) => `${session(id)}/history/revert`,
+  /** GET streams a git bundle of the history; PUT takes one in (`?mode=restore|fork&from=`). */
+  historyBundle: (id: string) => `${session(id)}/history/bundle`,
+  fork: (id: string) => `${session(id)}/fork`,
 } as const;
 
 /** The hono patterns that match the routes above. */
@@ -43,4 +51,10 @@ export const patterns = {
   errors: "/v1/sessions/:sessionId/errors",
   errorStats: "/v1/sessions/:sessionId/errors/stats",
   proxy: "/v1/sessions/:sessionId/ports/:port/*",
+  history: "/v1/sessions/:sessionId/history",
+  checkpoints: "/v1/sessions/:sessionId/history/checkpoints",
+  historyDiff: "/v1/sessions/:sessionId/history/diff",
+  historyRevert: "/v1/sessions/:sessionId/history/revert",
+  historyBundle: "/v1/sessions/:sessionId/history/bundle",
+  fork: "/v1/sessions/:sessionId/fork",
 } as const;
