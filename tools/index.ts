@@ -1,17 +1,22 @@
 import { checkPreview } from "./check-preview.ts";
+import { checkpoint } from "./checkpoint.ts";
 import { consoleDiff } from "./console-diff.ts";
 import { consoleState } from "./console-state.ts";
 import { createSession } from "./create-session.ts";
 import type { Tool } from "./define-tool.ts";
 import { deploy } from "./deploy.ts";
 import { destroySession } from "./destroy-session.ts";
+import { diff } from "./diff.ts";
 import { editFile } from "./edit-file.ts";
+import { forkSession } from "./fork-session.ts";
 import { getErrors } from "./get-errors.ts";
+import { listCheckpoints } from "./list-checkpoints.ts";
 import { listProcesses } from "./list-processes.ts";
 import { listSessions } from "./list-sessions.ts";
 import { openConsole } from "./open-console.ts";
 import { readFiles } from "./read-files.ts";
 import { restartProcess } from "./restart-process.ts";
+import { revert } from "./revert.ts";
 import { runCommands } from "./run-commands.ts";
 import { startProcess } from "./start-process.ts";
 import { stopProcess } from "./stop-process.ts";
@@ -37,6 +42,11 @@ export const tools: readonly Tool[] = [
   tailLogs,
   deploy,
   checkPreview,
+  checkpoint,
+  listCheckpoints,
+  diff,
+  revert,
+  forkSession,
   destroySession,
   listSessions,
   openConsole,
