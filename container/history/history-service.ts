@@ -186,8 +186,9 @@ export class HistoryService {
 
   /**
    * Takes in a bundle made by `bundle`. `restore`: the session is the same session brought back, its entries are
-   * taken as they were. `fork`: the session is a fork of the bundle's session, starting at `from` (default the
-   * newest entry), whose recorded files are written into the workspace when a checkpoint was named.
+   * taken as they were (its workspace comes from a snapshot, or from `revert` to `latest`). `fork`: the session
+   * is a fork of the bundle's session starting at `from` (default the newest entry), whose recorded files are
+   * written into the workspace.
    */
   async importBundle(
     sessionId: string,
@@ -203,16 +204,17 @@ export class HistoryService {
         await writeCapped(body, file, MAX_BUNDLE_BYTES);
         await history.repo.fetchBundle(file);
         await history.reload();
-        if (mode === "fork") {
-          const point = history.find(from ?? "latest");
-          if (from !== undefined) await revertTo(history, this.#options.files, paths.workspace, point.id, []);
-          await history.startAt(
-            point.tree,
-            `forked at ${point.id}${point.kind === "checkpoint" ? ` (${point.name})` : ""}`,
-          );
+        if (mode === "restore") {
+          const current = history.entries().find((entry) => entry.commit === history.currentCommit);
+          return { entries: history.entries().length, current: current?.id ?? "latest" };
         }
-        const current = (await history.snapshotNow(true)).entry;
-        return { entries: history.entries().length, current: current.id };
+        // A fork: its workspace becomes the recorded state it starts from (the source's files as they were
+        // then, over whatever archive came before), and that state becomes its start.
+        const point = history.find(from ?? "latest");
+        await revertTo(history, this.#options.files, paths.workspace, point.id, []);
+        const label = `forked at ${point.id}${point.kind === "checkpoint" ? ` (${point.name})` : ""}`;
+        await history.startAt(point.tree, label);
+        return { entries: history.entries().length, current: "start" };
       } finally {
         await rm(file, { force: true });
       }

@@ -59,6 +59,8 @@ const CONFIG = `[core]
 \tautoDetach = false
 \tpruneExpire = now
 \treflogExpire = now
+[fastimport]
+\tunpackLimit = 1
 [transfer]
 \tfsckObjects = true
 [tar]

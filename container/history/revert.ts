@@ -19,8 +19,9 @@ export async function revertTo(
   targetRef: string,
   paths: string[],
 ): Promise<Omit<RevertResult, "runningProcesses" | "notes"> & { target: StoredEntry }> {
-  const before = await history.snapshotNow(true, "before a revert");
+  // Named before the workspace is recorded, so that `latest` means the newest entry before this revert.
   const target = history.find(targetRef);
+  const before = await history.snapshotNow(true, "before a revert");
   const changes = parseChanges(await history.repo.changes(before.entry.tree, target.tree, paths));
   const writes = new Map<string, TreeFile>();
   const deletes: string[] = [];

@@ -92,6 +92,11 @@ export class SessionHistory {
     return this.#bytes;
   }
 
+  /** The commit holding the last recorded state. */
+  get currentCommit(): string {
+    return this.#current.commit;
+  }
+
   /** Runs `work` after everything queued before it. */
   run<T>(work: () => Promise<T>): Promise<T> {
     const next = this.#queue.then(async () => {
@@ -206,7 +211,7 @@ export class SessionHistory {
     );
     const entry = this.#add({ id, kind: "auto", name: subject, message: "", ...written });
     this.#manifest = scan.manifest;
-    await this.#afterWrite();
+    await this.#afterWrite(scan.bytes);
     return { entry, created: true, notRecorded: scan.notRecorded };
   }
 
@@ -247,7 +252,7 @@ export class SessionHistory {
     );
     const entry = this.#add({ id, kind: "checkpoint", name, message, ...written });
     this.#manifest = scan.manifest;
-    await this.#afterWrite();
+    await this.#afterWrite(scan.bytes);
     return { entry, created: true, notRecorded: scan.notRecorded };
   }
 
@@ -334,15 +339,24 @@ export class SessionHistory {
     return max + 1;
   }
 
-  /** Drops automatic entries past the count, keeps the disk under the cap, and packs now and then. */
-  async #afterWrite(): Promise<void> {
+  /**
+   * Drops automatic entries past the count, keeps the disk under the cap, and packs now and then. The disk is
+   * measured (a walk of the repository) only every so often or near the cap; in between each snapshot adds at
+   * most its content and a block per pack file.
+   */
+  async #afterWrite(added: number): Promise<void> {
     const autos = this.#entries.filter((entry) => entry.kind === "auto");
     const excess = autos.length - this.#options.limits.maxAutoEntries;
     if (excess > 0) await this.#drop(autos.slice(0, excess));
     this.#snapshots += 1;
-    if (this.#snapshots % 25 === 0) await this.repo.gc(false);
-    this.#bytes = await this.repo.bytes();
-    if (this.#bytes >= this.#options.limits.maxBytes) await this.#makeRoom();
+    this.#bytes += added + 3 * 4096;
+    if (this.#snapshots % 25 === 0) {
+      await this.repo.gc(false);
+      this.#bytes = await this.repo.bytes();
+    }
+    const { maxBytes } = this.#options.limits;
+    if (this.#bytes >= maxBytes * 0.8) this.#bytes = await this.repo.bytes();
+    if (this.#bytes >= maxBytes) await this.#makeRoom();
   }
 
   /** Drops the oldest half of the automatic entries (never the one holding the current state) and prunes. */
