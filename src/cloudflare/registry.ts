@@ -198,8 +198,8 @@ export class SandboxRegistry extends DurableObject<Env> {
     return this.#once(`restore:${id}`, () => this.#restore(id));
   }
 
-  /** Takes a snapshot of the session's workspace now. */
-  snapshot(id: string): Promise<{ bytes: number; takenAt: number }> {
+  /** Takes a snapshot of the session's workspace and history now. */
+  snapshot(id: string): Promise<{ bytes: number; takenAt: number; history: number }> {
     return this.#once(`snapshot:${id}`, () => this.#snapshot(id));
   }
 
@@ -214,7 +214,9 @@ export class SandboxRegistry extends DurableObject<Env> {
     const client = this.#client(str(row.container));
     const request = JSON.parse(str(row.request)) as CreateSessionRequest;
     const gen = num(row.snapshot_gen);
-    const tar = gen > 0 ? await this.#store(str(row.container)).read(id, gen) : null;
+    const store = this.#store(str(row.container));
+    const tar = gen > 0 ? await store.read(id, gen) : null;
+    const history = gen > 0 ? await store.read(id, gen, "history") : null;
     const remaining = Math.ceil((num(row.created_at) + num(row.max_lifetime) * 1000 - now) / 1000);
     let session: Session;
     try {
@@ -222,49 +224,97 @@ export class SandboxRegistry extends DurableObject<Env> {
         ...request,
         id,
         // The snapshot already holds the template's files as the session left them.
-        ...(tar ? { template: undefined } : {}),
+        ...(tar || history ? { template: undefined } : {}),
         idleTtlSeconds: num(row.idle_ttl),
         maxLifetimeSeconds: Math.max(10, remaining),
       });
     } catch (error) {
       await tar?.cancel();
+      await history?.cancel();
       // Another request restored it first.
       if (isSandboxError(error) && error.code === "conflict") return { restored: true, fromSnapshot: false };
       throw error;
     }
+    // The history first (its checkpoints), then the workspace: the tar of the snapshot, or, where the workspace
+    // was too large to keep, its newest recorded state (everything but node_modules and caches).
+    if (history) await client.importHistory(id, history, { mode: "restore" });
     if (tar) await client.importArchive(id, tar);
+    else if (history) await client.revert(id, { to: "latest" });
     this.#sql.exec(
       "UPDATE sessions SET session = ?, last_active_at = ? WHERE id = ?",
       JSON.stringify(session),
       now,
       id,
     );
-    return { restored: true, fromSnapshot: tar !== null };
+    return { restored: true, fromSnapshot: tar !== null || history !== null };
   }
 
-  async #snapshot(id: string): Promise<{ bytes: number; takenAt: number }> {
+  async #snapshot(id: string): Promise<{ bytes: number; takenAt: number; history: number }> {
     const row = this.#row(id);
     if (row?.state !== "live") throw new SandboxError("not_found", `no session ${id} in the registry`);
     const container = str(row.container);
     const store = this.#store(container);
+    const client = this.#client(container);
     const gen = num(row.snapshot_gen) + 1;
     const dirtySeq = num(row.dirty_seq);
-    const tar = await this.#client(container).exportArchive(id);
-    const bytes = await store.write(id, gen, tar);
+    // The history is small and is what a restore falls back on when the workspace is over the cap.
+    const problems: string[] = [];
+    let history = 0;
+    try {
+      history = await store.write(id, gen, await client.exportHistory(id), "history");
+    } catch (error) {
+      if (!historyOff(error)) problems.push(`its history was not kept: ${messageOf(error)}`);
+    }
+    let bytes = 0;
+    try {
+      bytes = await store.write(id, gen, await client.exportArchive(id));
+    } catch (error) {
+      if (history === 0) {
+        await store.remove(id, gen);
+        throw error;
+      }
+      problems.unshift(
+        `${messageOf(error)}; the history was kept, so a restore brings back its newest entry`,
+      );
+    }
+    const failure = problems.length ? problems.join("; ") : null;
     const takenAt = Date.now();
     this.#sql.exec(
-      `UPDATE sessions SET snapshot_gen = ?, snapshot_at = ?, snapshot_bytes = ?, snapshot_error = NULL,
+      `UPDATE sessions SET snapshot_gen = ?, snapshot_at = ?, snapshot_bytes = ?, snapshot_error = ?,
        first_dirty_at = CASE WHEN dirty_seq = ? THEN NULL ELSE first_dirty_at END,
        last_dirty_at = CASE WHEN dirty_seq = ? THEN NULL ELSE last_dirty_at END WHERE id = ?`,
       gen,
       takenAt,
       bytes,
+      failure,
       dirtySeq,
       dirtySeq,
       id,
     );
     if (gen > 1) await store.remove(id, gen - 1);
-    return { bytes, takenAt };
+    return { bytes, takenAt, history };
+  }
+
+  /**
+   * Seeds a fork (a session just created, maybe on another container) from this session's last snapshot: its
+   * workspace tar, then its history, starting at `from` (default the snapshot's newest entry). Says what the
+   * snapshot had.
+   */
+  async seedFork(
+    id: string,
+    target: { id: string; container: string },
+    from: string | undefined,
+  ): Promise<{ workspace: boolean; history: boolean }> {
+    const row = this.#row(id);
+    if (row?.state !== "live") throw new SandboxError("not_found", `no session ${id} in the registry`);
+    const gen = num(row.snapshot_gen);
+    const store = this.#store(str(row.container));
+    const client = this.#client(target.container);
+    const tar = gen > 0 ? await store.read(id, gen) : null;
+    if (tar) await client.importArchive(target.id, tar);
+    const history = gen > 0 ? await store.read(id, gen, "history") : null;
+    if (history) await client.importHistory(target.id, history, { mode: "fork", ...(from ? { from } : {}) });
+    return { workspace: tar !== null, history: history !== null };
   }
 
   /** Forgets a session and its snapshot; says whether it was known, and whose it was. */
@@ -394,6 +444,20 @@ export class SandboxRegistry extends DurableObject<Env> {
     this.#inflight.set(key, started);
     return started;
   }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A monitor whose history is off answers the bundle with `unavailable`: the snapshot is then the tar alone. */
+function historyOff(error: unknown): boolean {
+  return (
+    error instanceof Error &&
+    "code" in error &&
+    error.code === "unavailable" &&
+    /history is off/.test(error.message)
+  );
 }
 
 function expiresAt(row: Row): number {

@@ -14,6 +14,7 @@ import {
 import { SandboxClient } from "../protocol/client.ts";
 import { ErrorBody, isSandboxError, SandboxError } from "../protocol/errors.ts";
 import { CreateSessionRequest, type Isolation, type Session, SessionId } from "../protocol/schemas.ts";
+import { type ForkHost, forkAcrossPool } from "./fork.ts";
 import { containerShard, principalIndex, type RegistryStub } from "./registry.ts";
 import { DEFAULT_SNAPSHOT_DEBOUNCE, type SnapshotDebounce } from "./snapshots.ts";
 
@@ -47,7 +48,15 @@ export interface RoutingOptions {
 
 const BASE = "http://sandbox.internal";
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(\/.*)?$/;
-const MUTATING = [/^POST \/files\/write$/, /^PUT \/files\/archive$/, /^POST \/exec$/, /^POST \/processes$/];
+const MUTATING = [
+  /^POST \/files\/write$/,
+  /^POST \/files\/edit$/,
+  /^PUT \/files\/archive$/,
+  /^POST \/exec$/,
+  /^POST \/processes$/,
+  /^POST \/history\/revert$/,
+  /^PUT \/history\/bundle$/,
+];
 const TENANT_WARNING =
   "this sandbox host cannot jail sessions from each other, so the container serving this session is dedicated " +
   "to its owner: other principals' sessions never share it";
@@ -132,7 +141,11 @@ class Router {
   async #create(request: Request): Promise<Response> {
     const parsed = CreateSessionRequest.safeParse(await request.json().catch(() => undefined));
     if (!parsed.success) throw new SandboxError("bad_request", `invalid request: ${parsed.error.message}`);
-    const input = parsed.data;
+    return Response.json(await this.#createSession(parsed.data), { status: 201 });
+  }
+
+  /** Places a new session, counting it against its owner's quota. */
+  async #createSession(input: CreateSessionRequest): Promise<Session> {
     const owner = input.owner ?? null;
     const principal = await principalIndex(this.#env, owner);
     const quota = this.#options.maxSessionsPerPrincipal;
@@ -156,7 +169,7 @@ class Router {
         }
         await principal.bind(claim, session.id, placement.container);
         if (placement.tenancy === "principal") session.warnings.push(TENANT_WARNING);
-        return Response.json(session, { status: 201 });
+        return session;
       }
       throw this.#atCapacity();
     } catch (error) {
@@ -279,7 +292,13 @@ class Router {
     const { container } = locateSession(id, this.#config);
     const shard = containerShard(this.#env, container);
     if (request.method === "DELETE" && rest === "") return this.#destroy(request, url, id, container, shard);
-    const streaming = rest.startsWith("/ports/") || (request.method === "PUT" && rest === "/files/archive");
+    if (request.method === "POST" && rest === "/fork") {
+      const body = await request.json().catch(() => undefined);
+      return Response.json(await forkAcrossPool(this.#forkHost(), id, body as never), { status: 201 });
+    }
+    const streaming =
+      rest.startsWith("/ports/") ||
+      (request.method === "PUT" && (rest === "/files/archive" || rest === "/history/bundle"));
     const body = request.body && !streaming ? await request.arrayBuffer() : (request.body ?? undefined);
     let response = await this.#forward(container, request, url, body);
     if (response.status === 404 && (await this.#sessionMissing(container, id, rest))) {
@@ -296,8 +315,61 @@ class Router {
         response = await this.#forward(container, request, url, body);
       }
     }
+    if (response.ok && request.method === "POST" && rest === "/history/checkpoints")
+      return this.#storeCheckpoint(shard, id, response);
     if (response.ok) await this.#noteActivity(shard, id, `${request.method} ${rest}`);
     return response;
+  }
+
+  /**
+   * A checkpoint is stored outside the container before the call answers: a snapshot of the workspace and its
+   * history at once, so it outlives a container that is replaced. When that fails the answer says so.
+   */
+  async #storeCheckpoint(shard: RegistryStub, id: string, response: Response): Promise<Response> {
+    const body = (await response.json()) as { warnings?: string[] };
+    try {
+      await shard.snapshot(id);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      body.warnings = [
+        ...(body.warnings ?? []),
+        `this checkpoint is kept in the sandbox container only, not in the snapshot store (${reason}): it is lost if the container is replaced`,
+      ];
+    }
+    return Response.json(body, { status: response.status });
+  }
+
+  #forkHost(): ForkHost {
+    const self = this;
+    const request = (method: string, id: string) => new Request(`${BASE}/v1/sessions/${id}`, { method });
+    return {
+      async getSession(id) {
+        const response = await self.#session(
+          request("GET", id),
+          new URL(`${BASE}/v1/sessions/${id}`),
+          id,
+          "",
+        );
+        if (!response.ok) throw SandboxError.fromBody(ErrorBody.parse(await response.json()));
+        return (await response.json()) as Session;
+      },
+      createSession: (input) => self.#createSession(input),
+      async destroySession(id) {
+        const { container } = locateSession(id, self.#config);
+        const url = new URL(`${BASE}/v1/sessions/${id}`);
+        await (
+          await self.#destroy(request("DELETE", id), url, id, container, self.#shardOf(id))
+        ).body?.cancel();
+      },
+      shardOf: (id) => self.#shardOf(id),
+      containerOf: (id) => locateSession(id, self.#config).container,
+      clientOf: (id) => self.#client(locateSession(id, self.#config).container),
+      dirty: (id) => self.#shardOf(id).dirty(id, self.#options.snapshotDebounce),
+    };
+  }
+
+  #shardOf(id: string): RegistryStub {
+    return containerShard(this.#env, locateSession(id, this.#config).container);
   }
 
   async #destroy(

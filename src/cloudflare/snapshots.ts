@@ -14,10 +14,18 @@ import { SandboxError } from "../protocol/errors.ts";
  *   (128 MB memory): R2 snapshots are capped at `R2_SNAPSHOT_MAX_BYTES` (64 MiB). R2 objects may be up to 5 GiB
  *   with a single put; a multipart upload would lift the cap.
  *
- * When: after mutating calls (write_files, exec, archive import, process start), debounced: a snapshot is taken
- * once the session has been quiet for `quietMs` (default 15 s), and at the latest `maxWaitMs` (default 60 s)
- * after the first unsnapshotted change, by the registry shard's alarm. `snapshotSession` takes one on demand.
+ * When: after mutating calls (write_files, exec, archive import, process start, revert), debounced: a snapshot is
+ * taken once the session has been quiet for `quietMs` (default 15 s), and at the latest `maxWaitMs` (default 60 s)
+ * after the first unsnapshotted change, by the registry shard's alarm; after a checkpoint, at once.
+ * `snapshotSession` takes one on demand.
+ *
+ * What: two parts of one generation. `workspace` is the tar of the whole workspace (node_modules included);
+ * `history` is the git bundle of the session's history (container/history: checkpoints and automatic entries,
+ * without node_modules or caches), so checkpoints outlive a container, and a workspace too large for the tar's
+ * cap still comes back as its newest recorded state.
  */
+
+export type SnapshotPart = "workspace" | "history";
 
 export const SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 export const DEFAULT_SNAPSHOT_MAX_BYTES = 256 * 1024 * 1024;
@@ -37,10 +45,21 @@ export function snapshotDueAt(firstDirtyAt: number, lastDirtyAt: number, debounc
 
 export interface SnapshotStore {
   readonly maxBytes: number;
-  /** Stores generation `gen` of a session's snapshot; returns its size. Throws `payload_too_large` over the cap. */
-  write(sessionId: string, gen: number, tar: ReadableStream<Uint8Array>): Promise<number>;
-  read(sessionId: string, gen: number): Promise<ReadableStream<Uint8Array> | null>;
+  /** Stores a part of generation `gen` of a session's snapshot; returns its size. Throws `payload_too_large` over the cap. */
+  write(
+    sessionId: string,
+    gen: number,
+    body: ReadableStream<Uint8Array>,
+    part?: SnapshotPart,
+  ): Promise<number>;
+  read(sessionId: string, gen: number, part?: SnapshotPart): Promise<ReadableStream<Uint8Array> | null>;
+  /** Removes both parts of a generation. */
   remove(sessionId: string, gen: number): Promise<void>;
+}
+
+/** Rows of the history part are keyed `<session>:history` (session ids never hold a colon). */
+function rowKey(sessionId: string, part: SnapshotPart): string {
+  return part === "workspace" ? sessionId : `${sessionId}:${part}`;
 }
 
 /** Snapshots as 1 MiB rows of the registry shard's SQLite database. */
@@ -58,27 +77,38 @@ export class SqlSnapshotStore implements SnapshotStore {
     );
   }
 
-  async write(sessionId: string, gen: number, tar: ReadableStream<Uint8Array>): Promise<number> {
+  async write(
+    sessionId: string,
+    gen: number,
+    body: ReadableStream<Uint8Array>,
+    part: SnapshotPart = "workspace",
+  ): Promise<number> {
+    const key = rowKey(sessionId, part);
     let seq = 0;
     try {
-      return await readChunks(tar, this.maxBytes, (chunk) => {
+      return await readChunks(body, this.maxBytes, (chunk) => {
         this.#sql.exec(
           "INSERT INTO snapshot_chunks (session_id, gen, seq, data) VALUES (?, ?, ?, ?)",
-          sessionId,
+          key,
           gen,
           seq++,
           chunk,
         );
       });
     } catch (error) {
-      await this.remove(sessionId, gen);
+      this.#sql.exec("DELETE FROM snapshot_chunks WHERE session_id = ? AND gen = ?", key, gen);
       throw error;
     }
   }
 
-  async read(sessionId: string, gen: number): Promise<ReadableStream<Uint8Array> | null> {
+  async read(
+    sessionId: string,
+    gen: number,
+    part: SnapshotPart = "workspace",
+  ): Promise<ReadableStream<Uint8Array> | null> {
+    const key = rowKey(sessionId, part);
     const count = this.#sql
-      .exec("SELECT COUNT(*) AS n FROM snapshot_chunks WHERE session_id = ? AND gen = ?", sessionId, gen)
+      .exec("SELECT COUNT(*) AS n FROM snapshot_chunks WHERE session_id = ? AND gen = ?", key, gen)
       .toArray()[0]?.n;
     if (!count) return null;
     let seq = 0;
@@ -88,7 +118,7 @@ export class SqlSnapshotStore implements SnapshotStore {
         const row = sql
           .exec(
             "SELECT data FROM snapshot_chunks WHERE session_id = ? AND gen = ? AND seq = ?",
-            sessionId,
+            key,
             gen,
             seq++,
           )
@@ -100,7 +130,12 @@ export class SqlSnapshotStore implements SnapshotStore {
   }
 
   async remove(sessionId: string, gen: number): Promise<void> {
-    this.#sql.exec("DELETE FROM snapshot_chunks WHERE session_id = ? AND gen = ?", sessionId, gen);
+    for (const part of ["workspace", "history"] as const)
+      this.#sql.exec(
+        "DELETE FROM snapshot_chunks WHERE session_id = ? AND gen = ?",
+        rowKey(sessionId, part),
+        gen,
+      );
   }
 }
 
@@ -116,25 +151,35 @@ export class R2SnapshotStore implements SnapshotStore {
     this.maxBytes = maxBytes;
   }
 
-  async write(sessionId: string, gen: number, tar: ReadableStream<Uint8Array>): Promise<number> {
+  async write(
+    sessionId: string,
+    gen: number,
+    body: ReadableStream<Uint8Array>,
+    part: SnapshotPart = "workspace",
+  ): Promise<number> {
     const parts: Uint8Array[] = [];
-    const bytes = await readChunks(tar, this.maxBytes, (chunk) => {
+    const bytes = await readChunks(body, this.maxBytes, (chunk) => {
       parts.push(chunk);
     });
-    await this.#bucket.put(this.#key(sessionId, gen), concat(parts, bytes));
+    await this.#bucket.put(this.#key(sessionId, gen, part), concat(parts, bytes));
     return bytes;
   }
 
-  async read(sessionId: string, gen: number): Promise<ReadableStream<Uint8Array> | null> {
-    return (await this.#bucket.get(this.#key(sessionId, gen)))?.body ?? null;
+  async read(
+    sessionId: string,
+    gen: number,
+    part: SnapshotPart = "workspace",
+  ): Promise<ReadableStream<Uint8Array> | null> {
+    return (await this.#bucket.get(this.#key(sessionId, gen, part)))?.body ?? null;
   }
 
   async remove(sessionId: string, gen: number): Promise<void> {
-    await this.#bucket.delete(this.#key(sessionId, gen));
+    await this.#bucket.delete([this.#key(sessionId, gen, "workspace"), this.#key(sessionId, gen, "history")]);
   }
 
-  #key(sessionId: string, gen: number): string {
-    return `${this.#prefix}${sessionId}/${gen}.tar`;
+  /** `<session>/<gen>.tar` (the workspace) and `<session>/<gen>.bundle` (its history). */
+  #key(sessionId: string, gen: number, part: SnapshotPart): string {
+    return `${this.#prefix}${sessionId}/${gen}.${part === "workspace" ? "tar" : "bundle"}`;
   }
 }
 
@@ -161,7 +206,7 @@ async function readChunks(
       await reader.cancel();
       throw new SandboxError(
         "payload_too_large",
-        `the workspace archive is larger than the snapshot cap of ${maxBytes} bytes`,
+        `the workspace archive (or its history) is larger than the snapshot cap of ${maxBytes} bytes`,
         "remove build output and dependencies you can reinstall (node_modules, dist) from the workspace",
       );
     }
