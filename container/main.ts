@@ -33,6 +33,10 @@ Environment only:
                                 (default https://registry.npmjs.org)
   MONITOR_REGISTRY_CACHE_BYTES  disk the registry cache may use (default 4294967296; 0 turns it off)
   MONITOR_EGRESS_CONFIG_JSON    the egress configuration itself, where there is no file for it
+  MONITOR_HISTORY_MAX_BYTES     disk each session's workspace history may use (default 268435456;
+                                0 turns history off: no checkpoints, diff, revert or fork)
+  MONITOR_HISTORY_SHARED_UID    uid that owns package files a fork shares with its source, read-only
+                                (default 65534; never a uid jailed processes run as; "none": forks copy)
   -h, --help         this text
 
 On start it prints one JSON line to stdout: {"url", "secret"?, "pid"}.`;
@@ -83,6 +87,16 @@ if (!Number.isInteger(cacheBytes) || cacheBytes < 0) {
   console.error("MONITOR_REGISTRY_CACHE_BYTES must be a whole number of bytes (0 turns the cache off)");
   process.exit(2);
 }
+const historyBytes = Number(env.MONITOR_HISTORY_MAX_BYTES ?? "268435456");
+if (!Number.isInteger(historyBytes) || historyBytes < 0) {
+  console.error("MONITOR_HISTORY_MAX_BYTES must be a whole number of bytes (0 turns history off)");
+  process.exit(2);
+}
+const sharedUid = env.MONITOR_HISTORY_SHARED_UID ?? "65534";
+if (sharedUid !== "none" && !/^[1-9]\d{0,9}$/.test(sharedUid)) {
+  console.error('MONITOR_HISTORY_SHARED_UID must be a uid above 0, or "none"');
+  process.exit(2);
+}
 const sessionNode = values["session-node"] ?? env.MONITOR_SESSION_NODE;
 const sessionBun = values["session-bun"] ?? env.MONITOR_SESSION_BUN;
 
@@ -98,6 +112,8 @@ try {
     isolation,
     spareSessions: spares,
     registryCacheBytes: cacheBytes,
+    historyMaxBytes: historyBytes,
+    historySharedUid: sharedUid === "none" ? null : Number(sharedUid),
     ...(env.MONITOR_REGISTRY_UPSTREAM ? { registryUpstream: env.MONITOR_REGISTRY_UPSTREAM } : {}),
     ...(sessionNode ? { sessionNode } : {}),
     ...(sessionBun ? { sessionBun } : {}),

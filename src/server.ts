@@ -50,7 +50,8 @@ export const INSTRUCTIONS = [
   "start_process for dev servers (waitFor a port or log line) → tail_logs with the returned cursor to follow",
   "output → deploy (preview needs the port) → check_preview the URL to see the page and errors only the browser",
   "shows → destroy_session when done. Change existing files with edit_file (exact replacements) rather than",
-  "rewriting them.",
+  "rewriting them. Every change is recorded: checkpoint before a risky change, diff to see what changed, revert",
+  "to put files back, fork_session to try alternatives side by side.",
   "Every tool takes the sessionId from create_session. Output is capped: when a result says truncated, read the",
   "rest with tail_logs. Errors come back as results with a message that says what to do next.",
 ].join(" ");

@@ -327,13 +327,14 @@ class Router {
    */
   async #storeCheckpoint(shard: RegistryStub, id: string, response: Response): Promise<Response> {
     const body = (await response.json()) as { warnings?: string[] };
-    try {
-      await shard.snapshot(id);
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+    const kept = await shard.snapshot(id).then(
+      (snapshot) => (snapshot.history > 0 ? null : "the history could not be stored"),
+      (error: unknown) => (error instanceof Error ? error.message : String(error)),
+    );
+    if (kept !== null) {
       body.warnings = [
         ...(body.warnings ?? []),
-        `this checkpoint is kept in the sandbox container only, not in the snapshot store (${reason}): it is lost if the container is replaced`,
+        `this checkpoint is kept in the sandbox container only, not in the snapshot store (${kept}): it is lost if the container is replaced`,
       ];
     }
     return Response.json(body, { status: response.status });

@@ -36,6 +36,8 @@ Options (each has an environment variable; a flag wins over its variable):
 Cloudflare deploys read CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID; without a token they are dry runs.
 Sessions with network "allow" install through a shared registry cache: REGISTRY_UPSTREAM (default
 https://registry.npmjs.org) and REGISTRY_CACHE_BYTES (default 4 GiB; 0 turns it off).
+Each session's workspace history (checkpoint, diff, revert, fork_session) may use HISTORY_MAX_BYTES of disk
+(default 256 MiB; 0 turns history off).
 
 Endpoints: /mcp (streamable HTTP), /health, http://<name>.apps.localhost:<port>/ (static deploys),
            http://<port>-<sessionId>.localhost:<port>/ (previews of session ports)
@@ -107,6 +109,10 @@ async function main() {
       `REGISTRY_CACHE_BYTES is a whole number of bytes (0 turns the cache off), not ${env.REGISTRY_CACHE_BYTES}`,
     );
   }
+  const historyBytes = Number(env.HISTORY_MAX_BYTES ?? 256 * 1024 ** 2);
+  if (!Number.isInteger(historyBytes) || historyBytes < 0) {
+    fail(`HISTORY_MAX_BYTES is a whole number of bytes (0 turns history off), not ${env.HISTORY_MAX_BYTES}`);
+  }
   const sessionNode = args["session-node"] ?? env.SESSION_NODE;
   const sessionBun = args["session-bun"] ?? env.SESSION_BUN;
   const tokens = parseTokens(args.token ?? env.TOKEN);
@@ -150,6 +156,7 @@ async function main() {
       sessions: {
         registryCacheBytes: cacheBytes,
         ...egress,
+        historyMaxBytes: historyBytes,
         ...(env.REGISTRY_UPSTREAM ? { registryUpstream: env.REGISTRY_UPSTREAM } : {}),
         ...(sessionNode ? { sessionNode } : {}),
         ...(sessionBun ? { sessionBun } : {}),

@@ -47,6 +47,7 @@ export interface LocalServerOptions {
     | "egressSecrets"
     | "egressHosts"
     | "egressUpstreamCa"
+    | "historyMaxBytes"
   >;
   /**
    * The server's origin as clients reach it; defaults to `http://127.0.0.1:<port>` (or the bound host when it is
