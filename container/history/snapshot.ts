@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import { constants, open, readlink } from "node:fs/promises";
-import { type DirRef, PathResolver } from "../files/path-resolver.ts";
+import { constants, lstat, open, readdir, readlink } from "node:fs/promises";
+import { mapPool } from "../files/file-ops.ts";
+import { type DirRef, errnoOf, openChildDir, PathResolver } from "../files/path-resolver.ts";
 import { HEAVY_DIRECTORIES } from "../files/paths.ts";
-import { walkTree } from "../files/walk.ts";
 import type { FileWrite, TreeFile } from "./repo.ts";
 
 /**
@@ -49,6 +49,8 @@ const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBL
 /** A file whose times are this close to the snapshot may change again within the clock's resolution. */
 const RACY_MS = 50;
 const MAX_REPORTED = 50;
+const STAT_BATCH = 32;
+const READ_CONCURRENCY = 8;
 
 export function isRecorded(name: string, isDirectory: boolean): boolean {
   if (TRANSIENT.test(name)) return false;
@@ -104,34 +106,65 @@ export async function scanWorkspace(
       writes.push({ path: candidate.path, mode: read.mode, data: read.data });
     };
     let scanned = 0;
-    const enter = (segments: readonly string[]) => isRecorded(segments.at(-1) ?? "", true);
-    for await (const entry of walkTree(resolver.root, { maxDepth: Number.POSITIVE_INFINITY, enter })) {
-      if (++scanned > limits.maxEntries) {
-        complete = false;
-        report(
-          ".",
-          `the workspace holds more than ${limits.maxEntries} entries; the rest keep their recorded version`,
-        );
-        break;
+    // Depth first, each directory's files read (a few at a time) while its verified handle is open: the handle
+    // is what pins the paths the reads open.
+    const visit = async (dir: DirRef, prefix: readonly string[]): Promise<void> => {
+      let names: string[];
+      try {
+        names = (await readdir(dir.base)).sort();
+      } catch (error) {
+        if (errnoOf(error) === "ENOENT") return; // removed while we walked
+        throw error;
       }
-      const { stat } = entry;
-      if (!isRecorded(entry.name, stat.isDirectory())) continue;
-      const link = stat.isSymbolicLink();
-      if (!link && !stat.isFile()) continue;
-      const path = entry.segments.join("/");
-      if (!link && stat.size > limits.maxFileBytes) {
-        report(path, `larger than ${limits.maxFileBytes} bytes`);
-        continue;
+      const subdirs: string[] = [];
+      const candidates: Candidate[] = [];
+      for (let i = 0; i < names.length; i += STAT_BATCH) {
+        const batch = names.slice(i, i + STAT_BATCH);
+        const stats = await Promise.all(batch.map((name) => lstat(`${dir.base}/${name}`).catch(() => null)));
+        for (const [j, name] of batch.entries()) {
+          const stat = stats[j];
+          if (!stat) continue;
+          if (++scanned > limits.maxEntries) {
+            complete = false;
+            return;
+          }
+          if (!isRecorded(name, stat.isDirectory())) continue;
+          if (stat.isDirectory()) {
+            subdirs.push(name);
+            continue;
+          }
+          const link = stat.isSymbolicLink();
+          if (!link && !stat.isFile()) continue;
+          const path = [...prefix, name].join("/");
+          if (!link && stat.size > limits.maxFileBytes) {
+            report(path, `larger than ${limits.maxFileBytes} bytes`);
+            continue;
+          }
+          const key = `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.mode}`;
+          const racy = Math.max(stat.mtimeMs, stat.ctimeMs) >= startedAt - RACY_MS;
+          const known = previous.get(path);
+          if (known && known.key === key) manifest.set(path, racy ? { ...known, key: null } : known);
+          else candidates.push({ path, parent: dir, name, key, racy, link });
+        }
       }
-      const key = `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}:${stat.mode}`;
-      const racy = Math.max(stat.mtimeMs, stat.ctimeMs) >= startedAt - RACY_MS;
-      const known = previous.get(path);
-      if (known && known.key === key) {
-        manifest.set(path, racy ? { ...known, key: null } : known);
-        continue;
+      await mapPool(candidates, READ_CONCURRENCY, consider);
+      for (const name of subdirs) {
+        if (!complete) return;
+        const child = await openChildDir(dir, name);
+        if (!child) continue; // swapped for a link or removed since: not entered
+        try {
+          await visit(child, [...prefix, name]);
+        } finally {
+          await child.handle.close();
+        }
       }
-      // Read now, while the walk holds the file's directory open: its handle is what pins the path.
-      await consider({ path, parent: entry.parent, name: entry.name, key, racy, link });
+    };
+    await visit(resolver.root, []);
+    if (!complete) {
+      report(
+        ".",
+        `the workspace holds more than ${limits.maxEntries} entries; the rest keep their recorded version`,
+      );
     }
   } finally {
     await resolver.close();

@@ -121,12 +121,16 @@ describe("a hostile workspace", () => {
     await writeFile(secretFile, "TOP SECRET OF THE HOST");
     const { id } = await client.createSession({});
     // A jailed process swaps a file for a link to a host file as fast as it can while the history reads it.
-    const swapper = await client.startProcess(id, {
-      name: "swapper",
-      command: `while true; do echo safe > f.tmp && mv f.tmp x; ln -sf ${secretFile} x.lnk && mv -T x.lnk x; done`,
-    });
+    const swap = [
+      "const fs = require('fs');",
+      "for (;;) {",
+      "  fs.writeFileSync('f.tmp', 'safe'); fs.renameSync('f.tmp', 'x');",
+      `  fs.symlinkSync(${JSON.stringify(secretFile)}, 'l.tmp'); fs.renameSync('l.tmp', 'x');`,
+      "}",
+    ].join(" ");
+    const swapper = await client.startProcess(id, { name: "swapper", command: `node -e "${swap}"` });
     const history = monitor.history.of(id);
-    for (let i = 0; i < 60; i++) await history.run(() => history.snapshotNow(true));
+    for (let i = 0; i < 200; i++) await history.run(() => history.snapshotNow(true));
     await client.stopProcess(id, swapper.process.id);
     const dir = monitor.sessions.paths(id).history;
     const { stdout } = await run("git", ["--git-dir", dir, "cat-file", "--batch-all-objects", "--batch"], {
