@@ -11,13 +11,16 @@ import { mb, median, ms, percentile, type Row, SETTLE_MS } from "./stats.ts";
  * Workspace history figures, each against a baseline of the same run:
  * - `write_files` of 10 files on a monitor that records history and on one that does not (history off),
  *   interleaved; and what recording those 10 files costs, off the call's path;
+ * - `create_session` of the `node` template and a first `run_commands`, history on and off, interleaved; and the
+ *   session's first recording after it (the one that writes the start), for a command that changed a file and
+ *   for one that changed nothing;
  * - `fork_session` of a `vite-react` session with `node_modules` installed (`npm install` over the session
  *   network), p50, next to `cp -a` of the same workspace; and the disk a fork adds.
  */
 const exec = promisify(execFile);
 
 async function withMonitor<T>(
-  config: { historyMaxBytes?: number },
+  config: { historyMaxBytes?: number; historyLimits?: { quietMs: number; maxWaitMs: number } },
   run: (monitor: Monitor, client: SandboxClient) => Promise<T>,
 ): Promise<T> {
   const dataDir = await mkdtemp(join(tmpdir(), "bench-history-"));
@@ -99,7 +102,55 @@ export async function benchHistory(options: { quick: boolean }): Promise<Row[]> 
     }),
   );
 
-  // 2. fork of a vite-react session with node_modules installed
+  // 2. a session's start: the calls, and its first recording (timers held back, so it runs when measured)
+  const held = { quietMs: 3_600_000, maxWaitMs: 3_600_000 };
+  await withMonitor({ historyLimits: held }, (on, withHistory) =>
+    withMonitor({ historyMaxBytes: 0 }, async (_off, without) => {
+      const calls = { on: [] as number[], off: [] as number[] };
+      const first = { changed: [] as number[], unchanged: [] as number[] };
+      const sessions = options.quick ? 10 : 30;
+      for (let round = 0; round < sessions + 2; round++) {
+        for (const command of ["echo built > out.txt", "ls > /dev/null"]) {
+          let id = "";
+          const onMs = await timed(async () => {
+            id = (await withHistory.createSession({ template: "node" })).id;
+            await withHistory.exec(id, { commands: [command] });
+          });
+          const history = on.history.of(id);
+          const recordMs = await timed(() => history.record());
+          await withHistory.destroySession(id);
+          const offMs = await timed(async () => {
+            id = (await without.createSession({ template: "node" })).id;
+            await without.exec(id, { commands: [command] });
+          });
+          await without.destroySession(id);
+          if (round < 2) continue;
+          calls.on.push(onMs);
+          calls.off.push(offMs);
+          (command.startsWith("ls") ? first.unchanged : first.changed).push(recordMs);
+        }
+      }
+      const ratio = median(calls.on) / median(calls.off);
+      rows.push({
+        figure: "create_session (node) + first run_commands, history on (p50)",
+        value: ms(median(calls.on)),
+        baseline: `history off ${ms(median(calls.off))}`,
+        ratio: `${ratio.toFixed(2)}x off`,
+        goal: "-",
+        ok: null,
+      });
+      rows.push({
+        figure: "a session's first recording, after those calls (p50)",
+        value: ms(median(first.changed)),
+        baseline: `command that changed nothing ${ms(median(first.unchanged))} (no git)`,
+        ratio: "-",
+        goal: "-",
+        ok: null,
+      });
+    }),
+  );
+
+  // 3. fork of a vite-react session with node_modules installed
   await withMonitor({}, async (monitor, client) => {
     const source = await client.createSession({ network: "allow", template: "vite-react" });
     const install = await client.exec(source.id, {

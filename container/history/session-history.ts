@@ -1,7 +1,8 @@
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { Git } from "./git.ts";
+import type { FileWrite } from "./repo.ts";
 import { CURRENT_REF, EMPTY_TREE, HistoryRepo, refOf, START_REF, type StoredEntry } from "./repo.ts";
-import { type Manifest, manifestOf, type NotRecorded, scanWorkspace } from "./snapshot.ts";
+import { blobId, type Manifest, manifestOf, type NotRecorded, scanWorkspace } from "./snapshot.ts";
 
 export interface HistoryLimits {
   /** Disk one session's history may take; automatic entries are dropped, oldest first, to stay under it. */
@@ -32,6 +33,17 @@ export const DEFAULT_HISTORY_LIMITS: HistoryLimits = {
   quietMs: 500,
   maxWaitMs: 5_000,
   processIntervalMs: 30_000,
+};
+
+/** What a background snapshot answers while the start is not written yet and nothing changed. */
+const PENDING: StoredEntry = {
+  id: "start",
+  kind: "start",
+  name: "start",
+  message: "",
+  createdAt: 0,
+  commit: "",
+  tree: EMPTY_TREE,
 };
 
 /** Most changed content one snapshot holds in memory before handing it to git; the rest follows next time. */
@@ -65,6 +77,8 @@ export class SessionHistory {
   #queue: Promise<unknown> = Promise.resolve();
   #ready: Promise<void> | null = null;
   #manifest: Manifest | null = null;
+  /** The start's files while they are not written yet (see #open). */
+  #pendingStart: FileWrite[] | null = null;
   #current: { commit: string; tree: string } = { commit: "", tree: EMPTY_TREE };
   #entries: StoredEntry[] = [];
   #bytes = 0;
@@ -97,8 +111,23 @@ export class SessionHistory {
     return this.#current.commit;
   }
 
-  /** Runs `work` after everything queued before it. */
+  /** Runs `work` after everything queued before it, with the start written (see `#open`). */
   run<T>(work: () => Promise<T>): Promise<T> {
+    return this.#enqueue(async () => {
+      await this.#writeStart();
+      return work();
+    });
+  }
+
+  /**
+   * Records the workspace as the debounced recording does, after everything queued before it. The one way in
+   * that may leave the start unwritten: a change that changed nothing runs no git.
+   */
+  record(): Promise<Snapshot> {
+    return this.#enqueue(() => this.snapshotNow(false));
+  }
+
+  #enqueue<T>(work: () => Promise<T>): Promise<T> {
     const next = this.#queue.then(async () => {
       await this.#ensure();
       return work();
@@ -118,7 +147,7 @@ export class SessionHistory {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      this.run(() => this.snapshotNow(false)).catch((error: unknown) => {
+      this.record().catch((error: unknown) => {
         this.lastError = error instanceof Error ? error.message : String(error);
       });
     }, due - now);
@@ -194,8 +223,12 @@ export class SessionHistory {
     const scan = await this.#scan();
     if (scan.deletes.length === 0 && scan.writes.length === 0) {
       this.#manifest = scan.manifest;
+      if (this.#pendingStart && !urgent)
+        return { entry: PENDING, created: false, notRecorded: scan.notRecorded };
+      await this.#writeStart();
       return { entry: this.#currentEntry(), created: false, notRecorded: scan.notRecorded };
     }
+    await this.#writeStart();
     const id = `h${this.#nextSeq()}`;
     const subject = summarize(causes.length ? causes : ["a change"]);
     const written = await this.repo.commit(
@@ -269,6 +302,7 @@ export class SessionHistory {
 
   /** Reads the refs again (after a fork's copy or a bundle's import changed them). Call inside `run`. */
   async reload(): Promise<void> {
+    this.#pendingStart = null;
     this.#entries = await this.repo.entries();
     this.#current = (await this.repo.resolve(CURRENT_REF)) ?? this.#current;
     this.#manifest = null;
@@ -283,16 +317,34 @@ export class SessionHistory {
     return this.#ready;
   }
 
+  /**
+   * Opens the repository. A new one runs no git at all: its start (the template's files) is kept in memory and
+   * written with the first change or the first call that needs an entry, so sessions that change nothing, and
+   * commands that change nothing, cost a walk of the workspace and no process.
+   */
   async #open(): Promise<void> {
-    if (!(await this.repo.exists())) await this.repo.init();
-    this.#entries = await this.repo.entries();
+    const fresh = !(await this.repo.exists());
+    if (fresh) await this.repo.init();
+    this.#entries = fresh ? [] : await this.repo.entries();
     if (!this.#entries.some((entry) => entry.kind === "start")) {
-      const files = await this.#options.start();
-      const written = await this.repo.commit(START_REF, "start", "", null, [], files, { urgent: true });
-      this.#add({ id: "start", kind: "start", name: "start", message: "", ...written });
+      const files = [...(await this.#options.start())];
+      this.#pendingStart = files;
+      this.#manifest = new Map(
+        files.map((file) => [file.path, { mode: file.mode, sha: blobId(file.data), key: null }]),
+      );
+    } else {
+      this.#current = (await this.repo.resolve(CURRENT_REF)) ?? this.#startEntry();
     }
-    this.#current = (await this.repo.resolve(CURRENT_REF)) ?? this.#startEntry();
     this.#bytes = await this.repo.bytes();
+  }
+
+  /** Writes the start if it is still only in memory. */
+  async #writeStart(): Promise<void> {
+    const files = this.#pendingStart;
+    if (!files) return;
+    const written = await this.repo.commit(START_REF, "start", "", null, [], files, { urgent: true });
+    this.#add({ id: "start", kind: "start", name: "start", message: "", ...written });
+    this.#pendingStart = null;
   }
 
   async #scan() {

@@ -79,6 +79,46 @@ describe("recording", () => {
     expect(diff.files.map((file) => file.path)).toEqual(["out.txt"]);
   });
 
+  it("runs no git for commands that change nothing, and writes the start with the first change", async () => {
+    const { monitor, client } = await start({ historyLimits: { quietMs: 20, maxWaitMs: 50 } });
+    const idle = (await client.createSession({ template: "node" })).id;
+    await client.exec(idle, { commands: ["cat package.json > /dev/null", "ls"] });
+    // What the recording after the command does, waited for: it opens the repository and writes nothing.
+    const history = monitor.history.of(idle);
+    expect((await history.record()).created).toBe(false);
+    expect(await history.repo.exists()).toBe(true);
+    expect(await refs(monitor, idle)).toEqual([]);
+
+    const { id } = await client.createSession({ template: "node" });
+    await client.exec(id, { commands: ["ls"] });
+    await client.exec(id, { commands: ["echo changed > package.json"] });
+    const found = await eventually("the start and an entry", async () => {
+      const all = await refs(monitor, id);
+      return all.some((ref) => ref.ref.startsWith("refs/history/h")) ? all : undefined;
+    });
+    expect(found.map((ref) => ref.ref).sort()).toEqual([
+      "refs/history/current",
+      "refs/history/h1",
+      "refs/history/start",
+    ]);
+    const diff = await client.diff(id, { from: "start" });
+    expect(diff.files.map((file) => [file.path, file.status])).toEqual([["package.json", "modified"]]);
+  });
+
+  it("counts a first checkpoint's changes against the start, written or not", async () => {
+    const { client } = await start({ historyLimits: { quietMs: 20, maxWaitMs: 50 } });
+    const { id } = await client.createSession({ template: "node" });
+    await client.exec(id, { commands: ["ls"] });
+    const first = await client.checkpoint(id, { name: "untouched" });
+    expect(first.changed).toBe(0);
+    expect(first.files).toBeGreaterThan(0);
+    await client.writeFiles(id, { files: [{ path: "a.txt", content: "a" }] });
+    const second = await client.checkpoint(id, { name: "one file" });
+    expect([second.changed, second.files]).toEqual([1, first.files + 1]);
+    const listed = await client.history(id);
+    expect(listed.entries.map((entry) => entry.id)).toEqual(["start", "cp1", "cp2"]);
+  });
+
   it("records what a supervised process writes while it runs", async () => {
     const { monitor, client } = await start({
       historyLimits: { quietMs: 20, maxWaitMs: 50, processIntervalMs: 200 },
