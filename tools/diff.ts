@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DiffFile, HistoryEntry, HistoryRef, NotRecorded } from "../src/protocol/history.ts";
+import { DiffFile, type DiffResult, HistoryEntry, HistoryRef, NotRecorded } from "../src/protocol/history.ts";
 import { defineTool } from "./define-tool.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
 
@@ -68,15 +68,19 @@ export const diff = defineTool({
       },
       { signal: ctx.signal },
     );
-    const head = `${result.filesChanged} file(s) changed from ${result.from.id} to ${result.to.id}${args.to === undefined ? " (now)" : ""}, +${result.additions} -${result.deletions}.`;
-    const list = result.files.map(
-      (file) =>
-        `${file.status} ${file.path}${file.binary ? ` (binary, ${file.oldBytes ?? 0} → ${file.newBytes ?? 0} bytes)` : ` +${file.additions ?? 0} -${file.deletions ?? 0}`}`,
-    );
-    const dirs = result.directories.map(
-      (dir) => `${dir.path}/: ${dir.files} files +${dir.additions} -${dir.deletions}`,
-    );
-    const text = [head, ...dirs, ...list, result.patch, result.hint ?? ""].filter(Boolean).join("\n");
-    return { data: result, text };
+    return { data: result, text: diffText(result, args.to === undefined) };
   },
 });
+
+/** A diff as text: a summary line, directories and files with their counts, the unified diff, the hint. */
+export function diffText(result: DiffResult, toNow: boolean): string {
+  const head = `${result.filesChanged} file(s) changed from ${result.from.id} to ${result.to.id}${toNow ? " (now)" : ""}, +${result.additions} -${result.deletions}.`;
+  const list = result.files.map(
+    (file) =>
+      `${file.status} ${file.path}${file.binary ? ` (binary, ${file.oldBytes ?? 0} → ${file.newBytes ?? 0} bytes)` : ` +${file.additions ?? 0} -${file.deletions ?? 0}`}`,
+  );
+  const dirs = result.directories.map(
+    (dir) => `${dir.path}/: ${dir.files} files +${dir.additions} -${dir.deletions}`,
+  );
+  return [head, ...dirs, ...list, result.patch, result.hint ?? ""].filter(Boolean).join("\n");
+}

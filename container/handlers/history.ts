@@ -13,6 +13,8 @@ import type { MonitorServices } from "./services.ts";
 import { sessionId } from "./sessions.ts";
 import { jsonBody, queryParams } from "./validate.ts";
 
+const ListQuery = z.object({ record: z.enum(["true", "false"]).default("true") });
+
 const BundleQuery = z.object({
   mode: z.enum(["restore", "fork"]).default("restore"),
   from: HistoryRef.optional(),
@@ -22,7 +24,8 @@ export function historyRoutes(app: Hono, { sessions, history, fork }: MonitorSer
   app.get(patterns.history, async (c) => {
     const id = sessionId(c.req.param("sessionId"));
     await sessions.workspace(id);
-    return c.json(await history.list(id));
+    const { record } = queryParams(c, ListQuery);
+    return c.json(await history.list(id, record === "true"));
   });
 
   app.post(patterns.checkpoints, async (c) => {

@@ -98,10 +98,11 @@ export class HistoryService {
     return history;
   }
 
-  async list(sessionId: string): Promise<HistoryList> {
+  /** The entries, after recording the workspace unless `record` is false. */
+  async list(sessionId: string, record = true): Promise<HistoryList> {
     const history = this.of(sessionId);
     return history.run(async () => {
-      const current = (await history.snapshotNow(true)).entry;
+      const current = record ? (await history.snapshotNow(true)).entry : history.currentEntry();
       const warnings = history.lastError ? [`the last automatic recording failed: ${history.lastError}`] : [];
       return {
         entries: history.entries().map(toEntry),

@@ -226,7 +226,7 @@ export class SessionHistory {
       if (this.#pendingStart && !urgent)
         return { entry: PENDING, created: false, notRecorded: scan.notRecorded };
       await this.#writeStart();
-      return { entry: this.#currentEntry(), created: false, notRecorded: scan.notRecorded };
+      return { entry: this.currentEntry(), created: false, notRecorded: scan.notRecorded };
     }
     await this.#writeStart();
     const id = `h${this.#nextSeq()}`;
@@ -369,7 +369,8 @@ export class SessionHistory {
     return stored;
   }
 
-  #currentEntry(): StoredEntry {
+  /** The entry holding the last recorded state. Call inside `run`. */
+  currentEntry(): StoredEntry {
     const { commit, tree } = this.#current;
     return (
       this.#entries.findLast((entry) => entry.commit === commit) ??

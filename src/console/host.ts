@@ -32,13 +32,12 @@ export interface HistoryDiff {
 }
 
 /**
- * The session history the console shows. The console asks nothing else of it, so whatever records history
- * (checkpoints, diffs) plugs in by implementing these two calls over the sandbox client and passing the result
- * as `ConsoleHost.history`; until then the console says there is no history yet.
+ * The session history the console shows (`sandboxHistory` in history.ts, over the sandbox client). Without one
+ * the console says there is no history.
  */
 export interface ConsoleHistory {
-  /** The session's entries, newest first; empty when nothing was recorded yet. */
-  list(ctx: ToolContext, sessionId: string): Promise<HistoryEntry[]>;
+  /** The session's entries, newest first; empty when nothing was recorded yet, null where history is off. */
+  list(ctx: ToolContext, sessionId: string): Promise<HistoryEntry[] | null>;
   /** What changed since `from` (an entry id), or since the session began when `from` is null. */
   diff(ctx: ToolContext, sessionId: string, from: string | null): Promise<HistoryDiff>;
 }
@@ -57,7 +56,7 @@ export interface ConsoleHost {
     request: { principal: string; sessionId: string; processes: ProcessInfo[] },
     signal: AbortSignal,
   ): Promise<ConsolePreview[]>;
-  /** Absent until the server records history. */
+  /** Absent: the console shows no history. */
   history?: ConsoleHistory;
 }
 

@@ -1,4 +1,5 @@
 import { consolePage } from "../console/build.ts";
+import { sandboxHistory } from "../console/history.ts";
 import type { ConsoleHost } from "../console/host.ts";
 
 /**
@@ -10,6 +11,7 @@ export function createNodeConsole(options: { serverPort: () => number }): Consol
   return {
     page: consolePage(),
     previewOrigins: () => [`http://*.localhost:${options.serverPort()}`],
+    history: sandboxHistory,
     async previews({ sessionId, processes }) {
       return processes
         .filter((p) => p.port !== null && (p.status === "running" || p.status === "starting"))

@@ -216,9 +216,13 @@ export class SandboxClient {
     return this.#json(ClearErrorsResult, "DELETE", routes.errors(id), undefined, filter, options);
   }
 
-  /** The session's checkpoints and automatic history entries. */
-  history(id: string, options?: CallOptions) {
-    return this.#json(HistoryList, "GET", routes.history(id), undefined, undefined, options);
+  /**
+   * The session's checkpoints and automatic history entries, the workspace recorded first; `record: false` lists
+   * what is recorded as it is (a console following the session).
+   */
+  history(id: string, options?: CallOptions, query: { record?: boolean } = {}) {
+    const search = query.record === false ? { record: "false" } : undefined;
+    return this.#json(HistoryList, "GET", routes.history(id), undefined, search, options);
   }
 
   /** Records the workspace now as a named checkpoint. */

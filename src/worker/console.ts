@@ -1,5 +1,6 @@
 // The console page, built by `node src/console/build.ts` (wrangler's custom build) and bundled as a text module.
 import page from "../../dist/console/console.html";
+import { sandboxHistory } from "../console/history.ts";
 import type { ConsoleHost } from "../console/host.ts";
 import { previewUrl } from "./preview-host.ts";
 import type { PreviewGrant } from "./preview-registry.ts";
@@ -19,6 +20,7 @@ export function createWorkerConsole(options: {
   return {
     page: async () => page,
     previewOrigins: () => (previewDomain ? [`${scheme}//*.${previewDomain}`] : []),
+    history: sandboxHistory,
     async previews({ principal, sessionId, processes }) {
       if (!previewDomain) return [];
       const grants: PreviewGrant[] = await options.previews.getByName(sessionId).list();

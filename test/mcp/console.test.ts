@@ -46,10 +46,10 @@ describe("live console (MCP App) on the local server, in Chromium", () => {
     await server?.stop();
   });
 
-  it("shows the session it was opened for, with no history yet", async () => {
+  it("shows the session it was opened for, its history at its start", async () => {
     await host.view.locator("h1").filter({ hasText: sessionId }).waitFor(SLOW);
     await host.view.locator("[data-testid=status]").filter({ hasText: "live" }).waitFor(SLOW);
-    expect(await host.view.locator(".history").textContent()).toContain("No history yet.");
+    await host.view.locator('.history li[data-entry="start"]').waitFor(SLOW);
     // Everything it showed came through the host's relay, with the app-only read among the calls.
     expect(host.calls).toContain("console_state");
   });
@@ -166,6 +166,40 @@ describe("live console (MCP App) on the local server, in Chromium", () => {
       .filter({ hasText: "typescript" });
     expect(await typescript.locator(".message").textContent()).toBe(`TS1005: '${HOSTILE}' expected.`);
     await host.screenshot("console-hostile");
+  });
+
+  it("lists what the history recorded, with a checkpoint, and diffs from an entry and from the start", async () => {
+    await call(client, "write_files", { sessionId, files: [{ path: "notes.txt", content: "one\n" }] });
+    const saved = await call<{ checkpointId: string }>(client, "checkpoint", {
+      sessionId,
+      name: "before-edit",
+    });
+    await call(client, "write_files", { sessionId, files: [{ path: "notes.txt", content: "two\n" }] });
+    const history = host.view.locator(".history");
+    const checkpoint = history.locator(`li[data-entry="${saved.checkpointId}"]`);
+    await checkpoint.filter({ hasText: "before-edit" }).waitFor(SLOW);
+    // The write after the checkpoint is recorded on its own (after the session is quiet) and listed above it.
+    const entries = history.locator("li[data-entry]");
+    await expect.poll(async () => entries.first().getAttribute("data-entry"), SLOW).toMatch(/^h\d+$/);
+    expect(await entries.first().textContent()).toContain("write_files");
+    expect(await entries.last().getAttribute("data-entry")).toBe("start");
+
+    const diff = host.view.locator("[data-testid=diff]");
+    await checkpoint.getByRole("button", { name: "Diff" }).click();
+    await diff
+      .locator(".add")
+      .filter({ hasText: /^\+two$/ })
+      .waitFor(SLOW);
+    expect(await diff.locator(".del").allTextContents()).toEqual(["-one"]);
+    expect(await diff.textContent()).toContain(`1 file(s) changed from ${saved.checkpointId}`);
+
+    // Since the start: every file the session wrote, the hostile one as text.
+    await history.getByRole("button", { name: "Since start" }).click();
+    await diff.locator(".add").filter({ hasText: HOSTILE }).first().waitFor(SLOW);
+    expect(await diff.textContent()).toContain("added app.cjs");
+    expect(await host.view.locator("html").getAttribute("data-pwned")).toBeNull();
+    expect(host.calls).toContain("console_diff");
+    await host.screenshot("console-history-recorded");
   });
 });
 

@@ -105,6 +105,16 @@ describe("recording", () => {
     expect(diff.files.map((file) => [file.path, file.status])).toEqual([["package.json", "modified"]]);
   });
 
+  it("lists what is recorded without recording when asked (a console following the session)", async () => {
+    const { client } = await start({ historyLimits: { quietMs: 3_600_000, maxWaitMs: 3_600_000 } });
+    const { id } = await client.createSession({});
+    await client.writeFiles(id, { files: [{ path: "a.txt", content: "a" }] });
+    const listed = await client.history(id, undefined, { record: false });
+    expect([listed.entries.map((entry) => entry.id), listed.current]).toEqual([["start"], "start"]);
+    const recorded = await client.history(id);
+    expect([recorded.entries.map((entry) => entry.id), recorded.current]).toEqual([["start", "h1"], "h1"]);
+  });
+
   it("counts a first checkpoint's changes against the start, written or not", async () => {
     const { client } = await start({ historyLimits: { quietMs: 20, maxWaitMs: 50 } });
     const { id } = await client.createSession({ template: "node" });

@@ -11,7 +11,7 @@ interface ConsoleState {
   previews: { port: number; url: string; processId: string | null }[];
   processes: { processId: string; status: string }[];
   logs: { lines: { text: string }[]; cursor: number };
-  history: unknown;
+  history: { entries: { id: string; name: string | null }[] } | null;
 }
 
 describe("live console on the Worker", () => {
@@ -68,7 +68,11 @@ describe("live console on the Worker", () => {
     expect(before.previews).toEqual([]);
     expect(before.processes.map((p) => p.status)).toEqual(["running"]);
     expect(before.logs.lines.map((l) => l.text)).toContain("worker console app up");
-    expect(before.history).toBeNull();
+    // The history as the container recorded it, newest first, and a diff since the start through the console.
+    expect(before.history?.entries.at(-1)?.id).toBe("start");
+    const since = await alice.ok<{ diff: string }>("console_diff", { sessionId });
+    expect(since.diff).toContain("added server.js");
+    expect((await bob.call("console_diff", { sessionId })).isError).toBe(true);
 
     await alice.ok("deploy", { sessionId, target: "preview", port: 3000 });
     const after = await alice.ok<ConsoleState>("console_state", { sessionId, logsAfter: before.logs.cursor });
