@@ -12,7 +12,9 @@ import { median, type Row } from "./stats.ts";
  *   filled it (every later one), with npm's own best in the same run as the floor: a second install in the session
  *   whose own npm cache is warm, `--prefer-offline`, which asks nothing of any registry;
  * - npm with the cache turned off (straight to the registry through the session's network), for reference;
- * - bun the same way (bun takes package documents from the cache; its tarballs come from the registry).
+ * - bun the same way (bun takes package documents from the cache; its tarballs come from the registry);
+ * - npm with the lockfile the first install wrote put in the new sessions, cache empty and filled, to show what
+ *   a project that has its lockfile gets (the template itself ships none).
  * Each round gets a new monitor and data directory, so that "empty" is empty.
  */
 const NPM = "npm install --no-audit --no-fund";
@@ -43,8 +45,11 @@ async function withMonitor<T>(
   }
 }
 
-const fresh = async (client: SandboxClient) =>
-  (await client.createSession({ network: "allow", template: "vite-react" })).id;
+async function fresh(client: SandboxClient, lockfile?: string): Promise<string> {
+  const { id } = await client.createSession({ network: "allow", template: "vite-react" });
+  if (lockfile) await client.writeFiles(id, { files: [{ path: "package-lock.json", content: lockfile }] });
+  return id;
+}
 
 const s = (value: number) => `${(value / 1000).toFixed(2)} s`;
 
@@ -52,10 +57,17 @@ export async function benchInstall(options: { quick: boolean }): Promise<Row[]> 
   const rounds = options.quick ? 1 : 3;
   const npm = { cold: [] as number[], warm: [] as number[], floor: [] as number[], direct: [] as number[] };
   const bun = { cold: [] as number[], warm: [] as number[] };
+  const locked = { cold: [] as number[], warm: [] as number[] };
   let stored = { hits: 0, misses: 0 };
+  let lockfile = "";
   for (let round = 0; round < rounds; round++) {
     await withMonitor(null, async (monitor, client) => {
-      npm.cold.push(await timed(client, await fresh(client), NPM));
+      const first = await fresh(client);
+      npm.cold.push(await timed(client, first, NPM));
+      const lock = (await client.readFiles(first, { paths: ["package-lock.json"], maxBytes: 4 << 20 }))
+        .files[0];
+      if (!lock || lock.truncated) throw new Error("the first install wrote no whole package-lock.json");
+      lockfile = lock.content;
       const second = await fresh(client);
       npm.warm.push(await timed(client, second, NPM));
       npm.floor.push(
@@ -69,6 +81,10 @@ export async function benchInstall(options: { quick: boolean }): Promise<Row[]> 
     });
     await withMonitor(0, async (_monitor, client) => {
       npm.direct.push(await timed(client, await fresh(client), NPM));
+    });
+    await withMonitor(null, async (_monitor, client) => {
+      locked.cold.push(await timed(client, await fresh(client, lockfile), NPM));
+      locked.warm.push(await timed(client, await fresh(client, lockfile), NPM));
     });
   }
   const ratio = median(npm.warm) / median(npm.cold);
@@ -89,6 +105,14 @@ export async function benchInstall(options: { quick: boolean }): Promise<Row[]> 
       ratio: `${ratio.toFixed(2)}x first (${(median(npm.warm) / median(npm.floor)).toFixed(2)}x npm's floor)`,
       goal: "<= 0.3x first",
       ok: ratio <= 0.3,
+    },
+    {
+      figure: "npm install vite-react with its lockfile, fresh session, cache filled by another (p50)",
+      value: s(median(locked.warm)),
+      baseline: `cache empty ${s(median(locked.cold))}`,
+      ratio: `${(median(locked.warm) / median(locked.cold)).toFixed(2)}x first with lockfile (${(median(locked.warm) / median(npm.cold)).toFixed(2)}x first without)`,
+      goal: "-",
+      ok: null,
     },
     {
       figure: "bun install vite-react, fresh session, cache filled by another (p50)",
