@@ -25,6 +25,23 @@ const SETRLIMIT_SYSCALL: Partial<Record<string, number>> = {
   ppc64: 75,
   s390x: 75,
 };
+/**
+ * setsid(2)'s number, which a command under a pseudo-terminal needs; only where agent.pl's terminal ioctl numbers
+ * (the asm-generic and x86 ones) are right too, so powerpc is left out: terminals are refused there.
+ */
+const SETSID_SYSCALL: Partial<Record<string, number>> = {
+  x64: 112,
+  arm64: 157,
+  riscv64: 157,
+  loong64: 157,
+  s390x: 66,
+};
+
+/** Whether the agent can run commands under a pseudo-terminal on this architecture. */
+export function agentRunsTerminals(arch: string = process.arch): boolean {
+  return SETSID_SYSCALL[arch] !== undefined;
+}
+
 /** RLIMIT_CPU and RLIMIT_FSIZE, the same on every Linux architecture. */
 const RLIMIT_CPU = 0;
 const RLIMIT_FSIZE = 1;
@@ -52,6 +69,20 @@ export function agentInvocation(
   script = agentScript(),
   arch: string = process.arch,
 ): { files: [string, string][]; tail: string[] } {
-  const setrlimit = String(SETRLIMIT_SYSCALL[arch] ?? 0);
-  return { files: [[script, AGENT_SCRIPT]], tail: ["--chdir", "/", "--", perl, AGENT_SCRIPT, setrlimit] };
+  return {
+    files: [[script, AGENT_SCRIPT]],
+    tail: ["--chdir", "/", "--", perl, AGENT_SCRIPT, ...agentArgs(arch)],
+  };
+}
+
+/**
+ * The agent run directly on the host, for what an unisolated jail cannot do with plain child processes (commands
+ * under a pseudo-terminal, which Node cannot open).
+ */
+export function hostAgent(perl: string, script = agentScript(), arch: string = process.arch): string[] {
+  return [perl, script, ...agentArgs(arch)];
+}
+
+function agentArgs(arch: string): string[] {
+  return [String(SETRLIMIT_SYSCALL[arch] ?? 0), String(SETSID_SYSCALL[arch] ?? 0)];
 }

@@ -13,6 +13,10 @@
 # Each command is started by one path: a SPAWN frame forks one process, which execs `/bin/sh -c <command>`. Nothing
 # is ever forked again for the same frame, so a command runs at most once, and the agent says which: SPAWNED once the
 # fork has become the shell, FAILED when it never did (see settle_start). A command that reports FAILED did not run.
+#
+# A command's stdin is /dev/null unless its SPAWN asks for a pipe (INPUT frames are written to it) or a terminal: a
+# pseudo-terminal from /dev/ptmx whose other side becomes the command's stdin, stdout, stderr and controlling
+# terminal, so that prompts, colours and full-screen programs behave as they do for a person.
 use strict;
 
 sub F_GETFD () { 1 }
@@ -21,11 +25,23 @@ sub F_GETFL () { 3 }
 sub F_SETFL () { 4 }
 sub FD_CLOEXEC () { 1 }
 sub O_NONBLOCK () { 0x800 }
+sub O_RDWR () { 2 }
+sub O_NOCTTY () { 0x100 }
 sub WNOHANG () { 1 }
+# Terminal ioctls (asm-generic and x86, which share them): the pty's number and lock, the controlling terminal, the
+# window size.
+sub TIOCGPTN () { 0x80045430 }
+sub TIOCSPTLCK () { 0x40045431 }
+sub TIOCSCTTY () { 0x540E }
+sub TIOCSWINSZ () { 0x5414 }
 
 my $CHANNEL_FD = 5;
 # setrlimit(2)'s system call number on this architecture, from the monitor (0: unknown, no limits are sent).
 my $SETRLIMIT = $ARGV[0] // 0;
+# setsid(2)'s, which a command under a terminal needs to make it its controlling terminal (0: unknown, no terminals).
+my $SETSID = $ARGV[1] // 0;
+# Input bytes a command may have waiting in the agent; the monitor keeps within it (it counts WROTE frames).
+my $INPUT_MAX = 1024 * 1024;
 # Output bytes sent per stream before waiting for the monitor's acks.
 my $WINDOW = 256 * 1024;
 my $CHUNK = 64 * 1024;
@@ -43,12 +59,16 @@ my $STARTING = 2;    # seconds
 sub SPAWN () { 1 }
 sub SIGNAL () { 2 }
 sub ACK () { 3 }
+sub INPUT () { 4 }
+sub CLOSE_INPUT () { 5 }
+sub RESIZE () { 6 }
 sub READY () { 10 }
 sub SPAWNED () { 11 }
 sub FAILED () { 12 }
 sub DATA () { 13 }
 sub EOF_ () { 14 }
 sub EXIT () { 15 }
+sub WROTE () { 16 }
 
 # The agent's process name (comm), which its forks inherit and keep until they exec. It holds a "/", which no
 # exec can give a process (the kernel names it after the last part of the program's path), so a process with this
@@ -88,9 +108,10 @@ fcntl($wake_w, F_SETFL, fcntl($wake_w, F_GETFL, 0) | O_NONBLOCK);
 $SIG{CHLD} = sub { syswrite($wake_w, "c") };
 $SIG{PIPE} = "IGNORE";
 
-# id => { pid, started, out => { 1 => fh, 2 => fh }, unacked => { 1 => n, 2 => n }, exited }, and while the command
-# is starting: starting, st (the status pipe, until it ends), why (what the fork wrote on it), signals (sent before
-# it had started).
+# id => { pid, started, out => { 1 => fh, 2 => fh }, unacked => { 1 => n, 2 => n }, exited }, with a stdin: in (the
+# agent's end, the terminal's master under a terminal), inbuf (input not written yet), close_in; under a terminal:
+# tty (its master); and while the command is starting: starting, st (the status pipe, until it ends), why (what the
+# fork wrote on it), signals (sent before it had started).
 my %run;
 my %by_pid;          # pid => id
 my @timers;          # [due, code]
@@ -151,48 +172,125 @@ sub fail {
     put(pack("CN", FAILED, $id) . $message);
 }
 
-# The pipes between the agent and one command: its output, and the status pipe on which the fork says why it
-# cannot become the command (close-on-exec: it ends without a word when the exec succeeds). The command's stdin is
-# /dev/null. Returns the agent's ends and the fork's, or why they cannot be made.
+# The pipes between the agent and one command: its output, its stdin when it has one, and the status pipe on which
+# the fork says why it cannot become the command (close-on-exec: it ends without a word when the exec succeeds).
+# $stdin is "" (stdin is /dev/null), "pipe", or "tty COLS ROWS" (a pseudo-terminal instead of the output pipes).
+# Returns the agent's ends and the fork's, or why they cannot be made.
 sub command_pipes {
-    my ($out_r, $out_w, $err_r, $err_w, $st_r, $st_w);
-    return "cannot create pipes: $!" unless pipe($out_r, $out_w) && pipe($err_r, $err_w) && pipe($st_r, $st_w);
-    return ({ out => { 1 => $out_r, 2 => $err_r }, st => $st_r }, { stdout => $out_w, stderr => $err_w, st => $st_w });
+    my ($stdin) = @_;
+    my ($st_r, $st_w);
+    return "cannot create pipes: $!" unless pipe($st_r, $st_w);
+    if ($stdin =~ /^tty (\d+) (\d+)$/) {
+        my ($cols, $rows) = ($1, $2);
+        return "no terminal: setsid's system call number is not known on this architecture" unless $SETSID;
+        my $tty = open_pty($cols, $rows);
+        return $tty unless ref $tty;
+        my ($master, $slave) = @$tty;
+        return ({ out => { 1 => $master }, in => $master, tty => $master, st => $st_r }, { tty => $slave, st => $st_w });
+    }
+    my ($out_r, $out_w, $err_r, $err_w);
+    return "cannot create pipes: $!" unless pipe($out_r, $out_w) && pipe($err_r, $err_w);
+    my $mine = { out => { 1 => $out_r, 2 => $err_r }, st => $st_r };
+    my $theirs = { stdout => $out_w, stderr => $err_w, st => $st_w };
+    if ($stdin eq "pipe") {
+        return "cannot create pipes: $!" unless pipe(my $in_r, my $in_w);
+        fcntl($in_w, F_SETFL, fcntl($in_w, F_GETFL, 0) | O_NONBLOCK);
+        $mine->{in} = $in_w;
+        $theirs->{stdin} = $in_r;
+    }
+    return ($mine, $theirs);
+}
+
+# A new pseudo-terminal of $cols x $rows: its master (the agent's, non-blocking) and its slave, or why not.
+sub open_pty {
+    my ($cols, $rows) = @_;
+    sysopen(my $master, "/dev/ptmx", O_RDWR | O_NOCTTY) or return "cannot open /dev/ptmx: $!";
+    # ioctl may write to its argument: each one is a variable of its own.
+    my ($unlock, $number) = (pack("i", 0), pack("I", 0));
+    ioctl($master, TIOCSPTLCK, $unlock) or return "cannot unlock the terminal: $!";
+    ioctl($master, TIOCGPTN, $number) or return "cannot name the terminal: $!";
+    $number = unpack("I", $number);
+    set_size($master, $cols, $rows) or return "cannot size the terminal: $!";
+    sysopen(my $slave, "/dev/pts/$number", O_RDWR | O_NOCTTY) or return "cannot open /dev/pts/$number: $!";
+    fcntl($master, F_SETFL, fcntl($master, F_GETFL, 0) | O_NONBLOCK);
+    return [$master, $slave];
+}
+
+sub set_size {
+    my ($tty, $cols, $rows) = @_;
+    my $size = pack("S4", $rows, $cols, 0, 0);
+    return ioctl($tty, TIOCSWINSZ, $size);
+}
+
+# Closes the agent's ends of a command's pipes that are still open.
+sub close_mine {
+    my ($entry) = @_;
+    close $_ for values %{ $entry->{out} };
+    close $entry->{in} if $entry->{in} && !$entry->{tty};
+    close $entry->{tty} if $entry->{tty};
+    close $entry->{st} if $entry->{st};
+    delete @$entry{qw(in tty st)};
+    $entry->{out} = {};
 }
 
 sub start {
     my ($id, $spec) = @_;
     return if $id <= $last_id;    # the monitor never repeats an id; a frame that does is not obeyed
     $last_id = $id;
-    my ($command, $cwd, $limits, @env) = split(/\0/, $spec, -1);
-    my ($mine, $theirs) = command_pipes();
+    my ($command, $cwd, $limits, $stdin, @env) = split(/\0/, $spec, -1);
+    my ($mine, $theirs) = command_pipes($stdin // "");
     return fail($id, $mine) unless ref $mine;
     my $pid = fork();
     if (!defined $pid) {
-        close $_ for (values %{ $mine->{out} }, $mine->{st}, values %$theirs);
+        close_mine($mine);
+        close $_ for values %$theirs;
         return fail($id, "cannot fork: $!");
     }
     become_command($mine, $theirs, $command, $cwd, $limits, @env) if $pid == 0;
     close $_ for values %$theirs;
     $run{$id} = {
-        pid => $pid, out => $mine->{out}, unacked => { 1 => 0, 2 => 0 }, exited => 0,
-        starting => 1, st => $mine->{st}, why => "", signals => [],
+        %$mine, pid => $pid, unacked => { 1 => 0, 2 => 0 }, exited => 0,
+        starting => 1, why => "", signals => [], inbuf => "", close_in => 0,
     };
     $by_pid{$pid} = $id;
 }
 
-# In the fork: becomes `/bin/sh -c <command>` in its own process group, with exactly the given environment and
-# rlimits, or says on the status pipe why it cannot and exits. Never returns.
+# In the fork: becomes `/bin/sh -c <command>` in its own process group (under a terminal, its own session, whose
+# controlling terminal the terminal becomes), with exactly the given environment and rlimits, or says on the status
+# pipe why it cannot and exits. Never returns.
 sub become_command {
     my ($mine, $theirs, $command, $cwd, $limits, @env) = @_;
     $SIG{CHLD} = "DEFAULT";
     $SIG{PIPE} = "DEFAULT";
-    close $_ for (values %{ $mine->{out} }, $mine->{st}, $ctl, $wake_r, $wake_w);
+    close_mine($mine);
+    close $_ for ($ctl, $wake_r, $wake_w);
     my $st = $theirs->{st};
-    setpgrp(0, 0);
-    open(STDIN, "<", "/dev/null");
-    open(STDOUT, ">&", $theirs->{stdout});
-    open(STDERR, ">&", $theirs->{stderr});
+    if (my $tty = $theirs->{tty}) {
+        # A session of its own, led by the command, so that the terminal can be its controlling terminal; its
+        # process group is then its pid, as for other commands.
+        if (syscall($SETSID + 0) < 0) {
+            syswrite($st, "cannot start a session: $!");
+            exit 127;
+        }
+        if (!ioctl($tty, TIOCSCTTY, 0)) {
+            syswrite($st, "cannot take the terminal: $!");
+            exit 127;
+        }
+        open(STDIN, "<&", $tty);
+        open(STDOUT, ">&", $tty);
+        open(STDERR, ">&", $tty);
+        close $tty;
+    } else {
+        setpgrp(0, 0);
+        if ($theirs->{stdin}) {
+            open(STDIN, "<&", $theirs->{stdin});
+            close $theirs->{stdin};
+        } else {
+            open(STDIN, "<", "/dev/null");
+        }
+        open(STDOUT, ">&", $theirs->{stdout});
+        open(STDERR, ">&", $theirs->{stderr});
+    }
     if (!chdir $cwd) {
         my $why = ($!{ENOENT} || $!{ENOTDIR}) ? "working directory $cwd does not exist" : "cannot enter $cwd: $!";
         syswrite($st, $why);
@@ -265,7 +363,7 @@ sub settle_start {
     if ($why ne "" || $name eq $FORK_NAME) {
         waitpid($entry->{pid}, 0);
         delete $by_pid{ $entry->{pid} };
-        close $_ for values %{ $entry->{out} };
+        close_mine($entry);
         delete $run{$id};
         $why = "its process was killed before it became the command" if $why eq "";
         return fail($id, $why);
@@ -274,6 +372,8 @@ sub settle_start {
     my $signals = delete $entry->{signals};
     $entry->{started} = now();
     put(pack("CNN", SPAWNED, $id, $entry->{pid}));
+    # Under a terminal stdout and stderr are one stream (fd 1); fd 2 has nothing to say.
+    put(pack("CNC", EOF_, $id, 2)) if $entry->{tty};
     signal_group($entry, $_) for @$signals;
     reap();
 }
@@ -281,7 +381,41 @@ sub settle_start {
 sub settle {
     my ($id) = @_;
     my $entry = $run{$id} or return;
-    delete $run{$id} if $entry->{exited} && !%{ $entry->{out} };
+    return unless $entry->{exited} && !%{ $entry->{out} };
+    drop_input($id, $entry);
+    close_mine($entry);
+    delete $run{$id};
+}
+
+# Input that can no longer be written is dropped, and said to be: the monitor counts what is waiting here.
+sub drop_input {
+    my ($id, $entry) = @_;
+    my $n = length($entry->{inbuf} // "");
+    $entry->{inbuf} = "";
+    put(pack("CNN", WROTE, $id, $n)) if $n;
+}
+
+# Writes what a command's stdin can take now; closes it once asked and nothing is left to write.
+sub write_input {
+    my ($id, $entry) = @_;
+    my $n = syswrite($entry->{in}, $entry->{inbuf});
+    if (!defined $n) {
+        return if $!{EINTR} || $!{EAGAIN};
+        # The command closed its stdin (or its terminal is gone): nothing more reaches it.
+        drop_input($id, $entry);
+        close_input($entry);
+        return;
+    }
+    substr($entry->{inbuf}, 0, $n) = "";
+    put(pack("CNN", WROTE, $id, $n));
+    close_input($entry) if $entry->{close_in} && !length $entry->{inbuf};
+}
+
+sub close_input {
+    my ($entry) = @_;
+    return unless $entry->{in};
+    close $entry->{in} unless $entry->{tty};
+    delete $entry->{in};
 }
 
 # Reaps the commands that have exited. Not those still starting: their zombies tell how they ended (settle_start).
@@ -416,6 +550,29 @@ sub dispatch {
         my $entry = $run{$id} or return;
         $entry->{unacked}{$fd} = ($entry->{unacked}{$fd} // 0) - $bytes;
         $entry->{unacked}{$fd} = 0 if $entry->{unacked}{$fd} < 0;
+    } elsif ($type == INPUT) {
+        my ($id, $data) = unpack("x N a*", $body);
+        my $entry = $run{$id};
+        if (!$entry || !$entry->{in} || $entry->{close_in} || length($entry->{inbuf}) + length($data) > $INPUT_MAX) {
+            put(pack("CNN", WROTE, $id, length $data)) if length $data;
+            return;
+        }
+        $entry->{inbuf} .= $data;
+    } elsif ($type == CLOSE_INPUT) {
+        my ($id) = unpack("x N", $body);
+        my $entry = $run{$id} or return;
+        return unless $entry->{in} && !$entry->{close_in};
+        # A terminal's stdin ends when it reads end-of-file (Ctrl-D at the start of a line); a pipe is closed.
+        if ($entry->{tty}) {
+            $entry->{inbuf} .= "\x04";
+        } else {
+            $entry->{close_in} = 1;
+            close_input($entry) unless length $entry->{inbuf};
+        }
+    } elsif ($type == RESIZE) {
+        my ($id, $cols, $rows) = unpack("x N n n", $body);
+        my $entry = $run{$id} or return;
+        set_size($entry->{tty}, $cols, $rows) if $entry->{tty};
     }
 }
 
@@ -425,6 +582,7 @@ put(pack("C", READY));
 while (1) {
     send_outbox();
     my $rin = "";
+    my $win = "";
     vec($rin, fileno($ctl), 1) = 1;
     vec($rin, fileno($wake_r), 1) = 1;
     for my $entry (values %run) {
@@ -435,6 +593,7 @@ while (1) {
         for my $fd (keys %{ $entry->{out} }) {
             vec($rin, fileno($entry->{out}{$fd}), 1) = 1 if $entry->{unacked}{$fd} < $WINDOW;
         }
+        vec($win, fileno($entry->{in}), 1) = 1 if $entry->{in} && length $entry->{inbuf};
     }
     my $timeout;
     if (@timers) {
@@ -443,8 +602,8 @@ while (1) {
         $timeout = 0 if $timeout < 0;
     }
     $timeout = $EXEC_POLL if %in_exec && (!defined $timeout || $timeout > $EXEC_POLL);
-    my $rout;
-    my $ready = select($rout = $rin, undef, undef, $timeout);
+    my ($rout, $wout);
+    my $ready = select($rout = $rin, $wout = $win, undef, $timeout);
     if ($ready < 0) {
         next if $!{EINTR};
         die "select: $!\n";
@@ -469,6 +628,7 @@ while (1) {
             read_status($id) if $entry->{st} && vec($rout, fileno($entry->{st}), 1);
             next;
         }
+        write_input($id, $entry) if $entry->{in} && length $entry->{inbuf} && vec($wout, fileno($entry->{in}), 1);
         # Both streams ready at once: stdout first, the order in which programs usually write.
         for my $fd (sort keys %{ $entry->{out} }) {
             my $fh = $entry->{out}{$fd};
@@ -476,6 +636,12 @@ while (1) {
             my $n = sysread($fh, my $chunk, $CHUNK);
             next if !defined $n && $!{EINTR};
             if (!$n) {
+                # A terminal's master reads EIO once the command and all it started have closed the terminal.
+                if ($entry->{tty} && $fh == $entry->{tty}) {
+                    drop_input($id, $entry);
+                    delete $entry->{in};
+                    delete $entry->{tty};
+                }
                 close $fh;
                 delete $entry->{out}{$fd};
                 put(pack("CNC", EOF_, $id, $fd));

@@ -8,12 +8,14 @@ import {
   agentDecoder,
   encodeToAgent,
   type FromAgent,
+  INPUT_CHUNK,
+  INPUT_WINDOW,
   type SpawnFields,
   type ToAgent,
 } from "./agent-protocol.ts";
 import { killOrphanedInits, signal as signalPid } from "./proc-tree.ts";
 import { GATE_STDIO, gateIntoCgroups } from "./spawn-gate.ts";
-import type { JailProcess } from "./types.ts";
+import { InputFullError, type JailProcess } from "./types.ts";
 
 /**
  * The monitor's side of a jail's agent: bubblewrap's container (its mounts and pid namespace) with agent.pl in it,
@@ -53,12 +55,20 @@ export class AgentProcess extends EventEmitter implements JailProcess {
   #eofs = 0;
   #streamsOpen = 2;
   #pendingSignals: NodeJS.Signals[] = [];
+  /** Input and terminal requests made before the process was sent to its agent. */
+  #pendingInput: ToAgent[] = [];
+  /** Input bytes sent to the agent and not yet reported written (WROTE). */
+  #inputUnwritten = 0;
+  #inputClosed = false;
   #agent: JailAgent | null = null;
   readonly id: number;
+  /** What its stdin is: /dev/null (none), a pipe, or a terminal. */
+  readonly input: "none" | "pipe" | "tty";
 
-  constructor(id: number) {
+  constructor(id: number, input: "none" | "pipe" | "tty" = "none") {
     super();
     this.id = id;
+    this.input = input;
     const stream = (fd: AgentFd): Readable => {
       const readable = new Readable({ highWaterMark: 64 * 1024, read: () => this.#release(fd) });
       readable.once("close", () => {
@@ -92,10 +102,51 @@ export class AgentProcess extends EventEmitter implements JailProcess {
     }
   }
 
+  /**
+   * Writes to the process's stdin (its terminal, under one). Throws InputFullError when more than the agent may
+   * hold is waiting to be written: the program is not reading.
+   */
+  write(data: Buffer): void {
+    if (this.input === "none" || this.#inputClosed || this.#exited) return;
+    if (this.#inputUnwritten + data.length > INPUT_WINDOW) throw new InputFullError(this.#inputUnwritten);
+    this.#inputUnwritten += data.length;
+    for (let offset = 0; offset < data.length; offset += INPUT_CHUNK) {
+      this.#toAgent({ type: "input", id: this.id, data: data.subarray(offset, offset + INPUT_CHUNK) });
+    }
+  }
+
+  /** Closes stdin once what was written has reached the program (a terminal gets end-of-file). */
+  closeInput(): void {
+    if (this.input === "none" || this.#inputClosed || this.#exited) return;
+    this.#inputClosed = true;
+    // A terminal's end of input is a Ctrl-D the agent writes, and reports written, like any input.
+    if (this.input === "tty") this.#inputUnwritten += 1;
+    this.#toAgent({ type: "closeInput", id: this.id });
+  }
+
+  resize(cols: number, rows: number): void {
+    if (!this.#exited) this.#toAgent({ type: "resize", id: this.id, cols, rows });
+  }
+
+  #toAgent(message: ToAgent): void {
+    if (this.#agent) this.#agent.send(message);
+    else this.#pendingInput.push(message);
+  }
+
   /** @internal agent.ts: the process has been sent to the jail's agent. */
   sent(agent: JailAgent): void {
     this.#agent = agent;
     for (const signal of this.#pendingSignals.splice(0)) this.#deliver(agent, signal);
+    for (const message of this.#pendingInput.splice(0)) agent.send(message);
+  }
+
+  /** @internal agent.ts: the agent has written (or dropped) that much input. */
+  wrote(bytes: number): void {
+    if (bytes > this.#inputUnwritten) {
+      this.#agent?.breach(`input of process ${this.id} reported written beyond what was sent`);
+      return;
+    }
+    this.#inputUnwritten -= bytes;
   }
 
   /** @internal agent.ts: the agent started the process. */
@@ -312,6 +363,11 @@ export class JailAgent {
     this.#send({ type: "ack", id, fd, bytes });
   }
 
+  /** @internal A frame about one of this agent's processes (input, terminal size). */
+  send(message: ToAgent): void {
+    this.#send(message);
+  }
+
   /** Ends the jail after a breach of the protocol by whatever speaks for the agent. */
   breach(why: string): void {
     this.#stderr += `\nthe agent's channel broke: ${why}`;
@@ -364,6 +420,9 @@ export class JailAgent {
         break;
       case "eof":
         process.eof(message.fd);
+        break;
+      case "wrote":
+        process.wrote(message.bytes);
         break;
       case "exit":
         process.exited(

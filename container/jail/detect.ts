@@ -16,7 +16,8 @@ export interface HostProbe {
   bwrap: string | null;
   userns: boolean;
   nsenter: string | null;
-  /** perl under /usr, which runs the jail agent (agent.pl); the jails see /usr read-only. */
+  /** perl under /usr, which runs the jail agent (agent.pl); the jails see /usr read-only. Unisolated jails run
+   * commands under a terminal through it too. */
   perl: string | null;
   slirp4netns: string | null;
   ip: string | null;
@@ -201,7 +202,7 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
     bwrap,
     userns,
     nsenter,
-    perl: bwrap ? perl : null,
+    perl,
     slirp4netns,
     ip,
     cgroups,

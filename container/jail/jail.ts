@@ -8,7 +8,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { networkMode } from "../../src/protocol/schemas.ts";
 import { AgentProcess, type AgentSpec, JailAgent } from "./agent.ts";
-import { agentInvocation, agentLimits, agentSetsLimits } from "./agent-invocation.ts";
+import {
+  agentInvocation,
+  agentLimits,
+  agentRunsTerminals,
+  agentSetsLimits,
+  hostAgent,
+} from "./agent-invocation.ts";
+import type { SpawnFields } from "./agent-protocol.ts";
 import {
   JAIL_HOME,
   JAIL_WORKSPACE,
@@ -19,6 +26,7 @@ import {
   REGISTRY_CACHE_URL,
   SYSTEM_CA_FILE,
   sessionEnv,
+  shQuote,
   TOOLCHAIN_ROOT,
   wrapperScript,
 } from "./bwrap-args.ts";
@@ -81,6 +89,36 @@ async function limitsFor(
   }
   return { cgroup, enforced, warnings };
 }
+
+/** A spawn's stdin in the agent's terms; throws when a terminal cannot be had here. */
+function agentStdin(options: SpawnOptions): SpawnFields["stdin"] {
+  if (options.input === "pipe") return { kind: "pipe" };
+  if (options.input !== "tty") return undefined;
+  if (!agentRunsTerminals()) {
+    throw new SandboxError(
+      "bad_request",
+      `commands cannot run under a terminal on this architecture (${process.arch})`,
+      "run it without tty (stdin: true still gives it input)",
+    );
+  }
+  const { cols, rows } = options.terminal ?? { cols: 120, rows: 40 };
+  return { kind: "tty", cols, rows };
+}
+
+/** Terminal and input requests of a process of a jail: agent processes take them; plain children their stdin. */
+const inputOps = {
+  write(child: JailProcess, data: Buffer): void {
+    if (child instanceof AgentProcess) child.write(data);
+    else (child as ChildProcess).stdin?.write(data);
+  },
+  closeInput(child: JailProcess): void {
+    if (child instanceof AgentProcess) child.closeInput();
+    else (child as ChildProcess).stdin?.end();
+  },
+  resize(child: JailProcess, cols: number, rows: number): void {
+    if (child instanceof AgentProcess) child.resize(cols, rows);
+  },
+};
 
 /** Processes an unisolated jail spawned that have not exited yet, so close() can end them. */
 function tracked(): { add(child: ChildProcess): ChildProcess; live(): ChildProcess[] } {
@@ -230,12 +268,14 @@ export async function openBubblewrapJail(
           "destroy the session and create a new one",
         );
       }
-      const process = new AgentProcess(nextId++);
-      const request = {
+      const stdin = agentStdin(spawnOptions);
+      const process = new AgentProcess(nextId++, stdin?.kind ?? "none");
+      const request: SpawnFields = {
         command: spawnOptions.command,
         cwd: jailCwd(spawnOptions.cwd),
         env: jailEnv(spawnOptions.env, baseEnv),
         limits: rlimits,
+        ...(stdin ? { stdin } : {}),
       };
       const ready = agents.current();
       if (ready) ready.spawn(request, process);
@@ -249,6 +289,7 @@ export async function openBubblewrapJail(
     kill(child: JailProcess, sig: NodeJS.Signals): void {
       if (child instanceof AgentProcess) child.signal(sig);
     },
+    ...inputOps,
     warm() {
       // A failure here is reported by the first spawn, which tries again.
       if (!closing && !agents.current()) agents.get().catch(() => {});
@@ -395,9 +436,18 @@ export async function openUnisolatedJail(probe: HostProbe, options: JailOptions)
     caFile: process.env.NODE_EXTRA_CA_CERTS ?? (existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : null),
   });
   let closing: Promise<void> | null = null;
+  // Node cannot open a pseudo-terminal: commands under one are run by the jail agent, on the host.
+  const terminals = probe.perl
+    ? agentKeeper(
+        { file: probe.perl, args: hostAgent(probe.perl).slice(1), gate: null, env: HELPER_ENV },
+        DEFAULT_AGENT_IDLE_MS,
+      )
+    : null;
+  let nextTerminal = 1;
   const kill = (child: JailProcess, sig: NodeJS.Signals): void => {
+    if (child instanceof AgentProcess) child.signal(sig);
     // The group can outlive its leader (background grandchildren), so it is signalled even after an exit.
-    if (child.pid !== undefined) signal(-child.pid, sig);
+    else if (child.pid !== undefined) signal(-child.pid, sig);
   };
   return {
     isolation: "none",
@@ -409,25 +459,49 @@ export async function openUnisolatedJail(probe: HostProbe, options: JailOptions)
       if (closing) throw closedError(options.sessionId);
       const env = { ...baseEnv, ...spawnOptions.env };
       const cwd = join(options.hostPath, spawnOptions.cwd === "" ? "." : spawnOptions.cwd);
+      if (spawnOptions.input === "tty") {
+        if (!terminals) {
+          throw new SandboxError(
+            "bad_request",
+            "commands cannot run under a terminal here: the unisolated jail needs perl for that (install perl-base)",
+            "run it without tty (stdin: true still gives it input)",
+          );
+        }
+        const stdin = agentStdin(spawnOptions);
+        const child = new AgentProcess(nextTerminal++, "tty");
+        // The agent runs `/bin/sh -c`: the wrapper joins the cgroups and sets the rlimits before the command.
+        const command = wrapper
+          ? `set -- /bin/sh -c ${shQuote(spawnOptions.command)}; ${wrapper}`
+          : spawnOptions.command;
+        const request: SpawnFields = { command, cwd, env, limits: null, ...(stdin ? { stdin } : {}) };
+        terminals.get().then(
+          (agent) => agent.spawn(request, child),
+          (error: Error) => child.failed(error),
+        );
+        return child;
+      }
       const args = wrapper
         ? ["-c", wrapper, "sh", "/bin/sh", "-c", spawnOptions.command]
         : ["-c", spawnOptions.command];
-      return children.add(
-        spawn("/bin/sh", args, {
-          cwd,
-          env,
-          detached: true,
-          stdio: ["ignore", "pipe", "pipe"],
-        }),
-      );
+      const child = spawn("/bin/sh", args, {
+        cwd,
+        env,
+        detached: true,
+        stdio: [spawnOptions.input === "pipe" ? "pipe" : "ignore", "pipe", "pipe"],
+      });
+      // A program that exits without reading its input must not take the monitor down with EPIPE.
+      child.stdin?.on("error", () => {});
+      return children.add(child);
     },
     kill,
+    ...inputOps,
     warm() {},
     connect: (port) => connectDirect(port),
     sockets: { netnsPid: process.pid, pidNamespaceDepth: 0 },
     close() {
       closing ??= (async () => {
         for (const child of children.live()) kill(child, "SIGKILL");
+        await terminals?.close();
         await limits.cgroup?.remove();
       })();
       return closing;

@@ -50,13 +50,27 @@ export interface SpawnOptions {
   /** Working directory relative to the workspace root ("" or "." for the root); already validated. */
   cwd: string;
   env: Record<string, string>;
+  /**
+   * Absent: stdin is /dev/null. `pipe`: a pipe that `write` feeds. `tty`: a pseudo-terminal of `terminal`'s size
+   * is the process's stdin, stdout, stderr and controlling terminal (its output all comes as stdout).
+   */
+  input?: "pipe" | "tty";
+  terminal?: { cols: number; rows: number };
+}
+
+/** More input is waiting to be written than a process may have pending: it is not reading its stdin. */
+export class InputFullError extends Error {
+  constructor(pending: number) {
+    super(`${pending} bytes of input sent earlier are still waiting: the program is not reading its input`);
+    this.name = "InputFullError";
+  }
 }
 
 /**
  * A process started by a jail: the part of Node's ChildProcess the monitor uses, so that a process of the jail's
- * agent (agent.ts) and a plain child process (no isolation) are handled alike. stdin is always /dev/null; `pid` is
- * set once `spawn` is emitted (inside a jail it is the pid the jail sees); `close` follows `exit` once both output
- * streams are done.
+ * agent (agent.ts) and a plain child process (no isolation) are handled alike. stdin is /dev/null unless the spawn
+ * asked for input (written through the jail); `pid` is set once `spawn` is emitted (inside a jail it is the pid the
+ * jail sees); `close` follows `exit` once both output streams are done.
  */
 export interface JailProcess {
   readonly pid?: number | undefined;
@@ -92,6 +106,15 @@ export interface Jail {
   spawn(options: SpawnOptions): JailProcess;
   /** Delivers `signal` to every process `spawn` started for `child` (its process group, inside the jail too). */
   kill(child: JailProcess, signal: NodeJS.Signals): void;
+  /**
+   * Writes to the stdin of a process spawned with `input`; throws InputFullError when the process has not read
+   * what it was sent. Nothing happens for a process without input, or after `closeInput`.
+   */
+  write(child: JailProcess, data: Buffer): void;
+  /** Closes its stdin once what was written has gone (under a terminal: sends end-of-file). */
+  closeInput(child: JailProcess): void;
+  /** Under a terminal: its new size (the program gets SIGWINCH). */
+  resize(child: JailProcess, cols: number, rows: number): void;
   /** Starts the jail's agent ahead of the next command, if it has one that is not running. */
   warm(): void;
   /** A TCP connection to 127.0.0.1:`port` as seen inside the session (its network namespace). */

@@ -210,12 +210,36 @@ export const ImportResult = z.object({ files: z.number().int(), bytes: z.number(
 
 // ---------------------------------------------------------------------------------------------------- exec
 
+/** A pseudo-terminal's size: the program sees it as its window (TIOCGWINSZ, `stty size`). */
+export const TerminalSize = z.object({
+  cols: z.number().int().min(20).max(500).default(120),
+  rows: z.number().int().min(5).max(200).default(40),
+});
+export type TerminalSize = z.infer<typeof TerminalSize>;
+
+/** How a command's stdin is set up; stdin is /dev/null unless the caller asks for one of these. */
+const inputFields = {
+  stdin: z.boolean().default(false).describe("give the command a stdin pipe that input requests write to"),
+  tty: TerminalSize.optional().describe(
+    "run the command under a pseudo-terminal of this size (implies stdin)",
+  ),
+};
+
 export const ExecRequest = z.object({
   commands: z.array(z.string().min(1)).min(1),
   cwd: z.string().optional().describe("relative to the workspace"),
   env: EnvMap.default({}),
   timeoutMs: z.number().int().min(1).optional().describe("per command"),
   stopOnError: z.boolean().default(true),
+  yieldMs: z
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .describe(
+      "answer after this long with the results so far and the running command (its processId is the handle to wait on); the commands run on. Absent: answer once they end",
+    ),
+  ...inputFields,
 });
 export type ExecRequest = z.input<typeof ExecRequest>;
 
@@ -254,6 +278,7 @@ export const ExecEvent = z.discriminatedUnion("type", [
     index: z.number().int(),
     lines: z.number().int().describe("lines so far for this command"),
     lastLine: z.string(),
+    bytes: z.number().int().optional().describe("bytes of output so far for this command"),
   }),
   z.object({ type: z.literal("end"), index: z.number().int(), result: CommandResult }),
   z.object({ type: z.literal("done"), results: z.array(CommandResult), skipped: z.number().int() }),
@@ -261,8 +286,68 @@ export const ExecEvent = z.discriminatedUnion("type", [
 ]);
 export type ExecEvent = z.infer<typeof ExecEvent>;
 
-export const ExecResult = z.object({ results: z.array(CommandResult), skipped: z.number().int() });
+/** What a running command or process printed since a cursor (bytes of its output, stdout and stderr as they came). */
+export const LiveOutput = z.object({
+  text: z.string().describe("the output after `after`, the newest part of it when there was more than fits"),
+  omitted: z.number().int().describe("bytes after `after` left out before `text` (read them with the logs)"),
+  cursor: z.number().int().describe("bytes of output so far: pass as `after` to read on"),
+  screen: z
+    .array(z.string())
+    .optional()
+    .describe("under a terminal: the visible screen as text, one entry per row"),
+});
+export type LiveOutput = z.infer<typeof LiveOutput>;
+
+export const InputMode = z.enum(["none", "pipe", "tty"]);
+export type InputMode = z.infer<typeof InputMode>;
+
+export const RunningCommand = z.object({
+  index: z.number().int().describe("position in the request's commands"),
+  command: z.string(),
+  processId: ProcessId.describe("the handle: wait on it, send it input, stop it"),
+  elapsedMs: z.number().int(),
+  input: InputMode.describe("none: stdin is /dev/null; pipe or tty: it takes input"),
+  stdoutBytes: z.number().int(),
+  stderrBytes: z.number().int(),
+  output: LiveOutput,
+});
+export type RunningCommand = z.infer<typeof RunningCommand>;
+
+export const ExecResult = z.object({
+  results: z.array(CommandResult),
+  skipped: z.number().int(),
+  running: RunningCommand.optional().describe("set when the answer came before the commands ended"),
+  pending: z.number().int().optional().describe("commands after the running one, not started yet"),
+});
 export type ExecResult = z.infer<typeof ExecResult>;
+
+export const WaitRequest = z.object({
+  waitMs: z.number().int().min(0).max(600_000).default(20_000),
+  after: z.number().int().min(0).optional().describe("output cursor of an earlier answer for this command"),
+  quietMs: z
+    .number()
+    .int()
+    .min(10)
+    .max(60_000)
+    .optional()
+    .describe("also answer once new output has arrived and then paused this long (a prompt)"),
+});
+export type WaitRequest = z.input<typeof WaitRequest>;
+
+/** Input for a command or process started with stdin or a terminal. */
+export const InputRequest = z.object({
+  data: z
+    .string()
+    .max(1024 * 1024)
+    .default("")
+    .describe("bytes to write, base64"),
+  close: z.boolean().default(false).describe("then close stdin (under a terminal: send end-of-file, Ctrl-D)"),
+  resize: TerminalSize.optional().describe("under a terminal: its new size"),
+});
+export type InputRequest = z.input<typeof InputRequest>;
+
+export const InputResult = z.object({ written: z.number().int(), closed: z.boolean() });
+export type InputResult = z.infer<typeof InputResult>;
 
 // ---------------------------------------------------------------------------------------------------- processes
 
@@ -302,6 +387,7 @@ export const StartProcessRequest = z.object({
     .optional()
     .describe("HTTP probe of `port`; failures are logged and recorded as errors"),
   graceMs: z.number().int().min(0).max(60_000).default(5_000).describe("SIGTERM to SIGKILL"),
+  ...inputFields,
 });
 export type StartProcessRequest = z.input<typeof StartProcessRequest>;
 
@@ -330,6 +416,15 @@ export const StartProcessResult = z.object({
   lastLines: z.array(z.string()).describe("the last output lines when readiness failed"),
 });
 export type StartProcessResult = z.infer<typeof StartProcessResult>;
+
+/** A supervised process's output since a cursor, after waiting for more (or its end). */
+export const ProcessWaitResult = z.object({
+  process: ProcessInfo,
+  input: InputMode,
+  /** Null when the process has no current run (ended, or waiting to restart). */
+  output: LiveOutput.nullable(),
+});
+export type ProcessWaitResult = z.infer<typeof ProcessWaitResult>;
 
 export const ProcessList = z.object({ processes: z.array(ProcessInfo) });
 export const StopProcessRequest = z.object({ graceMs: z.number().int().min(0).max(60_000).optional() });

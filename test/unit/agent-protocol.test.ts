@@ -33,7 +33,7 @@ function decodeAll(bytes: Buffer, chunkSize = bytes.length): { messages: FromAge
 }
 
 describe("agent protocol", () => {
-  it("encodes a spawn as NUL-separated command, cwd, limits and variables", () => {
+  it("encodes a spawn as NUL-separated command, cwd, limits, stdin and variables", () => {
     const bytes = encodeToAgent({
       type: "spawn",
       id: 7,
@@ -49,10 +49,39 @@ describe("agent protocol", () => {
       "echo 'a=b'",
       "/workspace/sub",
       "",
+      "",
       "PATH=/usr/bin",
       "EMPTY=",
       "EQ=x=y",
     ]);
+  });
+
+  it("names a spawn's stdin: a pipe, or a terminal with its size", () => {
+    const fields = (stdin: { kind: "pipe" } | { kind: "tty"; cols: number; rows: number }) =>
+      encodeToAgent({ type: "spawn", id: 1, command: "x", cwd: "/", env: {}, limits: null, stdin })
+        .subarray(9)
+        .toString()
+        .split("\0");
+    expect(fields({ kind: "pipe" })).toEqual(["x", "/", "", "pipe"]);
+    expect(fields({ kind: "tty", cols: 100, rows: 30 })).toEqual(["x", "/", "", "tty 100 30"]);
+  });
+
+  it("encodes input, its close and a terminal's size", () => {
+    const input = encodeToAgent({ type: "input", id: 9, data: Buffer.from("y\r") });
+    expect([input.readUInt32BE(0), input[4], input.readUInt32BE(5), input.subarray(9).toString()]).toEqual([
+      7,
+      4,
+      9,
+      "y\r",
+    ]);
+    expect([...encodeToAgent({ type: "closeInput", id: 9 })]).toEqual([0, 0, 0, 5, 5, 0, 0, 0, 9]);
+    const resize = encodeToAgent({ type: "resize", id: 9, cols: 132, rows: 50 });
+    expect([resize[4], resize.readUInt32BE(5), resize.readUInt16BE(9), resize.readUInt16BE(11)]).toEqual([
+      6, 9, 132, 50,
+    ]);
+    expect(() => encodeToAgent({ type: "input", id: 9, data: Buffer.alloc(64 * 1024 + 1) })).toThrow(
+      /input frame/,
+    );
   });
 
   it("refuses to encode a NUL byte, which the agent would split on", () => {
@@ -78,6 +107,7 @@ describe("agent protocol", () => {
       frame(u8(15), u32(4), i32(3), u8(0), u16(0)),
       frame(u8(15), u32(5), i32(-1), u8(9), u16(2)),
       frame(u8(12), u32(6), Buffer.from("working directory /workspace/x does not exist")),
+      frame(u8(16), u32(4), u32(5)),
     ]);
     for (const chunkSize of [bytes.length, 1, 3, 7]) {
       const { messages, invalid } = decodeAll(bytes, chunkSize);
@@ -90,6 +120,7 @@ describe("agent protocol", () => {
         { type: "exit", id: 4, code: 3, signal: null, left: 0 },
         { type: "exit", id: 5, code: null, signal: "SIGKILL", left: 2 },
         { type: "failed", id: 6, message: "working directory /workspace/x does not exist" },
+        { type: "wrote", id: 4, bytes: 5 },
       ]);
     }
   });
