@@ -108,7 +108,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     },
     async onDestroy(sessionId) {
       await history?.forget(sessionId);
-      await supervisor.stopAll(sessionId);
+      await Promise.all([supervisor.stopAll(sessionId), exec.forgetSession(sessionId)]);
       supervisor.forget(sessionId);
       await logs.remove(sessionId);
       errors.removeSession(sessionId);

@@ -95,7 +95,11 @@ export function createServer(deps: ServerDeps): McpServer {
         try {
           const reply = await tool.execute(args, contextFor(ctx));
           return {
-            content: [{ type: "text", text: reply.text }, ...(reply.images ?? [])],
+            content: [
+              { type: "text", text: reply.text },
+              ...(reply.images ?? []),
+              ...(reply.links ?? []).map((link) => ({ type: "resource_link" as const, ...link })),
+            ],
             structuredContent: reply.data,
             ...(reply.isError ? { isError: true } : {}),
           };

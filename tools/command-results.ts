@@ -24,7 +24,7 @@ export interface FlatResult {
 /** Characters of a command echoed back in a result: a heredoc that writes a file should not come back whole, twice. */
 export const MAX_ECHOED_COMMAND_CHARS = 1_000;
 
-function echoed(command: string): string {
+export function echoed(command: string): string {
   if (command.length <= MAX_ECHOED_COMMAND_CHARS) return command;
   const rest = command.length - MAX_ECHOED_COMMAND_CHARS;
   return `${command.slice(0, MAX_ECHOED_COMMAND_CHARS)}… (${rest} more characters)`;
@@ -108,19 +108,34 @@ export function summarize(sessionId: string, results: readonly FlatResult[], ski
   return lines.join("\n");
 }
 
+/** Turns exec events into progress notifications; `beat` says where things stand when nothing else has. */
+export interface ProgressReporter {
+  (event: ExecEvent): void;
+  beat(): void;
+}
+
 /**
- * Turns exec events into progress notifications: which command, lines so far, last line. Values rise strictly
- * (command i spans i..i+1) and output updates are spaced at least `intervalMs` apart.
+ * Progress notifications for a call that waits on commands: which command, lines and bytes so far, last line,
+ * and, from `beat` (every few seconds), how long it has been running even when it prints nothing, so that clients
+ * that reset their timeout on progress keep waiting. Values rise strictly: command i spans i..i+1 of `total`
+ * (absent for a wait, which does not know the whole sequence: then values just count up). Output updates are spaced
+ * at least `intervalMs` apart.
  */
 export function progressReporter(
-  total: number,
+  total: number | undefined,
   notify: ProgressFn,
   intervalMs: number,
   now: () => number = Date.now,
-): (event: ExecEvent) => void {
+): ProgressReporter {
   let last = -1;
   let lastOutputAt = Number.NEGATIVE_INFINITY;
+  let sentSoFar = 0;
+  const startedAt = now();
   const commands: string[] = [];
+  // The running command: what a heartbeat reports.
+  let running: { index: number; since: number; lines: number; bytes: number; lastLine: string } | null = null;
+  let inCommand = 0;
+  const label = (index: number) => (total === undefined ? "" : `[${index + 1}/${total}] `);
   const send = (value: number, message: string) => {
     if (value <= last) return;
     last = value;
@@ -128,31 +143,67 @@ export function progressReporter(
       // A client that went away cannot be told; the call itself reports the outcome.
     });
   };
-  return (event) => {
+  // Within command i, each notification takes the value a little closer to i + 1.
+  const within = (index: number, message: string) => {
+    if (total === undefined) return send(++sentSoFar, message);
+    inCommand++;
+    send(index + 0.001 + 0.998 * (inCommand / (inCommand + 1)), message);
+  };
+  const report = ((event: ExecEvent) => {
     switch (event.type) {
       case "start":
         commands[event.index] = echoed(event.command);
-        send(event.index + 0.001, `[${event.index + 1}/${total}] $ ${echoed(event.command)}`);
+        running = { index: event.index, since: now(), lines: 0, bytes: 0, lastLine: "" };
+        inCommand = 0;
+        if (total === undefined) send(++sentSoFar, `$ ${echoed(event.command)}`);
+        else send(event.index + 0.001, `${label(event.index)}$ ${echoed(event.command)}`);
         break;
       case "output": {
+        running ??= { index: event.index, since: startedAt, lines: 0, bytes: 0, lastLine: "" };
+        Object.assign(running, { lines: event.lines, lastLine: event.lastLine, bytes: event.bytes ?? 0 });
         if (now() - lastOutputAt < intervalMs) return;
         lastOutputAt = now();
-        const fraction = 0.001 + 0.998 * (event.lines / (event.lines + 1));
         const line = event.lastLine.length > 200 ? `${event.lastLine.slice(0, 200)}…` : event.lastLine;
-        send(
-          event.index + fraction,
-          `[${event.index + 1}/${total}] ${commands[event.index] ?? ""}: ${event.lines} lines; last: ${line}`,
+        within(
+          event.index,
+          `${label(event.index)}${commands[event.index] ? `${commands[event.index]}: ` : ""}${event.lines} lines; last: ${line}`,
         );
         break;
       }
       case "end":
-        send(
-          event.index + 1,
-          `[${event.index + 1}/${total}] ${echoed(event.result.command)} → exit ${event.result.exitCode ?? event.result.signal ?? "?"}`,
-        );
+        running = null;
+        if (total === undefined)
+          send(++sentSoFar, `${echoed(event.result.command)} → ${exitOf(event.result)}`);
+        else
+          send(
+            event.index + 1,
+            `${label(event.index)}${echoed(event.result.command)} → ${exitOf(event.result)}`,
+          );
         break;
       default:
         break;
     }
+  }) as ProgressReporter;
+  report.beat = () => {
+    const state = running;
+    const seconds = Math.round((now() - (state?.since ?? startedAt)) / 1000);
+    if (!state) return within(0, `waiting: ${seconds} s`);
+    const command = commands[state.index];
+    const line = state.lastLine.length > 200 ? `${state.lastLine.slice(0, 200)}…` : state.lastLine;
+    within(
+      state.index,
+      `${label(state.index)}${command ? `${command}: ` : ""}running ${seconds} s, ${formatBytes(state.bytes)} of output${line ? `; last: ${line}` : ""}`,
+    );
   };
+  return report;
+}
+
+function exitOf(result: CommandResult): string {
+  return `exit ${result.exitCode ?? result.signal ?? "?"}`;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }

@@ -9,6 +9,17 @@ export interface ToolReply<O> {
   images?: { type: "image"; data: string; mimeType: string }[];
   /** A result that still matches the output schema but reports a failure (e.g. a server that never got ready). */
   isError?: boolean;
+  /** Where more lies than the result carries (full logs, a file, a deployment): `resource_link` content. */
+  links?: ResourceLink[];
+}
+
+/** A resource the client can open: one of the server's session resources, or a deployment on the web. */
+export interface ResourceLink {
+  uri: string;
+  name: string;
+  title?: string;
+  description?: string;
+  mimeType?: string;
 }
 
 /** MCP tool annotations, all four stated explicitly so that none falls back to a misleading default. */

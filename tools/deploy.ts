@@ -81,6 +81,15 @@ export const deploy = defineTool({
     );
     const where = result.url ? ` at ${result.url}` : "";
     const text = `Deployment ${result.deploymentId} (${result.target}) is ${result.status}${where}.${result.message ? ` ${result.message}` : ""}`;
-    return { data: result, text };
+    const links = result.url
+      ? [
+          {
+            uri: result.url,
+            name: `deployment ${result.deploymentId}`,
+            description: `the ${result.target} deployment`,
+          },
+        ]
+      : [];
+    return { data: result, text, links };
   },
 });

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { SandboxError } from "../src/protocol/errors.ts";
 import { defineTool } from "./define-tool.ts";
+import { fileLink } from "./links.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
 
 const utf8 = new TextEncoder();
@@ -73,6 +74,6 @@ export const editFile = defineTool({
       `Edited ${result.path}: ${args.edits.length} edit(s), ${total} replacement(s), now ${result.bytes} bytes.`,
       result.diff,
     ].join("\n");
-    return { data: result, text };
+    return { data: result, text, links: [fileLink(args.sessionId, result.path)] };
   },
 });

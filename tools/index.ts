@@ -18,9 +18,11 @@ import { readFiles } from "./read-files.ts";
 import { restartProcess } from "./restart-process.ts";
 import { revert } from "./revert.ts";
 import { runCommands } from "./run-commands.ts";
+import { sendInput } from "./send-input.ts";
 import { startProcess } from "./start-process.ts";
 import { stopProcess } from "./stop-process.ts";
 import { tailLogs } from "./tail-logs.ts";
+import { waitCommand } from "./wait-command.ts";
 import { writeFiles } from "./write-files.ts";
 
 export type { Tool, ToolReply } from "./define-tool.ts";
@@ -34,6 +36,8 @@ export const tools: readonly Tool[] = [
   editFile,
   readFiles,
   runCommands,
+  waitCommand,
+  sendInput,
   startProcess,
   listProcesses,
   stopProcess,

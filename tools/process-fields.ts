@@ -24,6 +24,34 @@ export const waitForField = z
 
 export const processEnvField = EnvMap.optional().describe("extra environment variables");
 
+/** stdin and terminal fields, shared by run_commands and start_process. */
+export const inputFields = {
+  stdin: z
+    .boolean()
+    .optional()
+    .describe("give it a stdin that send_input writes to (default: none, stdin is /dev/null)"),
+  tty: z
+    .boolean()
+    .optional()
+    .describe(
+      "run it under a pseudo-terminal (implies stdin), for prompts, colours and full-screen programs; answers show its screen",
+    ),
+  cols: z.number().int().min(20).max(500).optional().describe("tty only: terminal width, default 120"),
+  rows: z.number().int().min(5).max(200).optional().describe("tty only: terminal height, default 40"),
+};
+
+export interface InputArgs {
+  stdin?: boolean | undefined;
+  tty?: boolean | undefined;
+  cols?: number | undefined;
+  rows?: number | undefined;
+}
+
+/** The terminal a call asks for, if any. */
+export function terminalOf(args: InputArgs): { cols: number; rows: number } | undefined {
+  return args.tty ? { cols: args.cols ?? 120, rows: args.rows ?? 40 } : undefined;
+}
+
 export const processSummary = z.object({
   processId: z.string().describe("pass to stop_process, restart_process, tail_logs, get_errors"),
   name: z.string(),
@@ -69,7 +97,7 @@ export const startedShape = {
   lastLines: z.array(z.string()).describe("the last output lines when readiness failed"),
 };
 
-export interface StartArgs {
+export interface StartArgs extends InputArgs {
   command: string;
   name?: string | undefined;
   cwd?: string | undefined;
@@ -91,6 +119,8 @@ export async function startSupervised(ctx: ToolContext, sessionId: string, args:
       ...(args.cwd ? { cwd: args.cwd } : {}),
       env: args.env ?? {},
       ...(args.port ? { port: args.port } : {}),
+      ...(args.stdin ? { stdin: true } : {}),
+      ...(args.tty ? { tty: terminalOf(args) } : {}),
       ...(wait
         ? {
             waitFor: {

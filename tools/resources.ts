@@ -4,8 +4,14 @@ import {
   type ServerContext,
   type Variables,
 } from "@modelcontextprotocol/server";
+import { ProcessId } from "../src/protocol/schemas.ts";
 import { assertOwner } from "./session-access.ts";
+import { badRequest } from "./tool-error.ts";
 import type { ToolContext } from "./types.ts";
+
+/** Lines and characters one process's log resource holds at most (the newest ones). */
+const PROCESS_LOG_LINES = 10_000;
+const PROCESS_LOG_CHARS = 1024 * 1024;
 
 const one = (value: string | string[] | undefined): string =>
   Array.isArray(value) ? value.join("/") : (value ?? "");
@@ -63,6 +69,34 @@ export function registerResources(server: McpServer, contextFor: (ctx: ServerCon
       const { lines } = await tool.sandbox.logs(sessionId, { lines: 200 }, { signal: tool.signal });
       const text = lines.map((line) => `${line.processId} [${line.stream}] ${line.text}`).join("\n");
       return { contents: [{ uri: uri.href, mimeType: "text/plain", text }] };
+    },
+  );
+  server.registerResource(
+    "process-logs",
+    new ResourceTemplate("sandbox://sessions/{sessionId}/logs/{processId}", { list: undefined }),
+    {
+      title: "Process log",
+      description: `The output of one command or process of a sandbox session, its last ${PROCESS_LOG_LINES} lines.`,
+      mimeType: "text/plain",
+    },
+    async (uri: URL, variables: Variables, ctx: ServerContext) => {
+      const tool = contextFor(ctx);
+      const sessionId = one(variables.sessionId);
+      const processId = ProcessId.safeParse(one(variables.processId));
+      if (!processId.success)
+        throw badRequest(`no process ${one(variables.processId)}: ids look like c3 or p1`);
+      await assertOwner(tool, sessionId);
+      const { lines, truncated } = await tool.sandbox.logs(
+        sessionId,
+        { processId: processId.data, lines: PROCESS_LOG_LINES },
+        { signal: tool.signal },
+      );
+      let text = lines
+        .map((line) => (line.stream === "stdout" ? line.text : `[${line.stream}] ${line.text}`))
+        .join("\n");
+      if (text.length > PROCESS_LOG_CHARS) text = text.slice(text.length - PROCESS_LOG_CHARS);
+      const head = truncated || text.length === PROCESS_LOG_CHARS ? "[older lines left out]\n" : "";
+      return { contents: [{ uri: uri.href, mimeType: "text/plain", text: head + text }] };
     },
   );
 }

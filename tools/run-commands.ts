@@ -1,48 +1,35 @@
 import { z } from "zod";
 import { SandboxError } from "../src/protocol/errors.ts";
-import { flattenResults, progressReporter, summarize } from "./command-results.ts";
+import { answerLinks, answerShape, answerText, flattenAnswer, withProgress } from "./command-answer.ts";
 import { defineTool } from "./define-tool.ts";
-import { processEnvField, startedShape, startSupervised, waitForField } from "./process-fields.ts";
+import {
+  inputFields,
+  processEnvField,
+  startedShape,
+  startSupervised,
+  terminalOf,
+  waitForField,
+} from "./process-fields.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
-
-const resultShape = z.object({
-  command: z.string().describe("the command as given, cut after its first 1,000 characters"),
-  processId: z.string().describe("the command's id in tail_logs and get_errors"),
-  exitCode: z.number().int().nullable().describe("null when killed by a signal"),
-  signal: z.string().nullable(),
-  timedOut: z.boolean(),
-  cancelled: z.boolean(),
-  durationMs: z.number(),
-  stdout: z.string().describe("head and tail of stdout when it was long"),
-  stderr: z.string().describe("head and tail of stderr when it was long"),
-  truncated: z.boolean().describe("stdout or stderr was cut; fullOutput says how to read all of it"),
-  stdoutBytes: z.number().int(),
-  stderrBytes: z.number().int(),
-  logCursor: z
-    .object({ from: z.number().int(), to: z.number().int() })
-    .describe("log seq range of this command"),
-  fullOutput: z
-    .object({ processId: z.string(), after: z.number().int(), lines: z.number().int() })
-    .nullable()
-    .describe("arguments for tail_logs that return the whole output, when it was truncated"),
-  backgroundStopped: z
-    .number()
-    .int()
-    .describe(
-      "processes the command left running in the background (`server &`), stopped when it ended: start servers with background: true",
-    ),
-});
+import { defaultLimits } from "./types.ts";
 
 export const runCommands = defineTool({
   name: "run_commands",
   title: "Run shell commands",
   description: [
     "Runs shell commands (/bin/sh -c, a POSIX shell: use bash -c '...' for bash syntax) one after another in",
-    "the session workspace and returns exit code, duration,",
-    "stdout and stderr of each. Use it for builds, tests, installs and one-off scripts. By default it stops at",
-    "the first failing command (stopOnError). Each command has a timeout (timeoutMs, default 2 minutes); long",
-    "output is cut to its head and tail (truncated: true) and the full lines stay readable with tail_logs",
-    "(see fullOutput). Sends progress notifications while it runs when the client asks for them.",
+    "the session workspace and returns exit code, duration, stdout and stderr of each. Use it for builds, tests,",
+    "installs and one-off scripts. By default it stops at the first failing command (stopOnError). Each command",
+    "has a timeout (timeoutMs, default 2 minutes); long output is cut to its head and tail (truncated: true) and",
+    "the full lines stay readable with tail_logs (see fullOutput).",
+    `A call answers within yieldMs (default ${defaultLimits.defaultYieldMs / 1000} s, a third of the 60 s request`,
+    "timeout of common MCP clients): commands still running then keep running, and the answer has `running`",
+    "(the output so far and its processId, the handle) instead of their result; pass the handle to wait_command",
+    "for the rest, to send_input to answer a prompt, or to stop_process. Short commands answer in one call.",
+    "stdin: true gives the commands a stdin for send_input; tty: true runs them under a pseudo-terminal",
+    "(cols x rows) so that prompts, colours and full-screen programs behave, and answers show its screen.",
+    "Sends progress notifications while it runs (every few seconds, also when the command prints nothing) when",
+    "the client asks for them. Cancelling the call stops the commands.",
     "For servers and watchers use background: true (or start_process): the commands then run as one supervised",
     "process (joined with &&) and the call returns its processId, optionally after waitFor says it is ready.",
   ].join(" "),
@@ -66,10 +53,20 @@ export const runCommands = defineTool({
     name: z.string().optional().describe("background only: a name for the process"),
     port: z.number().int().min(1).max(65_535).optional().describe("background only: the port it will serve"),
     waitFor: waitForField.optional(),
+    yieldMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(defaultLimits.maxCommandTimeoutMs)
+      .optional()
+      .describe(
+        `answer after at most this many ms with what still runs (default ${defaultLimits.defaultYieldMs}); keep it below your client's request timeout. At or above the commands' whole timeout the call waits for their end`,
+      ),
+    ...inputFields,
   },
   output: {
-    results: z.array(resultShape).describe("one entry per command that ran (empty for background)"),
-    skipped: z.number().int().describe("commands not run because an earlier one failed"),
+    ...answerShape,
+    results: answerShape.results.describe("one entry per command that ended (empty for background)"),
     process: z.object(startedShape).optional().describe("the background process, when background: true"),
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
@@ -91,6 +88,10 @@ export const runCommands = defineTool({
         env: args.env,
         port: args.port,
         waitFor: args.waitFor,
+        stdin: args.stdin,
+        tty: args.tty,
+        cols: args.cols,
+        rows: args.rows,
       });
       return {
         data: { results: [], skipped: 0, process: started.data },
@@ -99,25 +100,36 @@ export const runCommands = defineTool({
       };
     }
     const timeoutMs = Math.min(args.timeoutMs ?? limits.defaultCommandTimeoutMs, limits.maxCommandTimeoutMs);
-    // Without a progressToken no event would be reported: the monitor is then asked for the result alone.
-    const onEvent = ctx.progressWanted
-      ? progressReporter(args.commands.length, ctx.notify, limits.progressIntervalMs)
-      : undefined;
-    const exec = await ctx.sandbox.exec(
-      args.sessionId,
-      {
-        commands: args.commands,
-        ...(args.cwd ? { cwd: args.cwd } : {}),
-        env: args.env ?? {},
-        timeoutMs,
-        stopOnError: args.stopOnError ?? true,
-      },
-      { signal: ctx.signal, onEvent },
+    const terminal = terminalOf(args);
+    const interactive = args.stdin === true || terminal !== undefined;
+    // A bound the commands cannot reach changes nothing: they are run as before, answered at their end. A command
+    // that takes input always answers by its bound, or nobody could give it any.
+    const yieldMs = args.yieldMs ?? limits.defaultYieldMs;
+    const yields = interactive || yieldMs < timeoutMs * args.commands.length;
+    const exec = await withProgress(ctx, args.commands.length, (onEvent) =>
+      ctx.sandbox.exec(
+        args.sessionId,
+        {
+          commands: args.commands,
+          ...(args.cwd ? { cwd: args.cwd } : {}),
+          env: args.env ?? {},
+          timeoutMs,
+          stopOnError: args.stopOnError ?? true,
+          ...(yields
+            ? { yieldMs: Math.min(yieldMs, timeoutMs * args.commands.length), quietMs: limits.quietMs }
+            : {}),
+          ...(args.stdin ? { stdin: true } : {}),
+          ...(terminal ? { tty: terminal } : {}),
+        },
+        // Without a progressToken no event would be reported: the monitor is then asked for the result alone.
+        { signal: ctx.signal, onEvent },
+      ),
     );
-    const results = flattenResults(exec.results, limits.maxOutputChars);
+    const answer = flattenAnswer(exec, limits.maxOutputChars);
     return {
-      data: { results, skipped: exec.skipped },
-      text: summarize(args.sessionId, results, exec.skipped),
+      data: answer,
+      text: answerText(args.sessionId, answer, limits.defaultYieldMs),
+      links: answerLinks(args.sessionId, answer),
     };
   },
 });

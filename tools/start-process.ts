@@ -1,6 +1,12 @@
 import { z } from "zod";
 import { defineTool } from "./define-tool.ts";
-import { processEnvField, startedShape, startSupervised, waitForField } from "./process-fields.ts";
+import {
+  inputFields,
+  processEnvField,
+  startedShape,
+  startSupervised,
+  waitForField,
+} from "./process-fields.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
 
 export const startProcess = defineTool({
@@ -11,7 +17,8 @@ export const startProcess = defineTool({
     "processId right away, or once waitFor is met: a port accepting connections and/or an output line matching",
     "logPattern. If it does not get ready the result is an error that carries the last output lines; the",
     "process may still be running (status). Its output goes to tail_logs and detected errors to get_errors.",
-    "Stop it with stop_process; restart it with restart_process after fixing code.",
+    "Stop it with stop_process; restart it with restart_process after fixing code. With stdin or tty: true",
+    "(a pseudo-terminal) it takes input with send_input, which also shows its latest output and screen.",
   ].join(" "),
   input: {
     sessionId: sessionIdField,
@@ -31,6 +38,7 @@ export const startProcess = defineTool({
       .optional()
       .describe("the port the process will serve (for deploy)"),
     waitFor: waitForField.optional(),
+    ...inputFields,
   },
   output: startedShape,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },

@@ -2,17 +2,22 @@ import { z } from "zod";
 import { ProcessId, ProcessStatus } from "../src/protocol/schemas.ts";
 import { defineTool } from "./define-tool.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
+import { ownerOfHandle } from "./wait-command.ts";
 
 export const stopProcess = defineTool({
   name: "stop_process",
   title: "Stop process",
   description: [
     "Stops a supervised process and all its children: SIGTERM, then SIGKILL after graceMs (default 5 s).",
-    "Returns its final status. Stopping a process that already ended is harmless.",
+    "Returns its final status. Stopping a process that already ended is harmless. Also stops a command that",
+    "run_commands left running (its handle, e.g. c3; SIGTERM, SIGKILL after 2 s) with the rest of its call's",
+    "commands; wait_command on the handle then gives its result.",
   ].join(" "),
   input: {
     sessionId: sessionIdField,
-    processId: ProcessId.describe("the process id from start_process or list_processes, e.g. p1"),
+    processId: ProcessId.describe(
+      "the process id from start_process or list_processes, e.g. p1, or a running command's handle, e.g. c3",
+    ),
     graceMs: z.number().int().min(0).max(60_000).optional().describe("ms between SIGTERM and SIGKILL"),
   },
   output: {
@@ -23,6 +28,22 @@ export const stopProcess = defineTool({
   },
   annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   async run(args, ctx) {
+    if (args.processId.startsWith("c")) {
+      await ownerOfHandle(ctx, args.sessionId, args.processId);
+      const end = await ctx.sandbox.stopCommand(args.sessionId, args.processId, { signal: ctx.signal });
+      const result = end.results[0];
+      const data = {
+        processId: args.processId,
+        status: "stopped" as const,
+        exitCode: result?.exitCode ?? null,
+        signal: result?.signal ?? null,
+      };
+      const skipped = end.skipped ? `; ${end.skipped} later command(s) of its call skipped` : "";
+      return {
+        data,
+        text: `Command ${args.processId} is stopped${data.signal ? ` (${data.signal})` : data.exitCode !== null ? ` (exit ${data.exitCode})` : ""}${skipped}. wait_command gives its result.`,
+      };
+    }
     await assertOwner(ctx, args.sessionId);
     const info = await ctx.sandbox.stopProcess(
       args.sessionId,

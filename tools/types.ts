@@ -36,6 +36,18 @@ export interface ToolLimits {
   maxTtlSeconds: number;
   /** Minimum gap between two output progress notifications of one command. */
   progressIntervalMs: number;
+  /**
+   * How long `run_commands` waits before it answers with what still runs (`yieldMs`), and `wait_command`'s
+   * default: a third of the 60 s request timeout of MCP SDK clients, so a call answers well inside it even after
+   * a container's cold start or a slow network.
+   */
+  defaultYieldMs: number;
+  /** Progress notifications while a call waits on a command, also when the command prints nothing. */
+  heartbeatMs: number;
+  /** A command with stdin or a terminal: an answer comes once its new output has paused this long (a prompt). */
+  quietMs: number;
+  /** How long `send_input` waits for the program's answer by default. */
+  inputWaitMs: number;
 }
 
 export const defaultLimits: ToolLimits = {
@@ -54,6 +66,10 @@ export const defaultLimits: ToolLimits = {
   maxSessionsPerPrincipal: 20,
   maxTtlSeconds: 7 * 86_400,
   progressIntervalMs: 250,
+  defaultYieldMs: 20_000,
+  heartbeatMs: 5_000,
+  quietMs: 500,
+  inputWaitMs: 3_000,
 };
 
 export type DeployTarget = "preview" | "static" | "cloudflare";

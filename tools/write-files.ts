@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { SandboxError } from "../src/protocol/errors.ts";
 import { defineTool } from "./define-tool.ts";
+import { fileLink } from "./links.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
 import { badRequest } from "./tool-error.ts";
 
@@ -85,6 +86,8 @@ export const writeFiles = defineTool({
     const bytes = result.written.reduce((sum, file) => sum + file.bytes, 0);
     const parts = [`Wrote ${result.written.length} file(s), ${bytes} bytes`];
     if (result.deleted.length) parts.push(`deleted ${result.deleted.join(", ")}`);
-    return { data: result, text: `${parts.join("; ")}.` };
+    // Links to what was written, for clients that open resources (a long list stops at 20).
+    const links = result.written.slice(0, 20).map((file) => fileLink(args.sessionId, file.path));
+    return { data: result, text: `${parts.join("; ")}.`, links };
   },
 });

@@ -1,6 +1,10 @@
 import type { Readable } from "node:stream";
-import type { Jail, JailProcess } from "../jail/types.ts";
+import { SandboxError } from "../../src/protocol/errors.ts";
+import type { InputMode, KeyName, TerminalSize } from "../../src/protocol/schemas.ts";
+import { InputFullError, type Jail, type JailProcess } from "../jail/types.ts";
 import type { LineWriter } from "../logs/types.ts";
+import { keyBytes } from "./keys.ts";
+import { LiveOutput } from "./live-output.ts";
 import { type CapturedOutput, HeadTailCapture } from "./output.ts";
 import type { ProcessLogs } from "./types.ts";
 
@@ -28,7 +32,15 @@ export interface RunSpec {
   captureBytes?: number;
   /** Whether a failure to start is also written to the run's stderr (and its capture), as a command's would be. */
   spawnErrorOnStderr?: boolean;
+  /** Absent or "none": stdin is /dev/null. "tty": a pseudo-terminal of `terminal`'s size. */
+  input?: InputMode;
+  terminal?: { cols: number; rows: number };
+  /** Keep its newest output, this many bytes, for `live` (answers while it runs); 0 or absent for none. */
+  liveBytes?: number;
 }
+
+/** What a terminal says it is, unless the command's environment says otherwise. */
+const TERM = "xterm-256color";
 
 /** After the leader exits, how long its pipes may stay silent and open before they are cut. */
 const DRAIN_MS = 5_000;
@@ -49,7 +61,11 @@ export class Run {
   readonly #logs: ProcessLogs;
   readonly #sessionId: string;
   readonly #child: JailProcess | null;
+  #ended = false;
   readonly #capture: { stdout: HeadTailCapture; stderr: HeadTailCapture } | null;
+  readonly input: InputMode;
+  /** Its recent output and, under a terminal, its screen (see `liveBytes`). */
+  readonly live: LiveOutput | null;
   #stopping = false;
 
   private constructor(spec: RunSpec) {
@@ -65,15 +81,34 @@ export class Run {
             stderr: new HeadTailCapture(limit, spec.processId),
           }
         : null;
+    this.input = spec.input ?? "none";
+    const terminal = this.input === "tty" ? (spec.terminal ?? { cols: 120, rows: 40 }) : undefined;
+    this.live = spec.liveBytes
+      ? new LiveOutput(spec.liveBytes, terminal, (reply) => this.#reply(reply))
+      : null;
     const outLog = spec.logs.writer(spec.sessionId, spec.processId, "stdout");
     const errLog = spec.logs.writer(spec.sessionId, spec.processId, "stderr");
     let child: JailProcess | null = null;
     let watched: Promise<RunEnd>;
     try {
-      child = spec.jail.spawn({ command: spec.command, cwd: spec.cwd, env: spec.env });
+      child = spec.jail.spawn({
+        command: spec.command,
+        cwd: spec.cwd,
+        env: terminal ? { TERM, ...spec.env } : spec.env,
+        ...(this.input !== "none" ? { input: this.input } : {}),
+        ...(terminal ? { terminal } : {}),
+      });
       const capture = this.#capture;
-      pipeOutput(child.stdout, outLog, capture ? (chunk) => capture.stdout.push(chunk) : undefined);
-      pipeOutput(child.stderr, errLog, capture ? (chunk) => capture.stderr.push(chunk) : undefined);
+      const live = this.live;
+      const tap = (stream: "stdout" | "stderr") =>
+        capture || live
+          ? (chunk: Buffer) => {
+              capture?.[stream].push(chunk);
+              live?.push(chunk);
+            }
+          : undefined;
+      pipeOutput(child.stdout, outLog, tap("stdout"));
+      pipeOutput(child.stderr, errLog, tap("stderr"));
       watched = this.#watch(child);
     } catch (error) {
       const spawnError = error instanceof Error ? error : new Error(String(error));
@@ -88,6 +123,7 @@ export class Run {
       }
       outLog.end();
       errLog.end();
+      this.#ended = true;
       return end;
     });
     this.started = new Promise((resolve) => {
@@ -105,6 +141,74 @@ export class Run {
 
   get pid(): number | undefined {
     return this.#child?.pid;
+  }
+
+  /**
+   * Writes to the command's stdin (its terminal, under one). Throws a SandboxError when it takes no input or has
+   * not read what it was sent before.
+   */
+  write(data: Buffer): void {
+    if (this.input === "none") {
+      throw new SandboxError(
+        "bad_request",
+        `${this.processId} was started without stdin, so it takes no input`,
+        "start it again with stdin: true (or tty: true for a program that wants a terminal)",
+      );
+    }
+    if (!this.#child || this.#ended) return;
+    try {
+      this.#jail.write(this.#child, data);
+    } catch (error) {
+      if (!(error instanceof InputFullError)) throw error;
+      throw new SandboxError(
+        "conflict",
+        `${this.processId}: ${error.message}`,
+        "read its output to see what it waits for, or stop it",
+      );
+    }
+  }
+
+  /** An input request: resize, then `data` and `keys`, then close; returns the bytes written. */
+  send(request: {
+    data: string;
+    keys: KeyName[];
+    close: boolean;
+    resize?: TerminalSize | undefined;
+  }): number {
+    if (request.resize) this.resize(request.resize.cols, request.resize.rows);
+    const keys = keyBytes(request.keys, {
+      tty: this.input === "tty",
+      applicationCursorKeys: this.live?.applicationCursorKeys ?? false,
+    });
+    const data = Buffer.concat([Buffer.from(request.data, "base64"), keys]);
+    if (data.length > 0) this.write(data);
+    if (request.close) this.closeInput();
+    return data.length;
+  }
+
+  /** Ends its stdin once what was written has gone; under a terminal, sends end-of-file (Ctrl-D). */
+  closeInput(): void {
+    if (this.#child && !this.#ended && this.input !== "none") this.#jail.closeInput(this.#child);
+  }
+
+  resize(cols: number, rows: number): void {
+    if (this.input !== "tty" || !this.#child || this.#ended) return;
+    this.#jail.resize(this.#child, cols, rows);
+    this.live?.resize(cols, rows);
+  }
+
+  /** The terminal's answers to the program's queries go back to it as input; a program that stopped reading loses them. */
+  #reply(data: string): void {
+    try {
+      if (this.#child && !this.#ended) this.#jail.write(this.#child, Buffer.from(data));
+    } catch {
+      // Its input is full: it is not reading.
+    }
+  }
+
+  /** Bytes of each stream so far (with `captureBytes`; 0 without). */
+  bytes(): { stdout: number; stderr: number } {
+    return { stdout: this.#capture?.stdout.bytes ?? 0, stderr: this.#capture?.stderr.bytes ?? 0 };
   }
 
   /** What was captured of each stream (see `captureBytes`). */

@@ -1,6 +1,12 @@
 import type { Hono } from "hono";
 import { patterns } from "../../src/protocol/routes.ts";
-import { ProcessId, StartProcessRequest, StopProcessRequest } from "../../src/protocol/schemas.ts";
+import {
+  InputRequest,
+  ProcessId,
+  StartProcessRequest,
+  StopProcessRequest,
+  WaitRequest,
+} from "../../src/protocol/schemas.ts";
 import { workspaceCwd } from "../files/paths.ts";
 import type { MonitorServices } from "./services.ts";
 import { sessionId } from "./sessions.ts";
@@ -31,6 +37,20 @@ export function processRoutes(app: Hono, { sessions, supervisor }: MonitorServic
     await sessions.workspace(id);
     const { graceMs } = await jsonBody(c, StopProcessRequest);
     return c.json(await supervisor.stop(id, processId(c.req.param("processId")), graceMs));
+  });
+
+  app.post(patterns.processWait, async (c) => {
+    const runtime = await sessions.runtime(sessionId(c.req.param("sessionId")));
+    const request = await jsonBody(c, WaitRequest);
+    const id = processId(c.req.param("processId"));
+    return c.json(await supervisor.wait(runtime.id, id, request, runtime.limits.outputBytes));
+  });
+
+  app.post(patterns.processInput, async (c) => {
+    const id = sessionId(c.req.param("sessionId"));
+    await sessions.workspace(id);
+    const request = await jsonBody(c, InputRequest);
+    return c.json(supervisor.input(id, processId(c.req.param("processId")), request));
   });
 
   app.post(patterns.processRestart, async (c) => {

@@ -2,12 +2,18 @@ import type { DatabaseSync } from "node:sqlite";
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import {
+  type InputRequest,
+  type InputResult,
   type ProcessInfo,
   type ProcessStatus,
+  type ProcessWaitResult,
   StartProcessRequest,
   type StartProcessResult,
+  type WaitRequest,
 } from "../../src/protocol/schemas.ts";
+import { waitForMore } from "../exec/live-output.ts";
 import { Run, type RunEnd } from "../exec/run.ts";
+import { inputOf } from "../exec/sequence.ts";
 import { notifyExit, type ProcessHooks, type ProcessLogs, type SessionRuntime } from "../exec/types.ts";
 import { startHealthChecks } from "./health-check.ts";
 import { conflictWith, decideRestart, describeEnd, describeExit } from "./policy.ts";
@@ -107,6 +113,46 @@ export class Supervisor {
 
   get(sessionId: string, processId: string): ProcessInfo {
     return this.#info(this.#row(sessionId, processId));
+  }
+
+  /**
+   * The output of the process's current run after `after`, once more has come and paused (`quietMs`), the run
+   * ended, or `waitMs` passed. Only for processes started with stdin or a terminal, which keep their recent output.
+   */
+  async wait(
+    sessionId: string,
+    processId: string,
+    request: z.output<typeof WaitRequest>,
+    outputBytes: number,
+  ): Promise<ProcessWaitResult> {
+    const row = this.#row(sessionId, processId);
+    const run = this.#live.get(sessionId)?.get(processId)?.run ?? null;
+    const input = inputOf(StartProcessRequest.parse(row.request)).input;
+    if (run?.live) {
+      const { quietMs, after } = request;
+      await waitForMore(run.live, {
+        deadline: performance.now() + request.waitMs,
+        quietMs,
+        after,
+        ended: run.ended,
+      });
+    }
+    const output = run?.live ? await run.live.since(request.after, outputBytes) : null;
+    return { process: this.#info(this.#live.get(sessionId)?.get(processId)?.row ?? row), input, output };
+  }
+
+  /** Writes to the stdin of the process's current run (its terminal, under one), closes it, resizes it. */
+  input(sessionId: string, processId: string, request: z.output<typeof InputRequest>): InputResult {
+    this.#row(sessionId, processId);
+    const run = this.#live.get(sessionId)?.get(processId)?.run;
+    if (!run) {
+      throw new SandboxError(
+        "conflict",
+        `process ${processId} is not running, so nothing reads its input`,
+        "restart_process starts it again",
+      );
+    }
+    return { written: run.send(request), closed: request.close };
   }
 
   /** SIGTERM to the process tree, SIGKILL after the grace period; resolves once it has ended. */
@@ -219,6 +265,9 @@ export class Supervisor {
       command: request.command,
       cwd,
       env: { ...runtime.env, ...portEnv, ...request.env },
+      ...inputOf(request),
+      // What it printed lately is kept for answers about it only when it can be talked to.
+      liveBytes: request.stdin || request.tty ? runtime.limits.outputBytes : 0,
     });
     managed.run = run;
     managed.runEnded = run.ended.then((end) => this.#ended(managed, run, end));

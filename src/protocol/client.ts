@@ -27,12 +27,15 @@ import {
   ExecResult,
   Health,
   ImportResult,
+  type InputRequest,
+  InputResult,
   type ListFilesRequest,
   ListFilesResult,
   type LogsQueryInput,
   LogsResult,
   ProcessInfo,
   ProcessList,
+  ProcessWaitResult,
   type ReadFilesRequest,
   ReadFilesResult,
   type ReportErrorsRequest,
@@ -41,6 +44,7 @@ import {
   SessionList,
   type StartProcessRequest,
   StartProcessResult,
+  type WaitRequest,
   type WriteFilesRequest,
   WriteFilesResult,
 } from "./schemas.ts";
@@ -151,18 +155,46 @@ export class SandboxClient {
     return ImportResult.parse(await response.json());
   }
 
-  /** Runs commands; `onEvent` sees progress as NDJSON events arrive. Aborting `signal` kills the commands. */
-  async exec(id: string, request: ExecRequest, options: ExecOptions = {}): Promise<ExecResult> {
+  /**
+   * Runs commands; `onEvent` sees progress as NDJSON events arrive. Aborting `signal` while it waits kills the
+   * commands. With `yieldMs` it answers by then; a command still running is its result's `running` part.
+   */
+  exec(id: string, request: ExecRequest, options: ExecOptions = {}): Promise<ExecResult> {
+    return this.#execLike(routes.exec(id), request, options);
+  }
+
+  /**
+   * Waits on a command that an exec with `yieldMs` left running (its processId) for its end and the rest of its
+   * sequence, up to `waitMs`; answers like exec. Aborting `signal` while it waits kills the commands.
+   */
+  waitCommand(id: string, processId: string, request: WaitRequest, options: ExecOptions = {}) {
+    return this.#execLike(routes.execWait(id, processId), request, options);
+  }
+
+  /** Writes to (or closes, or resizes) the stdin of a running command started with stdin or a terminal. */
+  commandInput(id: string, processId: string, request: InputRequest, options?: CallOptions) {
+    return this.#json(InputResult, "POST", routes.execInput(id, processId), request, undefined, options);
+  }
+
+  /** Stops a command left running by an exec with `yieldMs` (and the rest of its sequence); answers with its end. */
+  stopCommand(id: string, processId: string, options?: CallOptions) {
+    return this.#json(ExecResult, "POST", routes.execStop(id, processId), {}, undefined, options);
+  }
+
+  async #execLike(path: string, request: unknown, options: ExecOptions): Promise<ExecResult> {
     if (this.#quietExec && !options.onEvent) {
-      return this.#json(ExecResult, "POST", routes.exec(id), request, undefined, options, "application/json");
+      return this.#json(ExecResult, "POST", path, request, undefined, options, "application/json");
     }
-    const response = await this.#send("POST", routes.exec(id), request, undefined, options);
+    const response = await this.#send("POST", path, request, undefined, options);
     if (!response.body) throw new SandboxError("internal", "the monitor sent no exec stream");
     let done: ExecResult | undefined;
     for await (const line of ndjsonLines(response.body)) {
       const event = ExecEvent.parse(JSON.parse(line));
       options.onEvent?.(event);
-      if (event.type === "done") done = { results: event.results, skipped: event.skipped };
+      if (event.type === "done") {
+        const { type: _, ...result } = event;
+        done = result;
+      }
       if (event.type === "error") {
         throw new SandboxError(
           ErrorBody.shape.error.shape.code.safeParse(event.error.code).data ?? "internal",
@@ -189,6 +221,23 @@ export class SandboxClient {
 
   stopProcess(id: string, processId: string, request: { graceMs?: number } = {}, options?: CallOptions) {
     return this.#json(ProcessInfo, "POST", routes.processStop(id, processId), request, undefined, options);
+  }
+
+  /** A supervised process's output after a cursor, once more has come and paused, it ended, or `waitMs` passed. */
+  waitProcess(id: string, processId: string, request: WaitRequest, options?: CallOptions) {
+    return this.#json(
+      ProcessWaitResult,
+      "POST",
+      routes.processWait(id, processId),
+      request,
+      undefined,
+      options,
+    );
+  }
+
+  /** Writes to the stdin of a supervised process started with stdin or a terminal. */
+  processInput(id: string, processId: string, request: InputRequest, options?: CallOptions) {
+    return this.#json(InputResult, "POST", routes.processInput(id, processId), request, undefined, options);
   }
 
   restartProcess(id: string, processId: string, options?: CallOptions) {

@@ -239,6 +239,15 @@ export const ExecRequest = z.object({
     .describe(
       "answer after this long with the results so far and the running command (its processId is the handle to wait on); the commands run on. Absent: answer once they end",
     ),
+  quietMs: z
+    .number()
+    .int()
+    .min(10)
+    .max(60_000)
+    .optional()
+    .describe(
+      "with yieldMs, for a command with stdin or a terminal: also answer once output has come and then paused this long (a prompt)",
+    ),
   ...inputFields,
 });
 export type ExecRequest = z.input<typeof ExecRequest>;
@@ -281,7 +290,13 @@ export const ExecEvent = z.discriminatedUnion("type", [
     bytes: z.number().int().optional().describe("bytes of output so far for this command"),
   }),
   z.object({ type: z.literal("end"), index: z.number().int(), result: CommandResult }),
-  z.object({ type: z.literal("done"), results: z.array(CommandResult), skipped: z.number().int() }),
+  z.object({
+    type: z.literal("done"),
+    results: z.array(CommandResult),
+    skipped: z.number().int(),
+    running: z.lazy(() => RunningCommand).optional(),
+    pending: z.number().int().optional(),
+  }),
   z.object({ type: z.literal("error"), error: z.object({ code: z.string(), message: z.string() }) }),
 ]);
 export type ExecEvent = z.infer<typeof ExecEvent>;
@@ -330,9 +345,31 @@ export const WaitRequest = z.object({
     .min(10)
     .max(60_000)
     .optional()
-    .describe("also answer once new output has arrived and then paused this long (a prompt)"),
+    .describe(
+      "for a command with stdin or a terminal: also answer once new output has come and then paused this long (a prompt)",
+    ),
 });
 export type WaitRequest = z.input<typeof WaitRequest>;
+
+/** Keys by name, written after `data` as a terminal would send them (Enter is \r under a terminal, \n on a pipe). */
+export const KeyName = z.enum([
+  "Enter",
+  "Tab",
+  "Escape",
+  "Backspace",
+  "Delete",
+  "Space",
+  "Up",
+  "Down",
+  "Left",
+  "Right",
+  "Home",
+  "End",
+  "PageUp",
+  "PageDown",
+  ...(Array.from({ length: 26 }, (_, i) => `Ctrl-${String.fromCharCode(65 + i)}`) as [string, ...string[]]),
+]);
+export type KeyName = z.infer<typeof KeyName>;
 
 /** Input for a command or process started with stdin or a terminal. */
 export const InputRequest = z.object({
@@ -341,6 +378,7 @@ export const InputRequest = z.object({
     .max(1024 * 1024)
     .default("")
     .describe("bytes to write, base64"),
+  keys: z.array(KeyName).max(200).default([]).describe("keys to press after `data`, in order"),
   close: z.boolean().default(false).describe("then close stdin (under a terminal: send end-of-file, Ctrl-D)"),
   resize: TerminalSize.optional().describe("under a terminal: its new size"),
 });

@@ -167,7 +167,14 @@ describe.each(jailModes())("exec (%s)", (mode) => {
     // Not one event per line; the last one is sent before "end" and is complete.
     expect(outputs.length).toBeGreaterThan(0);
     expect(outputs.length).toBeLessThan(100);
-    expect(outputs.at(-1)).toEqual({ type: "output", index: 0, lines: 3000, lastLine: "line 3000" });
+    expect(outputs.at(-1)).toEqual({
+      type: "output",
+      index: 0,
+      lines: 3000,
+      lastLine: "line 3000",
+      // "line 1\n" to "line 3000\n"
+      bytes: 9 * 7 + 90 * 8 + 900 * 9 + 2001 * 10,
+    });
     const types = events.map((e) => `${e.type}${"index" in e ? e.index : ""}`);
     expect(types.indexOf("end0")).toBeLessThan(types.indexOf("start1"));
     expect(types.at(-1)).toBe("end1");

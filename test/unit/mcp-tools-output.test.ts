@@ -141,6 +141,55 @@ describe("progressReporter", () => {
     expect(values.every((value, i) => i === 0 || value > (values[i - 1] ?? 0))).toBe(true);
     expect(sent.every((s) => s.total === 2)).toBe(true);
   });
+
+  it("beats while a command is silent: elapsed time and bytes so far, still rising", () => {
+    const sent: Array<{ progress: number; message?: string }> = [];
+    let clock = 0;
+    const report = progressReporter(
+      1,
+      async (progress, _total, message) => {
+        sent.push({ progress, message });
+      },
+      100,
+      () => clock,
+    );
+    report({ type: "start", index: 0, command: "npm install", processId: "c1" });
+    report({ type: "output", index: 0, lines: 2, lastLine: "added 3 packages", bytes: 2048 });
+    for (const at of [5_000, 10_000, 15_000]) {
+      clock = at;
+      report.beat();
+    }
+    expect(sent.slice(2).map((s) => s.message)).toEqual([
+      "[1/1] npm install: running 5 s, 2.0 KB of output; last: added 3 packages",
+      "[1/1] npm install: running 10 s, 2.0 KB of output; last: added 3 packages",
+      "[1/1] npm install: running 15 s, 2.0 KB of output; last: added 3 packages",
+    ]);
+    const values = sent.map((s) => s.progress);
+    expect(values.every((value, i) => i === 0 || value > (values[i - 1] ?? 0))).toBe(true);
+    expect(values.every((value) => value < 1)).toBe(true);
+  });
+
+  it("counts up without a total for a wait, which joins a command already running", () => {
+    const sent: Array<{ progress: number; total?: number; message?: string }> = [];
+    let clock = 1_000;
+    const report = progressReporter(
+      undefined,
+      async (progress, total, message) => {
+        sent.push({ progress, total, message });
+      },
+      100,
+      () => clock,
+    );
+    clock = 7_000;
+    report.beat();
+    report({ type: "output", index: 2, lines: 1, lastLine: "building", bytes: 9 });
+    report({ type: "end", index: 2, result: result({ command: "npm run build" }) });
+    expect(sent).toEqual([
+      { progress: 1, total: undefined, message: "waiting: 6 s" },
+      { progress: 2, total: undefined, message: "1 lines; last: building" },
+      { progress: 3, total: undefined, message: "npm run build → exit 0" },
+    ]);
+  });
 });
 
 describe("describeError", () => {
