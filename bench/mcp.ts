@@ -11,6 +11,8 @@ import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./sta
  * MCP figures against the local server (`src/node/cli.ts`, a separate process) over streamable HTTP:
  * - `run_commands(["true"])` vs a bare jailed spawn of `true` from Node (bubblewrap with nothing else), with the
  *   same command through a session jail in-process for reference;
+ * - `run_commands(["true"])` as made by default (it may yield: answered within yieldMs) vs one that waits for the
+ *   end as before yielding existed (a yieldMs its command cannot reach);
  * - `run_commands` of `ls -la`, `node -e 1` and `npm --version`, each vs the same command in a bare bwrap;
  * - `create_session` then a first command, next to two tool calls to a bare HTTP server (the SDK client and
  *   loopback HTTP alone, bare-mcp-server.ts);
@@ -68,6 +70,28 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
       ratio: `${ratio.toFixed(2)}x bare (${(median(mcp) / median(jailed)).toFixed(2)}x in-process)`,
       goal: "<= 1.3x",
       ok: ratio <= 1.3,
+    });
+
+    // 1a. the same call as it is made by default, answering within yieldMs (its command could outlive the call),
+    //     against one whose yieldMs its command cannot reach, which runs it as before yielding existed
+    const runWaiting = () =>
+      call(first!, "run_commands", { sessionId, commands: ["true"], timeoutMs: 60_000, yieldMs: 60_000 });
+    const runYielding = () => call(first!, "run_commands", { sessionId, commands: ["true"], timeoutMs: 60_000 });
+    for (const task of [runWaiting, runYielding]) await timeRuns(5, task);
+    const waiting: number[] = [];
+    const yielding: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      waiting.push(...(await timeRuns(1, runWaiting, SETTLE_MS)));
+      yielding.push(...(await timeRuns(1, runYielding, SETTLE_MS)));
+    }
+    const yieldRatio = median(yielding) / median(waiting);
+    rows.push({
+      figure: "run_commands([true]) that may yield (p50)",
+      value: ms(median(yielding)),
+      baseline: `waiting for its end as before ${ms(median(waiting))}`,
+      ratio: `${yieldRatio.toFixed(2)}x`,
+      goal: "<= 1.1x",
+      ok: yieldRatio <= 1.1,
     });
 
     // 1b. commands that do something: what the command path costs shows as a share of what a program takes. The

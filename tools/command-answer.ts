@@ -168,9 +168,10 @@ export async function withProgress<T>(
   ctx: ToolContext,
   total: number | undefined,
   work: (onEvent: ProgressReporter | undefined) => Promise<T>,
+  joined?: string,
 ): Promise<T> {
   if (!ctx.progressWanted) return work(undefined);
-  const reporter = progressReporter(total, ctx.notify, ctx.limits.progressIntervalMs);
+  const reporter = progressReporter(total, ctx.notify, ctx.limits.progressIntervalMs, Date.now, joined);
   const timer = setInterval(() => reporter.beat(), ctx.limits.heartbeatMs);
   try {
     return await work(reporter);

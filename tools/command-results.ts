@@ -126,6 +126,8 @@ export function progressReporter(
   notify: ProgressFn,
   intervalMs: number,
   now: () => number = Date.now,
+  /** For a wait: the handle of the command it joins, which started before it. */
+  joined?: string,
 ): ProgressReporter {
   let last = -1;
   let lastOutputAt = Number.NEGATIVE_INFINITY;
@@ -187,13 +189,15 @@ export function progressReporter(
   report.beat = () => {
     const state = running;
     const seconds = Math.round((now() - (state?.since ?? startedAt)) / 1000);
-    if (!state) return within(0, `waiting: ${seconds} s`);
+    if (!state) return within(0, joined ? `${joined} running; waited ${seconds} s` : `waiting: ${seconds} s`);
     const command = commands[state.index];
     const line = state.lastLine.length > 200 ? `${state.lastLine.slice(0, 200)}…` : state.lastLine;
-    within(
-      state.index,
-      `${label(state.index)}${command ? `${command}: ` : ""}running ${seconds} s, ${formatBytes(state.bytes)} of output${line ? `; last: ${line}` : ""}`,
-    );
+    const last = line ? `; last: ${line}` : "";
+    // A command the wait joined started before it: its name and start are not known here.
+    const what = command
+      ? `${command}: running ${seconds} s`
+      : `${joined ?? "the command"} running; waited ${seconds} s`;
+    within(state.index, `${label(state.index)}${what}, ${formatBytes(state.bytes)} of output${last}`);
   };
   return report;
 }

@@ -92,8 +92,12 @@ export const sendInput = defineTool({
     const waitMs = Math.min(args.waitMs ?? limits.inputWaitMs, limits.maxWaitMs);
     const wait = { waitMs, quietMs: limits.quietMs, ...(before !== undefined ? { after: before } : {}) };
     if (command) {
-      const exec = await withProgress(ctx, undefined, (onEvent) =>
-        ctx.sandbox.waitCommand(args.sessionId, args.processId, wait, { signal: ctx.signal, onEvent }),
+      const exec = await withProgress(
+        ctx,
+        undefined,
+        (onEvent) =>
+          ctx.sandbox.waitCommand(args.sessionId, args.processId, wait, { signal: ctx.signal, onEvent }),
+        args.processId,
       );
       const answer = flattenAnswer(exec, limits.maxOutputChars);
       return {

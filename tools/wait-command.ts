@@ -48,13 +48,17 @@ export const waitCommand = defineTool({
   async run(args, ctx) {
     await ownerOfHandle(ctx, args.sessionId, args.processId);
     const waitMs = Math.min(args.waitMs ?? ctx.limits.defaultYieldMs, ctx.limits.maxWaitMs);
-    const exec = await withProgress(ctx, undefined, (onEvent) =>
-      ctx.sandbox.waitCommand(
-        args.sessionId,
-        args.processId,
-        { waitMs, quietMs: ctx.limits.quietMs, ...(args.after !== undefined ? { after: args.after } : {}) },
-        { signal: ctx.signal, onEvent },
-      ),
+    const exec = await withProgress(
+      ctx,
+      undefined,
+      (onEvent) =>
+        ctx.sandbox.waitCommand(
+          args.sessionId,
+          args.processId,
+          { waitMs, quietMs: ctx.limits.quietMs, ...(args.after !== undefined ? { after: args.after } : {}) },
+          { signal: ctx.signal, onEvent },
+        ),
+      args.processId,
     );
     const answer = flattenAnswer(exec, ctx.limits.maxOutputChars);
     return {

@@ -48,11 +48,13 @@ export interface RoutingOptions {
 
 const BASE = "http://sandbox.internal";
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)(\/.*)?$/;
+// A wait on (or stop of) a command that outlived its exec is where its changes to the workspace show.
 const MUTATING = [
   /^POST \/files\/write$/,
   /^POST \/files\/edit$/,
   /^PUT \/files\/archive$/,
   /^POST \/exec$/,
+  /^POST \/exec\/c\d+\/(wait|stop)$/,
   /^POST \/processes$/,
   /^POST \/history\/revert$/,
   /^PUT \/history\/bundle$/,

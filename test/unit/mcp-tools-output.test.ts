@@ -179,15 +179,19 @@ describe("progressReporter", () => {
       },
       100,
       () => clock,
+      "c7",
     );
     clock = 7_000;
     report.beat();
     report({ type: "output", index: 2, lines: 1, lastLine: "building", bytes: 9 });
+    clock = 12_000;
+    report.beat();
     report({ type: "end", index: 2, result: result({ command: "npm run build" }) });
     expect(sent).toEqual([
-      { progress: 1, total: undefined, message: "waiting: 6 s" },
+      { progress: 1, total: undefined, message: "c7 running; waited 6 s" },
       { progress: 2, total: undefined, message: "1 lines; last: building" },
-      { progress: 3, total: undefined, message: "npm run build → exit 0" },
+      { progress: 3, total: undefined, message: "c7 running; waited 11 s, 9 B of output; last: building" },
+      { progress: 4, total: undefined, message: "npm run build → exit 0" },
     ]);
   });
 });

@@ -19,7 +19,7 @@ export interface CallOptions {
 }
 
 export interface CallResult {
-  content: Array<{ type: string; text?: string }>;
+  content: Array<{ type: string; text?: string; uri?: string; name?: string; mimeType?: string }>;
   structuredContent?: Record<string, unknown>;
   isError?: boolean;
 }
@@ -37,6 +37,8 @@ export interface ListedTool {
 export interface TestClient {
   listTools(): Promise<ListedTool[]>;
   call(name: string, args: Record<string, unknown>, options?: CallOptions): Promise<CallResult>;
+  /** resources/read: the text of each content item. */
+  readResource(uri: string): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -59,6 +61,7 @@ const timeout = 45_000;
 function wrap(
   client: {
     listTools(): Promise<{ tools: unknown[] }>;
+    readResource(params: { uri: string }): Promise<{ contents: object[] }>;
     close(): Promise<void>;
   },
   call: TestClient["call"],
@@ -68,6 +71,10 @@ function wrap(
       return (await client.listTools()).tools as ListedTool[];
     },
     call,
+    async readResource(uri) {
+      const { contents } = await client.readResource({ uri });
+      return contents.map((item) => ("text" in item && typeof item.text === "string" ? item.text : ""));
+    },
     close: () => client.close(),
   };
 }
