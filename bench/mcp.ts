@@ -76,7 +76,8 @@ export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
     //     against one whose yieldMs its command cannot reach, which runs it as before yielding existed
     const runWaiting = () =>
       call(first!, "run_commands", { sessionId, commands: ["true"], timeoutMs: 60_000, yieldMs: 60_000 });
-    const runYielding = () => call(first!, "run_commands", { sessionId, commands: ["true"], timeoutMs: 60_000 });
+    const runYielding = () =>
+      call(first!, "run_commands", { sessionId, commands: ["true"], timeoutMs: 60_000 });
     for (const task of [runWaiting, runYielding]) await timeRuns(5, task);
     const waiting: number[] = [];
     const yielding: number[] = [];

@@ -6,6 +6,12 @@ import { utf8Start } from "./output.ts";
 const { Terminal } = xterm;
 
 /**
+ * Unparsed bytes a terminal may hold before the program's output is paused: the emulator parses on the monitor's
+ * thread, in slices, and a program printing faster than that must wait for it rather than fill memory.
+ */
+const TERMINAL_BACKLOG = 1024 * 1024;
+
+/**
  * The recent output of one run as it came (stdout and stderr interleaved), for answers about a command or process
  * that is still running: what it printed since a cursor (a byte count of its output), and, under a terminal, its
  * screen as a person would see it, rendered by a headless terminal emulator. The logs keep everything; this keeps the
@@ -19,6 +25,9 @@ export class LiveOutput {
   #lastAt = 0;
   readonly #listeners = new Set<() => void>();
   readonly #terminal: InstanceType<typeof Terminal> | null;
+  /** Bytes given to the terminal that it has not parsed yet, and who waits for it to catch up. */
+  #unparsed = 0;
+  #drainWaiters: Array<() => void> = [];
 
   /**
    * `terminal`: the run is under a pseudo-terminal of this size; `reply` then receives what the terminal answers to
@@ -46,7 +55,13 @@ export class LiveOutput {
     if (chunk.length === 0) return;
     this.#total += chunk.length;
     this.#lastAt = performance.now();
-    this.#terminal?.write(chunk);
+    if (this.#terminal) {
+      this.#unparsed += chunk.length;
+      this.#terminal.write(chunk, () => {
+        this.#unparsed -= chunk.length;
+        if (this.#unparsed <= TERMINAL_BACKLOG) for (const wake of this.#drainWaiters.splice(0)) wake();
+      });
+    }
     // A copy: a chunk from the agent's channel is a view of a larger frame buffer.
     const kept = chunk.length > this.#capBytes ? chunk.subarray(chunk.length - this.#capBytes) : chunk;
     this.#chunks.push(Buffer.from(kept));
@@ -55,6 +70,17 @@ export class LiveOutput {
       this.#kept -= this.#chunks.shift()?.length ?? 0;
     }
     for (const listener of this.#listeners) listener();
+  }
+
+  /** Whether the terminal has more than it should hold waiting to be parsed: the output should pause. */
+  get backedUp(): boolean {
+    return this.#unparsed > TERMINAL_BACKLOG;
+  }
+
+  /** Resolves once the terminal has caught up (see `backedUp`). */
+  drained(): Promise<void> {
+    if (!this.backedUp) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
   /** Calls `listener` after each chunk; returns how to stop. */

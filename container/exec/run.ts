@@ -107,8 +107,8 @@ export class Run {
               live?.push(chunk);
             }
           : undefined;
-      pipeOutput(child.stdout, outLog, tap("stdout"));
-      pipeOutput(child.stderr, errLog, tap("stderr"));
+      pipeOutput(child.stdout, outLog, tap("stdout"), live);
+      pipeOutput(child.stderr, errLog, tap("stderr"), live);
       watched = this.#watch(child);
     } catch (error) {
       const spawnError = error instanceof Error ? error : new Error(String(error));
@@ -294,13 +294,21 @@ export class Run {
  * Feeds a child's output stream into a log writer (and `tap`). When the log store's queue is full the stream is
  * paused, so the child blocks on its pipe instead of the monitor buffering its output.
  */
-function pipeOutput(stream: Readable | null, writer: LineWriter, tap?: (chunk: Buffer) => void): void {
+function pipeOutput(
+  stream: Readable | null,
+  writer: LineWriter,
+  tap?: (chunk: Buffer) => void,
+  live?: LiveOutput | null,
+): void {
   if (!stream) return;
   stream.on("data", (chunk: Buffer) => {
     tap?.(chunk);
-    if (writer.write(chunk)) return;
+    const logged = writer.write(chunk);
+    // A terminal emulator behind on what it was given holds the program back too, as the logs do.
+    const rendered = !live?.backedUp;
+    if (logged && rendered) return;
     stream.pause();
-    writer.waitDrain().then(
+    Promise.all([logged ? null : writer.waitDrain(), rendered ? null : live?.drained()]).then(
       () => stream.resume(),
       () => stream.resume(),
     );

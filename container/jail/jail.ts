@@ -15,7 +15,7 @@ import {
   agentSetsLimits,
   hostAgent,
 } from "./agent-invocation.ts";
-import type { SpawnFields } from "./agent-protocol.ts";
+import { INPUT_WINDOW, type SpawnFields } from "./agent-protocol.ts";
 import {
   JAIL_HOME,
   JAIL_WORKSPACE,
@@ -38,7 +38,14 @@ import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
 import { GATE_ARGS } from "./spawn-gate.ts";
 import { linkToolchain } from "./toolchain.ts";
-import type { EnforcedLimits, Jail, JailOptions, JailProcess, SpawnOptions } from "./types.ts";
+import {
+  type EnforcedLimits,
+  InputFullError,
+  type Jail,
+  type JailOptions,
+  type JailProcess,
+  type SpawnOptions,
+} from "./types.ts";
 
 /** The environment of the host-side helpers (nsenter, bwrap): nothing from the session. */
 const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
@@ -108,8 +115,15 @@ function agentStdin(options: SpawnOptions): SpawnFields["stdin"] {
 /** Terminal and input requests of a process of a jail: agent processes take them; plain children their stdin. */
 const inputOps = {
   write(child: JailProcess, data: Buffer): void {
-    if (child instanceof AgentProcess) child.write(data);
-    else (child as ChildProcess).stdin?.write(data);
+    if (child instanceof AgentProcess) {
+      child.write(data);
+      return;
+    }
+    const stdin = (child as ChildProcess).stdin;
+    // As the agent does: a program that does not read gets at most INPUT_WINDOW bytes kept for it.
+    if (stdin && stdin.writableLength + data.length > INPUT_WINDOW)
+      throw new InputFullError(stdin.writableLength);
+    stdin?.write(data);
   },
   closeInput(child: JailProcess): void {
     if (child instanceof AgentProcess) child.closeInput();
