@@ -54,6 +54,8 @@ export const INSTRUCTIONS = [
   "to put files back, fork_session to try alternatives side by side.",
   "Every tool takes the sessionId from create_session. Output is capped: when a result says truncated, read the",
   "rest with tail_logs. Errors come back as results with a message that says what to do next.",
+  "A command still running after about 20 s comes back as `running` with a handle: go on with wait_command; answer",
+  "prompts with send_input (start such programs with tty: true).",
 ].join(" ");
 
 /** The one factory every host uses (Worker, Node server, stdio): an MCP server with every tool registered. */
