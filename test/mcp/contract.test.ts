@@ -240,9 +240,12 @@ describe.each(clientKinds)("MCP contract: $name", (kind) => {
       port,
     });
 
-    const deployed = data(await client.call("deploy", { sessionId, target: "preview", port }));
+    const result = await client.call("deploy", { sessionId, target: "preview", port });
+    const deployed = data(result);
     expect(deployed).toMatchObject({ target: "preview", status: "live" });
     previewUrl = String(deployed.url);
+    // The deployment is a link the client can open.
+    expect(result.content.find((item) => item.type === "resource_link")).toMatchObject({ uri: previewUrl });
     const page = await fetch(previewUrl);
     expect(await page.text()).toBe("hello from the sandbox");
   });

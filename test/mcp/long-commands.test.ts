@@ -30,11 +30,15 @@ interface Answer {
 }
 interface Caller {
   name: string;
-  /** A tool call with the client's default timeout; `onprogress` asks for progress. */
+  /**
+   * A tool call with the client's default timeout; `onprogress` asks for progress, `resetTimeoutOnProgress` has
+   * each notification restart that timeout.
+   */
   call(
     tool: string,
     args: Record<string, unknown>,
     onprogress?: (progress: Progress) => void,
+    resetTimeoutOnProgress?: boolean,
   ): Promise<Answer>;
   close(): Promise<void>;
 }
@@ -45,9 +49,12 @@ const info = { name: "long-commands-test", version: "1.0.0" };
 function caller(name: string, client: ClientV1 | ClientV2): Caller {
   return {
     name,
-    async call(tool, args, onprogress) {
+    async call(tool, args, onprogress, resetTimeoutOnProgress) {
       const params = { name: tool, arguments: args };
-      const options = onprogress ? { onprogress } : {};
+      const options = {
+        ...(onprogress ? { onprogress } : {}),
+        ...(resetTimeoutOnProgress ? { resetTimeoutOnProgress } : {}),
+      };
       const result =
         client instanceof ClientV1
           ? await client.callTool(params, undefined, options)
@@ -199,6 +206,27 @@ describe.concurrent("commands longer than a client's request timeout", () => {
         expect(beats.length).toBeGreaterThanOrEqual(10);
         const gaps = progress.slice(1).map((p, i) => p.at - (progress[i]?.at ?? p.at));
         expect(Math.max(...gaps)).toBeLessThan(15_000);
+      },
+      timeout,
+    );
+
+    it(
+      `one call of 70 s on a silent command, kept open by heartbeats for a client that resets its timeout on progress (${name})`,
+      async () => {
+        const sessionId = await session();
+        let beats = 0;
+        const started = Date.now();
+        // A yieldMs past the client's 60 s: only the progress notifications keep its timeout from firing.
+        const answer = await who().call(
+          "run_commands",
+          { sessionId, commands: ["sleep 70; echo done"], yieldMs: 100_000 },
+          () => beats++,
+          true,
+        );
+        expect(Date.now() - started).toBeGreaterThan(70_000);
+        expect(answer.running).toBeUndefined();
+        expect(answer.results[0]).toMatchObject({ exitCode: 0, stdout: "done\n" });
+        expect(beats).toBeGreaterThanOrEqual(10);
       },
       timeout,
     );

@@ -136,6 +136,42 @@ describe.each(clientKinds)("long and interactive work: $name", (kind) => {
     );
   });
 
+  it("drives a REPL started with start_process under a terminal", async () => {
+    const started = await client.call("start_process", {
+      sessionId,
+      command: "node",
+      name: "repl",
+      tty: true,
+      cols: 60,
+      rows: 10,
+    });
+    const processId = (started.structuredContent as { processId: string }).processId;
+    // Sending nothing reads the screen: Node's REPL greets, then prompts.
+    await eventually("the REPL's prompt", async () => {
+      const screen = ok(await client.call("send_input", { sessionId, processId, waitMs: 1_000 })).running
+        ?.screen;
+      return screen?.at(-1)?.startsWith(">") ? screen : undefined;
+    });
+    const answered = await client.call("send_input", {
+      sessionId,
+      processId,
+      text: "6 * 7",
+      keys: ["Enter"],
+    });
+    const screen = ok(answered).running?.screen ?? [];
+    expect(screen).toContain("42");
+    expect(screen.at(-1)?.startsWith(">")).toBe(true);
+    expect(textOf(answered)).toContain(`Process ${processId} is running`);
+    await client.call("send_input", { sessionId, processId, text: ".exit", keys: ["Enter"] });
+    await eventually("the REPL to exit", async () => {
+      const listed = (await client.call("list_processes", { sessionId })).structuredContent as {
+        processes: Array<{ processId: string; status: string; exitCode: number | null }>;
+      };
+      const repl = listed.processes.find((each) => each.processId === processId);
+      return repl && repl.status !== "running" ? repl : undefined;
+    }).then((repl) => expect(repl.exitCode).toBe(0));
+  });
+
   it("stops a yielded command with stop_process; wait_command then says so", async () => {
     const marker = `stopme${Date.now()}x${clientKinds.indexOf(kind)}`;
     const first = ok(

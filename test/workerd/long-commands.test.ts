@@ -18,10 +18,12 @@ interface Answer {
   results: Array<{ stdout: string; exitCode: number | null; durationMs: number }>;
   running?: { processId: string; output: string; cursor: number; screen?: string[] };
 }
+/** `resetTimeoutOnProgress` has each progress notification restart the client's 60 s timeout. */
 type Call = (
   tool: string,
   args: Record<string, unknown>,
   onprogress?: (p: Progress) => void,
+  resetTimeoutOnProgress?: boolean,
 ) => Promise<Answer>;
 
 const info = { name: "workerd-long-commands", version: "1.0.0" };
@@ -43,20 +45,24 @@ beforeAll(async () => {
     if (result.isError) throw new Error(`${tool}: ${JSON.stringify(result.content)}`);
     return result.structuredContent as Answer;
   };
+  const options = (onprogress?: (p: Progress) => void, resetTimeoutOnProgress?: boolean) => ({
+    ...(onprogress ? { onprogress } : {}),
+    ...(resetTimeoutOnProgress ? { resetTimeoutOnProgress } : {}),
+  });
   clients.push(
     {
       name: "SDK v1",
-      call: async (tool, args, onprogress) =>
+      call: async (tool, args, onprogress, reset) =>
         unwrap(
           tool,
-          await v1.callTool({ name: tool, arguments: args }, undefined, onprogress ? { onprogress } : {}),
+          await v1.callTool({ name: tool, arguments: args }, undefined, options(onprogress, reset)),
         ),
       close: () => v1.close(),
     },
     {
       name: "SDK v2",
-      call: async (tool, args, onprogress) =>
-        unwrap(tool, await v2.callTool({ name: tool, arguments: args }, onprogress ? { onprogress } : {})),
+      call: async (tool, args, onprogress, reset) =>
+        unwrap(tool, await v2.callTool({ name: tool, arguments: args }, options(onprogress, reset))),
       close: () => v2.close(),
     },
   );
@@ -118,6 +124,27 @@ describe.concurrent("commands longer than a client's request timeout, through th
         expect(calls.length).toBeGreaterThanOrEqual(4);
         for (const ms of calls) expect(ms).toBeLessThan(45_000);
         expect(progress.filter((p) => p.message?.includes("running")).length).toBeGreaterThanOrEqual(10);
+      },
+      timeout,
+    );
+
+    it(
+      `one call of 70 s on a silent command, kept open by heartbeats for a client that resets its timeout on progress (${name})`,
+      async () => {
+        const sessionId = await session();
+        let beats = 0;
+        const started = Date.now();
+        // A yieldMs past the client's 60 s: only the progress notifications keep its timeout from firing.
+        const answer = await client().call(
+          "run_commands",
+          { sessionId, commands: ["sleep 70; echo done"], yieldMs: 100_000 },
+          () => beats++,
+          true,
+        );
+        expect(Date.now() - started).toBeGreaterThan(70_000);
+        expect(answer.running).toBeUndefined();
+        expect(answer.results[0]).toMatchObject({ exitCode: 0, stdout: "done\n" });
+        expect(beats).toBeGreaterThanOrEqual(10);
       },
       timeout,
     );
