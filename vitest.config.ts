@@ -20,8 +20,8 @@ export default defineConfig({
           include: ["test/mcp/**/*.test.ts"],
           testTimeout: 60_000,
           hookTimeout: 60_000,
-          // long-commands.test.ts runs its minutes-long, mostly sleeping commands all at once.
-          maxConcurrency: 16,
+          // long-commands.test.ts runs its 25 minutes-long, mostly sleeping tests all at once.
+          maxConcurrency: 32,
         },
       },
       {

@@ -25,7 +25,6 @@ export default defineProject({
           UNJAILED_MONITOR_URL: inject("unjailedMonitorUrl"),
           MONITOR_SECRET: inject("monitorSecret"),
           CONTROL_URL: inject("controlUrl"),
-          PROMPT_SCRIPT: inject("promptScript"),
           DEPLOYER_URL: inject("deployerUrl"),
           DEPLOYER_SECRET: inject("deployerSecret"),
           DEPLOYER_API_TOKEN: inject("deployerApiToken"),
@@ -47,7 +46,5 @@ export default defineProject({
     globalSetup: ["./test/workerd/global-setup.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // long-commands.test.ts runs its minutes-long, mostly sleeping commands all at once.
-    maxConcurrency: 16,
   },
 });

@@ -5,13 +5,15 @@ import { Client as ClientV1 } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport as StdioV1 } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport as HttpV1 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startDevWorker } from "./dev-worker.ts";
 import { CLI, startTestServer, tempDir } from "./server-helpers.ts";
 
 /**
  * Commands that run longer than an MCP client waits for one call (60 s by default in both SDKs): a 75 s silent
  * command, one that prints for 90 s, and a prompt, driven by the v1 and v2 clients with their default timeouts
- * through run_commands, wait_command and send_input, on the local server over HTTP and over stdio. The tests run
- * at once: the commands mostly sleep.
+ * through run_commands, wait_command and send_input, on the local server over HTTP and over stdio and through the
+ * Worker (npm run dev:worker: wrangler dev, its container hop a monitor on this machine). The tests run at once:
+ * the commands mostly sleep.
  */
 
 interface Progress {
@@ -70,15 +72,28 @@ const callers: Caller[] = [];
 const cleanups: Array<() => Promise<void>> = [];
 
 beforeAll(async () => {
-  const server = await startTestServer({ tokens: ["long-v1-token-0123456789", "long-v2-token-0123456789"] });
-  cleanups.push(() => server.stop());
-  const url = new URL(`${server.origin}/mcp`);
+  const [server, worker] = await Promise.all([
+    startTestServer({ tokens: ["long-v1-token-0123456789", "long-v2-token-0123456789"] }),
+    startDevWorker(),
+  ]);
+  cleanups.push(
+    () => server.stop(),
+    () => worker.stop(),
+  );
   const auth = (token: string) => ({ requestInit: { headers: { authorization: `Bearer ${token}` } } });
-  const v1 = new ClientV1(info);
-  await v1.connect(new HttpV1(url, auth("long-v1-token-0123456789")));
-  const v2 = new ClientV2(info);
-  await v2.connect(new HttpV2(url, auth("long-v2-token-0123456789")));
-  callers.push(caller("SDK v1, HTTP", v1), caller("SDK v2, HTTP", v2));
+  const overHttp = async (url: URL, v1Token: string, v2Token: string, where: string) => {
+    const v1 = new ClientV1(info);
+    await v1.connect(new HttpV1(url, auth(v1Token)));
+    const v2 = new ClientV2(info);
+    await v2.connect(new HttpV2(url, auth(v2Token)));
+    callers.push(caller(`SDK v1, ${where}`, v1), caller(`SDK v2, ${where}`, v2));
+  };
+  await overHttp(
+    new URL(`${server.origin}/mcp`),
+    "long-v1-token-0123456789",
+    "long-v2-token-0123456789",
+    "HTTP",
+  );
   for (const sdk of ["v1", "v2"] as const) {
     const dataDir = await tempDir();
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
@@ -93,7 +108,8 @@ beforeAll(async () => {
       callers.push(caller("SDK v2, stdio", client));
     }
   }
-}, 60_000);
+  await overHttp(new URL(worker.url), worker.token, worker.token, "the Worker");
+}, 120_000);
 
 afterAll(async () => {
   for (const each of callers) await each.close().catch(() => {});
@@ -181,8 +197,15 @@ describe.concurrent("commands longer than a client's request timeout", () => {
     timeout,
   );
 
-  for (const index of [0, 1, 2, 3]) {
-    const name = ["SDK v1, HTTP", "SDK v2, HTTP", "SDK v1, stdio", "SDK v2, stdio"][index];
+  const names = [
+    "SDK v1, HTTP",
+    "SDK v2, HTTP",
+    "SDK v1, stdio",
+    "SDK v2, stdio",
+    "SDK v1, the Worker",
+    "SDK v2, the Worker",
+  ];
+  for (const [index, name] of names.entries()) {
     const who = () => callers[index] as Caller;
     const session = async () =>
       ((await who().call("create_session", {})) as unknown as { sessionId: string }).sessionId;

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import type { TestProject } from "vitest/node";
 import { writeConsolePage } from "../../src/console/build.ts";
 import { startCdpChromium } from "../helpers/chromium.ts";
@@ -14,8 +13,6 @@ declare module "vitest" {
     deployerSecret: string;
     deployerApiToken: string;
     browserCdpUrl: string;
-    /** test/fixtures/prompt/two-questions.js, which workerd cannot read from disk. */
-    promptScript: string;
   }
 }
 
@@ -26,10 +23,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const host = await startTestHost(2);
   const chromium = await startCdpChromium();
   project.provide("browserCdpUrl", chromium.url);
-  project.provide(
-    "promptScript",
-    readFileSync(new URL("../fixtures/prompt/two-questions.js", import.meta.url), "utf8"),
-  );
   project.provide("monitorUrls", host.monitorUrls.join(","));
   project.provide("unjailedMonitorUrl", host.unjailedUrl);
   project.provide("monitorSecret", host.secret);

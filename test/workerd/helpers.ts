@@ -8,8 +8,6 @@ export interface TestBindings {
   UNJAILED_SANDBOX: DurableObjectNamespace;
   MONITOR_SECRET: string;
   CONTROL_URL: string;
-  /** test/fixtures/prompt/two-questions.js, which code in workerd cannot read from disk. */
-  PROMPT_SCRIPT: string;
 }
 
 export const bindings = env as unknown as TestBindings & Record<string, unknown>;
