@@ -13,7 +13,11 @@ function output(child: JailProcess): { text(): string; closed: Promise<number | 
   child.stderr?.on("data", (chunk: Buffer) => {
     text += chunk.toString();
   });
-  const closed = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  // A command that never ran says so with "error" instead of "close".
+  const closed = new Promise<number | null>((resolve, reject) => {
+    child.once("close", (code) => resolve(code));
+    child.once("error", reject);
+  });
   return { text: () => text, closed };
 }
 
@@ -64,6 +68,8 @@ for (const kind of ["bubblewrap", "none"] as const) {
     it("refuses more input than a program that does not read may have waiting", async () => {
       const child = session.jail.spawn({ command: "sleep 30", cwd: "", env: {}, input: "pipe" });
       const out = output(child);
+      // Killed before it has become the command, it would not have run at all (on a loaded machine).
+      await new Promise<void>((resolve) => child.once("spawn", () => resolve()));
       // The pipe takes 64 KB; the rest waits, up to 1 MB.
       const chunk = Buffer.alloc(512 * 1024, 0x61);
       session.jail.write(child, chunk);
