@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { DiffFile, type DiffResult, HistoryEntry, HistoryRef, NotRecorded } from "../src/protocol/history.ts";
+import { DiffFile, DiffResult, HistoryEntry, HistoryRef, NotRecorded } from "../src/protocol/history.ts";
 import { defineTool } from "./define-tool.ts";
 import { assertOwner, sessionIdField } from "./session-access.ts";
 
@@ -33,23 +33,12 @@ export const diff = defineTool({
       .optional()
       .describe("characters of unified diff to return (default 20000)"),
   },
+  // The monitor's result as it is, with what a model needs to read it described.
   output: {
-    from: HistoryEntry,
+    ...DiffResult.shape,
     to: HistoryEntry.describe("the entry compared against; the workspace now when `to` was not given"),
     files: z.array(DiffFile).describe("changed files, by path"),
     filesChanged: z.number().int().describe("all changed files, also those not listed"),
-    additions: z.number().int(),
-    deletions: z.number().int(),
-    directories: z
-      .array(
-        z.object({
-          path: z.string(),
-          files: z.number().int(),
-          additions: z.number().int(),
-          deletions: z.number().int(),
-        }),
-      )
-      .describe("changed files per directory, when more changed than are listed"),
     patch: z.string().describe("the unified diff"),
     truncated: z.boolean().describe("some files or lines were left out; see hint"),
     hint: z.string().nullable().describe("how to see what was left out"),
