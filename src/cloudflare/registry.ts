@@ -78,6 +78,8 @@ type Row = Record<string, SqlStorageValue>;
 export class SandboxRegistry extends DurableObject<Env> {
   readonly #sql: SqlStorage;
   readonly #inflight = new Map<string, Promise<unknown>>();
+  /** Each session's snapshots, one after another: the newest finished is always the newest taken. */
+  readonly #snapshots = new Map<string, Promise<unknown>>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -102,7 +104,7 @@ export class SandboxRegistry extends DurableObject<Env> {
       const debounce = { quietMs: num(row.quiet_ms), maxWaitMs: num(row.max_wait_ms) };
       if (snapshotDueAt(num(row.first_dirty_at), num(row.last_dirty_at), debounce) > now) continue;
       try {
-        await this.#snapshot(str(row.id));
+        await this.snapshot(str(row.id));
       } catch (error) {
         // A failed snapshot keeps the previous one; the next change schedules another try.
         this.#sql.exec(
@@ -198,9 +200,21 @@ export class SandboxRegistry extends DurableObject<Env> {
     return this.#once(`restore:${id}`, () => this.#restore(id));
   }
 
-  /** Takes a snapshot of the session's workspace and history now. */
+  /**
+   * Takes a snapshot of the session's workspace and history, once the one in progress (if any) has finished: a
+   * snapshot the alarm started before a change must neither answer for a call made after it nor, finishing last,
+   * replace a newer one.
+   */
   snapshot(id: string): Promise<{ bytes: number; takenAt: number; history: number }> {
-    return this.#once(`snapshot:${id}`, () => this.#snapshot(id));
+    const previous = this.#snapshots.get(id) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(() => this.#snapshot(id));
+    this.#snapshots.set(id, next);
+    void next
+      .catch(() => {})
+      .finally(() => {
+        if (this.#snapshots.get(id) === next) this.#snapshots.delete(id);
+      });
+    return next;
   }
 
   async #restore(id: string): Promise<{ restored: boolean; fromSnapshot: boolean }> {

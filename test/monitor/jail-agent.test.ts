@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentProcess, JailAgent } from "../../container/jail/agent.ts";
 import { agentInvocation, agentLimits } from "../../container/jail/agent-invocation.ts";
 import { SYSTEM_CA_FILE, sessionEnv } from "../../container/jail/bwrap-args.ts";
-import { createJailer } from "../../container/jail/index.ts";
 import {
   alive,
   collect,
+  createTestJailer,
   eventually,
   jailProcesses,
   openTestSession,
@@ -19,7 +19,7 @@ import {
 
 /** The session's jail: one bubblewrap jail per busy session, with the agent that starts its commands. */
 describe("a session's jail", () => {
-  const jailer = createJailer({ agentIdleMs: 400 });
+  const jailer = createTestJailer({ agentIdleMs: 400 });
   let session: TestSession;
 
   beforeAll(async () => {

@@ -6,12 +6,12 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createJailer } from "../../container/jail/index.ts";
 import { bridgeScript } from "../../container/jail/network.ts";
 import { descendants } from "../../container/jail/proc-tree.ts";
 import {
   alive,
   collect,
+  createTestJailer,
   eventually,
   openTestSession,
   type TestSession,
@@ -21,7 +21,7 @@ import {
 /** The bridge starts on demand and stops when idle; these tests watch its processes from the host. */
 
 const IDLE_MS = 400;
-const jailer = createJailer({ bridgeIdleMs: IDLE_MS });
+const jailer = createTestJailer({ bridgeIdleMs: IDLE_MS });
 const node = realpathSync(process.execPath);
 const script = bridgeScript();
 
@@ -196,7 +196,7 @@ describe("a monitor killed with SIGKILL", () => {
     const program = `
       import { mkdirSync } from "node:fs";
       const { createJailer } = await import(${JSON.stringify(index)});
-      const jailer = createJailer();
+      const jailer = createTestJailer();
       // No limits: no cgroup, which a killed monitor would leave behind.
       const limits = { maxProcesses: 0, maxFileBytes: 0, cpuSeconds: 0, memoryBytes: 0, outputBytes: 0 };
       for (const [i, network] of ["deny", "allow"].entries()) {

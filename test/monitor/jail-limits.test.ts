@@ -3,10 +3,10 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { detectCgroups } from "../../container/jail/cgroup.ts";
-import { createJailer } from "../../container/jail/index.ts";
 import { descendants } from "../../container/jail/proc-tree.ts";
 import {
   collect,
+  createTestJailer,
   eventually,
   hostPid,
   jailProcesses,
@@ -16,7 +16,7 @@ import {
   waitForOutput,
 } from "../fixtures/jail/helpers.ts";
 
-const jailer = createJailer();
+const jailer = createTestJailer();
 const cgroups = detectCgroups();
 
 function pidsDir(sessionId: string): string {

@@ -4,10 +4,10 @@ import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createJailer } from "../../container/jail/index.ts";
 import { blockedRoutes } from "../../container/jail/network.ts";
 import {
   collect,
+  createTestJailer,
   hostLoopbackServer,
   openTestSession,
   run,
@@ -16,7 +16,7 @@ import {
   waitForOutput,
 } from "../fixtures/jail/helpers.ts";
 
-const jailer = createJailer();
+const jailer = createTestJailer();
 
 /** A dev server inside the jail, on 127.0.0.1 of the session's namespace. */
 const JAIL_SERVER = `node -e "require('http').createServer((q, s) => s.end('hello from the jail ' + q.url)).listen(8080, '127.0.0.1', () => console.log('listening'))"`;

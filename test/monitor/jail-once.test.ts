@@ -1,10 +1,10 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createJailer } from "../../container/jail/index.ts";
 import {
   AGENT_NAME,
   collect,
+  createTestJailer,
   openTestSession,
   type RunResult,
   type TestSession,
@@ -42,7 +42,7 @@ function command(index: number): string {
 }
 
 describe("each command starts exactly once", () => {
-  const jailer = createJailer();
+  const jailer = createTestJailer();
   let session: TestSession;
 
   beforeAll(async () => {

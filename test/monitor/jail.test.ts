@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ETC_ENTRIES } from "../../container/jail/bwrap-args.ts";
 import { detectCgroups } from "../../container/jail/cgroup.ts";
-import { createJailer } from "../../container/jail/index.ts";
 import { descendants } from "../../container/jail/proc-tree.ts";
 import {
   alive,
   collect,
+  createTestJailer,
   eventually,
   hostPid,
   jailProcesses,
@@ -19,7 +19,7 @@ import {
   waitForOutput,
 } from "../fixtures/jail/helpers.ts";
 
-const jailer = createJailer();
+const jailer = createTestJailer();
 
 describe("jail capabilities", () => {
   it("finds bubblewrap, slirp4netns and writable cgroups on this host, without warnings", () => {
