@@ -344,7 +344,13 @@ export class SessionService {
   #touch(record: SessionRecord): void {
     const now = Date.now();
     this.#touched.set(record.id, now);
-    if (now - record.lastActiveAt >= TOUCH_EVERY_MS) this.#options.store.touch(record.id, now);
+    if (now - record.lastActiveAt < TOUCH_EVERY_MS) return;
+    // Best effort: the time is held in memory too, and a full disk must not fail a read or a command.
+    try {
+      this.#options.store.touch(record.id, now);
+    } catch (error) {
+      console.error(`[sessions] cannot record the activity of ${record.id}: ${(error as Error).message}`);
+    }
   }
 
   #jail(record: SessionRecord): Promise<Jail> {

@@ -196,7 +196,7 @@ describe("a monitor killed with SIGKILL", () => {
     const program = `
       import { mkdirSync } from "node:fs";
       const { createJailer } = await import(${JSON.stringify(index)});
-      const jailer = createTestJailer();
+      const jailer = createJailer();
       // No limits: no cgroup, which a killed monitor would leave behind.
       const limits = { maxProcesses: 0, maxFileBytes: 0, cpuSeconds: 0, memoryBytes: 0, outputBytes: 0 };
       for (const [i, network] of ["deny", "allow"].entries()) {
