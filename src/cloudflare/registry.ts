@@ -1,15 +1,19 @@
 import { DurableObject } from "cloudflare:workers";
 import { newTenantTag } from "../placement/placement.ts";
 import { SandboxClient } from "../protocol/client.ts";
-import { isSandboxError, SandboxError } from "../protocol/errors.ts";
+import { SandboxError } from "../protocol/errors.ts";
 import type { CreateSessionRequest, Session } from "../protocol/schemas.ts";
 import {
-  R2SnapshotStore,
-  type SnapshotDebounce,
-  type SnapshotStore,
-  SqlSnapshotStore,
-  snapshotDueAt,
-} from "./snapshots.ts";
+  num,
+  type Row,
+  restoreSession,
+  type ShardParts,
+  type SnapshotTaken,
+  seedFork,
+  str,
+  takeSnapshot,
+} from "./shard-snapshots.ts";
+import { R2SnapshotStore, type SnapshotDebounce, SqlSnapshotStore, snapshotDueAt } from "./snapshots.ts";
 
 /**
  * The session registry: SQLite-backed Durable Objects of one class in two roles, so that no single object sees
@@ -73,17 +77,27 @@ const PENDING_MS = 120_000;
 const DEFAULT_IDLE_TTL = 3_600;
 const DEFAULT_MAX_LIFETIME = 86_400;
 
-type Row = Record<string, SqlStorageValue>;
-
 export class SandboxRegistry extends DurableObject<Env> {
   readonly #sql: SqlStorage;
   readonly #inflight = new Map<string, Promise<unknown>>();
   /** Each session's snapshots, one after another: the newest finished is always the newest taken. */
   readonly #snapshots = new Map<string, Promise<unknown>>();
 
+  readonly #shard: ShardParts;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
+    this.#shard = {
+      sql: this.#sql,
+      store: (container) =>
+        env.SNAPSHOTS
+          ? new R2SnapshotStore(env.SNAPSHOTS, `snapshots/${container}/`)
+          : new SqlSnapshotStore(this.#sql),
+      // The container Durable Object adds the monitor's secret; this side never holds it.
+      client: (container) =>
+        new SandboxClient({ fetch: (request) => env.SANDBOX.getByName(container).fetch(request) }),
+    };
     this.#sql.exec(`CREATE TABLE IF NOT EXISTS sessions (
       id TEXT PRIMARY KEY, owner TEXT, container TEXT NOT NULL, state TEXT NOT NULL, request TEXT NOT NULL,
       session TEXT, created_at INTEGER NOT NULL, last_active_at INTEGER NOT NULL, idle_ttl INTEGER NOT NULL,
@@ -197,7 +211,14 @@ export class SandboxRegistry extends DurableObject<Env> {
 
   /** Re-creates a known, unexpired session on its (fresh) container from its last snapshot. */
   restore(id: string): Promise<{ restored: boolean; fromSnapshot: boolean }> {
-    return this.#once(`restore:${id}`, () => this.#restore(id));
+    return this.#once(`restore:${id}`, async () => {
+      const row = this.#row(id);
+      if (row?.state !== "live") return { restored: false, fromSnapshot: false };
+      const now = Date.now();
+      if (this.#live(row, now)) return await restoreSession(this.#shard, row, now);
+      await this.forget(id);
+      return { restored: false, fromSnapshot: false };
+    });
   }
 
   /**
@@ -205,9 +226,9 @@ export class SandboxRegistry extends DurableObject<Env> {
    * snapshot the alarm started before a change must neither answer for a call made after it nor, finishing last,
    * replace a newer one.
    */
-  snapshot(id: string): Promise<{ bytes: number; takenAt: number; history: number }> {
+  snapshot(id: string): Promise<SnapshotTaken> {
     const previous = this.#snapshots.get(id) ?? Promise.resolve();
-    const next = previous.catch(() => {}).then(() => this.#snapshot(id));
+    const next = previous.catch(() => {}).then(() => takeSnapshot(this.#shard, this.#liveRow(id)));
     this.#snapshots.set(id, next);
     void next
       .catch(() => {})
@@ -215,98 +236,6 @@ export class SandboxRegistry extends DurableObject<Env> {
         if (this.#snapshots.get(id) === next) this.#snapshots.delete(id);
       });
     return next;
-  }
-
-  async #restore(id: string): Promise<{ restored: boolean; fromSnapshot: boolean }> {
-    const row = this.#row(id);
-    if (row?.state !== "live") return { restored: false, fromSnapshot: false };
-    const now = Date.now();
-    if (!this.#live(row, now)) {
-      await this.forget(id);
-      return { restored: false, fromSnapshot: false };
-    }
-    const client = this.#client(str(row.container));
-    const request = JSON.parse(str(row.request)) as CreateSessionRequest;
-    const gen = num(row.snapshot_gen);
-    const store = this.#store(str(row.container));
-    const tar = gen > 0 ? await store.read(id, gen) : null;
-    const history = gen > 0 ? await store.read(id, gen, "history") : null;
-    const remaining = Math.ceil((num(row.created_at) + num(row.max_lifetime) * 1000 - now) / 1000);
-    let session: Session;
-    try {
-      session = await client.createSession({
-        ...request,
-        id,
-        // The snapshot already holds the template's files as the session left them.
-        ...(tar || history ? { template: undefined } : {}),
-        idleTtlSeconds: num(row.idle_ttl),
-        maxLifetimeSeconds: Math.max(10, remaining),
-      });
-    } catch (error) {
-      await tar?.cancel();
-      await history?.cancel();
-      // Another request restored it first.
-      if (isSandboxError(error) && error.code === "conflict") return { restored: true, fromSnapshot: false };
-      throw error;
-    }
-    // The history first (its checkpoints), then the workspace: the tar of the snapshot, or, where the workspace
-    // was too large to keep, its newest recorded state (everything but node_modules and caches).
-    if (history) await client.importHistory(id, history, { mode: "restore" });
-    if (tar) await client.importArchive(id, tar);
-    else if (history) await client.revert(id, { to: "latest" });
-    this.#sql.exec(
-      "UPDATE sessions SET session = ?, last_active_at = ? WHERE id = ?",
-      JSON.stringify(session),
-      now,
-      id,
-    );
-    return { restored: true, fromSnapshot: tar !== null || history !== null };
-  }
-
-  async #snapshot(id: string): Promise<{ bytes: number; takenAt: number; history: number }> {
-    const row = this.#row(id);
-    if (row?.state !== "live") throw new SandboxError("not_found", `no session ${id} in the registry`);
-    const container = str(row.container);
-    const store = this.#store(container);
-    const client = this.#client(container);
-    const gen = num(row.snapshot_gen) + 1;
-    const dirtySeq = num(row.dirty_seq);
-    // The history is small and is what a restore falls back on when the workspace is over the cap.
-    const problems: string[] = [];
-    let history = 0;
-    try {
-      history = await store.write(id, gen, await client.exportHistory(id), "history");
-    } catch (error) {
-      if (!historyOff(error)) problems.push(`its history was not kept: ${messageOf(error)}`);
-    }
-    let bytes = 0;
-    try {
-      bytes = await store.write(id, gen, await client.exportArchive(id));
-    } catch (error) {
-      if (history === 0) {
-        await store.remove(id, gen);
-        throw error;
-      }
-      problems.unshift(
-        `${messageOf(error)}; the history was kept, so a restore brings back its newest entry`,
-      );
-    }
-    const failure = problems.length ? problems.join("; ") : null;
-    const takenAt = Date.now();
-    this.#sql.exec(
-      `UPDATE sessions SET snapshot_gen = ?, snapshot_at = ?, snapshot_bytes = ?, snapshot_error = ?,
-       first_dirty_at = CASE WHEN dirty_seq = ? THEN NULL ELSE first_dirty_at END,
-       last_dirty_at = CASE WHEN dirty_seq = ? THEN NULL ELSE last_dirty_at END WHERE id = ?`,
-      gen,
-      takenAt,
-      bytes,
-      failure,
-      dirtySeq,
-      dirtySeq,
-      id,
-    );
-    if (gen > 1) await store.remove(id, gen - 1);
-    return { bytes, takenAt, history };
   }
 
   /**
@@ -319,16 +248,7 @@ export class SandboxRegistry extends DurableObject<Env> {
     target: { id: string; container: string },
     from: string | undefined,
   ): Promise<{ workspace: boolean; history: boolean }> {
-    const row = this.#row(id);
-    if (row?.state !== "live") throw new SandboxError("not_found", `no session ${id} in the registry`);
-    const gen = num(row.snapshot_gen);
-    const store = this.#store(str(row.container));
-    const client = this.#client(target.container);
-    const tar = gen > 0 ? await store.read(id, gen) : null;
-    if (tar) await client.importArchive(target.id, tar);
-    const history = gen > 0 ? await store.read(id, gen, "history") : null;
-    if (history) await client.importHistory(target.id, history, { mode: "fork", ...(from ? { from } : {}) });
-    return { workspace: tar !== null, history: history !== null };
+    return await seedFork(this.#shard, this.#liveRow(id), target, from);
   }
 
   /** Forgets a session and its snapshot; says whether it was known, and whose it was. */
@@ -337,7 +257,7 @@ export class SandboxRegistry extends DurableObject<Env> {
     if (!row) return { known: false, owner: null };
     this.#sql.exec("DELETE FROM sessions WHERE id = ?", id);
     const gen = num(row.snapshot_gen);
-    if (gen > 0) await this.#store(str(row.container)).remove(id, gen);
+    if (gen > 0) await this.#shard.store(str(row.container)).remove(id, gen);
     return { known: true, owner: row.owner === null ? null : str(row.owner) };
   }
 
@@ -359,17 +279,6 @@ export class SandboxRegistry extends DurableObject<Env> {
   #live(row: Row, now: number): boolean {
     if (row.state === "pending") return now - num(row.created_at) < PENDING_MS;
     return now < expiresAt(row);
-  }
-
-  #store(container: string): SnapshotStore {
-    return this.env.SNAPSHOTS
-      ? new R2SnapshotStore(this.env.SNAPSHOTS, `snapshots/${container}/`)
-      : new SqlSnapshotStore(this.#sql);
-  }
-
-  #client(container: string): SandboxClient {
-    // The container Durable Object adds the monitor's secret; this side never holds it.
-    return new SandboxClient({ fetch: (request) => this.env.SANDBOX.getByName(container).fetch(request) });
   }
 
   // ------------------------------------------------------------------------------------------ principal index
@@ -450,6 +359,12 @@ export class SandboxRegistry extends DurableObject<Env> {
     return this.#rows("SELECT * FROM sessions WHERE id = ?", id)[0];
   }
 
+  #liveRow(id: string): Row {
+    const row = this.#row(id);
+    if (row?.state !== "live") throw new SandboxError("not_found", `no session ${id} in the registry`);
+    return row;
+  }
+
   /** Runs `work` once per key at a time; concurrent callers share its result. */
   #once<T>(key: string, work: () => Promise<T>): Promise<T> {
     const running = this.#inflight.get(key);
@@ -458,20 +373,6 @@ export class SandboxRegistry extends DurableObject<Env> {
     this.#inflight.set(key, started);
     return started;
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** A monitor whose history is off answers the bundle with `unavailable`: the snapshot is then the tar alone. */
-function historyOff(error: unknown): boolean {
-  return (
-    error instanceof Error &&
-    "code" in error &&
-    error.code === "unavailable" &&
-    /history is off/.test(error.message)
-  );
 }
 
 function expiresAt(row: Row): number {
@@ -495,12 +396,4 @@ function toRecord(row: Row): RegistryRecord {
     snapshotBytes: row.snapshot_bytes === null ? null : num(row.snapshot_bytes),
     snapshotError: typeof row.snapshot_error === "string" ? row.snapshot_error : null,
   };
-}
-
-function num(value: SqlStorageValue | undefined): number {
-  return typeof value === "number" ? value : Number(value ?? 0);
-}
-
-function str(value: SqlStorageValue | undefined): string {
-  return typeof value === "string" ? value : String(value);
 }
