@@ -1,20 +1,16 @@
 import {
   locateSession,
-  newPoolPlacement,
-  newSoloPlacement,
-  newTenantPlacement,
-  type Placement,
   type PlacementConfig,
   type PlacementMode,
   parsePlacementConfig,
   poolContainerName,
   type TenancyPolicy,
-  tenancyFor,
 } from "../placement/placement.ts";
 import { SandboxClient } from "../protocol/client.ts";
 import { ErrorBody, isSandboxError, SandboxError } from "../protocol/errors.ts";
-import { CreateSessionRequest, type Isolation, type Session, SessionId } from "../protocol/schemas.ts";
+import { CreateSessionRequest, type Session, SessionId } from "../protocol/schemas.ts";
 import { type ForkHost, forkAcrossPool } from "./fork.ts";
+import { SessionPlacer } from "./placing.ts";
 import { containerShard, principalIndex, type RegistryStub } from "./registry.ts";
 import { DEFAULT_SNAPSHOT_DEBOUNCE, type SnapshotDebounce } from "./snapshots.ts";
 
@@ -59,10 +55,6 @@ const MUTATING = [
   /^POST \/history\/revert$/,
   /^PUT \/history\/bundle$/,
 ];
-const TENANT_WARNING =
-  "this sandbox host cannot jail sessions from each other, so the container serving this session is dedicated " +
-  "to its owner: other principals' sessions never share it";
-
 /**
  * A fetch that makes the whole fleet of sandbox containers look like one monitor to `SandboxClient`:
  * `POST /v1/sessions` places the session (its id records the container), `/v1/sessions/:id/...` goes to the
@@ -103,7 +95,7 @@ class Router {
   readonly #config: PlacementConfig;
   readonly #options: Required<Omit<RoutingOptions, "mode" | "waitUntil">> & Pick<RoutingOptions, "waitUntil">;
   readonly #touched = new Map<string, number>();
-  readonly #isolation = new Map<string, { isolation: Isolation; at: number }>();
+  readonly #placer: SessionPlacer;
 
   constructor(env: RoutingEnv, options: RoutingOptions) {
     this.#env = env;
@@ -119,6 +111,10 @@ class Router {
       isolationCacheMs: options.isolationCacheMs ?? 300_000,
       waitUntil: options.waitUntil,
     };
+    this.#placer = new SessionPlacer(env, this.#config, this.#options, {
+      client: (container) => this.#client(container),
+      atCapacity: () => this.#atCapacity(),
+    });
   }
 
   async handle(request: Request): Promise<Response> {
@@ -143,80 +139,7 @@ class Router {
   async #create(request: Request): Promise<Response> {
     const parsed = CreateSessionRequest.safeParse(await request.json().catch(() => undefined));
     if (!parsed.success) throw new SandboxError("bad_request", `invalid request: ${parsed.error.message}`);
-    return Response.json(await this.#createSession(parsed.data), { status: 201 });
-  }
-
-  /** Places a new session, counting it against its owner's quota. */
-  async #createSession(input: CreateSessionRequest): Promise<Session> {
-    const owner = input.owner ?? null;
-    const principal = await principalIndex(this.#env, owner);
-    const quota = this.#options.maxSessionsPerPrincipal;
-    const claimed = await principal.claim(owner, quota);
-    if (!claimed) {
-      throw new SandboxError(
-        "limit_exceeded",
-        `you hold the maximum of ${quota} sandbox sessions`,
-        "destroy a session you no longer need with destroy_session, then create one again",
-      );
-    }
-    const { claim, tag } = claimed;
-    try {
-      const attempts = this.#config.mode === "pool" ? this.#options.placementAttempts : 1;
-      for (let attempt = 0; attempt < attempts; attempt++) {
-        const placement = await this.#place(tag);
-        const session = await this.#createOn(placement, { ...input, id: placement.sessionId });
-        if (!session) {
-          if (placement.tenancy !== "shared") break;
-          continue;
-        }
-        await principal.bind(claim, session.id, placement.container);
-        if (placement.tenancy === "principal") session.warnings.push(TENANT_WARNING);
-        return session;
-      }
-      throw this.#atCapacity();
-    } catch (error) {
-      await principal.unclaim(claim).catch(() => undefined);
-      throw error;
-    }
-  }
-
-  async #place(tag: string): Promise<Placement> {
-    if (this.#config.mode === "solo") return newSoloPlacement();
-    const candidate = newPoolPlacement(this.#config.poolSize);
-    const isolation =
-      this.#options.tenancy === "auto" ? await this.#isolationOf(candidate.container) : "none";
-    return tenancyFor(isolation, this.#options.tenancy) === "shared" ? candidate : newTenantPlacement(tag);
-  }
-
-  /** The session, or undefined when the container is full. */
-  async #createOn(placement: Placement, request: CreateSessionRequest): Promise<Session | undefined> {
-    const shard = containerShard(this.#env, placement.container);
-    const capacity = placement.tenancy === "session" ? 1 : this.#options.sessionsPerContainer;
-    const reserved = await shard.reserve({
-      id: placement.sessionId,
-      owner: request.owner ?? null,
-      container: placement.container,
-      request,
-      capacity,
-    });
-    if (!reserved) return undefined;
-    try {
-      const session = await this.#client(placement.container).createSession(request);
-      await shard.commit(session.id, session);
-      return session;
-    } catch (error) {
-      await shard.release(placement.sessionId).catch(() => undefined);
-      if (isSandboxError(error) && error.code === "at_capacity") return undefined;
-      throw error;
-    }
-  }
-
-  async #isolationOf(container: string): Promise<Isolation> {
-    const cached = this.#isolation.get(container);
-    if (cached && Date.now() - cached.at < this.#options.isolationCacheMs) return cached.isolation;
-    const health = await this.#client(container).health();
-    this.#isolation.set(container, { isolation: health.isolation.available, at: Date.now() });
-    return health.isolation.available;
+    return Response.json(await this.#placer.create(parsed.data), { status: 201 });
   }
 
   #atCapacity(): SandboxError {
@@ -277,7 +200,7 @@ class Router {
   async #health(): Promise<Response> {
     const container = this.#config.mode === "pool" ? poolContainerName(0) : "container-probe";
     const health = await this.#client(container).health();
-    this.#isolation.set(container, { isolation: health.isolation.available, at: Date.now() });
+    this.#placer.noteIsolation(container, health.isolation.available);
     const scope =
       this.#config.mode === "pool"
         ? `health of ${container}, one of ${this.#config.poolSize} pool containers`
@@ -356,7 +279,7 @@ class Router {
         if (!response.ok) throw SandboxError.fromBody(ErrorBody.parse(await response.json()));
         return (await response.json()) as Session;
       },
-      createSession: (input) => self.#createSession(input),
+      createSession: (input) => self.#placer.create(input),
       async destroySession(id) {
         const { container } = locateSession(id, self.#config);
         const url = new URL(`${BASE}/v1/sessions/${id}`);
