@@ -52,6 +52,17 @@ export const MonitorConfig = z.object({
    * roots (a test's stand-in upstream). Other connections are tunnels: the session checks those itself.
    */
   egressUpstreamCa: z.string().optional(),
+  /**
+   * Disk one session's workspace and home may take (allocated blocks), enforced by a watchdog
+   * (sessions/disk-quota.ts); 0 turns it off.
+   */
+  diskQuotaBytes: z
+    .number()
+    .int()
+    .min(0)
+    .default(2048 * MiB),
+  /** How often the disk watchdog measures every live session. */
+  diskCheckIntervalMs: z.number().int().min(100).default(5_000),
   /** Disk one session's workspace history may take (container/history); 0 turns history off. */
   historyMaxBytes: z
     .number()

@@ -25,7 +25,8 @@ import { findToolchain } from "./jail/toolchain.ts";
 import { LogStore } from "./logs/log-store.ts";
 import { Supervisor } from "./processes/supervisor.ts";
 import { createRegistryCache, type RegistryCache } from "./registry/registry-client.ts";
-import { SessionService } from "./sessions/session-service.ts";
+import { DiskQuota, formatBytes } from "./sessions/disk-quota.ts";
+import { SessionService, writeTempDir } from "./sessions/session-service.ts";
 import { SessionStore } from "./sessions/session-store.ts";
 import { openDatabase } from "./store/db.ts";
 
@@ -64,7 +65,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   const registry = openRegistryCache(config);
   const secrets = createSecretBook(config.egressSecrets);
   // Set once the error store exists; the proxy reports nothing before a session is attached.
-  let onBlocked: (sessionId: string, reason: string) => void = () => {};
+  let onBlocked: (sessionId: string, reason: string, category?: "network" | "disk_quota") => void = () => {};
   const egressReportIds = new Map<string, string>();
   const egress = openEgressProxy(config, (sessionId, blocked) => onBlocked(sessionId, blocked.reason));
   const jailer = createJailer({ disabled: config.isolation === "none", toolchain, registry, egress });
@@ -75,6 +76,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   const detection = attachErrorDetection(logs, errors);
   // Set once the history exists; commands and processes that end before that change nothing worth recording.
   let history: HistoryService | null = null;
+  let diskQuota: DiskQuota | null = null;
   const hooks: ProcessHooks = {
     starting: (sessionId, processId, place) => {
       detection.track(sessionId, processId, place);
@@ -89,7 +91,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   const supervisor = new Supervisor({ db, logs, hooks });
   supervisor.markLost();
   const exec = new ExecService({ logs, hooks });
-  const files = new FileService();
+  const files = new FileService({ tempDir: writeTempDir });
   const sessions = new SessionService({
     store: new SessionStore(db),
     jailer,
@@ -113,11 +115,18 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
       await logs.remove(sessionId);
       errors.removeSession(sessionId);
       egressReportIds.delete(sessionId);
+      diskQuota?.forget(sessionId);
       detection.forgetSession(sessionId);
     },
   });
   await sessions.start();
   onBlocked = blockedRecorder(sessions, errors, egressReportIds);
+  diskQuota = openDiskQuota(config, sessions, (sessionId, reason) => {
+    exec.stopSession(sessionId, reason);
+    onBlocked(sessionId, reason, "disk_quota");
+    return supervisor.stopAll(sessionId);
+  });
+  const quota = diskQuota;
 
   const running = (sessionId: string) =>
     supervisor
@@ -159,7 +168,18 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   });
 
   const app = createApp(
-    { sessions, files, exec, supervisor, logs, errors, history: historyService, fork, health },
+    {
+      sessions,
+      files,
+      exec,
+      supervisor,
+      logs,
+      errors,
+      history: historyService,
+      fork,
+      health,
+      diskQuota: quota,
+    },
     { secret: config.secret, maxBodyBytes: config.maxBodyBytes },
   );
 
@@ -185,6 +205,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     close() {
       closed ??= (async () => {
         clearInterval(reaper);
+        await quota.close();
         await supervisor.closeAll();
         await historyService.close();
         await sessions.close();
@@ -196,6 +217,34 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
       return closed;
     },
   };
+}
+
+/** The disk watchdog of every session (off with a warning when `du` is missing). */
+function openDiskQuota(
+  config: ReturnType<typeof resolveConfig>,
+  sessions: SessionService,
+  stop: (sessionId: string, reason: string) => Promise<void>,
+): DiskQuota {
+  const du = config.diskQuotaBytes > 0 ? findExecutable("du") : null;
+  if (config.diskQuotaBytes > 0 && !du)
+    console.warn("[monitor] WARNING: du not found: the per-session disk quota is not enforced");
+  const quota = new DiskQuota({
+    quotaBytes: config.diskQuotaBytes,
+    intervalMs: config.diskCheckIntervalMs,
+    du,
+    sessions: () =>
+      sessions.ids().map((id) => {
+        const paths = sessions.paths(id);
+        return { id, dirs: [paths.workspace, paths.home] };
+      }),
+    exceeded: (sessionId, used, limit) =>
+      stop(
+        sessionId,
+        `disk_quota: the session uses ${formatBytes(used)} of disk, over its quota of ${formatBytes(limit)}; its commands and processes were stopped and writes are refused until files are deleted`,
+      ),
+  });
+  quota.start();
+  return quota;
 }
 
 /** The registry cache, unless it is off or the host cannot jail (only jailed sessions reach it). */
@@ -228,15 +277,16 @@ function openEgressProxy(
 }
 
 /**
- * Records what the egress proxy refused as a `network` error of the session, under one command id per session
- * (the proxy cannot tell which of its commands asked), so get_errors shows it and repeats count up.
+ * Records what the egress proxy refused as a `network` error of the session (and the disk watchdog's stop as a
+ * `disk_quota` one), under one command id per session (neither can tell which of its commands did it), so
+ * get_errors shows it and repeats count up.
  */
 function blockedRecorder(
   sessions: SessionService,
   errors: ErrorStore,
   ids: Map<string, string>,
-): (sessionId: string, reason: string) => void {
-  return (sessionId, reason) => {
+): (sessionId: string, reason: string, category?: "network" | "disk_quota") => void {
+  return (sessionId, reason, category = "network") => {
     void (async () => {
       const runtime = await sessions.runtime(sessionId);
       let processId = ids.get(sessionId);
@@ -245,7 +295,7 @@ function blockedRecorder(
         ids.set(sessionId, processId);
       }
       errors.record(sessionId, {
-        category: "network",
+        category,
         severity: "error",
         message: reason,
         file: null,

@@ -180,6 +180,11 @@ export class ExecService {
     return sequence.answer({ fromIndex: index }, runtime.limits.outputBytes);
   }
 
+  /** Stops a session's running commands (their results stay, saying why): the disk watchdog. */
+  stopSession(sessionId: string, why: string): void {
+    for (const each of new Set(this.#kept.get(sessionId)?.values() ?? [])) each.sequence.cancel(why);
+  }
+
   /** A destroyed session's commands: stopped, and their results forgotten. */
   async forgetSession(sessionId: string): Promise<void> {
     const kept = this.#kept.get(sessionId);

@@ -20,6 +20,7 @@ export async function editFile(
   path: string,
   edits: readonly TextEdit[],
   maxBytes: number,
+  tempDir?: string,
 ): Promise<EditFileResult> {
   const shown = joinSegments(segments);
   try {
@@ -57,7 +58,7 @@ export async function editFile(
         { path },
       );
     }
-    await writeAtomically({ ...entry, stat: now }, path, data, undefined);
+    await writeAtomically({ ...entry, stat: now }, path, data, undefined, tempDir);
     return { path: shown, replacements, bytes: data.length, ...diffOf(shown, before, text) };
   } catch (error) {
     throw fsError(error, path);

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { close, constants, fchmod, open, rename, type Stats, unlink, write } from "node:fs";
+import { close, constants, fchmod, mkdir, open, rename, type Stats, unlink, write } from "node:fs";
 import { promisify } from "node:util";
 import type { z } from "zod";
 import { isSandboxError, SandboxError } from "../../src/protocol/errors.ts";
@@ -16,6 +16,7 @@ const fchmodFd = promisify(fchmod);
 const closeFd = promisify(close);
 const renamePath = promisify(rename);
 const unlinkPath = promisify(unlink);
+const mkdirPath = promisify(mkdir);
 
 const UMASK = currentUmask();
 const DEFAULT_FILE_MODE = 0o644 & ~(UMASK ?? 0o022);
@@ -127,21 +128,24 @@ export function toEntry(segments: readonly string[], stat: Stats) {
 }
 
 /**
- * Writes `data` to a resolved entry atomically: a temp file created with O_EXCL in the verified real parent
- * (named through its pinned handle), then renamed over the target. Readers and concurrent writers only ever see
- * a whole version and the last rename wins. Without `requestedMode` a replaced file keeps its mode. No fsync:
- * this is atomic for readers, not durable across a host crash, and keeps bulk writes fast.
+ * Writes `data` to a resolved entry atomically: a temp file created with O_EXCL, then renamed over the target
+ * (named through its parent's pinned handle). Readers and concurrent writers only ever see a whole version and
+ * the last rename wins. The temp file goes to `tempDir` when given (a directory of the monitor's on the same
+ * file system, outside the workspace: a write cut by a kill leaves nothing the session, a listing, an export or
+ * a deploy can see), else into the verified real parent. Without `requestedMode` a replaced file keeps its
+ * mode. No fsync: this is atomic for readers, not durable across a host crash, and keeps bulk writes fast.
  */
 export async function writeAtomically(
   entry: ResolvedEntry,
   path: string,
   data: Buffer,
   requestedMode: number | undefined,
+  tempDir?: string,
 ): Promise<void> {
   const existing = entry.stat ?? null;
   if (existing?.isDirectory()) throw isDirectory(path);
   // randomUUID draws from a buffered entropy pool: unguessable names without a randomBytes call per file
-  const temp = `${entry.dir.base}/.sbx-write-${randomUUID()}`;
+  const temp = `${tempDir ?? entry.dir.base}/.sbx-write-${randomUUID()}`;
   const mode = requestedMode ?? (existing?.isFile() ? existing.mode & 0o777 : DEFAULT_FILE_MODE);
   // open() applies the umask; an extra fchmod is only needed when the umask would change the mode
   const fd = await openFd(temp, TEMP_FLAGS, mode);
@@ -160,6 +164,21 @@ export async function writeAtomically(
     // a directory the entry's lstat did not see (made concurrently, or lstat skipped in a fresh directory)
     throw errnoOf(error) === "EISDIR" ? isDirectory(path) : error;
   }
+}
+
+/**
+ * Makes a write's temp directory if it is missing (not its parents: a session whose directory is gone has
+ * nowhere to write). Undefined stays undefined (temp files then go beside their targets).
+ */
+export async function ensureTempDir(dir: string | undefined): Promise<string | undefined> {
+  if (dir === undefined) return undefined;
+  await mkdirPath(dir, 0o700).catch((error: unknown) => {
+    if (errnoOf(error) === "EEXIST") return;
+    if (errnoOf(error) === "ENOENT")
+      throw new SandboxError("not_found", "the session's files are gone", "create a new session");
+    throw fsError(error, ".");
+  });
+  return dir;
 }
 
 function isDirectory(path: string): SandboxError {

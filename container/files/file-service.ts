@@ -15,7 +15,7 @@ import {
 import { type ArchiveBody, extractArchive, tarStream } from "./archive.ts";
 import { decodeBase64, encodeContent } from "./content.ts";
 import { editFile } from "./edit-file.ts";
-import { fsError, mapPool, parseRequest, toEntry, writeAtomically } from "./file-ops.ts";
+import { ensureTempDir, fsError, mapPool, parseRequest, toEntry, writeAtomically } from "./file-ops.ts";
 import { compileGlob } from "./glob.ts";
 import { type DirRef, errnoOf, PathResolver, type ResolvedEntry, removeEntry } from "./path-resolver.ts";
 import {
@@ -58,6 +58,12 @@ export interface FileServiceOptions {
   maxImportBytes?: number;
   /** Most entries of one imported archive. Default 200,000. */
   maxImportEntries?: number;
+  /**
+   * Where writes to a workspace put their temp files: a directory outside it on the same file system (renames
+   * cannot cross file systems). Undefined (the default): beside each target, where a write cut by a kill leaves
+   * its temp file visible.
+   */
+  tempDir?: (root: string) => string | undefined;
 }
 
 interface PlannedWrite {
@@ -82,6 +88,7 @@ export class FileService {
   readonly #maxImportBytes: number;
   readonly #maxImportEntries: number;
   readonly #nudge = new WatcherNudge();
+  readonly #tempDir: (root: string) => string | undefined;
 
   constructor(options: FileServiceOptions = {}) {
     this.#maxRequestFileBytes = options.maxRequestFileBytes ?? 10 * MiB;
@@ -93,6 +100,7 @@ export class FileService {
     this.#maxScanEntries = options.maxScanEntries ?? 200_000;
     this.#maxImportBytes = options.maxImportBytes ?? 1024 * MiB;
     this.#maxImportEntries = options.maxImportEntries ?? 200_000;
+    this.#tempDir = options.tempDir ?? (() => undefined);
   }
 
   #rules(resolver: PathResolver): PathRules {
@@ -151,8 +159,9 @@ export class FileService {
         segments: this.#parse(resolver, path, false, "deleting the workspace root is refused"),
       }));
 
+      const tempDir = planned.size ? await ensureTempDir(this.#tempDir(root)) : undefined;
       const written = await mapPool([...planned.values()], WRITE_CONCURRENCY, (file) =>
-        this.#writeOne(root, resolver, file).catch((error: unknown) => {
+        this.#writeOne(root, resolver, file, tempDir).catch((error: unknown) => {
           throw fsError(error, file.path);
         }),
       );
@@ -173,13 +182,14 @@ export class FileService {
     root: string,
     resolver: PathResolver,
     file: PlannedWrite,
+    tempDir: string | undefined,
   ): Promise<{ path: string; bytes: number }> {
     const entry = (await resolver.entry(
       file.segments,
       { create: true, follow: true },
       file.path,
     )) as ResolvedEntry;
-    await writeAtomically(entry, file.path, file.data, file.mode);
+    await writeAtomically(entry, file.path, file.data, file.mode, tempDir);
     this.#nudge.wrote(root, entry.segments);
     return { path: file.path, bytes: file.data.length };
   }
@@ -189,7 +199,8 @@ export class FileService {
     const { path, edits } = parseRequest(EditFileRequest, request);
     return this.#withResolver(root, async (resolver) => {
       const segments = this.#parse(resolver, path, false);
-      const result = await editFile(resolver, segments, path, edits, this.#maxRequestFileBytes);
+      const tempDir = await ensureTempDir(this.#tempDir(root));
+      const result = await editFile(resolver, segments, path, edits, this.#maxRequestFileBytes, tempDir);
       this.#nudge.wrote(root, segments);
       return result;
     });

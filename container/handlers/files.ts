@@ -11,12 +11,14 @@ import type { MonitorServices } from "./services.ts";
 import { sessionId } from "./sessions.ts";
 import { jsonBody } from "./validate.ts";
 
-export function fileRoutes(app: Hono, { sessions, files, history }: MonitorServices): void {
+export function fileRoutes(app: Hono, { sessions, files, history, diskQuota }: MonitorServices): void {
   // Each change is recorded after its answer is sent, coalesced with those that follow it (history/).
   app.post(patterns.filesWrite, async (c) => {
     const id = sessionId(c.req.param("sessionId"));
     const root = await sessions.workspace(id);
     const request = await jsonBody(c, WriteFilesRequest);
+    // Deletes always go through: they are how a session over its disk quota gets back under.
+    diskQuota.checkWrite(id, incomingBytes(request));
     try {
       return c.json(await files.write(root, request));
     } finally {
@@ -27,7 +29,12 @@ export function fileRoutes(app: Hono, { sessions, files, history }: MonitorServi
   app.post(patterns.filesEdit, async (c) => {
     const id = sessionId(c.req.param("sessionId"));
     const root = await sessions.workspace(id);
-    const result = await files.edit(root, await jsonBody(c, EditFileRequest));
+    const request = await jsonBody(c, EditFileRequest);
+    diskQuota.checkWrite(
+      id,
+      request.edits.reduce((sum, each) => sum + each.newText.length, 1),
+    );
+    const result = await files.edit(root, request);
     history.changed(id, `edit_file ${result.path}`);
     return c.json(result);
   });
@@ -53,10 +60,23 @@ export function fileRoutes(app: Hono, { sessions, files, history }: MonitorServi
     const id = sessionId(c.req.param("sessionId"));
     const root = await sessions.workspace(id);
     const body = c.req.raw.body ?? new ReadableStream({ start: (controller) => controller.close() });
+    diskQuota.checkWrite(id, Number(c.req.header("content-length") ?? 1) || 1);
     try {
       return c.json(await files.importArchive(root, c.req.query("path") ?? ".", body));
     } finally {
       history.changed(id, "archive import");
     }
   });
+}
+
+/** Bytes the files of a write request carry (base64 decoded), as far as its shape says; 0 for deletes only. */
+function incomingBytes(request: unknown): number {
+  const list = (request as { files?: unknown }).files;
+  if (!Array.isArray(list)) return 0;
+  let bytes = 0;
+  for (const file of list as { content?: unknown; encoding?: unknown }[]) {
+    const length = typeof file?.content === "string" ? file.content.length : 0;
+    bytes += file?.encoding === "base64" ? Math.floor((length * 3) / 4) : length;
+  }
+  return bytes;
 }

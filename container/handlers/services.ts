@@ -6,6 +6,7 @@ import type { FileService } from "../files/file-service.ts";
 import type { HistoryService } from "../history/history-service.ts";
 import type { LogStore } from "../logs/log-store.ts";
 import type { Supervisor } from "../processes/supervisor.ts";
+import type { DiskQuota } from "../sessions/disk-quota.ts";
 import type { SessionService } from "../sessions/session-service.ts";
 
 /** Everything the HTTP handlers call; wired once in `monitor.ts`. */
@@ -17,6 +18,7 @@ export interface MonitorServices {
   logs: LogStore;
   errors: ErrorStore;
   history: HistoryService;
+  diskQuota: DiskQuota;
   fork(sessionId: string, request: ForkRequest): Promise<ForkResult>;
   health(): Health;
 }

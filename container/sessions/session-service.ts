@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { cp, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { CreateSessionRequest, Limits, Session } from "../../src/protocol/schemas.ts";
@@ -86,13 +86,15 @@ export class SessionService {
   }
 
   /**
-   * Removes session directories without a record (spares and half-created sessions of a monitor that died), then
-   * opens the spares. Call once at start.
+   * Removes session directories without a record (spares and half-created sessions of a monitor that died) and
+   * the temp files of writes a dead monitor left (never under a final name: see `writeAtomically`), then opens
+   * the spares. Call once at start.
    */
   async start(): Promise<void> {
     const root = join(this.#options.dataDir, "sessions");
     for (const name of await readdir(root).catch(() => [])) {
       if (!this.#options.store.get(name)) await rm(join(root, name), { recursive: true, force: true });
+      else await rm(this.paths(name).writeTemp, { recursive: true, force: true });
     }
     this.#spares.refill();
   }
@@ -266,6 +268,7 @@ export class SessionService {
       home: join(root, "home"),
       run: join(root, "run"),
       history: join(root, "history"),
+      writeTemp: join(root, WRITE_TEMP),
     };
   }
 
@@ -283,6 +286,11 @@ export class SessionService {
     const expired = this.#options.store.list().filter((record) => this.#expired(record, now));
     for (const record of expired) await this.destroy(record.id);
     return expired.map((record) => record.id);
+  }
+
+  /** Every recorded session's id. */
+  ids(): string[] {
+    return this.#options.store.list().map((record) => record.id);
   }
 
   count(): number {
@@ -453,6 +461,19 @@ export interface SessionPaths {
   run: string;
   /** The workspace's history (container/history), invisible to the jail like `run`. */
   history: string;
+  /** Temp files of writes in progress (see `writeTempDir`), invisible to the jail like `run`. */
+  writeTemp: string;
+}
+
+const WRITE_TEMP = "write-tmp";
+
+/**
+ * Where the file service puts a write's temp file for a session's workspace: beside the workspace in the session's
+ * directory (the same file system, so the rename into place stays atomic), outside everything the session, its
+ * listings, exports, snapshots and deploys see.
+ */
+export function writeTempDir(workspace: string): string {
+  return join(dirname(workspace), WRITE_TEMP);
 }
 
 export interface CreateOptions {

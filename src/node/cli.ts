@@ -37,7 +37,9 @@ Cloudflare deploys read CLOUDFLARE_API_TOKEN and CLOUDFLARE_ACCOUNT_ID; without 
 Sessions with network "allow" install through a shared registry cache: REGISTRY_UPSTREAM (default
 https://registry.npmjs.org) and REGISTRY_CACHE_BYTES (default 4 GiB; 0 turns it off).
 Each session's workspace history (checkpoint, diff, revert, fork_session) may use HISTORY_MAX_BYTES of disk
-(default 256 MiB; 0 turns history off).
+(default 256 MiB; 0 turns history off). Each session's workspace and home may use DISK_QUOTA_BYTES of disk
+(default 2 GiB; 0 turns the quota off): a session over it has its commands and processes stopped and its writes
+refused until it deletes files.
 
 Endpoints: /mcp (streamable HTTP), /health, http://<name>.apps.localhost:<port>/ (static deploys),
            http://<port>-<sessionId>.localhost:<port>/ (previews of session ports)
@@ -113,6 +115,10 @@ async function main() {
   if (!Number.isInteger(historyBytes) || historyBytes < 0) {
     fail(`HISTORY_MAX_BYTES is a whole number of bytes (0 turns history off), not ${env.HISTORY_MAX_BYTES}`);
   }
+  const diskQuotaBytes = Number(env.DISK_QUOTA_BYTES ?? 2 * 1024 ** 3);
+  if (!Number.isInteger(diskQuotaBytes) || diskQuotaBytes < 0) {
+    fail(`DISK_QUOTA_BYTES is a whole number of bytes (0 turns the quota off), not ${env.DISK_QUOTA_BYTES}`);
+  }
   const sessionNode = args["session-node"] ?? env.SESSION_NODE;
   const sessionBun = args["session-bun"] ?? env.SESSION_BUN;
   const tokens = parseTokens(args.token ?? env.TOKEN);
@@ -157,6 +163,8 @@ async function main() {
         registryCacheBytes: cacheBytes,
         ...egress,
         historyMaxBytes: historyBytes,
+        diskQuotaBytes,
+        ...(env.DISK_CHECK_INTERVAL_MS ? { diskCheckIntervalMs: Number(env.DISK_CHECK_INTERVAL_MS) } : {}),
         ...(env.REGISTRY_UPSTREAM ? { registryUpstream: env.REGISTRY_UPSTREAM } : {}),
         ...(sessionNode ? { sessionNode } : {}),
         ...(sessionBun ? { sessionBun } : {}),

@@ -48,6 +48,8 @@ export interface LocalServerOptions {
     | "egressHosts"
     | "egressUpstreamCa"
     | "historyMaxBytes"
+    | "diskQuotaBytes"
+    | "diskCheckIntervalMs"
   >;
   /**
    * The server's origin as clients reach it; defaults to `http://127.0.0.1:<port>` (or the bound host when it is

@@ -527,6 +527,7 @@ export const ErrorCategory = z.enum([
   "health",
   "browser",
   "network",
+  "disk_quota",
 ]);
 export type ErrorCategory = z.infer<typeof ErrorCategory>;
 

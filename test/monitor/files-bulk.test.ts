@@ -1,4 +1,15 @@
-import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink } from "node:fs/promises";
+import {
+  link,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -67,5 +78,37 @@ describe("bulk writes", () => {
     expect(await readFile(join(ws, "old", "real.txt"), "utf8")).toBe("v2");
     expect((await stat(join(ws, "old", "real.txt"))).mode & 0o777).toBe(0o755);
     expect(await readFile(join(ws, "old", "f49.txt"), "utf8")).toBe("49");
+  });
+});
+
+describe("writes with a temp directory outside the workspace", () => {
+  it("writes and edits through it, keeping modes and replacing links, and leaves nothing in either place", async () => {
+    const temp = join(base, "write-tmp");
+    const outside = new FileService({ tempDir: () => temp });
+    await outside.write(ws, { files: [{ path: "keep.sh", content: "echo a\n", mode: 0o755 }] });
+    await writeFile(join(base, "outside.txt"), "outside");
+    await link(join(base, "outside.txt"), join(ws, "link"));
+    const batch = Array.from({ length: 50 }, (_, i) => ({ path: `d${i % 5}/f${i}.txt`, content: `${i}\n` }));
+    await outside.write(ws, {
+      files: [...batch, { path: "keep.sh", content: "echo b\n" }, { path: "link", content: "x" }],
+    });
+    await outside.edit(ws, { path: "keep.sh", edits: [{ oldText: "b", newText: "c" }] });
+    expect(await readFile(join(ws, "keep.sh"), "utf8")).toBe("echo c\n");
+    expect((await stat(join(ws, "keep.sh"))).mode & 0o777).toBe(0o755);
+    // The hard link was replaced by a file of its own, not written through.
+    expect(await readFile(join(ws, "link"), "utf8")).toBe("x");
+    expect(await readFile(join(base, "outside.txt"), "utf8")).toBe("outside");
+    for (const file of batch) expect(await readFile(join(ws, file.path), "utf8")).toBe(file.content);
+    expect(await readdir(temp)).toEqual([]);
+    expect((await readdir(ws, { recursive: true })).filter((name) => name.includes(".sbx-write-"))).toEqual(
+      [],
+    );
+  });
+
+  it("fails a write whose session directory is gone rather than making it again", async () => {
+    const outside = new FileService({ tempDir: () => join(base, "gone", "write-tmp") });
+    const error = await failure(outside.write(ws, { files: [{ path: "a.txt", content: "a" }] }));
+    expect(error.code).toBe("not_found");
+    await expect(stat(join(base, "gone"))).rejects.toThrow();
   });
 });

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, watch } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, watch } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,11 +35,15 @@ describe("SIGKILL in the middle of work", () => {
     ];
     await call(client, "write_files", { sessionId, files: version("a") });
     const workspace = join(dataDir, "sessions", sessionId, "workspace");
+    // Temp files of writes go beside the workspace, never into it (container/files/file-ops.ts).
+    const writeTemp = join(dataDir, "sessions", sessionId, "write-tmp");
     for (let round = 0; round < 3; round++) {
       const letter = String.fromCharCode(98 + round);
+      // A restart removed the temp directory; a write makes it again (so it can be watched).
+      await call(client, "write_files", { sessionId, files: version(letter).slice(1) });
       // Killed the moment the write's temporary file appears, i.e. while the content is being written.
       const temp = new Promise<void>((resolve) => {
-        const watcher = watch(workspace, (_event, name) => {
+        const watcher = watch(writeTemp, (_event, name) => {
           if (name?.startsWith(".sbx-write-")) {
             watcher.close();
             resolve();
@@ -53,6 +57,9 @@ describe("SIGKILL in the middle of work", () => {
       writing.catch(() => undefined);
       await temp;
       await server.stop("SIGKILL");
+      // The kill left a temp file behind (what the restart must clear), never in the workspace.
+      expect(readdirSync(writeTemp).length).toBeGreaterThan(0);
+      expect(readdirSync(workspace).sort()).toEqual(["big.txt", "small.txt"]);
       ({ server, client } = await start(dataDir));
       for (const [path, bytes] of [
         ["big.txt", 3 * MB],
@@ -63,13 +70,16 @@ describe("SIGKILL in the middle of work", () => {
         expect(content.length, path).toBe(bytes);
         expect(new Set(content).size, path).toBe(1);
       }
-      // What a kill leaves half-written sits under a temporary name of its own, never a name a caller gave (the
-      // temporaries stay until deleted: docs/security.md, "What is not defended").
+      // Nothing half-written or temporary is visible: not to a listing, not to the session's own commands, and
+      // the restart removed the dead write's temp file.
       const listing = await call<{ entries: { path: string }[] }>(client, "read_files", { sessionId });
-      const names = listing.entries
-        .map((entry) => entry.path)
-        .filter((name) => !name.startsWith(".sbx-write-"));
-      expect(names.sort()).toEqual(["big.txt", "small.txt"]);
+      expect(listing.entries.map((entry) => entry.path).sort()).toEqual(["big.txt", "small.txt"]);
+      const seen = await call<{ results: { stdout: string }[] }>(client, "run_commands", {
+        sessionId,
+        commands: ["ls -A /workspace"],
+      });
+      expect(seen.results[0]!.stdout).toBe("big.txt\nsmall.txt\n");
+      expect(existsSync(writeTemp) ? readdirSync(writeTemp) : []).toEqual([]);
     }
     await client.close();
     await server.stop("SIGTERM");
