@@ -74,6 +74,11 @@ export const MonitorConfig = z.object({
    * be one no jailed process runs as. null: forks copy them.
    */
   historySharedUid: z.number().int().min(1).nullable().default(65534),
+  /**
+   * Pre-install the dependencies of templates with a package.json, in a jail of their own, at a template's first
+   * use, and give later sessions from it an up-to-date node_modules (container/sessions/template-deps.ts).
+   */
+  preinstallTemplates: z.boolean().default(true),
   /** Finer history settings (tests): see HistoryLimits. */
   historyLimits: z
     .object({

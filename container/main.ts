@@ -37,6 +37,8 @@ Environment only:
                                 0 turns history off: no checkpoints, diff, revert or fork)
   MONITOR_HISTORY_SHARED_UID    uid that owns package files a fork shares with its source, read-only
                                 (default 65534; never a uid jailed processes run as; "none": forks copy)
+                                and the files of pre-installed template dependencies sessions share
+  MONITOR_PREINSTALL_TEMPLATES  "0" turns off pre-installed template dependencies (default on)
   -h, --help         this text
 
 On start it prints one JSON line to stdout: {"url", "secret"?, "pid"}.`;
@@ -114,6 +116,7 @@ try {
     registryCacheBytes: cacheBytes,
     historyMaxBytes: historyBytes,
     historySharedUid: sharedUid === "none" ? null : Number(sharedUid),
+    preinstallTemplates: env.MONITOR_PREINSTALL_TEMPLATES !== "0",
     ...(env.MONITOR_REGISTRY_UPSTREAM ? { registryUpstream: env.MONITOR_REGISTRY_UPSTREAM } : {}),
     ...(sessionNode ? { sessionNode } : {}),
     ...(sessionBun ? { sessionBun } : {}),

@@ -28,6 +28,7 @@ import { createRegistryCache, type RegistryCache } from "./registry/registry-cli
 import { DiskQuota, formatBytes } from "./sessions/disk-quota.ts";
 import { SessionService, writeTempDir } from "./sessions/session-service.ts";
 import { SessionStore } from "./sessions/session-store.ts";
+import { TemplateDeps } from "./sessions/template-deps.ts";
 import { openDatabase } from "./store/db.ts";
 
 export interface Monitor {
@@ -40,6 +41,8 @@ export interface Monitor {
   readonly history: HistoryService;
   /** The package registry cache of jailed sessions with network access; null when it is off or cannot run. */
   readonly registry: RegistryCache | null;
+  /** Pre-installed template dependencies; null when off or the host cannot jail. */
+  readonly templateDeps: TemplateDeps | null;
   /** A TCP connection to a port inside a session (WebSocket previews need a raw socket). */
   connect(sessionId: string, port: number): Promise<Socket>;
   /** Handles an HTTP upgrade (WebSocket) on the proxy route; attach to the HTTP server's `upgrade` event. */
@@ -92,7 +95,21 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   supervisor.markLost();
   const exec = new ExecService({ logs, hooks });
   const files = new FileService({ tempDir: writeTempDir });
+  // Sharing files by hard links is safe only when no jailed process can write or re-own them (heavy-copy.ts).
+  const sharedUid =
+    jailer.capabilities.bubblewrap && process.getuid?.() === 0 ? config.historySharedUid : null;
+  const templateDeps =
+    config.preinstallTemplates && jailer.capabilities.bubblewrap
+      ? new TemplateDeps({
+          root: join(config.dataDir, "template-deps"),
+          templatesDir: config.templatesDir ?? templatesDir,
+          jailer,
+          limits: config.limits,
+          sharedUid,
+        })
+      : null;
   const sessions = new SessionService({
+    templateDeps,
     store: new SessionStore(db),
     jailer,
     dataDir: config.dataDir,
@@ -148,9 +165,6 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     running,
   });
   const historyService = history;
-  // Sharing files by hard links is safe only when no jailed process can write or re-own them (heavy-copy.ts).
-  const sharedUid =
-    jailer.capabilities.bubblewrap && process.getuid?.() === 0 ? config.historySharedUid : null;
   const fork = (sessionId: string, request: ForkRequest) =>
     forkSession({ sessions, files, history: historyService, sharedUid, running }, sessionId, request);
 
@@ -196,6 +210,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     sessions,
     history: historyService,
     registry,
+    templateDeps,
     async connect(sessionId, port) {
       const runtime = await sessions.runtime(sessionId);
       return runtime.jail.connect(port);
@@ -205,6 +220,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
     close() {
       closed ??= (async () => {
         clearInterval(reaper);
+        await templateDeps?.close();
         await quota.close();
         await supervisor.closeAll();
         await historyService.close();

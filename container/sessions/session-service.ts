@@ -12,6 +12,7 @@ import type { Jail, Jailer } from "../jail/types.ts";
 import { newSessionId } from "./session-id.ts";
 import type { SessionRecord, SessionStore } from "./session-store.ts";
 import { SparePool } from "./spare-pool.ts";
+import type { TemplateDeps } from "./template-deps.ts";
 
 export interface SessionServiceOptions {
   store: SessionStore;
@@ -35,6 +36,8 @@ export interface SessionServiceOptions {
   onDestroy: (sessionId: string) => Promise<void>;
   /** The operator's secrets that allowlist sessions may name; none when absent. */
   secrets?: SecretBook;
+  /** Pre-installed template dependencies, put into sessions made from a template (template-deps.ts). */
+  templateDeps?: TemplateDeps | null;
 }
 
 /** Writes of `last_active_at` are coalesced to one per session per this many ms. */
@@ -189,8 +192,10 @@ export class SessionService {
       // Synchronous: cheap, and each asynchronous step would wait its turn behind every other request.
       makeDirectories(paths);
       if (populate) await populate(paths);
-      else if (template)
+      else if (template) {
         await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
+        await this.#options.templateDeps?.populate(template, paths.workspace);
+      }
     } catch (error) {
       // No record yet: what the spare opened (its jail, its log state) goes with its directory.
       if (spare) {
