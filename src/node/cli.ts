@@ -40,6 +40,9 @@ Each session's workspace history (checkpoint, diff, revert, fork_session) may us
 (default 256 MiB; 0 turns history off). Each session's workspace and home may use DISK_QUOTA_BYTES of disk
 (default 2 GiB; 0 turns the quota off): a session over it has its commands and processes stopped and its writes
 refused until it deletes files.
+(default 256 MiB; 0 turns history off).
+A template's dependencies are installed once, in the background at its first use, and later sessions from it
+start with them installed; PREINSTALL_TEMPLATES=0 turns that off.
 
 Endpoints: /mcp (streamable HTTP), /health, http://<name>.apps.localhost:<port>/ (static deploys),
            http://<port>-<sessionId>.localhost:<port>/ (previews of session ports)
@@ -165,6 +168,7 @@ async function main() {
         historyMaxBytes: historyBytes,
         diskQuotaBytes,
         ...(env.DISK_CHECK_INTERVAL_MS ? { diskCheckIntervalMs: Number(env.DISK_CHECK_INTERVAL_MS) } : {}),
+        preinstallTemplates: env.PREINSTALL_TEMPLATES !== "0",
         ...(env.REGISTRY_UPSTREAM ? { registryUpstream: env.REGISTRY_UPSTREAM } : {}),
         ...(sessionNode ? { sessionNode } : {}),
         ...(sessionBun ? { sessionBun } : {}),

@@ -50,6 +50,7 @@ export interface LocalServerOptions {
     | "historyMaxBytes"
     | "diskQuotaBytes"
     | "diskCheckIntervalMs"
+    | "preinstallTemplates"
   >;
   /**
    * The server's origin as clients reach it; defaults to `http://127.0.0.1:<port>` (or the bound host when it is
