@@ -6,8 +6,9 @@ import { copyHeavyDirectories } from "../history/heavy-copy.ts";
 import type { Jailer } from "../jail/index.ts";
 
 /**
- * Pre-installed dependencies of templates. The first session made from a template that has a `package.json`
- * starts a build in the background (the session itself gets the template's files only and is usable at once):
+ * Pre-installed dependencies of templates. The first session made from a template whose `package.json` has
+ * dependencies starts a build in the background (the session itself gets the template's files only and is usable
+ * at once):
  * `npm install` of the template's files, in a jail of its own with network (through the registry cache like any
  * session), whose workspace no session sees. When it succeeds, its `node_modules` and the `package-lock.json` it
  * wrote become the store entry `<root>/<template>-<hash>`, keyed by the template's `package.json` and lockfile.
@@ -53,11 +54,11 @@ export class TemplateDeps {
     this.#options = options;
   }
 
-  /** The store entry's directory for `template`'s current manifest, or null when it has no package.json. */
+  /** The store entry's directory for `template`'s current manifest; null without a package.json that has dependencies. */
   async entry(template: string): Promise<string | null> {
     const dir = join(this.#options.templatesDir, template);
     const manifest = await readFile(join(dir, "package.json")).catch(() => null);
-    if (!manifest) return null;
+    if (!manifest || !hasDependencies(manifest)) return null;
     const lock = await readFile(join(dir, "package-lock.json")).catch(() => Buffer.alloc(0));
     const hash = createHash("sha256")
       .update(`${process.platform}-${process.arch}\0`)
@@ -165,6 +166,18 @@ export class TemplateDeps {
     } finally {
       await rm(base, { recursive: true, force: true });
     }
+  }
+}
+
+function hasDependencies(manifest: Buffer): boolean {
+  try {
+    const parsed = JSON.parse(manifest.toString("utf8")) as Record<string, unknown>;
+    return ["dependencies", "devDependencies", "optionalDependencies"].some((field) => {
+      const value = parsed[field];
+      return typeof value === "object" && value !== null && Object.keys(value).length > 0;
+    });
+  } catch {
+    return false;
   }
 }
 
