@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import { loadEgressConfig } from "./egress/egress-config.ts";
-import { parseJailUser } from "./jail/index.ts";
+import { inRange, parseHostUidRange, parseJailUser } from "./jail/index.ts";
 import { createMonitor } from "./monitor.ts";
 import { quietSqliteWarning } from "./store/quiet-sqlite.ts";
 
@@ -28,7 +28,9 @@ Options (each also read from the environment variable in brackets):
 Environment only:
   MONITOR_TEMPLATES_DIR   session templates (default: templates/ next to the monitor)
   MONITOR_BRIDGE_SCRIPT   the network bridge script (default: next to the monitor)
-  MONITOR_JAIL_USER       uid or uid:gid jailed processes run as (default: the monitor's uid)
+  MONITOR_JAIL_USER       uid or uid:gid jailed processes see as theirs (default: 0, root of their namespace)
+  MONITOR_JAIL_UID_RANGE  host uids sessions run as, one per open session, as start-end
+                          (default 1500000000-1500065535)
   MONITOR_REGISTRY_UPSTREAM     the npm registry the sessions' registry cache fetches from
                                 (default https://registry.npmjs.org)
   MONITOR_REGISTRY_CACHE_BYTES  disk the registry cache may use (default 4294967296; 0 turns it off)
@@ -77,8 +79,10 @@ if (!Number.isInteger(spares) || spares < 0 || spares > 8) {
   process.exit(2);
 }
 
+let hostUids: ReturnType<typeof parseHostUidRange>;
 try {
   parseJailUser(env.MONITOR_JAIL_USER);
+  hostUids = parseHostUidRange(env.MONITOR_JAIL_UID_RANGE);
 } catch (error) {
   console.error((error as Error).message);
   process.exit(2);
@@ -97,6 +101,12 @@ if (!Number.isInteger(historyBytes) || historyBytes < 0) {
 const sharedUid = env.MONITOR_HISTORY_SHARED_UID ?? "65534";
 if (sharedUid !== "none" && !/^[1-9]\d{0,9}$/.test(sharedUid)) {
   console.error('MONITOR_HISTORY_SHARED_UID must be a uid above 0, or "none"');
+  process.exit(2);
+}
+if (sharedUid !== "none" && inRange(hostUids, Number(sharedUid))) {
+  console.error(
+    "MONITOR_HISTORY_SHARED_UID must lie outside MONITOR_JAIL_UID_RANGE: no session may own shared files",
+  );
   process.exit(2);
 }
 const sessionNode = values["session-node"] ?? env.MONITOR_SESSION_NODE;

@@ -19,6 +19,7 @@ import { SandboxError } from "../../src/protocol/errors.ts";
 import {
   type DirRef,
   errnoOf,
+  giveTo,
   openChildDir,
   PathResolver,
   removeEntry,
@@ -121,6 +122,7 @@ export async function extractArchive(
 ): Promise<{ files: number; bytes: number }> {
   const stagingName = `.sbx-import-${randomBytes(8).toString("hex")}`;
   await mkdir(`${target.base}/${stagingName}`, 0o700);
+  await giveTo(`${target.base}/${stagingName}`, target.owner);
   const staging = await openChildDir(target, stagingName);
   if (!staging) throw new SandboxError("conflict", "the import staging directory was replaced", "retry");
   const stage = PathResolver.within(staging);
@@ -242,6 +244,7 @@ async function extractEntry(
     await removeEntry(place.dir, place.name);
     const handle = await open(place.path, CREATE_FLAGS, mode | 0o600);
     try {
+      if (place.dir.owner) await handle.chown(place.dir.owner.uid, place.dir.owner.gid);
       for await (const chunk of entry as AsyncIterable<Buffer>) await handle.write(chunk);
       await handle.chmod(mode | 0o600);
     } finally {
@@ -263,6 +266,7 @@ async function extractEntry(
     const place = (await stage.entry(segments, { create: true, follow: false }, entry.path))!;
     await removeEntry(place.dir, place.name);
     await symlink(linkpath, place.path);
+    await giveTo(place.path, place.dir.owner);
     return;
   }
   if (entry.type === "Link") {

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { close, constants, fchmod, mkdir, open, rename, type Stats, unlink, write } from "node:fs";
+import { close, constants, fchmod, fchown, mkdir, open, rename, type Stats, unlink, write } from "node:fs";
 import { promisify } from "node:util";
 import type { z } from "zod";
 import { isSandboxError, SandboxError } from "../../src/protocol/errors.ts";
@@ -13,6 +13,7 @@ import { invalidPath, joinSegments, showPath } from "./paths.ts";
 const openFd = promisify(open);
 const writeFd = promisify(write);
 const fchmodFd = promisify(fchmod);
+const fchownFd = promisify(fchown);
 const closeFd = promisify(close);
 const renamePath = promisify(rename);
 const unlinkPath = promisify(unlink);
@@ -153,7 +154,10 @@ export async function writeAtomically(
     try {
       for (let written = 0; written < data.length; )
         written += (await writeFd(fd, data, written, data.length - written, null)).bytesWritten;
-      if (UMASK === null || (mode & ~UMASK) !== mode) await fchmodFd(fd, mode);
+      // The session's own uid owns what the monitor writes for it. A chown clears set-id bits, so it goes first.
+      const owner = entry.dir.owner;
+      if (owner) await fchownFd(fd, owner.uid, owner.gid);
+      if (UMASK === null || (mode & ~UMASK) !== mode || (owner && mode & 0o6000)) await fchmodFd(fd, mode);
     } finally {
       await closeFd(fd);
     }

@@ -2,6 +2,7 @@ import { existsSync, type Stats } from "node:fs";
 import {
   constants,
   type FileHandle,
+  lchown,
   lstat,
   mkdir,
   open,
@@ -46,6 +47,21 @@ export interface DirRef {
    * concurrently, after our mkdir, and may be treated as not there yet (see `entry`).
    */
   readonly created?: boolean;
+  /**
+   * Who what the monitor creates in it must belong to: the workspace root's owner when that is not the monitor
+   * (a session's own host uid, see container/jail/host-uid.ts), so its processes can change what the monitor wrote.
+   */
+  readonly owner?: FileOwner | null;
+}
+
+export interface FileOwner {
+  uid: number;
+  gid: number;
+}
+
+/** Hands a path the monitor just created to `owner` (without following a link), if there is one. */
+export async function giveTo(path: string, owner: FileOwner | null | undefined): Promise<void> {
+  if (owner) await lchown(path, owner.uid, owner.gid);
 }
 
 /** A resolved entry: `name` inside the verified directory `dir` (the entry itself may not exist). */
@@ -71,8 +87,14 @@ export function errnoOf(error: unknown): string | undefined {
     : undefined;
 }
 
-function makeDir(segments: readonly string[], handle: FileHandle, realPath: string, created = false): DirRef {
-  return { segments, handle, base: PROC_FD ? `${PROC_FD}/${handle.fd}` : realPath, created };
+function makeDir(
+  segments: readonly string[],
+  handle: FileHandle,
+  realPath: string,
+  created = false,
+  owner: FileOwner | null = null,
+): DirRef {
+  return { segments, handle, base: PROC_FD ? `${PROC_FD}/${handle.fd}` : realPath, created, owner };
 }
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
@@ -88,7 +110,7 @@ async function lstatOrNull(path: string): Promise<Stats | null> {
 export async function openChildDir(parent: DirRef, name: string): Promise<DirRef | null> {
   try {
     const handle = await open(`${parent.base}/${name}`, DIR_FLAGS);
-    return makeDir([...parent.segments, name], handle, `${parent.base}/${name}`);
+    return makeDir([...parent.segments, name], handle, `${parent.base}/${name}`, false, parent.owner);
   } catch (error) {
     const code = errnoOf(error);
     if (code === "ENOENT" || code === "ELOOP" || code === "ENOTDIR") return null;
@@ -155,7 +177,9 @@ export class PathResolver {
       throw error;
     }
     const aliases = [...new Set([rootPath, real].map((p) => p.replace(/\/+$/, "")))];
-    return new PathResolver(makeDir([], handle, real), aliases, true);
+    const { uid, gid } = await handle.stat();
+    const owner = uid === process.getuid?.() && gid === process.getgid?.() ? null : { uid, gid };
+    return new PathResolver(makeDir([], handle, real, false, owner), aliases, true);
   }
 
   /** A resolver confined to `dir` (used for import staging); absolute link targets are all outside it. */
@@ -303,7 +327,7 @@ export class PathResolver {
       try {
         const handle = await open(path, DIR_FLAGS);
         this.#handles.push(handle);
-        return { kind: "dir", dir: makeDir([...parent.segments, name], handle, path, created) };
+        return { kind: "dir", dir: makeDir([...parent.segments, name], handle, path, created, parent.owner) };
       } catch (error) {
         const code = errnoOf(error);
         if (code === "ENOENT") {
@@ -311,6 +335,7 @@ export class PathResolver {
           try {
             await mkdir(path, 0o755);
             created = true;
+            await giveTo(path, parent.owner);
           } catch (mkdirError) {
             if (errnoOf(mkdirError) !== "EEXIST") throw mkdirError;
             created = false;

@@ -16,6 +16,11 @@ export interface HostProbe {
   bwrap: string | null;
   userns: boolean;
   nsenter: string | null;
+  /**
+   * setpriv (util-linux), when bubblewrap runs under an unprivileged host uid with it: each session's processes
+   * then run as a uid of `hostUids` (host-uid.ts) instead of the monitor's root. Null: they run as host uid 0.
+   */
+  setpriv: string | null;
   /** perl under /usr, which runs the jail agent (agent.pl); the jails see /usr read-only. Unisolated jails run
    * commands under a terminal through it too. */
   perl: string | null;
@@ -44,6 +49,8 @@ export interface ProbeOptions {
   toolchain?: Toolchain | ToolchainOptions;
   registry?: RegistryCache | null;
   egress?: EgressProxy | null;
+  /** A uid to try the unprivileged jail with (one of the sessions' range). */
+  trialUid?: number;
 }
 
 const NOT_ISOLATED =
@@ -83,7 +90,7 @@ export function systemEntries(): SystemEntry[] {
 }
 
 /** Runs a trial jail with the namespaces and mounts sessions use; returns the error text or null. */
-function trial(bwrap: string, userns: boolean): string | null {
+function trial(bwrap: string, userns: boolean, asUid?: { setpriv: string; uid: number }): string | null {
   const args = [
     ...(userns ? ["--unshare-user", "--disable-userns"] : []),
     "--unshare-pid",
@@ -106,10 +113,18 @@ function trial(bwrap: string, userns: boolean): string | null {
     "/dev",
     "true",
   ];
-  const result = spawnSync(bwrap, args, { encoding: "utf8", timeout: 10_000, env: {} });
+  const [file, argv] = asUid
+    ? [asUid.setpriv, [...setprivArgs(asUid.uid, asUid.uid), bwrap, ...args]]
+    : [bwrap, args];
+  const result = spawnSync(file, argv, { encoding: "utf8", timeout: 10_000, env: {} });
   if (result.error) return result.error.message;
   if (result.status !== 0) return result.stderr.trim() || `exit ${result.status ?? result.signal}`;
   return null;
+}
+
+/** setpriv's options that run the rest of its command line as `uid`:`gid`, with no supplementary groups. */
+export function setprivArgs(uid: number, gid: number): string[] {
+  return ["--reuid", String(uid), "--regid", String(gid), "--clear-groups", "--"];
 }
 
 export function probeHost(options: ProbeOptions = {}): HostProbe {
@@ -154,6 +169,19 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
       } else {
         warnings.push(`bubblewrap cannot create a jail on this host (${plain}): ${NOT_ISOLATED}`);
       }
+    }
+  }
+  let setpriv: string | null = null;
+  if (bwrap && userns) {
+    const found = findExecutable("setpriv");
+    const failed = found
+      ? trial(bwrap, true, { setpriv: found, uid: options.trialUid ?? 1_500_000_000 })
+      : null;
+    if (found && failed === null) setpriv = found;
+    else {
+      warnings.push(
+        `jailed processes run as host uid 0 (without capabilities): ${found ? `bubblewrap cannot start under an unprivileged uid here (${failed})` : "setpriv (util-linux) not found"}`,
+      );
     }
   }
   if (bwrap) {
@@ -202,6 +230,7 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
     bwrap,
     userns,
     nsenter,
+    setpriv,
     perl,
     slirp4netns,
     ip,

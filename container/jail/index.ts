@@ -1,10 +1,18 @@
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { JailUser } from "./bwrap-args.ts";
 import { type ProbeOptions, probeHost } from "./detect.ts";
+import { DEFAULT_HOST_UID_RANGE, HostUidPool, type HostUidRange, parseHostUidRange } from "./host-uid.ts";
 import { openBubblewrapJail, openUnisolatedJail } from "./jail.ts";
 import type { Jail, Jailer, JailOptions } from "./types.ts";
 
 export type { JailUser } from "./bwrap-args.ts";
+export {
+  adoptMonitorFiles,
+  DEFAULT_HOST_UID_RANGE,
+  type HostUidRange,
+  inRange,
+  parseHostUidRange,
+} from "./host-uid.ts";
 export type { Toolchain, ToolchainOptions } from "./toolchain.ts";
 export type {
   EnforcedLimits,
@@ -25,6 +33,11 @@ export interface JailerOptions extends ProbeOptions {
   bridgeIdleMs?: number;
   /** How long a jail's agent runs with nothing in it before it is stopped (default 60 s). */
   agentIdleMs?: number;
+  /**
+   * The host uids sessions run as, one per open session (host-uid.ts); defaults to `MONITOR_JAIL_UID_RANGE`
+   * (`start-end`), else DEFAULT_HOST_UID_RANGE. Null: jailed processes run as host uid 0, with a warning.
+   */
+  hostUids?: HostUidRange | null;
 }
 
 /**
@@ -45,8 +58,16 @@ export function parseJailUser(value: string | undefined): JailUser | null {
  * processes run directly on the host, with loud warnings (never a silent downgrade).
  */
 export function createJailer(options: JailerOptions = {}): Jailer {
-  const probe = probeHost(options);
+  const range =
+    options.hostUids === undefined ? parseHostUidRange(process.env.MONITOR_JAIL_UID_RANGE) : options.hostUids;
+  const probe = probeHost({ ...options, trialUid: (range ?? DEFAULT_HOST_UID_RANGE).start });
   const user = options.user === undefined ? parseJailUser(process.env.MONITOR_JAIL_USER) : options.user;
+  if (probe.bwrap && probe.userns && !range) {
+    probe.capabilities.warnings.push(
+      "jailed processes run as host uid 0 (without capabilities): no host uid range is configured for sessions",
+    );
+  }
+  const hostUids = range ? new HostUidPool(range) : null;
   if (user && probe.bwrap && !probe.userns) {
     probe.capabilities.warnings.push(
       `jailed processes run as uid 0, not ${user.uid}: bubblewrap cannot give them a user namespace here`,
@@ -57,7 +78,14 @@ export function createJailer(options: JailerOptions = {}): Jailer {
     async open(jailOptions: JailOptions): Promise<Jail> {
       try {
         return probe.bwrap
-          ? await openBubblewrapJail(probe, jailOptions, user, options.bridgeIdleMs, options.agentIdleMs)
+          ? await openBubblewrapJail(
+              probe,
+              jailOptions,
+              user,
+              options.bridgeIdleMs,
+              options.agentIdleMs,
+              hostUids,
+            )
           : await openUnisolatedJail(probe, jailOptions);
       } catch (error) {
         if (error instanceof SandboxError) throw error;

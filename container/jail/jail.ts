@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, statSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { networkMode } from "../../src/protocol/schemas.ts";
@@ -31,8 +31,9 @@ import {
   wrapperScript,
 } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
-import type { HostProbe } from "./detect.ts";
+import { type HostProbe, setprivArgs } from "./detect.ts";
 import { type JailEgress, openEgress } from "./egress.ts";
+import { adoptTree, allowSearch, type HostUidPool, unsearchableAncestor } from "./host-uid.ts";
 import { connectionError } from "./lazy-bridge.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
@@ -157,6 +158,7 @@ export async function openBubblewrapJail(
   user: JailUser | null = null,
   bridgeIdleMs?: number,
   agentIdleMs = DEFAULT_AGENT_IDLE_MS,
+  hostUids: HostUidPool | null = null,
 ): Promise<Jail> {
   const bwrap = probe.bwrap!;
   const nsenter = probe.nsenter!;
@@ -187,6 +189,18 @@ export async function openBubblewrapJail(
   writeFileSync(resolvConf, resolver);
   writeFileSync(hostsFile, "127.0.0.1 localhost sandbox\n::1 localhost ip6-localhost\n");
 
+  const agent = agentInvocation(probe.perl!);
+  const hostUid = await sessionHostUid(probe, hostUids, options, [
+    etcDir,
+    resolvConf,
+    ...agent.files.map(([host]) => host),
+    ...toolchainPaths(probe),
+  ]);
+  if (typeof hostUid === "string") warnings.push(hostUid);
+  const runAs = typeof hostUid === "number" ? hostUid : null;
+  const releaseUid = (): void => {
+    if (runAs !== null) hostUids?.release(runAs, options.sessionId);
+  };
   const limits = await limitsFor(probe, options, agentSetsLimits());
   warnings.push(...limits.warnings);
   let network: SessionNetwork;
@@ -198,6 +212,7 @@ export async function openBubblewrapJail(
     );
   } catch (error) {
     await limits.cgroup?.remove();
+    releaseUid();
     throw error;
   }
 
@@ -215,6 +230,7 @@ export async function openBubblewrapJail(
     } catch (error) {
       await network.close();
       await limits.cgroup?.remove();
+      releaseUid();
       throw error;
     }
   }
@@ -228,12 +244,13 @@ export async function openBubblewrapJail(
   const procsFiles = limits.cgroup?.procsFiles ?? [];
   const gated = procsFiles.length > 0;
   const rlimits = agentLimits(options.limits);
-  const agent = agentInvocation(probe.perl!);
   const spec: AgentSpec = {
     file: nsenter,
     args: [
       `--net=${network.netnsPath}`,
       "--",
+      // Under the session's own host uid, bubblewrap's user namespace maps the jail's users onto it, not onto root.
+      ...(runAs !== null ? [probe.setpriv!, ...setprivArgs(runAs, runAs)] : []),
       bwrap,
       ...(gated ? GATE_ARGS : []),
       ...jailArgs({
@@ -243,7 +260,8 @@ export async function openBubblewrapJail(
         hostsFile,
         systemEntries: probe.systemEntries,
         userns: probe.userns,
-        user: probe.userns ? user : null,
+        // Jailed code keeps seeing itself as root (uid 0 of its namespace) unless MONITOR_JAIL_USER says otherwise.
+        user: probe.userns ? (user ?? (runAs !== null ? { uid: 0, gid: 0 } : null)) : null,
         files: [...agent.files, ...(egress?.files ?? [])],
         hostHome: options.homePath,
         toolchain: probe.toolchain,
@@ -319,6 +337,7 @@ export async function openBubblewrapJail(
         if (registry) await probe.registry?.detach(options.sessionId);
         if (egress) await probe.egress?.detach(options.sessionId);
         await network.close();
+        releaseUid();
         await Promise.all(
           [resolvConf, hostsFile, ...(egress?.files.map(([host]) => host) ?? [])].map((file) =>
             rm(file, { force: true }),
@@ -328,6 +347,50 @@ export async function openBubblewrapJail(
       return closing;
     },
   };
+}
+
+/** Host paths of the toolchain the jail binds. */
+function toolchainPaths(probe: HostProbe): string[] {
+  const { node, npm, corepack, bun } = probe.toolchain;
+  return [node, npm, corepack, bun].flatMap((part) => (part ? [part.path] : []));
+}
+
+/**
+ * The host uid the session's processes run as, its workspace and home handed to it; or, where that cannot be, the
+ * warning that says the jail runs them as host uid 0. `sources` are the other host paths bubblewrap binds, which
+ * it must be able to reach under that uid.
+ */
+async function sessionHostUid(
+  probe: HostProbe,
+  pool: HostUidPool | null,
+  options: JailOptions,
+  sources: string[],
+): Promise<number | string | null> {
+  if (!pool) return null;
+  const downgrade = (why: string): string =>
+    `session ${options.sessionId} runs as host uid 0 (without capabilities, in its own user namespace): ${why}`;
+  if (!probe.setpriv) return downgrade("bubblewrap cannot run under an unprivileged uid on this host");
+  // The session's own directories: searchable (never listable) by others, so the session's uid reaches its binds.
+  allowSearch(dirname(options.hostPath));
+  allowSearch(options.runDir);
+  const home = options.homePath ? [options.homePath] : [];
+  for (const path of [options.hostPath, ...home, ...sources]) {
+    const blocked = unsearchableAncestor(path);
+    if (blocked) return downgrade(`${blocked} is not searchable by other users, and ${path} is under it`);
+  }
+  const uid = pool.take(options.sessionId, statSync(options.hostPath).uid);
+  if (uid === null) return downgrade("every uid of the sessions' range is taken");
+  try {
+    for (const dir of [options.hostPath, ...home]) {
+      await adoptTree(dir, uid, uid);
+      // Only the session's own uid (and the monitor) may enter them.
+      chmodSync(dir, 0o700);
+    }
+  } catch (error) {
+    pool.release(uid, options.sessionId);
+    throw error;
+  }
+  return uid;
 }
 
 /** Has the registry cache answer inside the session's namespace; its URL, or null (said in `warnings`). */

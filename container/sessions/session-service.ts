@@ -8,6 +8,7 @@ import { CreateSessionRequest as CreateSessionSchema, networkMode } from "../../
 import type { SessionEgress } from "../egress/egress-client.ts";
 import type { SecretBook } from "../egress/secrets.ts";
 import type { SessionRuntime } from "../exec/types.ts";
+import { adoptMonitorFiles } from "../jail/host-uid.ts";
 import type { Jail, Jailer } from "../jail/types.ts";
 import { newSessionId } from "./session-id.ts";
 import type { SessionRecord, SessionStore } from "./session-store.ts";
@@ -196,6 +197,8 @@ export class SessionService {
         await cp(join(this.#options.templatesDir, template), paths.workspace, { recursive: true });
         await this.#options.templateDeps?.populate(template, paths.workspace);
       }
+      // A spare's jail gave its workspace to the session's host uid already: what was just copied goes to it too.
+      if (spare && (populate || template)) await adoptMonitorFiles(paths.workspace);
     } catch (error) {
       // No record yet: what the spare opened (its jail, its log state) goes with its directory.
       if (spare) {

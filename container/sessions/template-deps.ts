@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { copyFile, cp, mkdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { copyFile, cp, lchown, mkdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Limits } from "../../src/protocol/schemas.ts";
 import { copyHeavyDirectories } from "../history/heavy-copy.ts";
@@ -82,6 +82,9 @@ export class TemplateDeps {
     }
     await copyHeavyDirectories(entry, workspace, [["node_modules"]], this.#options.sharedUid);
     await copyFile(join(entry, "package-lock.json"), join(workspace, "package-lock.json"));
+    // copyfile keeps the build's owner (the host uid of the jail that built it): the workspace's owner takes it.
+    const owner = await stat(workspace);
+    await lchown(join(workspace, "package-lock.json"), owner.uid, owner.gid);
     // npm trusts its record of the tree only when it is newer than every package directory, all made just now.
     const now = new Date();
     await utimes(join(workspace, "node_modules", ".package-lock.json"), now, now);
