@@ -30,7 +30,7 @@ Environment only:
   MONITOR_BRIDGE_SCRIPT   the network bridge script (default: next to the monitor)
   MONITOR_JAIL_USER       uid or uid:gid jailed processes see as theirs (default: 0, root of their namespace)
   MONITOR_JAIL_UID_RANGE  host uids sessions run as, one per open session, as start-end
-                          (default 1500000000-1500065535)
+                          (default 1500000000-1500065535; "none": as host uid 0, warned)
   MONITOR_REGISTRY_UPSTREAM     the npm registry the sessions' registry cache fetches from
                                 (default https://registry.npmjs.org)
   MONITOR_REGISTRY_CACHE_BYTES  disk the registry cache may use (default 4294967296; 0 turns it off)

@@ -19,20 +19,24 @@ export interface HostUidRange {
 /** Far above login users (1000+), /etc/subuid's usual 100000+ blocks and systemd's container ranges (524288+). */
 export const DEFAULT_HOST_UID_RANGE: HostUidRange = { start: 1_500_000_000, count: 65_536 };
 
-/** Parses `start-end` (inclusive); throws on anything else, or on a range touching uid 0. */
-export function parseHostUidRange(value: string | undefined): HostUidRange {
+/**
+ * Parses `start-end` (inclusive), or `none` (jailed processes run as host uid 0, with a warning); throws on
+ * anything else, or on a range touching uid 0.
+ */
+export function parseHostUidRange(value: string | undefined): HostUidRange | null {
   if (value === undefined || value.trim() === "") return DEFAULT_HOST_UID_RANGE;
+  if (value.trim() === "none") return null;
   const match = /^(\d{1,10})-(\d{1,10})$/.exec(value.trim());
   const start = Number(match?.[1]);
   const end = Number(match?.[2]);
   if (!match || start < 1 || end < start || end >= 4_294_967_295) {
-    throw new Error(`MONITOR_JAIL_UID_RANGE must be "start-end" with 0 < start <= end, not "${value}"`);
+    throw new Error(`MONITOR_JAIL_UID_RANGE must be "start-end" with 0 < start <= end, or "none", not "${value}"`);
   }
   return { start, count: end - start + 1 };
 }
 
-export function inRange(range: HostUidRange, uid: number): boolean {
-  return uid >= range.start && uid < range.start + range.count;
+export function inRange(range: HostUidRange | null, uid: number): boolean {
+  return range !== null && uid >= range.start && uid < range.start + range.count;
 }
 
 /**
