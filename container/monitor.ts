@@ -1,3 +1,4 @@
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { join } from "node:path";
@@ -20,6 +21,7 @@ import { Git } from "./history/git.ts";
 import { HistoryService } from "./history/history-service.ts";
 import { DEFAULT_HISTORY_LIMITS } from "./history/session-history.ts";
 import { findExecutable } from "./jail/detect.ts";
+import { allowSearch } from "./jail/host-uid.ts";
 import { createJailer } from "./jail/index.ts";
 import { findToolchain } from "./jail/toolchain.ts";
 import { LogStore } from "./logs/log-store.ts";
@@ -53,6 +55,25 @@ export interface Monitor {
 
 const templatesDir = new URL("./templates/", import.meta.url).pathname;
 
+/**
+ * Sessions run as host uids of their own (container/jail/host-uid.ts), and bubblewrap reaches their directories
+ * under those uids: the data directory and `sessions/` become searchable, never listable, by others, while what
+ * is no session's (the database with its WAL, which SQLite gives the database's mode, and the logs) is the
+ * monitor's alone.
+ */
+function shareDataDir(dataDir: string): void {
+  if (process.getuid?.() !== 0) return;
+  const sessionsDir = join(dataDir, "sessions");
+  mkdirSync(sessionsDir, { recursive: true });
+  chmodSync(sessionsDir, 0o711);
+  allowSearch(dataDir);
+  for (const name of ["monitor.db", "monitor.db-wal", "monitor.db-shm"]) {
+    if (existsSync(join(dataDir, name))) chmodSync(join(dataDir, name), 0o600);
+  }
+  mkdirSync(join(dataDir, "logs"), { recursive: true, mode: 0o700 });
+  chmodSync(join(dataDir, "logs"), 0o700);
+}
+
 /** Wires the monitor once: storage, jailer, logs, error detection, processes, sessions, HTTP API. */
 export async function createMonitor(input: MonitorConfigInput): Promise<Monitor> {
   const config = resolveConfig(input);
@@ -65,6 +86,7 @@ export async function createMonitor(input: MonitorConfigInput): Promise<Monitor>
   const named = [config.sessionNode && !toolchain.node, config.sessionBun && !toolchain.bun];
   if (named.some(Boolean)) throw new Error(toolchain.warnings.join("; "));
   const db = openDatabase(config.dataDir);
+  shareDataDir(config.dataDir);
   const registry = openRegistryCache(config);
   const secrets = createSecretBook(config.egressSecrets);
   // Set once the error store exists; the proxy reports nothing before a session is attached.

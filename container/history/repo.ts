@@ -89,7 +89,8 @@ export class HistoryRepo {
   /** Creates the repository's files (no git process: this is all `git init --bare` would write that we use). */
   async init(): Promise<void> {
     // Not recursive: a session whose directory is gone (destroyed meanwhile) gets no history made again.
-    await mkdir(this.dir).catch((error: NodeJS.ErrnoException) => {
+    // The monitor's alone: the session runs as a host uid of its own, and its history is invisible to it.
+    await mkdir(this.dir, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== "EEXIST") throw error;
     });
     await mkdir(join(this.dir, "objects", "pack"), { recursive: true });

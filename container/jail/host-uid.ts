@@ -30,7 +30,9 @@ export function parseHostUidRange(value: string | undefined): HostUidRange | nul
   const start = Number(match?.[1]);
   const end = Number(match?.[2]);
   if (!match || start < 1 || end < start || end >= 4_294_967_295) {
-    throw new Error(`MONITOR_JAIL_UID_RANGE must be "start-end" with 0 < start <= end, or "none", not "${value}"`);
+    throw new Error(
+      `MONITOR_JAIL_UID_RANGE must be "start-end" with 0 < start <= end, or "none", not "${value}"`,
+    );
   }
   return { start, count: end - start + 1 };
 }

@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { cp, readdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { z } from "zod";
@@ -493,6 +493,9 @@ function makeDirectories(paths: SessionPaths, workspace = true): void {
   if (workspace) mkdirSync(paths.workspace, { recursive: true });
   mkdirSync(paths.home, { recursive: true });
   mkdirSync(paths.run, { recursive: true });
+  // Searchable, not listable, by the session's host uid (see container/jail/host-uid.ts): its binds are in there.
+  chmodSync(paths.root, 0o711);
+  chmodSync(paths.run, 0o711);
 }
 
 function expiresAt(active: SessionRecord, record: SessionRecord): number {

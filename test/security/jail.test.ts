@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Arena, SECRETS, startArena } from "./harness.ts";
@@ -30,6 +31,28 @@ function hostProcessesWith(marker: string): number[] {
     }
   }
   return found;
+}
+
+/** Host processes whose whole command line is `command`. */
+function hostProcessesRunning(command: string): number[] {
+  return hostProcessesWith(command).filter((pid) =>
+    readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0").includes(command),
+  );
+}
+
+/** The real uid of a host process, from its /proc status. */
+function hostUidOf(pid: number): number {
+  return Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+}
+
+/** Runs `args` on the host as `uid` (its gid the same), as a jailed process of that uid would if it got out. */
+function asHostUid(uid: number, args: string[]): { status: number | null; stderr: string } {
+  const result = spawnSync(
+    "setpriv",
+    ["--reuid", String(uid), "--regid", String(uid), "--clear-groups", "--", ...args],
+    { encoding: "utf8", timeout: 10_000 },
+  );
+  return { status: result.status, stderr: result.stderr };
 }
 
 async function waitUntil(check: () => boolean, timeoutMs = 10_000): Promise<boolean> {
@@ -152,6 +175,36 @@ describe.concurrent("processes of others", () => {
     expect(result.stdout).not.toContain("after"); // kill -1 ended the command's own shell, and only that
     // Still alive, every one (the loop's shell forks for each sleep, so a moment's list may hold a child too).
     expect(hostProcessesWith("while :; do sleep 1; done")).toEqual(expect.arrayContaining(victimPids));
+    await arena.assertUnaffected();
+  });
+
+  it("runs each session as an unprivileged host uid of its own, which cannot signal or read another's", async () => {
+    const session = await arena.attacker.session();
+    const command = "while :; do sleep 1.25; done";
+    const started = await arena.attacker.tool("start_process", { sessionId: session, name: "mine", command });
+    expect(started.isError, started.text).toBe(false);
+    expect(await waitUntil(() => hostProcessesRunning(command).length > 0)).toBe(true);
+    const attackerUid = hostUidOf(hostProcessesRunning(command)[0]!);
+    const victimPid = hostProcessesRunning("while :; do sleep 1; done")[0]!;
+    const victimUid = hostUidOf(victimPid);
+    expect(attackerUid).not.toBe(0);
+    expect(victimUid).not.toBe(0);
+    expect(attackerUid).not.toBe(victimUid);
+    // The victim's workspace and what the monitor wrote into it (write_files) belong to the victim's uid alone.
+    const secretFile = join(arena.victimWorkspace, "victim-secret.txt");
+    expect(statSync(arena.victimWorkspace).uid).toBe(victimUid);
+    expect(statSync(arena.victimWorkspace).mode & 0o077).toBe(0);
+    expect(statSync(secretFile).uid).toBe(victimUid);
+    // Had the attacker's process found a way out of its namespaces, its uid still could not touch the victim's.
+    const kill = asHostUid(attackerUid, ["kill", "-KILL", String(victimPid)]);
+    expect(kill.status).not.toBe(0);
+    expect(kill.stderr).toMatch(/Operation not permitted/);
+    const environ = asHostUid(attackerUid, ["cat", `/proc/${victimPid}/environ`]);
+    expect(environ.stderr).toMatch(/Permission denied/);
+    const secret = asHostUid(attackerUid, ["cat", secretFile]);
+    expect(secret.stderr).toMatch(/Permission denied/);
+    expect(hostProcessesRunning("while :; do sleep 1; done")).toContain(victimPid);
+    await arena.attacker.tool("stop_process", { sessionId: session, processId: started.data!.processId });
     await arena.assertUnaffected();
   });
 
