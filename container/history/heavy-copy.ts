@@ -163,7 +163,8 @@ async function copyFileEntry(
     }
     // Through the open handle: the copy is of the inode checked above, whatever the name points to now.
     await copyFile(`/proc/self/fd/${handle.fd}`, dest, constants.COPYFILE_EXCL);
-    await chownIfNeeded(dest, owner);
+    // libuv's copyfile gives the copy the source's owner (the source session's host uid): hand it over.
+    if (found.uid !== owner.uid || found.gid !== owner.gid) await lchown(dest, owner.uid, owner.gid);
     return "copied";
   } finally {
     await handle.close();
