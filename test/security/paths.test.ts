@@ -58,16 +58,18 @@ function expectNoOutsideContent(answer: ToolAnswer): void {
 /** No file outside the attacker's workspace holds the attempt's mark. */
 function expectNothingWrittenOutside(): void {
   const found: string[] = [];
-  const owned = new Set(
-    [ownWorkspace, "logs", "deployments"].map((p) =>
+  const owned = new Set([
+    ...[ownWorkspace, "logs", "deployments"].map((p) =>
       p === ownWorkspace ? p : join(arena.dataDir, p, session),
     ),
-  );
+    // Its own writes in flight, staged beside its workspace before they are renamed into it.
+    join(arena.dataDir, "sessions", session, "write-tmp"),
+  ]);
   const walk = (dir: string): void => {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
-      // The attacker's own workspace, logs (commands echo the mark), deployments (of its own files) and the
-      // database (which records the commands) may hold the mark.
+      // The attacker's own workspace and its writes in flight, logs (commands echo the mark), deployments (of
+      // its own files) and the database (which records the commands) may hold the mark.
       if (owned.has(path) || /monitor\.db/.test(name)) continue;
       const stat = statSync(path, { throwIfNoEntry: false });
       if (!stat) continue;
