@@ -1,9 +1,9 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
+import type { PageReport } from "../src/mcp/types.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
 import type { ReportedError } from "../src/protocol/schemas.ts";
-import { defineTool } from "./define-tool.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
-import type { PageReport } from "./types.ts";
 
 const step = z.discriminatedUnion("action", [
   z.object({

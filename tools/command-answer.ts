@@ -1,4 +1,6 @@
 import { z } from "zod";
+import type { ResourceLink } from "../src/mcp/define-tool.ts";
+import type { ToolContext } from "../src/mcp/types.ts";
 import type { ExecResult, RunningCommand } from "../src/protocol/schemas.ts";
 import {
   echoed,
@@ -9,10 +11,8 @@ import {
   progressReporter,
   summarize,
 } from "./command-results.ts";
-import type { ResourceLink } from "./define-tool.ts";
 import { logsLink } from "./links.ts";
 import { formatDuration, lastLines } from "./output.ts";
-import type { ToolContext } from "./types.ts";
 
 /**
  * What run_commands, wait_command and send_input answer: the commands that ended (results), and the one still

@@ -1,6 +1,6 @@
+import type { ProgressFn } from "../src/mcp/types.ts";
 import type { CommandResult, ExecEvent } from "../src/protocol/schemas.ts";
 import { formatDuration, headTail, lastLines, shareBudget } from "./output.ts";
-import type { ProgressFn } from "./types.ts";
 
 /** One command's result as the tool returns it: streams flattened to strings, plus where the full lines are. */
 export interface FlatResult {

@@ -1,7 +1,7 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
-import { defineTool } from "./define-tool.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
 
 export const consoleDiff = defineTool({
   name: "console_diff",

@@ -1,9 +1,9 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
 import { Isolation, NetworkMode } from "../src/protocol/schemas.ts";
-import { defineTool } from "./define-tool.ts";
 import { errorRecord, readErrors } from "./get-errors.ts";
 import { processSummary, summarizeProcess } from "./process-fields.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
 import { logLine, readLogs } from "./tail-logs.ts";
 
 /** Longest wait for new output one call may ask for: short enough for any host's request timeout. */

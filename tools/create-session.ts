@@ -1,8 +1,8 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
 import { EgressPolicy } from "../src/protocol/egress.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
 import { EnvMap, Isolation, NetworkMode, NetworkPolicy } from "../src/protocol/schemas.ts";
-import { defineTool } from "./define-tool.ts";
 
 export const createSession = defineTool({
   name: "create_session",

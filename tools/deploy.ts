@@ -1,10 +1,10 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
+import { badRequest } from "../src/mcp/tool-error.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
-import { defineTool } from "./define-tool.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
-import { badRequest } from "./tool-error.ts";
 
-export type { DeployContext, Deployer, DeployRequest, DeployResult, DeployTarget } from "./types.ts";
+export type { DeployContext, Deployer, DeployRequest, DeployResult, DeployTarget } from "../src/mcp/types.ts";
 
 const target = z.enum(["preview", "static", "cloudflare"]);
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { defineTool } from "./define-tool.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
 
 export const destroySession = defineTool({
   name: "destroy_session",

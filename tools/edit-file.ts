@@ -1,8 +1,8 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
-import { defineTool } from "./define-tool.ts";
 import { fileLink } from "./links.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
 
 const utf8 = new TextEncoder();
 

@@ -1,9 +1,9 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
+import type { ToolContext } from "../src/mcp/types.ts";
 import { ErrorCategory, type ErrorsQueryInput, ProcessId, Severity } from "../src/protocol/schemas.ts";
-import { defineTool } from "./define-tool.ts";
 import { cutLine } from "./output.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
-import type { ToolContext } from "./types.ts";
 
 export const errorRecord = z.object({
   id: z.number().int(),

@@ -1,9 +1,9 @@
+import type { Tool } from "../src/mcp/define-tool.ts";
 import { checkPreview } from "./check-preview.ts";
 import { checkpoint } from "./checkpoint.ts";
 import { consoleDiff } from "./console-diff.ts";
 import { consoleState } from "./console-state.ts";
 import { createSession } from "./create-session.ts";
-import type { Tool } from "./define-tool.ts";
 import { deploy } from "./deploy.ts";
 import { destroySession } from "./destroy-session.ts";
 import { diff } from "./diff.ts";
@@ -24,10 +24,6 @@ import { stopProcess } from "./stop-process.ts";
 import { tailLogs } from "./tail-logs.ts";
 import { waitCommand } from "./wait-command.ts";
 import { writeFiles } from "./write-files.ts";
-
-export type { Tool, ToolReply } from "./define-tool.ts";
-export { defineTool } from "./define-tool.ts";
-export * from "./types.ts";
 
 /** Every tool the server offers, in the order a model meets them in a typical session. */
 export const tools: readonly Tool[] = [

@@ -1,4 +1,4 @@
-import type { ResourceLink } from "./define-tool.ts";
+import type { ResourceLink } from "../src/mcp/define-tool.ts";
 
 /** `resource_link`s to the session resources of tools/resources.ts, for results that point at more data. */
 

@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { defineTool } from "./define-tool.ts";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
 import { processSummary, summarizeProcess } from "./process-fields.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
 
 export const listProcesses = defineTool({
   name: "list_processes",

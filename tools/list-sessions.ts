@@ -1,6 +1,6 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
 import { Isolation, NetworkMode } from "../src/protocol/schemas.ts";
-import { defineTool } from "./define-tool.ts";
 
 export const listSessions = defineTool({
   name: "list_sessions",

@@ -1,7 +1,7 @@
 import { z } from "zod";
+import type { ToolContext } from "../src/mcp/types.ts";
 import type { ProcessInfo, StartProcessResult } from "../src/protocol/schemas.ts";
 import { EnvMap, ProcessStatus } from "../src/protocol/schemas.ts";
-import type { ToolContext } from "./types.ts";
 
 /** Input fields shared by start_process and run_commands with background: true. */
 export const waitForField = z

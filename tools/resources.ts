@@ -4,10 +4,10 @@ import {
   type ServerContext,
   type Variables,
 } from "@modelcontextprotocol/server";
+import { assertOwner } from "../src/mcp/session-access.ts";
+import { badRequest } from "../src/mcp/tool-error.ts";
+import type { ToolContext } from "../src/mcp/types.ts";
 import { ProcessId } from "../src/protocol/schemas.ts";
-import { assertOwner } from "./session-access.ts";
-import { badRequest } from "./tool-error.ts";
-import type { ToolContext } from "./types.ts";
 
 /** Lines and characters one process's log resource holds at most (the newest ones). */
 const PROCESS_LOG_LINES = 10_000;

@@ -1,7 +1,7 @@
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
 import { ProcessId } from "../src/protocol/schemas.ts";
-import { defineTool } from "./define-tool.ts";
 import { processSummary, summarizeProcess } from "./process-fields.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
 
 export const restartProcess = defineTool({
   name: "restart_process",

@@ -1,7 +1,9 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
+import { defaultLimits } from "../src/mcp/types.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
 import { answerLinks, answerShape, answerText, flattenAnswer, withProgress } from "./command-answer.ts";
-import { defineTool } from "./define-tool.ts";
 import {
   inputFields,
   processEnvField,
@@ -10,8 +12,6 @@ import {
   terminalOf,
   waitForField,
 } from "./process-fields.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
-import { defaultLimits } from "./types.ts";
 
 export const runCommands = defineTool({
   name: "run_commands",

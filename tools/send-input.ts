@@ -1,11 +1,11 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { sessionIdField } from "../src/mcp/session-access.ts";
+import { defaultLimits } from "../src/mcp/types.ts";
 import { KeyName, ProcessId } from "../src/protocol/schemas.ts";
 import { answerLinks, answerShape, answerText, flattenAnswer, withProgress } from "./command-answer.ts";
-import { defineTool } from "./define-tool.ts";
 import { logsLink } from "./links.ts";
 import { formatDuration, lastLines } from "./output.ts";
-import { sessionIdField } from "./session-access.ts";
-import { defaultLimits } from "./types.ts";
 import { ownerOfHandle } from "./wait-command.ts";
 
 export const sendInput = defineTool({

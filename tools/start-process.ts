@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { defineTool } from "./define-tool.ts";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
 import {
   inputFields,
   processEnvField,
@@ -7,7 +8,6 @@ import {
   startSupervised,
   waitForField,
 } from "./process-fields.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
 
 export const startProcess = defineTool({
   name: "start_process",

@@ -1,7 +1,7 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
 import { ProcessId, ProcessStatus } from "../src/protocol/schemas.ts";
-import { defineTool } from "./define-tool.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
 import { ownerOfHandle } from "./wait-command.ts";
 
 export const stopProcess = defineTool({

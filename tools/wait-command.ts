@@ -1,10 +1,10 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
+import type { ToolContext } from "../src/mcp/types.ts";
+import { defaultLimits } from "../src/mcp/types.ts";
 import { isSandboxError, SandboxError } from "../src/protocol/errors.ts";
 import { answerLinks, answerShape, answerText, flattenAnswer, withProgress } from "./command-answer.ts";
-import { defineTool } from "./define-tool.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
-import type { ToolContext } from "./types.ts";
-import { defaultLimits } from "./types.ts";
 
 /** The handle of a command that run_commands answered about before it ended. */
 export const commandHandleField = z

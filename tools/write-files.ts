@@ -1,9 +1,9 @@
 import { z } from "zod";
+import { defineTool } from "../src/mcp/define-tool.ts";
+import { assertOwner, sessionIdField } from "../src/mcp/session-access.ts";
+import { badRequest } from "../src/mcp/tool-error.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
-import { defineTool } from "./define-tool.ts";
 import { fileLink } from "./links.ts";
-import { assertOwner, sessionIdField } from "./session-access.ts";
-import { badRequest } from "./tool-error.ts";
 
 const utf8 = new TextEncoder();
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;

@@ -1,5 +1,5 @@
 import type { Browser, BrowserContextOptions, Page, Route } from "playwright-core";
-import type { BrowserCheckRequest, BrowserStep, PageReport, ProgressFn } from "../../tools/types.ts";
+import type { BrowserCheckRequest, BrowserStep, PageReport, ProgressFn } from "../mcp/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { SourceMapper } from "./source-map.ts";
 

@@ -1,5 +1,5 @@
 import { originalPositionFor, TraceMap } from "@jridgewell/trace-mapping";
-import type { SourceLocation } from "../../tools/types.ts";
+import type { SourceLocation } from "../mcp/types.ts";
 
 /** Fetches a script or map the page loaded, through the page itself (so through its request checks); null on failure. */
 export type PageFetch = (url: string) => Promise<string | null>;

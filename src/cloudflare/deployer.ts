@@ -1,4 +1,4 @@
-import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../../tools/types.ts";
+import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../mcp/types.ts";
 import { buildInSession } from "../node/build-step.ts";
 import type { FetchLike } from "../protocol/client.ts";
 import { DeployOutcome, deployPath, WORKER_NAME } from "../protocol/deployer.ts";

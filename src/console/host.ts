@@ -1,6 +1,6 @@
 import { RESOURCE_MIME_TYPE, RESOURCE_URI_META_KEY } from "@modelcontextprotocol/ext-apps/server";
 import type { McpServer } from "@modelcontextprotocol/server";
-import type { ToolContext } from "../../tools/types.ts";
+import type { ToolContext } from "../mcp/types.ts";
 import type { ProcessInfo } from "../protocol/schemas.ts";
 
 /** The console's one UI resource: a single HTML document, the same for every session (the tool says which). */

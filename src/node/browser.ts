@@ -1,8 +1,8 @@
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { type Browser, chromium } from "playwright-core";
-import type { BrowserChecker, BrowserCheckRequest, PageReport } from "../../tools/types.ts";
 import { runCheck } from "../browser/check.ts";
+import type { BrowserChecker, BrowserCheckRequest, PageReport } from "../mcp/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { type GatewayPages, openGateway } from "./browser-gateway.ts";
 import { createScope, type Resolver } from "./browser-scope.ts";

@@ -1,4 +1,4 @@
-import type { DeployContext } from "../../tools/types.ts";
+import type { DeployContext } from "../mcp/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { SandboxError } from "../protocol/errors.ts";
 

@@ -1,5 +1,5 @@
 import type { WorkerPublisher } from "../../container/deployer/wrangler.ts";
-import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../../tools/types.ts";
+import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../mcp/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { buildInSession, findOutputDir } from "./build-step.ts";
 import { APP_NAME, type StaticApps } from "./static-apps.ts";

@@ -1,9 +1,9 @@
 import { type StdioServerHandle, serveStdio } from "@modelcontextprotocol/server/stdio";
-import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../../tools/types.ts";
 import type { ConsoleHost } from "../console/host.ts";
-import { createHttpHandler } from "../http-handler.ts";
+import { createHttpHandler } from "../mcp/http-handler.ts";
+import { createServer } from "../mcp/server.ts";
+import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../mcp/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
-import { createServer } from "../server.ts";
 
 export interface McpEndpoint {
   /** Serves one streamable-HTTP request (stateless) for `principal`. */

@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import { Header, Pack, Parser, type ReadEntry } from "tar";
-import type { DeployContext } from "../../tools/types.ts";
+import type { DeployContext } from "../mcp/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { STATIC_OUTPUT_DIRS } from "./build-step.ts";

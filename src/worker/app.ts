@@ -1,8 +1,8 @@
 import { Hono } from "hono";
-import type { BrowserChecker, Deployer } from "../../tools/types.ts";
+import { SERVER_VERSION } from "../mcp/server.ts";
+import type { BrowserChecker, Deployer } from "../mcp/types.ts";
 import { type FetchLike, SandboxClient } from "../protocol/client.ts";
 import { isSandboxError } from "../protocol/errors.ts";
-import { SERVER_VERSION } from "../server.ts";
 import { type BearerAuth, createBearerAuth, unauthorized } from "./auth.ts";
 import { createWorkerBrowser, type LaunchBrowser } from "./browser.ts";
 import { readConfig, type WorkerConfig, type WorkerEnv } from "./config.ts";

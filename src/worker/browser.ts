@@ -1,7 +1,7 @@
 import type { Browser } from "playwright-core";
-import type { BrowserChecker, BrowserCheckRequest } from "../../tools/types.ts";
 import { isPublicAddress, parseIPv4, parseIPv6 } from "../browser/addresses.ts";
 import { type GateVerdict, runCheck } from "../browser/check.ts";
+import type { BrowserChecker, BrowserCheckRequest } from "../mcp/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { MONITOR_PORT, type PreviewTarget, parsePreviewHost } from "./preview-host.ts";
 import { appLabelPrefix, parseAppHost } from "./static-apps.ts";

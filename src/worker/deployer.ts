@@ -1,10 +1,4 @@
-import type {
-  DeployContext,
-  Deployer,
-  DeployRequest,
-  DeployResult,
-  DeployTarget,
-} from "../../tools/types.ts";
+import type { DeployContext, Deployer, DeployRequest, DeployResult, DeployTarget } from "../mcp/types.ts";
 import { SandboxError } from "../protocol/errors.ts";
 import { MONITOR_PORT, previewUrl } from "./preview-host.ts";
 import { publishStatic } from "./static-apps.ts";

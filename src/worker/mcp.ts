@@ -1,8 +1,8 @@
 import { createMcpHandler } from "agents/mcp/server";
-import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../../tools/types.ts";
 import type { ConsoleHost } from "../console/host.ts";
+import { createServer } from "../mcp/server.ts";
+import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../mcp/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
-import { createServer } from "../server.ts";
 
 export interface WorkerMcpDeps {
   sandbox: SandboxClient;

@@ -1,6 +1,6 @@
 import { getMimeType } from "hono/utils/mime";
 import { createTarDecoder } from "modern-tar";
-import type { DeployContext, DeployRequest, DeployResult } from "../../tools/types.ts";
+import type { DeployContext, DeployRequest, DeployResult } from "../mcp/types.ts";
 import { buildInSession, findOutputDir } from "../node/build-step.ts";
 import { scopedScriptName, WORKER_NAME } from "../protocol/deployer.ts";
 import { SandboxError } from "../protocol/errors.ts";

@@ -5,7 +5,7 @@ import {
 } from "@modelcontextprotocol/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConsoleHistory } from "../../src/console/host.ts";
-import { createHttpHandler } from "../../src/http-handler.ts";
+import { createHttpHandler } from "../../src/mcp/http-handler.ts";
 import { createNodeConsole } from "../../src/node/console.ts";
 import { type ConsoleHost, startConsoleHost } from "./helpers/console-host/harness.ts";
 import { serveMcp, type TestHttpServer } from "./helpers/http.ts";

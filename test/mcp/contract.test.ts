@@ -337,7 +337,7 @@ describe.each(clientKinds)("MCP contract: $name", (kind) => {
   });
 
   it("kills a long run_commands when the client cancels a call that asked for no progress", async () => {
-    // A 2025-era call without a progressToken is answered with a JSON body rather than a stream (src/server.ts).
+    // A 2025-era call without a progressToken is answered with a JSON body rather than a stream (src/mcp/http-handler.ts).
     await cancelSleep(`3601.${Date.now() % 1_000_000}${clientKinds.indexOf(kind)}`, false);
   });
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHttpHandler } from "../../src/http-handler.ts";
-import { SessionOwnerCache } from "../../tools/types.ts";
+import { createHttpHandler } from "../../src/mcp/http-handler.ts";
+import { SessionOwnerCache } from "../../src/mcp/types.ts";
 import { type CallResult, clientKinds, type TestClient, textOf } from "./helpers/clients.ts";
 import { serveMcp, type TestHttpServer } from "./helpers/http.ts";
 import { startMonitor, type TestMonitor } from "./helpers/monitor.ts";

@@ -4,9 +4,9 @@ import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createCloudflareDeployer } from "../../src/cloudflare/deployer.ts";
+import type { DeployContext, DeployRequest } from "../../src/mcp/types.ts";
 import { scopedScriptName } from "../../src/protocol/deployer.ts";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import type { DeployContext, DeployRequest } from "../../tools/types.ts";
 import { type MonitorProcess, removeDir, startMonitorProcess } from "../helpers/monitor-process.ts";
 
 /**

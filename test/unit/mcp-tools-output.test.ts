@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { describeError } from "../../src/mcp/tool-error.ts";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { CommandResult } from "../../src/protocol/schemas.ts";
 import { flattenResults, progressReporter, summarize } from "../../tools/command-results.ts";
 import { headTail, shareBudget } from "../../tools/output.ts";
-import { describeError } from "../../tools/tool-error.ts";
 
 describe("headTail", () => {
   it("keeps short text as is", () => {

@@ -1,7 +1,7 @@
 import { McpServer } from "@modelcontextprotocol/server";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { fitsLane, type Lane, LanePool, openLane } from "../../src/tool-lanes.ts";
+import { fitsLane, type Lane, LanePool, openLane } from "../../src/mcp/tool-lanes.ts";
 
 /** A real SDK server with two tools: `echo` answers at once, `wait` until its call is aborted. */
 function toolServer(log: string[] = []): McpServer {

@@ -1,5 +1,5 @@
+import type { Deployer } from "../../../src/mcp/types.ts";
 import { ErrorBody, SandboxError } from "../../../src/protocol/errors.ts";
-import type { Deployer } from "../../../tools/types.ts";
 
 /**
  * A real, minimal preview deployer: it checks that the port answers inside the session and hands out the URL

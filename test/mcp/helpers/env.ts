@@ -1,8 +1,8 @@
 import { readdir, readFile } from "node:fs/promises";
 import type { McpHttpHandler } from "@modelcontextprotocol/server";
-import { createHttpHandler } from "../../../src/http-handler.ts";
-import { createServer } from "../../../src/server.ts";
-import { SessionOwnerCache } from "../../../tools/types.ts";
+import { createHttpHandler } from "../../../src/mcp/http-handler.ts";
+import { createServer } from "../../../src/mcp/server.ts";
+import { SessionOwnerCache } from "../../../src/mcp/types.ts";
 import type { ConnectTarget } from "./clients.ts";
 import { previewDeployer } from "./deployer.ts";
 import { serveMcp, type TestHttpServer } from "./http.ts";

@@ -1,5 +1,5 @@
-import { isSandboxError, SandboxError } from "../src/protocol/errors.ts";
-import { SessionId } from "../src/protocol/schemas.ts";
+import { isSandboxError, SandboxError } from "../protocol/errors.ts";
+import { SessionId } from "../protocol/schemas.ts";
 import type { ToolContext } from "./types.ts";
 
 /** The input field every session tool shares. */

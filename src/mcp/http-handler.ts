@@ -10,9 +10,9 @@ import {
   readRequestBody,
   WebStandardStreamableHTTPServerTransport,
 } from "@modelcontextprotocol/server";
-import { SessionOwnerCache } from "../tools/types.ts";
 import { createServer, type ServerDeps } from "./server.ts";
 import { fitsLane, LanePool, openLane } from "./tool-lanes.ts";
+import { SessionOwnerCache } from "./types.ts";
 
 export interface HttpHandlerDeps extends Omit<ServerDeps, "principal"> {
   /**

@@ -1,6 +1,6 @@
 import type { CallToolResult } from "@modelcontextprotocol/server";
 import { z } from "zod";
-import { type ErrorCode, isSandboxError, SandboxError } from "../src/protocol/errors.ts";
+import { type ErrorCode, isSandboxError, SandboxError } from "../protocol/errors.ts";
 
 /** What the model reads first for each failure class; the sandbox's own suggestion wins when it has one. */
 const nextStep: Record<ErrorCode, string> = {

@@ -1,6 +1,6 @@
-import type { ConsoleHost } from "../src/console/host.ts";
-import type { SandboxClient } from "../src/protocol/client.ts";
-import type { NetworkMode } from "../src/protocol/schemas.ts";
+import type { ConsoleHost } from "../console/host.ts";
+import type { SandboxClient } from "../protocol/client.ts";
+import type { NetworkMode } from "../protocol/schemas.ts";
 
 /** Reports progress of a long call; a no-op when the client did not ask for progress. */
 export type ProgressFn = (progress: number, total?: number, message?: string) => Promise<void>;

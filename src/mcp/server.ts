@@ -4,9 +4,11 @@ import {
   McpServer,
   type ServerContext,
 } from "@modelcontextprotocol/server";
-import { tools } from "../tools/index.ts";
-import { registerResources } from "../tools/resources.ts";
-import { toolError } from "../tools/tool-error.ts";
+import { tools } from "../../tools/index.ts";
+import { registerResources } from "../../tools/resources.ts";
+import { type ConsoleHost, consoleToolMeta, registerConsole } from "../console/host.ts";
+import type { SandboxClient } from "../protocol/client.ts";
+import { toolError } from "./tool-error.ts";
 import {
   type BrowserChecker,
   type Deployer,
@@ -15,9 +17,7 @@ import {
   SessionOwnerCache,
   type ToolContext,
   type ToolLimits,
-} from "../tools/types.ts";
-import { type ConsoleHost, consoleToolMeta, registerConsole } from "./console/host.ts";
-import type { SandboxClient } from "./protocol/client.ts";
+} from "./types.ts";
 
 export interface ServerDeps {
   /** The only way tools reach a sandbox. */
