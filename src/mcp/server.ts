@@ -8,6 +8,7 @@ import { tools } from "../../tools/index.ts";
 import { registerResources } from "../../tools/resources.ts";
 import { type ConsoleHost, consoleToolMeta, registerConsole } from "../console/host.ts";
 import type { SandboxClient } from "../protocol/client.ts";
+import type { CallLimiter } from "./call-limiter.ts";
 import { toolError } from "./tool-error.ts";
 import {
   type BrowserChecker,
@@ -33,6 +34,8 @@ export interface ServerDeps {
   /** Share one cache across requests (the HTTP handler builds a server per request). */
   owners?: SessionOwnerCache;
   limits?: Partial<ToolLimits>;
+  /** Per-principal rate and concurrency of tool calls; share one per process or isolate. None: unlimited. */
+  calls?: CallLimiter;
   /** Workers pass the Cloudflare-worker validator: the default (Ajv) compiles with `new Function`. */
   jsonSchemaValidator?: jsonSchemaValidator;
   name?: string;
@@ -94,6 +97,8 @@ export function createServer(deps: ServerDeps): McpServer {
         _meta: deps.console ? consoleToolMeta(tool.name) : undefined,
       },
       async (args, ctx): Promise<CallToolResult> => {
+        const admitted = deps.calls?.acquire(deps.principal, handleOf(tool.name, args));
+        if (admitted && "refused" in admitted) return admitted.refused;
         try {
           const reply = await tool.execute(args, contextFor(ctx));
           return {
@@ -107,6 +112,8 @@ export function createServer(deps: ServerDeps): McpServer {
           };
         } catch (error) {
           return toolError(error);
+        } finally {
+          admitted?.release();
         }
       },
     );
@@ -131,4 +138,13 @@ function progressFor(ctx: ServerContext): ProgressFn {
       },
     });
   };
+}
+
+/** The command handle a wait_command call waits on, so concurrent waits on one command count once. */
+function handleOf(tool: string, args: unknown): string | undefined {
+  if (tool !== "wait_command") return undefined;
+  const { sessionId, processId } = (args ?? {}) as { sessionId?: unknown; processId?: unknown };
+  return typeof sessionId === "string" && typeof processId === "string"
+    ? `${sessionId}/${processId}`
+    : undefined;
 }

@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { loadEgressConfig } from "../../container/egress/egress-config.ts";
 import { quietSqliteWarning } from "../../container/store/quiet-sqlite.ts";
+import { callLimitsFromEnv } from "../mcp/call-limiter.ts";
 import { generateToken, LOCAL_PRINCIPAL, parseTokens, principalOf } from "./auth.ts";
 import { isLoopbackHost } from "./host-check.ts";
 import { DEFAULT_SPARE_SESSIONS, type LocalServer, startLocalServer } from "./server.ts";
@@ -154,6 +155,12 @@ async function main() {
   } catch (error) {
     fail((error as Error).message);
   }
+  let callLimits: ReturnType<typeof callLimitsFromEnv>;
+  try {
+    callLimits = callLimitsFromEnv(env);
+  } catch (error) {
+    fail((error as Error).message);
+  }
   const start = (bindPort: number) =>
     startLocalServer({
       port: bindPort,
@@ -174,6 +181,7 @@ async function main() {
         ...(sessionBun ? { sessionBun } : {}),
       },
       cloudflare,
+      callLimits,
       ...(chromium ? { browser: chromium === "none" ? false : { executablePath: chromium } } : {}),
       ...(publicUrl ? { publicOrigin: publicUrl.replace(/\/+$/, "") } : {}),
     });

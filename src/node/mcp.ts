@@ -1,5 +1,6 @@
 import { type StdioServerHandle, serveStdio } from "@modelcontextprotocol/server/stdio";
 import type { ConsoleHost } from "../console/host.ts";
+import { CallLimiter, type CallLimits } from "../mcp/call-limiter.ts";
 import { createHttpHandler } from "../mcp/http-handler.ts";
 import { createServer } from "../mcp/server.ts";
 import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../mcp/types.ts";
@@ -23,20 +24,24 @@ export function createMcpEndpoint(deps: {
   deployer: Deployer;
   browser?: BrowserChecker;
   console?: ConsoleHost;
+  /** Per-principal tool-call limits (defaults: 8 in flight, bursts of 40, 10 per second). */
+  callLimits?: Partial<CallLimits>;
 }): McpEndpoint {
   // Owners never change, so one cache serves every request and principal.
   const owners = new SessionOwnerCache();
+  const calls = new CallLimiter(deps.callLimits);
   const hosted = {
     ...(deps.browser ? { browser: deps.browser } : {}),
     ...(deps.console ? { console: deps.console } : {}),
   };
   const build = (principal: string) =>
-    createServer({ sandbox: deps.client, principal, deploy: deps.deployer, owners, ...hosted });
+    createServer({ sandbox: deps.client, principal, deploy: deps.deployer, owners, calls, ...hosted });
   const handler = createHttpHandler({
     sandbox: deps.client,
     deploy: deps.deployer,
     ...hosted,
     owners,
+    calls,
     handler: { onerror: (error) => console.error(`[mcp] ${error.message}`) },
   });
   return {

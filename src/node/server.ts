@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import type { MonitorConfigInput } from "../../container/config.ts";
 import { createLocalWrangler, type WorkerPublisher } from "../../container/deployer/wrangler.ts";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
+import type { CallLimits } from "../mcp/call-limiter.ts";
 import { SandboxClient } from "../protocol/client.ts";
 import { createTokenAuth, unauthorized } from "./auth.ts";
 import { createLocalBrowser, type LocalBrowser } from "./browser.ts";
@@ -65,6 +66,8 @@ export interface LocalServerOptions {
   workers?: WorkerPublisher;
   /** Diagnostics; never stdout in stdio mode. */
   log?: (line: string) => void;
+  /** Per-principal tool-call limits (CALLS_IN_FLIGHT, CALLS_BURST, CALLS_PER_SECOND; 0 turns one off). */
+  callLimits?: Partial<CallLimits>;
 }
 
 export interface LocalServer {
@@ -170,6 +173,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     deployer,
     ...(browser ? { browser } : {}),
     console: createNodeConsole({ serverPort: () => port }),
+    ...(options.callLimits ? { callLimits: options.callLimits } : {}),
   });
 
   app.use(async (c, next) => {
