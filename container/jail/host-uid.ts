@@ -2,6 +2,8 @@ import { createHash } from "node:crypto";
 import { chmodSync, constants, statSync } from "node:fs";
 import { lchown, lstat, open, opendir } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { HostProbe } from "./detect.ts";
+import type { JailOptions } from "./types.ts";
 
 /**
  * The host uid each session's processes run as. bubblewrap is started under that uid (setpriv), so the user
@@ -143,4 +145,42 @@ async function chownTree(root: string, uid: number, gid: number, owners: Set<num
   };
   await lchown(root, uid, gid);
   await visit(root);
+}
+
+/**
+ * The host uid the session's processes run as, its workspace and home handed to it; or, where that cannot be, the
+ * warning that says the jail runs them as host uid 0. `sources` are the other host paths bubblewrap binds, which
+ * it must be able to reach under that uid.
+ */
+export async function sessionHostUid(
+  probe: HostProbe,
+  pool: HostUidPool | null,
+  options: JailOptions,
+  sources: string[],
+): Promise<number | string | null> {
+  if (!pool) return null;
+  const downgrade = (why: string): string =>
+    `session ${options.sessionId} runs as host uid 0 (without capabilities, in its own user namespace): ${why}`;
+  if (!probe.setpriv) return downgrade("bubblewrap cannot run under an unprivileged uid on this host");
+  // The session's own directories: searchable (never listable) by others, so the session's uid reaches its binds.
+  allowSearch(dirname(options.hostPath));
+  allowSearch(options.runDir);
+  const home = options.homePath ? [options.homePath] : [];
+  for (const path of [options.hostPath, ...home, ...sources]) {
+    const blocked = unsearchableAncestor(path);
+    if (blocked) return downgrade(`${blocked} is not searchable by other users, and ${path} is under it`);
+  }
+  const uid = pool.take(options.sessionId, statSync(options.hostPath).uid);
+  if (uid === null) return downgrade("every uid of the sessions' range is taken");
+  try {
+    for (const dir of [options.hostPath, ...home]) {
+      await adoptTree(dir, uid, uid);
+      // Only the session's own uid (and the monitor) may enter them.
+      chmodSync(dir, 0o700);
+    }
+  } catch (error) {
+    pool.release(uid, options.sessionId);
+    throw error;
+  }
+  return uid;
 }

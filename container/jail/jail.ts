@@ -1,9 +1,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, existsSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { networkMode } from "../../src/protocol/schemas.ts";
@@ -33,7 +33,7 @@ import {
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import { type HostProbe, setprivArgs } from "./detect.ts";
 import { type JailEgress, openEgress } from "./egress.ts";
-import { adoptTree, allowSearch, type HostUidPool, unsearchableAncestor } from "./host-uid.ts";
+import { type HostUidPool, sessionHostUid } from "./host-uid.ts";
 import { connectionError } from "./lazy-bridge.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
@@ -353,44 +353,6 @@ export async function openBubblewrapJail(
 function toolchainPaths(probe: HostProbe): string[] {
   const { node, npm, corepack, bun } = probe.toolchain;
   return [node, npm, corepack, bun].flatMap((part) => (part ? [part.path] : []));
-}
-
-/**
- * The host uid the session's processes run as, its workspace and home handed to it; or, where that cannot be, the
- * warning that says the jail runs them as host uid 0. `sources` are the other host paths bubblewrap binds, which
- * it must be able to reach under that uid.
- */
-async function sessionHostUid(
-  probe: HostProbe,
-  pool: HostUidPool | null,
-  options: JailOptions,
-  sources: string[],
-): Promise<number | string | null> {
-  if (!pool) return null;
-  const downgrade = (why: string): string =>
-    `session ${options.sessionId} runs as host uid 0 (without capabilities, in its own user namespace): ${why}`;
-  if (!probe.setpriv) return downgrade("bubblewrap cannot run under an unprivileged uid on this host");
-  // The session's own directories: searchable (never listable) by others, so the session's uid reaches its binds.
-  allowSearch(dirname(options.hostPath));
-  allowSearch(options.runDir);
-  const home = options.homePath ? [options.homePath] : [];
-  for (const path of [options.hostPath, ...home, ...sources]) {
-    const blocked = unsearchableAncestor(path);
-    if (blocked) return downgrade(`${blocked} is not searchable by other users, and ${path} is under it`);
-  }
-  const uid = pool.take(options.sessionId, statSync(options.hostPath).uid);
-  if (uid === null) return downgrade("every uid of the sessions' range is taken");
-  try {
-    for (const dir of [options.hostPath, ...home]) {
-      await adoptTree(dir, uid, uid);
-      // Only the session's own uid (and the monitor) may enter them.
-      chmodSync(dir, 0o700);
-    }
-  } catch (error) {
-    pool.release(uid, options.sessionId);
-    throw error;
-  }
-  return uid;
 }
 
 /** Has the registry cache answer inside the session's namespace; its URL, or null (said in `warnings`). */
