@@ -14,10 +14,12 @@ import {
 /**
  * A process of the jail that kills, as fast as it can find them, the agent's children that are not a command yet:
  * forks still named after the agent (agent.pl), and processes still running the agent's program or waiting to read
- * a command from a pipe (what pre-forked processes of the agent would look like). It prints a line per kill.
+ * a command from a pipe (what pre-forked processes of the agent would look like). It spares every other fork it finds
+ * and prints a line per kill.
  */
 const HOSTILE = `exec perl -e '
   $| = 1;
+  my (%spare, $found);
   while (1) {
     opendir(my $d, "/proc") or next;
     for my $p (readdir $d) {
@@ -28,6 +30,10 @@ const HOSTILE = `exec perl -e '
       my $cmd = "";
       if (open(my $c, "<", "/proc/$p/cmdline")) { local $/; $cmd = <$c> // "" }
       next unless $name eq "${AGENT_NAME}" || $cmd =~ m{agent[.]pl} || $cmd eq "/bin/sh\\0-c\\0. /dev/fd/3\\0";
+      # Every other fork it finds is spared for good, so that some commands run: without this, the killer finds
+      # each fork before it can exec on an idle machine, and the test would show only that nothing ran.
+      $spare{$p} //= ($found++ % 2);
+      next if $spare{$p};
       print "killed $p\\n" if kill 9, $p;
     }
     closedir $d;
