@@ -1,19 +1,22 @@
-import { chmodSync, mkdirSync } from "node:fs";
 import { cp, readdir, rm } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import type { z } from "zod";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { CreateSessionRequest, Limits, Session } from "../../src/protocol/schemas.ts";
-import { CreateSessionRequest as CreateSessionSchema, networkMode } from "../../src/protocol/schemas.ts";
-import type { SessionEgress } from "../egress/egress-client.ts";
+import { CreateSessionRequest as CreateSessionSchema } from "../../src/protocol/schemas.ts";
 import type { SecretBook } from "../egress/secrets.ts";
 import type { SessionRuntime } from "../exec/types.ts";
 import { adoptMonitorFiles } from "../jail/host-uid.ts";
 import type { Jail, Jailer } from "../jail/types.ts";
+import { OwnerSlots } from "./owner-slots.ts";
+import { sessionEgress } from "./session-egress.ts";
 import { newSessionId } from "./session-id.ts";
+import { makeDirectories, type SessionPaths, sessionPaths } from "./session-paths.ts";
 import type { SessionRecord, SessionStore } from "./session-store.ts";
+import { expiresAt, toSession } from "./session-view.ts";
 import { SparePool } from "./spare-pool.ts";
 import type { TemplateDeps } from "./template-deps.ts";
+import { assertTemplate } from "./templates.ts";
 
 export interface SessionServiceOptions {
   store: SessionStore;
@@ -57,11 +60,12 @@ export class SessionService {
   /** Aborted when the session is destroyed, so that commands still running in it end. */
   readonly #lifetimes = new Map<string, AbortController>();
   readonly #spares: SparePool;
-  /** Sessions being created per owner, not yet recorded (see #holdOwnerSlot). */
-  readonly #creating = new Map<string, number>();
+  /** Sessions being created per owner, not yet recorded. */
+  readonly #slots: OwnerSlots;
 
   constructor(options: SessionServiceOptions) {
     this.#options = options;
+    this.#slots = new OwnerSlots((owner) => options.store.list(owner).length);
     this.#spares = new SparePool({
       size: options.spareSessions ?? 0,
       open: async (id) => {
@@ -118,7 +122,7 @@ export class SessionService {
       );
     }
     // Checked and counted before the first await: concurrent creations each see the ones before them.
-    const release = this.#holdOwnerSlot(request.owner ?? null, request.maxOwnerSessions);
+    const release = this.#slots.hold(request.owner ?? null, request.maxOwnerSessions);
     try {
       return await this.#create(request, release, options.populate);
     } finally {
@@ -128,32 +132,7 @@ export class SessionService {
 
   /** Sessions `owner` holds, counting those being created. */
   held(owner: string): number {
-    return this.#options.store.list(owner).length + (this.#creating.get(owner) ?? 0);
-  }
-
-  /** Counts a session of `owner` as being created until the returned function runs (once its record exists). */
-  #holdOwnerSlot(owner: string | null, limit: number | undefined): () => void {
-    if (owner === null) return () => {};
-    const creating = this.#creating.get(owner) ?? 0;
-    if (limit !== undefined) {
-      const held = this.#options.store.list(owner).length + creating;
-      if (held >= limit) {
-        throw new SandboxError(
-          "limit_exceeded",
-          `you already hold ${held} sessions (counting those being created), the limit is ${limit}`,
-          "destroy_session the ones you no longer need (list_sessions shows them), or reuse one",
-        );
-      }
-    }
-    this.#creating.set(owner, creating + 1);
-    let held = true;
-    return () => {
-      if (!held) return;
-      held = false;
-      const left = (this.#creating.get(owner) ?? 1) - 1;
-      if (left > 0) this.#creating.set(owner, left);
-      else this.#creating.delete(owner);
-    };
+    return this.#slots.held(owner);
   }
 
   async #create(
@@ -163,9 +142,11 @@ export class SessionService {
   ): Promise<Session> {
     const { store, defaults } = this.#options;
     const template = request.template && request.template !== "empty" ? request.template : null;
-    if (template && !populate) await this.#assertTemplate(template);
+    if (template && !populate) await assertTemplate(this.#options.templatesDir, template);
     // Secrets the session may not use are refused before anything is made.
-    if (typeof request.network === "object") this.#egress(request.network, request.owner ?? null, true);
+    if (typeof request.network === "object") {
+      sessionEgress(this.#options.secrets, request.network, request.owner ?? null, true);
+    }
     const spare = request.id === undefined && request.network === "deny" ? this.#spares.take() : null;
     const id = spare?.id ?? request.id ?? newSessionId();
     if (store.get(id)) throw new SandboxError("conflict", `session ${id} already exists`);
@@ -262,22 +243,9 @@ export class SessionService {
     return this.paths(id).workspace;
   }
 
-  /**
-   * A session's directories: the workspace (what the agent builds, exported and snapshotted), its home (HOME of
-   * its processes: package caches, global installs, shell history; kept with the session, never listed, exported
-   * or snapshotted), its run directory (the monitor's sockets and files for the jail; invisible to it) and its
-   * history (the workspace's recorded states; invisible to the jail too).
-   */
+  /** A session's directories (session-paths.ts). */
   paths(id: string): SessionPaths {
-    const root = join(this.#options.dataDir, "sessions", id);
-    return {
-      root,
-      workspace: join(root, "workspace"),
-      home: join(root, "home"),
-      run: join(root, "run"),
-      history: join(root, "history"),
-      writeTemp: join(root, WRITE_TEMP),
-    };
+    return sessionPaths(this.#options.dataDir, id);
   }
 
   /** Kills every process, closes the jail, removes the workspace. False when there was no such session. */
@@ -382,7 +350,7 @@ export class SessionService {
           homePath: paths.home,
           network: record.network,
           ...(typeof record.network === "object"
-            ? { egress: this.#egress(record.network, record.owner, false) }
+            ? { egress: sessionEgress(this.#options.secrets, record.network, record.owner, false) }
             : {}),
           limits: record.limits,
         });
@@ -393,122 +361,20 @@ export class SessionService {
     return jail;
   }
 
-  /**
-   * The allowlist and resolved secrets of a session. Strict at creation; a jail reopened after the operator
-   * removed a secret opens without it (its requests then go without that header).
-   */
-  #egress(
-    policy: Exclude<SessionRecord["network"], string>,
-    owner: string | null,
-    strict: boolean,
-  ): SessionEgress {
-    const book = this.#options.secrets;
-    if (policy.secrets.length === 0) return { allow: policy.allow, secrets: [] };
-    if (!book) {
-      if (!strict) return { allow: policy.allow, secrets: [] };
-      throw new SandboxError(
-        "bad_request",
-        "this server has no egress secrets configured",
-        "create the session without secrets; the server's operator binds secrets to hosts",
-      );
-    }
-    if (strict) return { allow: policy.allow, secrets: book.resolve(policy, owner) };
-    const known = new Set(book.namesFor(owner));
-    return {
-      allow: policy.allow,
-      secrets: book.resolve({ ...policy, secrets: policy.secrets.filter((name) => known.has(name)) }, owner),
-    };
-  }
-
   async #jailIfOpen(id: string): Promise<Jail | undefined> {
     return this.#jails.get(id)?.catch(() => undefined);
   }
 
-  #toSession(stored: SessionRecord, jail: Jail | undefined): Session {
-    const record = this.#lastActive(stored);
-    const { capabilities } = this.#options.jailer;
-    const jailed = jail ? jail.isolation === "bubblewrap" : capabilities.bubblewrap;
-    const hostPath = this.paths(record.id).workspace;
-    return {
-      id: record.id,
-      owner: record.owner,
-      workspace: jail?.workspacePath ?? (jailed ? "/workspace" : hostPath),
-      hostPath,
-      isolation: jailed ? "bubblewrap" : "none",
-      network: networkMode(record.network),
-      egress: typeof record.network === "object" ? record.network : null,
-      networkIsolation: jail?.networkIsolation ?? (jailed ? "namespace" : "none"),
-      env: record.env,
-      template: record.template,
-      createdAt: new Date(record.createdAt).toISOString(),
-      lastActiveAt: new Date(record.lastActiveAt).toISOString(),
-      expiresAt: new Date(expiresAt(record, record)).toISOString(),
-      idleTtlSeconds: record.idleTtlSeconds,
-      maxLifetimeSeconds: record.maxLifetimeSeconds,
-      limits: record.limits,
-      warnings: [...new Set([...capabilities.warnings, ...(jail?.warnings ?? [])])],
-    };
+  #toSession(record: SessionRecord, jail: Jail | undefined): Session {
+    return toSession(
+      this.#lastActive(record),
+      jail,
+      this.#options.jailer.capabilities,
+      this.paths(record.id).workspace,
+    );
   }
-
-  async #assertTemplate(name: string): Promise<void> {
-    const available = await listTemplates(this.#options.templatesDir);
-    if (!available.includes(name)) {
-      throw new SandboxError(
-        "bad_request",
-        `unknown template "${name}"`,
-        `use one of: empty, ${available.join(", ")}`,
-      );
-    }
-  }
-}
-
-export interface SessionPaths {
-  root: string;
-  workspace: string;
-  home: string;
-  run: string;
-  /** The workspace's history (container/history), invisible to the jail like `run`. */
-  history: string;
-  /** Temp files of writes in progress (see `writeTempDir`), invisible to the jail like `run`. */
-  writeTemp: string;
-}
-
-const WRITE_TEMP = "write-tmp";
-
-/**
- * Where the file service puts a write's temp file for a session's workspace: beside the workspace in the session's
- * directory (the same file system, so the rename into place stays atomic), outside everything the session, its
- * listings, exports, snapshots and deploys see.
- */
-export function writeTempDir(workspace: string): string {
-  return join(dirname(workspace), WRITE_TEMP);
 }
 
 export interface CreateOptions {
   populate?: (paths: SessionPaths) => Promise<void>;
-}
-
-/** Creates what a session's jail binds; a reopened session keeps what it has (`workspace` false: not recreated). */
-function makeDirectories(paths: SessionPaths, workspace = true): void {
-  if (workspace) mkdirSync(paths.workspace, { recursive: true });
-  mkdirSync(paths.home, { recursive: true });
-  mkdirSync(paths.run, { recursive: true });
-  // Searchable, not listable, by the session's host uid (see container/jail/host-uid.ts): its binds are in there.
-  chmodSync(paths.root, 0o711);
-  chmodSync(paths.run, 0o711);
-}
-
-function expiresAt(active: SessionRecord, record: SessionRecord): number {
-  return Math.min(
-    active.lastActiveAt + record.idleTtlSeconds * 1000,
-    record.createdAt + record.maxLifetimeSeconds * 1000,
-  );
-}
-
-export async function listTemplates(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  return entries
-    .filter((entry) => entry.isDirectory())
-    .map((entry) => entry.name)
-    .sort();
 }
