@@ -1,10 +1,8 @@
-import { constants, lstat, open } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import {
   EditFileRequest,
   type EditFileResult,
-  type Encoding,
   ListFilesRequest,
   type ListFilesResult,
   ReadFilesRequest,
@@ -13,21 +11,13 @@ import {
   type WriteFilesResult,
 } from "../../src/protocol/schemas.ts";
 import { type ArchiveBody, extractArchive, tarStream } from "./archive.ts";
-import { decodeBase64, encodeContent } from "./content.ts";
+import { decodeBase64 } from "./content.ts";
 import { editFile } from "./edit-file.ts";
-import { ensureTempDir, fsError, mapPool, parseRequest, toEntry, writeAtomically } from "./file-ops.ts";
-import { compileGlob } from "./glob.ts";
-import { type DirRef, errnoOf, PathResolver, type ResolvedEntry, removeEntry } from "./path-resolver.ts";
-import {
-  comparePaths,
-  DEFAULT_MAX_PATH_LENGTH,
-  invalidPath,
-  joinSegments,
-  type PathRules,
-  parseWorkspacePath,
-  showPath,
-} from "./paths.ts";
-import { skipHeavyDirectories, walkTree } from "./walk.ts";
+import { ensureTempDir, fsError, mapPool, parseRequest, writeAtomically } from "./file-ops.ts";
+import { globFiles, type ListLimits, type ListRequest, listEntries } from "./list-files.ts";
+import { type DirRef, PathResolver, type ResolvedEntry, removeEntry } from "./path-resolver.ts";
+import { DEFAULT_MAX_PATH_LENGTH, joinSegments, type PathRules, parseEntryPath, showPath } from "./paths.ts";
+import { readOneFile } from "./read-file.ts";
 import { WatcherNudge } from "./watcher-nudge.ts";
 
 const MiB = 1024 * 1024;
@@ -37,7 +27,6 @@ const MiB = 1024 * 1024;
  * 1,000 small files took ~10-25% longer than with 32. More than 32 measured no better.
  */
 const WRITE_CONCURRENCY = 32;
-const READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 export interface FileServiceOptions {
   /** Largest file one `write` accepts (decoded bytes). Default 10 MiB. */
@@ -114,10 +103,16 @@ export class FileService {
     allowRoot: boolean,
     rootReason = "it names the workspace root",
   ): string[] {
-    const segments = parseWorkspacePath(path, this.#rules(resolver));
-    if (!allowRoot && segments.length === 0)
-      throw invalidPath(path, rootReason, "name an entry inside the workspace");
-    return segments;
+    return parseEntryPath(path, this.#rules(resolver), allowRoot, rootReason);
+  }
+
+  #limits(): ListLimits {
+    return {
+      maxPathLength: this.#maxPathLength,
+      maxListEntries: this.#maxListEntries,
+      maxGlobFiles: this.#maxGlobFiles,
+      maxScanEntries: this.#maxScanEntries,
+    };
   }
 
   async #withResolver<T>(root: string, fn: (resolver: PathResolver) => Promise<T>): Promise<T> {
@@ -224,7 +219,7 @@ export class FileService {
       }
       const skipped: string[] = [];
       if (glob !== undefined) {
-        for (const segments of await this.#globFiles(resolver, glob, includeSkipped, skipped))
+        for (const segments of await globFiles(resolver, glob, includeSkipped, skipped, this.#limits()))
           targets.set(segments.join("/"), segments);
       }
       let budget = this.#maxTotalReadBytes;
@@ -232,14 +227,13 @@ export class FileService {
       const listings: ReadFilesResult["listings"] = [];
       for (const [path, segments] of targets) {
         try {
-          const file = await this.#readOne(resolver, segments, path, Math.min(cap, budget), encoding);
+          const file = await readOneFile(resolver, segments, path, Math.min(cap, budget), encoding);
           if (file === "directory") {
-            const listing = await this.#listIn(resolver, {
-              path,
-              recursive: true,
-              limit: Math.min(1_000, this.#maxListEntries),
-              includeSkipped,
-            });
+            const listing = await listEntries(
+              resolver,
+              { path, recursive: true, limit: Math.min(1_000, this.#maxListEntries), includeSkipped },
+              this.#limits(),
+            );
             listings.push({ path, ...listing });
             continue;
           }
@@ -253,173 +247,14 @@ export class FileService {
     });
   }
 
-  async #readOne(
-    resolver: PathResolver,
-    segments: readonly string[],
-    path: string,
-    cap: number,
-    encoding: Encoding | undefined,
-  ): Promise<{ content: ReadFilesResult["files"][number]; read: number } | "directory"> {
-    if (segments.length === 0) return "directory";
-    for (let attempt = 0; attempt < 8; attempt++) {
-      const entry = await resolver.entry(segments, { create: false, follow: true }, path);
-      if (!entry) break;
-      let handle: Awaited<ReturnType<typeof open>>;
-      try {
-        handle = await open(entry.path, READ_FLAGS);
-      } catch (error) {
-        if (errnoOf(error) === "ELOOP") continue; // became a symlink after we looked: resolve again
-        throw error;
-      }
-      try {
-        const stat = await handle.stat();
-        if (stat.isDirectory()) return "directory";
-        if (!stat.isFile()) {
-          throw new SandboxError("bad_request", `${showPath(path)} is not a regular file`, undefined, {
-            path,
-          });
-        }
-        const buffer = Buffer.alloc(Math.min(stat.size, cap));
-        let got = 0;
-        while (got < buffer.length) {
-          const { bytesRead } = await handle.read(buffer, got, buffer.length - got, got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        const bytes = buffer.subarray(0, got);
-        const truncated = got < stat.size;
-        return {
-          content: { path, ...encodeContent(bytes, truncated, encoding), bytes: stat.size, truncated },
-          read: got,
-        };
-      } finally {
-        await handle.close();
-      }
-    }
-    throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
-  }
-
-  #parseGlob(resolver: PathResolver, glob: string): string[] {
-    if (glob.split("/").includes("..")) throw invalidPath(glob, "globs may not contain '..'");
-    return this.#parse(resolver, glob, false, "the glob is empty");
-  }
-
-  /** Workspace-relative segments of the regular files matching `glob`, sorted. */
-  async #globFiles(
-    resolver: PathResolver,
-    glob: string,
-    includeSkipped: boolean,
-    skipped: string[],
-  ): Promise<string[][]> {
-    const segments = this.#parseGlob(resolver, glob);
-    const matcher = compileGlob(segments);
-    const start = await resolver.dir(matcher.base, false, glob);
-    if (!start) return [];
-    const found: string[][] = [];
-    let scanned = 0;
-    const enter = skipHeavyDirectories(segments, matcher.base, includeSkipped, skipped);
-    for await (const entry of walkTree(start, { maxDepth: matcher.maxDepth, enter })) {
-      if (++scanned > this.#maxScanEntries) throw this.#tooBroad(glob, "inspects");
-      if (!entry.stat.isFile() || !matcher.matches(entry.segments.join("/"))) continue;
-      if (found.length === this.#maxGlobFiles) throw this.#tooBroad(glob, "matches");
-      found.push([...matcher.base, ...entry.segments]);
-    }
-    return found;
-  }
-
-  #tooBroad(glob: string, verb: string): SandboxError {
-    const limit = verb === "matches" ? `${this.#maxGlobFiles} files` : `${this.#maxScanEntries} entries`;
-    return new SandboxError(
-      "limit_exceeded",
-      `the glob ${showPath(glob)} ${verb} more than ${limit}`,
-      "narrow the glob (a directory prefix, an extension), or list first and read selected paths",
-    );
-  }
-
-  /**
-   * Lists a directory (children, or all descendants when `recursive`), or the entries under `path` matching
-   * `glob` (relative to `path`; a `/workspace/...` glob is relative to the root). Symlinks are reported, never
-   * entered. Sorted by path (segment by segment); capped at min(`limit`, `maxListEntries`) with `truncated`.
-   * Listing a file returns that one entry.
-   */
+  /** Lists a directory, or the entries under it matching a glob (see `listEntries`). */
   async list(root: string, request: ListFilesRequest): Promise<ListFilesResult> {
-    const parsed = parseRequest(ListFilesRequest, request);
-    return this.#withResolver(root, (resolver) => this.#listIn(resolver, parsed)).catch((error: unknown) => {
-      throw fsError(error, parsed.path);
-    });
-  }
-
-  async #listIn(
-    resolver: PathResolver,
-    request: {
-      path: string;
-      glob?: string | undefined;
-      recursive: boolean;
-      limit: number;
-      includeSkipped: boolean;
-    },
-  ): Promise<ListFilesResult> {
-    const { path, glob, recursive } = request;
-    const limit = Math.min(request.limit, this.#maxListEntries);
-    let base = this.#parse(resolver, path, true);
-    let named = [...base];
-    let maxDepth = recursive ? Number.POSITIVE_INFINITY : 1;
-    let matches: ((relative: string) => boolean) | null = null;
-    if (glob !== undefined) {
-      const segments = this.#parseGlob(resolver, glob);
-      const matcher = compileGlob(segments);
-      if (glob.startsWith("/")) base = [];
-      base = [...base, ...matcher.base];
-      named = [...named, ...segments];
-      maxDepth = matcher.maxDepth;
-      matches = matcher.matches;
-    }
-    const start = await this.#startDir(resolver, base, path, glob !== undefined);
-    if ("file" in start) return { entries: [start.file], truncated: false, skipped: [] };
-    if (!start.dir) return { entries: [], truncated: false, skipped: [] };
-    const entries: ReturnType<typeof toEntry>[] = [];
-    const skipped: string[] = [];
-    let truncated = false;
-    let scanned = 0;
-    const enter = skipHeavyDirectories(named, base, request.includeSkipped, skipped);
-    for await (const entry of walkTree(start.dir, { maxDepth, enter })) {
-      if (++scanned > this.#maxScanEntries) {
-        truncated = true;
-        break;
-      }
-      if (matches && !matches(entry.segments.join("/"))) continue;
-      if (entries.length === limit) {
-        truncated = true;
-        break;
-      }
-      entries.push(toEntry([...base, ...entry.segments], entry.stat));
-    }
-    entries.sort((a, b) => comparePaths(a.path, b.path));
-    return { entries, truncated, skipped };
-  }
-
-  /** The directory a listing starts in (null: a glob base that does not exist), or the entry of a file. */
-  async #startDir(
-    resolver: PathResolver,
-    segments: string[],
-    path: string,
-    globbing: boolean,
-  ): Promise<{ dir: DirRef | null } | { file: ReturnType<typeof toEntry> }> {
-    if (segments.length === 0) return { dir: resolver.root };
-    const entry = await resolver.entry(segments, { create: false, follow: true }, path);
-    const stat = entry ? await lstat(entry.path).catch(() => null) : null;
-    if (!entry || !stat) {
-      if (globbing) return { dir: null };
-      throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
-    }
-    if (!stat.isDirectory()) {
-      if (globbing)
-        throw new SandboxError("bad_request", `${showPath(path)} is a file; a glob needs a directory`);
-      return { file: toEntry(segments, stat) };
-    }
-    const dir = await resolver.dir(entry.segments, false, path);
-    if (!dir) throw fsError(Object.assign(new Error("missing"), { code: "ENOENT" }), path);
-    return { dir };
+    const parsed: ListRequest = parseRequest(ListFilesRequest, request);
+    return this.#withResolver(root, (resolver) => listEntries(resolver, parsed, this.#limits())).catch(
+      (error: unknown) => {
+        throw fsError(error, parsed.path);
+      },
+    );
   }
 
   /**

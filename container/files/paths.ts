@@ -89,6 +89,22 @@ export function parseWorkspacePath(input: string, rules: PathRules): string[] {
 }
 
 /**
+ * `parseWorkspacePath` for a path that names an entry: the workspace root itself (`.`, `/workspace`) is refused
+ * with `rootReason` when `allowRoot` is false.
+ */
+export function parseEntryPath(
+  path: string,
+  rules: PathRules,
+  allowRoot: boolean,
+  rootReason = "it names the workspace root",
+): string[] {
+  const segments = parseWorkspacePath(path, rules);
+  if (!allowRoot && segments.length === 0)
+    throw invalidPath(path, rootReason, "name an entry inside the workspace");
+  return segments;
+}
+
+/**
  * A command's working directory by the same rules as file paths, workspace-relative (`.` for the root), so that
  * `cwd` cannot name a directory outside the workspace (`..`, another absolute path) even where nothing else
  * would stop it (an unisolated jail runs commands on the host). Undefined stays undefined.
