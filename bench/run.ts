@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { parseArgs } from "node:util";
 import { benchBrowser } from "./browser.ts";
 import { benchEgress } from "./egress.ts";
+import { benchFairness } from "./fairness.ts";
 import { benchHistory } from "./history.ts";
 import { benchHostUid } from "./host-uid.ts";
 import { benchInstall } from "./install.ts";
@@ -12,7 +13,7 @@ import { benchMonitor } from "./monitor.ts";
 import { printTable, type Row } from "./stats.ts";
 
 /**
- * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser,install,egress,history,uid]`: prints each figure with a baseline
+ * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser,install,egress,history,uid,fairness]`: prints each figure with a baseline
  * measured in the same run. The machine is shared and noisy, so figures are medians and ratios; nothing here is
  * asserted by the test suite. `install` (package installs from the real npm registry, a few minutes) is left out of
  * `--quick` unless `--only` names it.
@@ -30,6 +31,7 @@ const sections: Record<string, { title: string; run: (options: { quick: boolean 
   egress: { title: "egress (allowlist proxy)", run: benchEgress },
   history: { title: "workspace history (write_files, fork_session)", run: benchHistory },
   uid: { title: "a host uid per session (create_session + first command)", run: benchHostUid },
+  fairness: { title: "CPU fairness between sessions (a CPU weight per session)", run: benchFairness },
 };
 /** Sections a `--quick` run leaves out unless `--only` names them. */
 const SLOW = new Set(["install"]);

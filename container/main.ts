@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { serve } from "@hono/node-server";
 import { loadEgressConfig } from "./egress/egress-config.ts";
-import { inRange, parseHostUidRange, parseJailUser } from "./jail/index.ts";
+import { inRange, parseCpuWeight, parseHostUidRange, parseJailUser } from "./jail/index.ts";
 import { createMonitor } from "./monitor.ts";
 import { quietSqliteWarning } from "./store/quiet-sqlite.ts";
 
@@ -31,6 +31,8 @@ Environment only:
   MONITOR_JAIL_USER       uid or uid:gid jailed processes see as theirs (default: 0, root of their namespace)
   MONITOR_JAIL_UID_RANGE  host uids sessions run as, one per open session, as start-end
                           (default 1500000000-1500065535; "none": as host uid 0, warned)
+  MONITOR_SESSIONS_CPU_WEIGHT   CPU weight of all sessions together against the monitor, each session an
+                                equal share of it (cgroup v2 units 1-10000, default 100; 0: no weights)
   MONITOR_REGISTRY_UPSTREAM     the npm registry the sessions' registry cache fetches from
                                 (default https://registry.npmjs.org)
   MONITOR_REGISTRY_CACHE_BYTES  disk the registry cache may use (default 4294967296; 0 turns it off)
@@ -82,6 +84,7 @@ if (!Number.isInteger(spares) || spares < 0 || spares > 8) {
 let hostUids: ReturnType<typeof parseHostUidRange>;
 try {
   parseJailUser(env.MONITOR_JAIL_USER);
+  parseCpuWeight(env.MONITOR_SESSIONS_CPU_WEIGHT);
   hostUids = parseHostUidRange(env.MONITOR_JAIL_UID_RANGE);
 } catch (error) {
   console.error((error as Error).message);

@@ -2,7 +2,7 @@ import { z } from "zod";
 import { defineTool } from "../src/mcp/define-tool.ts";
 import { EgressPolicy } from "../src/protocol/egress.ts";
 import { SandboxError } from "../src/protocol/errors.ts";
-import { EnvMap, Isolation, NetworkMode, NetworkPolicy } from "../src/protocol/schemas.ts";
+import { Enforced, EnvMap, Isolation, NetworkMode, NetworkPolicy } from "../src/protocol/schemas.ts";
 
 export const createSession = defineTool({
   name: "create_session",
@@ -59,6 +59,9 @@ export const createSession = defineTool({
         outputBytes: z.number().int(),
       })
       .describe("per-session resource limits in force"),
+    enforced: Enforced.optional().describe(
+      "how each limit is enforced: cgroup (whole session), rlimit (per process) or none (warnings say why)",
+    ),
     warnings: z.array(z.string()).describe("anything that weakens isolation or limits"),
   },
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
@@ -93,6 +96,7 @@ export const createSession = defineTool({
       expiresAt: session.expiresAt,
       template: session.template,
       limits: session.limits,
+      ...(session.enforced ? { enforced: session.enforced } : {}),
       warnings: session.warnings,
     };
     const warn = session.warnings.length ? ` Warnings: ${session.warnings.join("; ")}` : "";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { EgressProxy } from "../egress/egress-client.ts";
 import type { RegistryCache } from "../registry/registry-client.ts";
 import { ETC_ENTRIES, SYSTEM_DIRS, type SystemEntry } from "./bwrap-args.ts";
-import { type CgroupSupport, detectCgroups } from "./cgroup.ts";
+import { type CgroupSupport, DEFAULT_SESSIONS_CPU_WEIGHT, detectCgroups } from "./cgroup.ts";
 import { type EtcCopy, sharedEtcCopy } from "./etc-copy.ts";
 import { findToolchain, type Toolchain, type ToolchainOptions } from "./toolchain.ts";
 import type { JailCapabilities } from "./types.ts";
@@ -51,6 +51,14 @@ export interface ProbeOptions {
   egress?: EgressProxy | null;
   /** A uid to try the unprivileged jail with (one of the sessions' range). */
   trialUid?: number;
+  /** The CPU weight of all sessions together (cgroup.ts); null: none. Default DEFAULT_SESSIONS_CPU_WEIGHT. */
+  cpuWeight?: number | null;
+}
+
+/** The warning that sessions have no CPU weight of their own, at start and in each session (the same words). */
+export function noCpuShareWarning(cgroups: CgroupSupport | null): string {
+  const why = cgroups?.cpuUnavailable ?? "no writable cgroups on this host";
+  return `sessions have no CPU share of their own, so one that spins every core slows the others' commands: ${why}`;
 }
 
 const NOT_ISOLATED =
@@ -208,12 +216,15 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
       slirp4netns = null;
     }
   }
-  const cgroups = detectCgroups();
+  const cgroups = detectCgroups({
+    cpuWeight: options.cpuWeight === undefined ? DEFAULT_SESSIONS_CPU_WEIGHT : options.cpuWeight,
+  });
   if (!cgroups?.pidsParent) {
     warnings.push("no writable pids cgroup: the number of processes of a session is not limited");
   }
   if (!cgroups?.memoryParent)
     warnings.push("no writable memory cgroup: the memory of a session is not limited");
+  if (!cgroups?.cpuParent) warnings.push(noCpuShareWarning(cgroups));
   const toolchain =
     options.toolchain && "warnings" in options.toolchain
       ? options.toolchain
@@ -226,6 +237,7 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
       warnings,
       cgroupPids: cgroups?.pidsParent != null,
       cgroupMemory: cgroups?.memoryParent != null,
+      cgroupCpu: cgroups?.cpuParent != null,
     },
     bwrap,
     userns,

@@ -1,11 +1,13 @@
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { JailUser } from "./bwrap-args.ts";
+import { parseCpuWeight } from "./cgroup.ts";
 import { type ProbeOptions, probeHost } from "./detect.ts";
 import { DEFAULT_HOST_UID_RANGE, HostUidPool, type HostUidRange, parseHostUidRange } from "./host-uid.ts";
 import { openBubblewrapJail, openUnisolatedJail } from "./jail.ts";
 import type { Jail, Jailer, JailOptions } from "./types.ts";
 
 export type { JailUser } from "./bwrap-args.ts";
+export { parseCpuWeight } from "./cgroup.ts";
 export {
   adoptMonitorFiles,
   DEFAULT_HOST_UID_RANGE,
@@ -38,6 +40,11 @@ export interface JailerOptions extends ProbeOptions {
    * (`start-end`), else DEFAULT_HOST_UID_RANGE. Null: jailed processes run as host uid 0, with a warning.
    */
   hostUids?: HostUidRange | null;
+  /**
+   * The CPU weight of all sessions together against the monitor (cgroup.ts), each session an equal share of it;
+   * defaults to `MONITOR_SESSIONS_CPU_WEIGHT`, else DEFAULT_SESSIONS_CPU_WEIGHT. Null: sessions get no CPU weight.
+   */
+  cpuWeight?: number | null;
 }
 
 /**
@@ -60,7 +67,11 @@ export function parseJailUser(value: string | undefined): JailUser | null {
 export function createJailer(options: JailerOptions = {}): Jailer {
   const range =
     options.hostUids === undefined ? parseHostUidRange(process.env.MONITOR_JAIL_UID_RANGE) : options.hostUids;
-  const probe = probeHost({ ...options, trialUid: (range ?? DEFAULT_HOST_UID_RANGE).start });
+  const cpuWeight =
+    options.cpuWeight === undefined
+      ? parseCpuWeight(process.env.MONITOR_SESSIONS_CPU_WEIGHT)
+      : options.cpuWeight;
+  const probe = probeHost({ ...options, cpuWeight, trialUid: (range ?? DEFAULT_HOST_UID_RANGE).start });
   const user = options.user === undefined ? parseJailUser(process.env.MONITOR_JAIL_USER) : options.user;
   if (probe.bwrap && probe.userns && !range) {
     probe.capabilities.warnings.push(

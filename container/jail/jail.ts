@@ -31,7 +31,7 @@ import {
   wrapperScript,
 } from "./bwrap-args.ts";
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
-import { type HostProbe, setprivArgs } from "./detect.ts";
+import { type HostProbe, noCpuShareWarning, setprivArgs } from "./detect.ts";
 import { type JailEgress, openEgress } from "./egress.ts";
 import { type HostUidPool, sessionHostUid } from "./host-uid.ts";
 import { connectionError } from "./lazy-bridge.ts";
@@ -77,6 +77,7 @@ async function limitsFor(
     memoryBytes: cgroup?.memory ? "cgroup" : "none",
     maxFileBytes: rlimits && limits.maxFileBytes > 0 ? "rlimit" : "none",
     cpuSeconds: rlimits && limits.cpuSeconds > 0 ? "rlimit" : "none",
+    cpuShare: cgroup?.cpu ? "cgroup" : "none",
   };
   if (!rlimits && (limits.maxFileBytes > 0 || limits.cpuSeconds > 0)) {
     warnings.push(
@@ -95,6 +96,7 @@ async function limitsFor(
       `memory limit (${limits.memoryBytes} bytes) not enforced: no writable memory cgroup on this host`,
     );
   }
+  if (!cgroup?.cpu) warnings.push(noCpuShareWarning(probe.cgroups));
   return { cgroup, enforced, warnings };
 }
 

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 import type { Readable } from "node:stream";
-import type { Isolation, Limits, NetworkRequest } from "../../src/protocol/schemas.ts";
+import type { Enforced, Isolation, Limits, NetworkRequest } from "../../src/protocol/schemas.ts";
 import type { SessionEgress } from "../egress/egress-client.ts";
 import type { SocketView } from "../processes/sockets.ts";
 
@@ -14,18 +14,15 @@ export interface JailCapabilities {
   cgroupPids: boolean;
   /** A per-session memory cgroup can be created (memory limit of the whole session). */
   cgroupMemory: boolean;
+  /** A per-session cpu cgroup can be created (an equal CPU weight per session, cgroup.ts). */
+  cgroupCpu: boolean;
 }
 
 /**
  * How each limit is really enforced for a session. `cgroup`: for the whole session; `rlimit`: per process;
- * `none`: not enforced (the jail's `warnings` say why).
+ * `none`: not enforced (the jail's `warnings` say why). `cpuShare`: the session's CPU weight among the sessions.
  */
-export interface EnforcedLimits {
-  maxProcesses: "cgroup" | "none";
-  memoryBytes: "cgroup" | "none";
-  maxFileBytes: "rlimit" | "none";
-  cpuSeconds: "rlimit" | "none";
-}
+export type EnforcedLimits = Enforced;
 
 export interface JailOptions {
   sessionId: string;

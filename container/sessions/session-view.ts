@@ -31,6 +31,7 @@ export function toSession(
     idleTtlSeconds: record.idleTtlSeconds,
     maxLifetimeSeconds: record.maxLifetimeSeconds,
     limits: record.limits,
+    ...(jail ? { enforced: jail.enforced } : {}),
     warnings: [...new Set([...capabilities.warnings, ...(jail?.warnings ?? [])])],
   };
 }

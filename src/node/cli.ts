@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { loadEgressConfig } from "../../container/egress/egress-config.ts";
+import { parseCpuWeight } from "../../container/jail/cgroup.ts";
 import { quietSqliteWarning } from "../../container/store/quiet-sqlite.ts";
 import { callLimitsFromEnv } from "../mcp/call-limiter.ts";
 import { generateToken, LOCAL_PRINCIPAL, parseTokens, principalOf } from "./auth.ts";
@@ -42,6 +43,8 @@ Each session's workspace history (checkpoint, diff, revert, fork_session) may us
 (default 2 GiB; 0 turns the quota off): a session over it has its commands and processes stopped and its writes
 refused until it deletes files.
 (default 256 MiB; 0 turns history off).
+Sessions share a busy CPU equally, with one CPU weight per session; all of them together weigh
+MONITOR_SESSIONS_CPU_WEIGHT against this server (cgroup v2 units 1-10000, default 100; 0 turns the weights off).
 A template's dependencies are installed once, in the background at its first use, and later sessions from it
 start with them installed; PREINSTALL_TEMPLATES=0 turns that off.
 
@@ -157,6 +160,8 @@ async function main() {
   }
   let callLimits: ReturnType<typeof callLimitsFromEnv>;
   try {
+    // Read again by the jailer; checked here so a typo is a usage error.
+    parseCpuWeight(env.MONITOR_SESSIONS_CPU_WEIGHT);
     callLimits = callLimitsFromEnv(env);
   } catch (error) {
     fail((error as Error).message);

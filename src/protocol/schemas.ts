@@ -44,6 +44,18 @@ export const Limits = z.object({
 });
 export type Limits = z.infer<typeof Limits>;
 
+/** How each limit is really enforced: `none` means not at all, and the session's warnings say why. */
+export const Enforced = z.object({
+  maxProcesses: z.enum(["cgroup", "none"]).describe("cgroup: for the whole session (pids cgroup)"),
+  memoryBytes: z.enum(["cgroup", "none"]).describe("cgroup: for the whole session (memory cgroup)"),
+  maxFileBytes: z.enum(["rlimit", "none"]).describe("rlimit: per process"),
+  cpuSeconds: z.enum(["rlimit", "none"]).describe("rlimit: per process"),
+  cpuShare: z
+    .enum(["cgroup", "none"])
+    .describe("cgroup: the session has an equal CPU weight among sessions, however many processes it runs"),
+});
+export type Enforced = z.infer<typeof Enforced>;
+
 export const Session = z.object({
   id: SessionId,
   owner: z.string().nullable(),
@@ -63,6 +75,7 @@ export const Session = z.object({
   idleTtlSeconds: z.number().int(),
   maxLifetimeSeconds: z.number().int(),
   limits: Limits,
+  enforced: Enforced.optional().describe("how the limits are enforced, where the session's jail is open"),
   warnings: z.array(z.string()),
 });
 export type Session = z.infer<typeof Session>;

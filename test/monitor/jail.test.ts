@@ -28,6 +28,7 @@ describe("jail capabilities", () => {
       slirp4netns: true,
       cgroupPids: true,
       cgroupMemory: true,
+      cgroupCpu: true,
     });
     expect(jailer.capabilities.warnings).toEqual([]);
   });
@@ -59,6 +60,7 @@ describe("a jailed session", () => {
       memoryBytes: "cgroup",
       maxFileBytes: "rlimit",
       cpuSeconds: "rlimit",
+      cpuShare: "cgroup",
     });
   });
 
