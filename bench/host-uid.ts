@@ -8,7 +8,8 @@ import { median, ms, percentile, type Row } from "./stats.ts";
 /**
  * What running each session as its own host uid costs: `create_session` of the `node` template and a first
  * `run_commands`, on a monitor whose sessions get a host uid of their own (the default) and on one whose sessions
- * run as host uid 0 (`MONITOR_JAIL_UID_RANGE=none`), interleaved in the same run.
+ * run as host uid 0 (`MONITOR_JAIL_UID_RANGE=none`), interleaved in the same run; with `deny`, and with `allow`,
+ * whose namespace holder and slirp4netns run as a second uid of the session's (as root under host uid 0).
  */
 async function startMonitor(uidRange: string | undefined) {
   const dataDir = await mkdtemp(join(tmpdir(), "bench-uid-"));
@@ -30,9 +31,9 @@ async function startMonitor(uidRange: string | undefined) {
   }
 }
 
-async function createAndRun(client: SandboxClient): Promise<number> {
+async function createAndRun(client: SandboxClient, network: "deny" | "allow"): Promise<number> {
   const start = performance.now();
-  const { id } = await client.createSession({ template: "node" });
+  const { id } = await client.createSession({ template: "node", network });
   const result = await client.exec(id, { commands: ["echo built > out.txt"] });
   const elapsed = performance.now() - start;
   if (result.results[0]?.exitCode !== 0)
@@ -45,25 +46,27 @@ export async function benchHostUid(options: { quick: boolean }): Promise<Row[]> 
   const own = await startMonitor(undefined);
   const root = await startMonitor("none");
   try {
-    const samples = { own: [] as number[], root: [] as number[] };
-    const rounds = options.quick ? 12 : 40;
-    for (let round = 0; round < rounds + 2; round++) {
-      const ownMs = await createAndRun(own.client);
-      const rootMs = await createAndRun(root.client);
-      if (round < 2) continue;
-      samples.own.push(ownMs);
-      samples.root.push(rootMs);
-    }
-    return [
-      {
-        figure: "create_session (node) + first run_commands, own host uid (p50)",
+    const rows: Row[] = [];
+    for (const network of ["deny", "allow"] as const) {
+      const samples = { own: [] as number[], root: [] as number[] };
+      const rounds = options.quick ? 12 : 40;
+      for (let round = 0; round < rounds + 2; round++) {
+        const ownMs = await createAndRun(own.client, network);
+        const rootMs = await createAndRun(root.client, network);
+        if (round < 2) continue;
+        samples.own.push(ownMs);
+        samples.root.push(rootMs);
+      }
+      rows.push({
+        figure: `create_session (node, ${network}) + first run_commands, own host uid (p50)`,
         value: ms(median(samples.own)),
         baseline: `host uid 0 ${ms(median(samples.root))}; p90 ${ms(percentile(samples.own, 90))} vs ${ms(percentile(samples.root, 90))}`,
         ratio: `${(median(samples.own) / median(samples.root)).toFixed(2)}x`,
         goal: "-",
         ok: null,
-      },
-    ];
+      });
+    }
+    return rows;
   } finally {
     await own.close();
     await root.close();

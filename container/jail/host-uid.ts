@@ -184,3 +184,33 @@ export async function sessionHostUid(
   }
   return uid;
 }
+
+/** Under which name a session's network uid is held in the pool. */
+function networkKey(sessionId: string): string {
+  return `${sessionId}/network`;
+}
+
+/**
+ * The host uid a session's network holder and slirp4netns run as (network.ts): a second uid of the range, never
+ * the session's own, so that the session's processes cannot trace or signal them. Only for a session that has a
+ * uid (its run directory is then searchable by others); null, with the warning in `warnings`, otherwise.
+ */
+export function sessionNetworkUid(
+  pool: HostUidPool | null,
+  sessionId: string,
+  sessionUid: number | null,
+  warnings: string[],
+): number | null {
+  if (!pool || sessionUid === null) return null;
+  const uid = pool.take(networkKey(sessionId));
+  if (uid === null) {
+    warnings.push(
+      `session ${sessionId}'s network namespace holder and slirp4netns run as host root (without capabilities): every uid of the sessions' range is taken`,
+    );
+  }
+  return uid;
+}
+
+export function releaseNetworkUid(pool: HostUidPool | null, sessionId: string, uid: number | null): void {
+  if (uid !== null) pool?.release(uid, networkKey(sessionId));
+}

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { networkMode } from "../../src/protocol/schemas.ts";
-import { AgentProcess, type AgentSpec, JailAgent } from "./agent.ts";
+import { AgentProcess, type AgentSpec } from "./agent.ts";
 import {
   agentInvocation,
   agentLimits,
@@ -15,6 +15,7 @@ import {
   agentSetsLimits,
   hostAgent,
 } from "./agent-invocation.ts";
+import { agentKeeper } from "./agent-keeper.ts";
 import { INPUT_WINDOW, type SpawnFields } from "./agent-protocol.ts";
 import {
   JAIL_HOME,
@@ -33,7 +34,7 @@ import {
 import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
 import { type HostProbe, noCpuShareWarning, setprivArgs } from "./detect.ts";
 import { type JailEgress, openEgress } from "./egress.ts";
-import { type HostUidPool, sessionHostUid } from "./host-uid.ts";
+import { type HostUidPool, releaseNetworkUid, sessionHostUid, sessionNetworkUid } from "./host-uid.ts";
 import { connectionError } from "./lazy-bridge.ts";
 import { type SessionNetwork, startNetwork } from "./network.ts";
 import { killOrphanedInits, signal } from "./proc-tree.ts";
@@ -200,17 +201,19 @@ export async function openBubblewrapJail(
   ]);
   if (typeof hostUid === "string") warnings.push(hostUid);
   const runAs = typeof hostUid === "number" ? hostUid : null;
+  const networkUid = sessionNetworkUid(hostUids, options.sessionId, runAs, warnings);
   const releaseUid = (): void => {
     if (runAs !== null) hostUids?.release(runAs, options.sessionId);
+    releaseNetworkUid(hostUids, options.sessionId, networkUid);
   };
   const limits = await limitsFor(probe, options, agentSetsLimits());
   warnings.push(...limits.warnings);
   let network: SessionNetwork;
   try {
     network = await startNetwork(
-      { bwrap, nsenter, slirp4netns: probe.slirp4netns, ip: probe.ip },
+      { bwrap, nsenter, setpriv: probe.setpriv, slirp4netns: probe.slirp4netns, ip: probe.ip },
       options.runDir,
-      { outbound, bridgeIdleMs },
+      { outbound, bridgeIdleMs, uid: networkUid },
     );
   } catch (error) {
     await limits.cgroup?.remove();
@@ -374,83 +377,6 @@ async function attachRegistry(
     );
     return null;
   }
-}
-
-/**
- * The jail's agent, started on demand and stopped once nothing has run in it for `idleMs`, so an idle session
- * costs no process. An agent that ended (killed, say) is replaced by the next spawn.
- */
-function agentKeeper(
-  spec: AgentSpec,
-  idleMs: number,
-): { current(): JailAgent | null; get(): Promise<JailAgent>; close(): Promise<void> } {
-  let agent: JailAgent | null = null;
-  let starting: Promise<JailAgent> | null = null;
-  let closed = false;
-  let idleTimer: NodeJS.Timeout | undefined;
-  let stopping: Promise<void> = Promise.resolve();
-  const checkIdle = (): void => {
-    const idle = agent;
-    if (!idle) {
-      // A jail still starting is checked once it runs.
-      if (starting) idleTimer = setTimeout(checkIdle, idleMs).unref();
-      return;
-    }
-    if (idle.live > 0) {
-      idleTimer = setTimeout(checkIdle, idleMs).unref();
-      return;
-    }
-    // Forgotten first: a spawn from now on starts a new jail rather than landing in this one as it goes.
-    agent = null;
-    starting = null;
-    stopping = Promise.all([stopping, idle.close()]).then(() => {});
-  };
-  const touch = (): void => {
-    clearTimeout(idleTimer);
-    idleTimer = setTimeout(checkIdle, idleMs).unref();
-  };
-  return {
-    current() {
-      if (!agent || agent.gone || closed) return null;
-      touch();
-      return agent;
-    },
-    get() {
-      if (closed) return Promise.reject(new Error("the session is being closed"));
-      touch();
-      if (starting) return starting;
-      const attempt: Promise<JailAgent> = JailAgent.start(spec).then(
-        (started) => {
-          if (closed) {
-            void started.close();
-            throw new Error("the session is being closed");
-          }
-          agent = started;
-          started.onGone(() => {
-            if (agent === started) agent = null;
-            if (starting === attempt) starting = null;
-          });
-          return started;
-        },
-        (error: unknown) => {
-          if (starting === attempt) starting = null;
-          throw error;
-        },
-      );
-      starting = attempt;
-      return attempt;
-    },
-    async close() {
-      closed = true;
-      clearTimeout(idleTimer);
-      const pending = starting;
-      await pending?.then(
-        (started) => started.close(),
-        () => {},
-      );
-      await stopping;
-    },
-  };
 }
 
 /** An unisolated jail: plain process groups of the monitor, loudly labelled as such. */

@@ -6,20 +6,31 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { firstChunk, firstLine, terminate } from "./child-io.ts";
+import { setprivArgs } from "./detect.ts";
 import { createLazyBridge, DEFAULT_BRIDGE_IDLE_MS } from "./lazy-bridge.ts";
 
 /**
  * One network namespace per session, held by a minimal process (bubblewrap running `cat` on a pipe from the
  * monitor) so that every process of the session joins the same namespace. The monitor reaches ports inside it
  * through a TCP bridge (bridge.ts) that is started only when a port is first connected to (see lazy-bridge.ts).
- * `allow` attaches slirp4netns (user-mode NAT, host loopback disabled) and installs unreachable routes for the
- * metadata range and the host's own addresses; the routes belong to a namespace owned by the host's user
- * namespace, so jailed processes, which hold no capabilities, cannot remove them.
+ * `allow` attaches slirp4netns (user-mode NAT, host loopback disabled, in its own sandbox and seccomp filter) and
+ * installs unreachable routes for the metadata range and the host's own addresses.
+ *
+ * Given a `uid` (the session's network uid, see host-uid.ts), the holder and slirp4netns run as that unprivileged
+ * host uid, not as root: the holder's bubblewrap makes a user namespace of its own (the uid as its root) and the
+ * network namespace inside it, and slirp4netns joins that user namespace (nsenter, as the same uid) to open its
+ * tap device there, staying in the host's network namespace for its sockets. The uid is not the one jailed
+ * processes run as, so a jailed process that got out of its pid namespace could still neither trace slirp4netns
+ * (into the host's network) nor enter the holder's user namespace, whose capabilities are the only ones over the
+ * session's routes besides root's; jailed processes, in a user namespace of their own, hold none of them. Without a
+ * uid both run as root, the holder without capabilities, slirp4netns with CAP_NET_BIND_SERVICE alone.
  */
 
 export interface NetworkTools {
   bwrap: string;
   nsenter: string;
+  /** setpriv, which drops the holder and slirp4netns to `uid`; null: they run as root. */
+  setpriv: string | null;
   /** slirp4netns and ip; both are needed for outbound access. */
   slirp4netns: string | null;
   ip: string | null;
@@ -28,6 +39,8 @@ export interface NetworkTools {
 export interface NetworkOptions {
   /** Whether to attach slirp4netns for a route out. */
   outbound: boolean;
+  /** The unprivileged host uid (and gid) the holder and slirp4netns run as; null: root (see above). */
+  uid: number | null;
   /** How long the bridge may run without connections before it is stopped (default 60 s). */
   bridgeIdleMs?: number;
 }
@@ -87,28 +100,34 @@ export async function startNetwork(
   options: NetworkOptions,
 ): Promise<SessionNetwork> {
   const socketPath = join(runDir, "bridge.sock");
-  const holder = spawn(
+  const uid = tools.setpriv ? options.uid : null;
+  const asUid = (command: string[]): string[] =>
+    uid === null ? command : [tools.setpriv!, ...setprivArgs(uid, uid), ...command];
+  const [holderFile, ...holderArgs] = asUid([
     tools.bwrap,
-    [
-      "--unshare-net",
-      "--die-with-parent",
-      "--cap-drop",
-      "ALL",
-      "--ro-bind",
-      "/",
-      "/",
-      "--dev",
-      "/dev",
-      // Names the session's run directory so that its helpers can be told apart on the host.
-      "--chdir",
-      runDir,
-      "--",
-      "/bin/sh",
-      "-c",
-      HOLDER_SCRIPT,
-    ],
-    { stdio: ["pipe", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
-  );
+    // A user namespace whose root is `uid`, owning the network namespace, so slirp4netns as `uid` may join it.
+    ...(uid === null ? [] : ["--unshare-user", "--uid", "0", "--gid", "0"]),
+    "--unshare-net",
+    "--die-with-parent",
+    "--cap-drop",
+    "ALL",
+    "--ro-bind",
+    "/",
+    "/",
+    "--dev",
+    "/dev",
+    // Names the session's run directory so that its helpers can be told apart on the host.
+    "--chdir",
+    runDir,
+    "--",
+    "/bin/sh",
+    "-c",
+    HOLDER_SCRIPT,
+  ]);
+  const holder = spawn(holderFile!, holderArgs, {
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+  });
   let exited = false;
   holder.once("exit", () => {
     exited = true;
@@ -131,7 +150,7 @@ export async function startNetwork(
     const netnsPath = `/proc/${holderPid}/ns/net`;
     let hasRoute = false;
     if (options.outbound && tools.slirp4netns && tools.ip) {
-      slirp = await startSlirp(tools.slirp4netns, holderPid);
+      slirp = await startSlirp(asUid, tools, holderPid, uid !== null);
       await installRoutes(tools, netnsPath, blockedRoutes());
       hasRoute = true;
     }
@@ -172,23 +191,34 @@ export async function startNetwork(
   }
 }
 
-async function startSlirp(path: string, pid: number): Promise<ChildProcess> {
+async function startSlirp(
+  asUid: (command: string[]) => string[],
+  tools: NetworkTools,
+  pid: number,
+  inUserns: boolean,
+): Promise<ChildProcess> {
+  // As root it joins the holder's namespaces by pid. As `uid` it runs inside the holder's user namespace, as its
+  // root: capabilities there (never over the host's network namespace, where its sockets are) let it open the tap
+  // device and set up its sandbox, which then drops them all but CAP_NET_BIND_SERVICE.
+  const enter = inUserns
+    ? [tools.nsenter, `--user=/proc/${pid}/ns/user`, "--preserve-credentials", "--"]
+    : [];
+  const target = inUserns ? ["--netns-type=path", `/proc/${pid}/ns/net`] : [String(pid)];
   // fd 3 reports readiness; fd 4 is kept open by us: slirp4netns exits when it closes, even if we crash.
-  const slirp = spawn(
-    path,
-    [
-      "--configure",
-      "--mtu=65520",
-      "--disable-host-loopback",
-      "--enable-sandbox",
-      "--enable-seccomp",
-      "--ready-fd=3",
-      "--exit-fd=4",
-      String(pid),
-      "tap0",
-    ],
-    { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"], env: {} },
-  );
+  const [file, ...args] = asUid([
+    ...enter,
+    tools.slirp4netns!,
+    "--configure",
+    "--mtu=65520",
+    "--disable-host-loopback",
+    "--enable-sandbox",
+    "--enable-seccomp",
+    "--ready-fd=3",
+    "--exit-fd=4",
+    ...target,
+    "tap0",
+  ]);
+  const slirp = spawn(file!, args, { stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"], env: {} });
   const ready = slirp.stdio[3] as Readable;
   try {
     await firstChunk(slirp, ready, START_TIMEOUT_MS, "slirp4netns");

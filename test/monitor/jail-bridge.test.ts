@@ -63,10 +63,15 @@ function holderProcesses(runDir: string): number[] {
   });
   if (root === undefined) return [];
   const holder = [root, ...descendants(root)];
-  // slirp4netns names the pid of the namespace's member on its command line.
+  // slirp4netns names the namespace's member on its command line: its network namespace, or as root its pid.
   const slirp = mine.filter((pid) => {
     const cmdline = readCmdline(pid);
-    return SLIRP.test(cmdline) && holder.some((member) => cmdline.includes(` ${member} tap0`));
+    return (
+      SLIRP.test(cmdline) &&
+      holder.some(
+        (member) => cmdline.includes(`/proc/${member}/ns/net tap0`) || cmdline.includes(` ${member} tap0`),
+      )
+    );
   });
   return [...holder, ...slirp];
 }

@@ -1,9 +1,11 @@
+import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { request } from "node:http";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_HOST_UID_RANGE, inRange } from "../../container/jail/host-uid.ts";
 import { blockedRoutes } from "../../container/jail/network.ts";
 import {
   collect,
@@ -25,6 +27,46 @@ const JAIL_SERVER = `node -e "require('http').createServer((q, s) => s.end('hell
 function curl(url: string): string {
   return `curl -s -m 5 -o /dev/null -w '%{http_code}\\n' ${url} || true`;
 }
+
+/** The credentials of a host process, from /proc/<pid>/status. */
+function credentials(pid: number): {
+  uids: number[];
+  gids: number[];
+  capEff: bigint;
+  seccomp: number;
+  ppid: number;
+} {
+  const status = readFileSync(`/proc/${pid}/status`, "latin1");
+  const field = (name: string): string =>
+    new RegExp(`^${name}:\\s*(.*)$`, "m").exec(status)?.[1]?.trim() ?? "";
+  return {
+    uids: field("Uid").split(/\s+/).map(Number),
+    gids: field("Gid").split(/\s+/).map(Number),
+    capEff: BigInt(`0x${field("CapEff")}`),
+    seccomp: Number(field("Seccomp")),
+    ppid: Number(field("PPid")),
+  };
+}
+
+/** The slirp4netns attached to the namespace of `holder` (named by its pid or its namespace's path). */
+function slirpOf(holder: number): number {
+  const found = readdirSync("/proc").filter((name) => {
+    if (!/^\d+$/.test(name)) return false;
+    try {
+      const args = readFileSync(`/proc/${name}/cmdline`, "latin1").split("\0");
+      return (
+        /(^|\/)slirp4netns$/.test(args[0] ?? "") &&
+        (args.includes(String(holder)) || args.includes(`/proc/${holder}/ns/net`))
+      );
+    } catch {
+      return false;
+    }
+  });
+  expect(found).toHaveLength(1);
+  return Number(found[0]);
+}
+
+const CAP_NET_BIND_SERVICE = 1n << 10n;
 
 function httpGet(socket: Socket, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -161,11 +203,57 @@ describe("network allow", () => {
     expect(session.jail.warnings).toEqual([]);
   });
 
+  it("runs the holder and slirp4netns as an unprivileged host uid that is not the session's, in a sandbox", () => {
+    const holder = session.jail.sockets.netnsPid;
+    const slirp = slirpOf(holder);
+    const sessionUid = statSync(session.hostPath).uid;
+    // The holder (cat), its bubblewrap and slirp4netns: one uid, real, effective, saved and filesystem alike.
+    const helpers = [holder, credentials(holder).ppid, slirp].map(credentials);
+    const uid = helpers[0]!.uids[0]!;
+    expect(inRange(DEFAULT_HOST_UID_RANGE, uid)).toBe(true);
+    expect(uid).not.toBe(sessionUid);
+    for (const helper of helpers) {
+      expect(helper.uids).toEqual([uid, uid, uid, uid]);
+      expect(helper.gids).toEqual([uid, uid, uid, uid]);
+    }
+    expect(helpers[0]!.capEff).toBe(0n);
+    expect(helpers[1]!.capEff).toBe(0n);
+    // slirp4netns's sandbox keeps CAP_NET_BIND_SERVICE alone, in the holder's user namespace (which owns nothing
+    // but the session's network namespace), not the host's; its seccomp filter is on.
+    expect(helpers[2]!.capEff & ~CAP_NET_BIND_SERVICE).toBe(0n);
+    expect(readlinkSync(`/proc/${slirp}/ns/user`)).toBe(readlinkSync(`/proc/${holder}/ns/user`));
+    expect(readlinkSync(`/proc/${slirp}/ns/user`)).not.toBe(readlinkSync("/proc/self/ns/user"));
+    expect(readlinkSync(`/proc/${slirp}/ns/net`)).toBe(readlinkSync("/proc/self/ns/net"));
+    expect(readlinkSync(`/proc/${slirp}/ns/mnt`)).not.toBe(readlinkSync("/proc/self/ns/mnt"));
+    expect(helpers[2]!.seccomp).toBe(2);
+  });
+
   it("reaches the npm registry with npm itself", { timeout: 60_000 }, async () => {
     const result = await run(session.jail, "npm view is-number version", {
       env: { npm_config_update_notifier: "false" },
     });
     expect(result.stderr).toBe("");
     expect(result.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});
+
+describe("network allow where sessions have no host uid", () => {
+  it("runs slirp4netns as root in its sandbox, with CAP_NET_BIND_SERVICE alone, and still routes out", async () => {
+    const rootJailer = createTestJailer({ hostUids: null });
+    expect(rootJailer.capabilities.warnings.join("\n")).toMatch(/host uid 0/);
+    const session = await openTestSession(rootJailer, { network: "allow" });
+    try {
+      const holder = session.jail.sockets.netnsPid;
+      const slirp = credentials(slirpOf(holder));
+      expect(slirp.uids).toEqual([0, 0, 0, 0]);
+      expect(slirp.capEff).toBe(CAP_NET_BIND_SERVICE);
+      expect(slirp.seccomp).toBe(2);
+      expect(credentials(holder).capEff).toBe(0n);
+      const result = await run(session.jail, "ip -4 route");
+      expect(result.stdout).toContain("default via 10.0.2.2 dev tap0");
+      expect(result.stdout).toContain("unreachable 169.254.0.0/16");
+    } finally {
+      await session.dispose();
+    }
   });
 });
