@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, mkdirSync, type Stats } from "node:fs";
+import { chmodSync, createReadStream, createWriteStream, mkdirSync, type Stats } from "node:fs";
 import { readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type Readable, Transform } from "node:stream";
@@ -11,7 +11,8 @@ import { pipeline } from "node:stream/promises";
  * while it is written, and an index entry maps a request key (the exact upstream path, and for documents the kind
  * of answer asked for) to that address with what is needed to answer again. Reading re-hashes the body as it is
  * streamed: a body that no longer matches its address (a disk error, a hand edit) ends the stream with an error
- * and is dropped, so a client never receives a whole answer that differs from what the upstream sent.
+ * and is dropped, so a client never receives a whole answer that differs from what the upstream sent. The store
+ * is its process's alone: directories 0700, files 0600 (sessions' host uids can search the data directory).
  */
 
 export interface IndexEntry {
@@ -46,7 +47,11 @@ export class CacheStore {
   constructor(options: StoreOptions) {
     this.#root = options.root;
     this.#maxBytes = options.maxBytes ?? 4 * GiB;
-    for (const dir of ["content", "index", "tmp"]) mkdirSync(join(this.#root, dir), { recursive: true });
+    for (const dir of ["", "content", "index", "tmp"]) {
+      mkdirSync(join(this.#root, dir), { recursive: true, mode: 0o700 });
+      // A store an earlier version left open to others: what is in it is out of their reach once these are closed.
+      chmodSync(join(this.#root, dir), 0o700);
+    }
   }
 
   /** The entry for `key`, or null. */
@@ -141,7 +146,7 @@ export class CacheStore {
             yield chunk;
           }
         },
-        createWriteStream(temp, { flags: "wx" }),
+        createWriteStream(temp, { flags: "wx", mode: 0o600 }),
       );
       const digest = hash.digest();
       await rename(temp, this.#contentPath(digest.toString("hex")));
@@ -170,7 +175,7 @@ export class CacheStore {
   async #writeIndex(entry: IndexEntry): Promise<void> {
     const path = this.#indexPath(entry.key);
     const temp = `${path}.${randomBytes(6).toString("hex")}`;
-    await writeFile(temp, JSON.stringify(entry));
+    await writeFile(temp, JSON.stringify(entry), { mode: 0o600 });
     await rename(temp, path);
   }
 

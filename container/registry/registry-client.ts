@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import type { Server } from "node:net";
 import { fileURLToPath } from "node:url";
 import { REGISTRY_CACHE_PORT, SYSTEM_CA_FILE } from "../jail/bwrap-args.ts";
@@ -94,7 +94,9 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
     });
 
   const start = (): Running => {
-    mkdirSync(options.root, { recursive: true });
+    // Read and written by the cache process alone (cache-store.ts), which jailed sessions reach only over HTTP.
+    mkdirSync(options.root, { recursive: true, mode: 0o700 });
+    chmodSync(options.root, 0o700);
     const args = [
       script,
       "--root",

@@ -1,9 +1,11 @@
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setprivArgs } from "../../container/jail/detect.ts";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
 import { SandboxClient } from "../../src/protocol/client.ts";
 
@@ -20,6 +22,17 @@ const MANIFEST = JSON.stringify({
 });
 /** What an attacker would put in another session's node_modules. */
 const PLANTED = "module.exports = () => 'planted by another session';";
+
+/** Every path under `root` (itself included) with its permission bits. */
+function modes(root: string, prefix = ""): Map<string, number> {
+  const found = new Map<string, number>([[prefix || ".", lstatSync(join(root, prefix)).mode & 0o7777]]);
+  for (const entry of readdirSync(join(root, prefix), { withFileTypes: true })) {
+    const path = join(prefix, entry.name);
+    if (entry.isDirectory()) for (const [inner, mode] of modes(root, path)) found.set(inner, mode);
+    else found.set(path, lstatSync(join(root, path)).mode & 0o7777);
+  }
+  return found;
+}
 
 const sha512 = (data: Buffer) => `sha512-${createHash("sha512").update(data).digest("base64")}`;
 
@@ -84,6 +97,32 @@ describe("the registry cache", () => {
       resolved: `${REGISTRY}${TARBALL_PATH}`,
       integrity: genuine.integrity,
     });
+  });
+
+  it("keeps its store to itself: directories 0700, files 0600, unreadable by a session's host uid", async () => {
+    const id = await sessionWithManifest();
+    expect((await sh(id, "npm install --no-audit --no-fund")).code).toBe(0);
+    const root = join(dataDir, "registry-cache");
+    const all = modes(root);
+    const files = [...all.keys()].filter((path) => !lstatSync(join(root, path)).isDirectory());
+    expect(files.some((path) => path.startsWith("content/"))).toBe(true);
+    expect(files.some((path) => path.startsWith("index/"))).toBe(true);
+    for (const [path, mode] of all) {
+      const expected = files.includes(path) ? 0o600 : 0o700;
+      expect({ path, mode: mode.toString(8) }).toEqual({ path, mode: expected.toString(8) });
+    }
+    // The session's uid, on the host, outside its jail: neither the store nor a body in it can be read.
+    const uid = lstatSync(join(dataDir, "sessions", id, "workspace")).uid;
+    expect(uid).not.toBe(0);
+    const body = join(root, files.find((path) => path.startsWith("content/"))!);
+    for (const command of [
+      ["cat", body],
+      ["ls", root],
+    ]) {
+      const attempt = spawnSync("setpriv", [...setprivArgs(uid, uid), ...command], { encoding: "utf8" });
+      expect(attempt.status).not.toBe(0);
+      expect(attempt.stderr).toMatch(/Permission denied/);
+    }
   });
 
   it("is out of reach of a session without network, and invisible in every jail", async () => {
