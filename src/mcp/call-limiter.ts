@@ -12,6 +12,17 @@ export interface CallLimits {
 
 export const defaultCallLimits: CallLimits = { inFlight: 8, burst: 40, perSecond: 10 };
 
+/** Admitted (call `release` when the call ends) or refused with the result to answer. */
+export type Admission = { release: () => void } | { refused: CallToolResult };
+
+/**
+ * What a tool handler asks before each call: `CallLimiter` in process (Node), or a gate whose state lives
+ * elsewhere and answers asynchronously (the Worker's per-principal Durable Object, src/cloudflare/call-gate.ts).
+ */
+export interface CallGate {
+  acquire(principal: string, handle?: string): Admission | Promise<Admission>;
+}
+
 interface Principal {
   tokens: number;
   at: number;
@@ -22,9 +33,10 @@ interface Principal {
 /**
  * Keeps one principal's flood of tool calls from degrading the others: at most `inFlight` calls at once and a
  * token bucket of `burst` refilled at `perSecond`. A refused call gets a `rate_limited` error result that says
- * when to retry. One limiter per process (Node) or isolate (Worker), shared by every server built per request.
+ * when to retry. One limiter per process (Node), shared by every server built per request; on the Worker one per
+ * principal's Durable Object, so that it holds across isolates.
  */
-export class CallLimiter {
+export class CallLimiter implements CallGate {
   readonly #limits: CallLimits;
   readonly #principals = new Map<string, Principal>();
   readonly #now: () => number;
@@ -39,7 +51,7 @@ export class CallLimiter {
    * Admits one call of `principal` or refuses it. `handle`: the command handle the call waits on, so concurrent
    * waits on one handle hold one slot. Admitted: call the returned release when the call ends.
    */
-  acquire(principal: string, handle?: string): { release: () => void } | { refused: CallToolResult } {
+  acquire(principal: string, handle?: string): Admission {
     const { inFlight, burst, perSecond } = this.#limits;
     const state = this.#state(principal);
     const key = handle === undefined ? `#${this.#seq++}` : `h:${handle}`;
@@ -89,7 +101,8 @@ export class CallLimiter {
   }
 }
 
-function refusal(why: string, seconds: number): CallToolResult {
+/** The one refusal text of every host: `rate_limited: slow down: <why>; retry in <seconds> s`. */
+export function refusal(why: string, seconds: number): CallToolResult {
   const retryAfter = Math.max(1, seconds);
   return {
     content: [{ type: "text", text: `rate_limited: slow down: ${why}; retry in ${retryAfter} s` }],

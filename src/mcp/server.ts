@@ -8,7 +8,7 @@ import { tools } from "../../tools/index.ts";
 import { registerResources } from "../../tools/resources.ts";
 import { type ConsoleHost, consoleToolMeta, registerConsole } from "../console/host.ts";
 import type { SandboxClient } from "../protocol/client.ts";
-import type { CallLimiter } from "./call-limiter.ts";
+import type { CallGate } from "./call-limiter.ts";
 import { toolError } from "./tool-error.ts";
 import {
   type BrowserChecker,
@@ -34,8 +34,8 @@ export interface ServerDeps {
   /** Share one cache across requests (the HTTP handler builds a server per request). */
   owners?: SessionOwnerCache;
   limits?: Partial<ToolLimits>;
-  /** Per-principal rate and concurrency of tool calls; share one per process or isolate. None: unlimited. */
-  calls?: CallLimiter;
+  /** Per-principal rate and concurrency of tool calls; share one per process (or the Worker's). None: unlimited. */
+  calls?: CallGate;
   /** Workers pass the Cloudflare-worker validator: the default (Ajv) compiles with `new Function`. */
   jsonSchemaValidator?: jsonSchemaValidator;
   name?: string;
@@ -97,7 +97,7 @@ export function createServer(deps: ServerDeps): McpServer {
         _meta: deps.console ? consoleToolMeta(tool.name) : undefined,
       },
       async (args, ctx): Promise<CallToolResult> => {
-        const admitted = deps.calls?.acquire(deps.principal, handleOf(tool.name, args));
+        const admitted = await deps.calls?.acquire(deps.principal, handleOf(tool.name, args));
         if (admitted && "refused" in admitted) return admitted.refused;
         try {
           const reply = await tool.execute(args, contextFor(ctx));
