@@ -11,9 +11,10 @@ import { benchJailSpawn } from "./jail-spawn.ts";
 import { benchMcp } from "./mcp.ts";
 import { benchMonitor } from "./monitor.ts";
 import { printTable, type Row } from "./stats.ts";
+import { benchWorkerCalls } from "./worker-calls.ts";
 
 /**
- * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser,install,egress,history,uid,fairness]`: prints each figure with a baseline
+ * `npm run bench [-- --quick] [--only jail,monitor,mcp,browser,install,egress,history,uid,fairness,worker]`: prints each figure with a baseline
  * measured in the same run. The machine is shared and noisy, so figures are medians and ratios; nothing here is
  * asserted by the test suite. `install` (package installs from the real npm registry, a few minutes) is left out of
  * `--quick` unless `--only` names it.
@@ -32,9 +33,10 @@ const sections: Record<string, { title: string; run: (options: { quick: boolean 
   history: { title: "workspace history (write_files, fork_session)", run: benchHistory },
   uid: { title: "a host uid per session (create_session + first command)", run: benchHostUid },
   fairness: { title: "CPU fairness between sessions (a CPU weight per session)", run: benchFairness },
+  worker: { title: "the Worker's per-principal call limits (wrangler dev)", run: benchWorkerCalls },
 };
 /** Sections a `--quick` run leaves out unless `--only` names them. */
-const SLOW = new Set(["install"]);
+const SLOW = new Set(["install", "worker"]);
 
 const { values } = parseArgs({
   options: {

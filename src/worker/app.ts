@@ -1,4 +1,5 @@
 import { Hono } from "hono";
+import type { CallGate, CallLimits } from "../mcp/call-limiter.ts";
 import { SERVER_VERSION } from "../mcp/server.ts";
 import type { BrowserChecker, Deployer } from "../mcp/types.ts";
 import { type FetchLike, SandboxClient } from "../protocol/client.ts";
@@ -23,6 +24,8 @@ export interface WorkerPlatform {
   publisher(env: WorkerEnv): Deployer | undefined;
   /** Starts Browser Rendering sessions for `check_preview`; undefined when the Worker has no browser binding. */
   browser?(env: WorkerEnv): LaunchBrowser | undefined;
+  /** Per-principal tool-call limits that hold across isolates; undefined (or none given): unlimited. */
+  callGate?(env: WorkerEnv, limits: CallLimits): CallGate | undefined;
 }
 
 /** Set by the OAuth provider (or a service binding) for requests it already authenticated. */
@@ -80,6 +83,7 @@ export function createWorkerApp(platform: WorkerPlatform) {
           browser,
           console: createWorkerConsole({ previewDomain: config.previewDomain, previews: env.PREVIEWS }),
           allowedHostnames: config.allowedHostnames,
+          calls: platform.callGate?.(env, config.calls),
         }),
         deployTargets: deploy?.targets ?? [],
       };

@@ -1,3 +1,4 @@
+import { type CallLimits, callLimitsFromEnv, defaultCallLimits } from "../mcp/call-limiter.ts";
 import { type PlacementMode, parsePlacementConfig } from "../placement/placement.ts";
 import { parseAuthTokens, type TokenEntry } from "./auth.ts";
 import type { OAuthBindings } from "./oauth.ts";
@@ -19,6 +20,8 @@ export interface WorkerConfig {
   poolSize: number;
   instanceType: string;
   publicUrl: string | undefined;
+  /** Per-principal tool-call limits (CALLS_IN_FLIGHT, CALLS_BURST, CALLS_PER_SECOND; 0 turns one off). */
+  calls: CallLimits;
 }
 
 /** Validates the configuration once per isolate; a mistake throws with the variable to fix. */
@@ -43,6 +46,10 @@ export function readConfig(vars: WorkerEnv): WorkerConfig {
     poolSize,
     instanceType: vars.SANDBOX_INSTANCE_TYPE ?? "unknown",
     publicUrl,
+    calls: {
+      ...defaultCallLimits,
+      ...callLimitsFromEnv(vars as unknown as Record<string, string | undefined>),
+    },
   };
 }
 

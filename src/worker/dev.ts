@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import { callLimitsFromEnv } from "../mcp/call-limiter.ts";
 import { findChromium } from "../node/browser.ts";
 import { type CdpChromium, startCdpChromium } from "../node/cdp-chromium.ts";
 import { parseAuthTokens } from "./auth.ts";
@@ -25,7 +26,10 @@ Options:
   --persist-to <d>      wrangler's local state (registry, previews, R2)    [default .wrangler/state]
   --token <t>           the bearer token of principal "dev"                [AUTH_TOKENS, else generated]
   --chromium <path>     the Chromium for check_preview, or none            [/usr/bin/chromium]
-  -h, --help            this text`;
+  -h, --help            this text
+
+CALLS_IN_FLIGHT, CALLS_BURST and CALLS_PER_SECOND in this script's environment replace the per-principal
+call limits of wrangler.jsonc (0 turns one off).`;
 
 /** A usage error, before anything is started: exit 2, pointing at --help. */
 function usage(message: string): never {
@@ -78,6 +82,16 @@ try {
       : (error as Error).message,
   );
 }
+// Call limits given in this environment (CALLS_IN_FLIGHT=0 npm run dev:worker) replace wrangler.jsonc's.
+const CALL_LIMIT_VARS = ["CALLS_IN_FLIGHT", "CALLS_BURST", "CALLS_PER_SECOND"] as const;
+try {
+  callLimitsFromEnv(process.env);
+} catch (error) {
+  usage((error as Error).message);
+}
+const callLimitVars = CALL_LIMIT_VARS.flatMap((name) =>
+  process.env[name]?.trim() ? ["--var", `${name}:${process.env[name]!.trim()}`] : [],
+);
 const children: ChildProcess[] = [];
 
 const monitor = spawn(
@@ -137,6 +151,7 @@ const wrangler = spawn(
     `AUTH_TOKENS:${authTokens}`,
     "--var",
     `PREVIEW_DOMAIN:localhost:${values.port}`,
+    ...callLimitVars,
     ...(chromium ? ["--var", `BROWSER_CDP_URL:${chromium.url}`] : []),
     ...(values["inspector-port"] ? ["--inspector-port", values["inspector-port"]] : []),
     ...(values["persist-to"] ? ["--persist-to", resolve(root, values["persist-to"])] : []),

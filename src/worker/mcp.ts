@@ -1,5 +1,6 @@
 import { createMcpHandler } from "agents/mcp/server";
 import type { ConsoleHost } from "../console/host.ts";
+import type { CallGate } from "../mcp/call-limiter.ts";
 import { createServer } from "../mcp/server.ts";
 import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../mcp/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
@@ -10,6 +11,8 @@ export interface WorkerMcpDeps {
   /** Browser Rendering for `check_preview`; undefined when the Worker has no browser binding. */
   browser?: BrowserChecker | undefined;
   console?: ConsoleHost;
+  /** Per-principal call limits (src/cloudflare/call-gate.ts); undefined: unlimited. */
+  calls?: CallGate | undefined;
   /** Host names `/mcp` answers on; undefined keeps the handler's defaults (localhost, workers.dev). */
   allowedHostnames: string[] | undefined;
 }
@@ -40,6 +43,7 @@ export function createWorkerMcp(deps: WorkerMcpDeps): WorkerMcp {
         owners,
         ...(deps.browser ? { browser: deps.browser } : {}),
         ...(deps.console ? { console: deps.console } : {}),
+        ...(deps.calls ? { calls: deps.calls } : {}),
       });
     },
     {

@@ -14,7 +14,10 @@ export interface DevWorker {
   stop(): Promise<void>;
 }
 
-export async function startDevWorker(): Promise<DevWorker> {
+/** `env`: more of the script's environment, e.g. call limits (`CALLS_IN_FLIGHT`, ...); `chromium: false`: none. */
+export async function startDevWorker(
+  options: { env?: Record<string, string>; chromium?: boolean } = {},
+): Promise<DevWorker> {
   const token = `dev-token-${Math.random().toString(36).slice(2)}-0123456789`;
   const dir = await tempDir("worker-dev-");
   const [port, inspector] = [await freePort(), await freePort()];
@@ -28,10 +31,17 @@ export async function startDevWorker(): Promise<DevWorker> {
       "--",
       ...["--port", String(port), "--inspector-port", String(inspector)],
       ...["--data-dir", join(dir, "monitor"), "--persist-to", join(dir, "state")],
+      ...(options.chromium === false ? ["--chromium", "none"] : []),
     ],
     {
       cwd: new URL("../../", import.meta.url).pathname,
-      env: { ...process.env, AUTH_TOKENS: `dev:${token}`, WRANGLER_SEND_METRICS: "false", CI: "1" },
+      env: {
+        ...process.env,
+        ...options.env,
+        AUTH_TOKENS: `dev:${token}`,
+        WRANGLER_SEND_METRICS: "false",
+        CI: "1",
+      },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
     },
