@@ -1,5 +1,8 @@
+import type { Run } from "../exec/run.ts";
 import type { Jail } from "../jail/types.ts";
+import type { Health, Managed } from "./managed.ts";
 import { httpProbe, type ProbeResult } from "./probes.ts";
+import { declaredPort } from "./readiness.ts";
 
 export interface HealthCheckOptions {
   jail: Jail;
@@ -36,4 +39,36 @@ export function startHealthChecks(options: HealthCheckOptions): () => void {
     stopped = true;
     if (timer) clearTimeout(timer);
   };
+}
+
+/**
+ * Starts the health checks of a supervised process's run, when its request asks for them and names a port;
+ * `say` tells the process's log each change of verdict.
+ */
+export function watchHealth(managed: Managed, run: Run, say: (text: string) => void): void {
+  const check = managed.request.healthCheck;
+  const port = declaredPort(managed.request);
+  if (!check || port === undefined) return;
+  managed.stopHealth = startHealthChecks({
+    jail: managed.runtime.jail,
+    port,
+    check,
+    alive: () => managed.run === run,
+    due: () => managed.row.status === "running",
+    onResult: (result) => {
+      const health: Health = result.healthy ? "healthy" : "unhealthy";
+      if (health !== managed.health) {
+        const verdict = result.healthy ? "health check passed" : "health check failed";
+        say(`${verdict}: GET ${check.path} on port ${port}: ${result.detail}`);
+      }
+      managed.health = health;
+    },
+  });
+}
+
+/** Stops a process's health checks; its health is unknown again. */
+export function unwatchHealth(managed: Managed): void {
+  managed.stopHealth?.();
+  managed.stopHealth = null;
+  managed.health = "unknown";
 }

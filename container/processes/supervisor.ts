@@ -15,7 +15,8 @@ import { waitForMore } from "../exec/live-output.ts";
 import { Run, type RunEnd } from "../exec/run.ts";
 import { inputOf } from "../exec/sequence.ts";
 import { notifyExit, type ProcessHooks, type ProcessLogs, type SessionRuntime } from "../exec/types.ts";
-import { startHealthChecks } from "./health-check.ts";
+import { unwatchHealth, watchHealth } from "./health-check.ts";
+import { LiveProcesses, type Managed, type ParsedStartRequest, processInfo } from "./managed.ts";
 import { conflictWith, decideRestart, describeEnd, describeExit } from "./policy.ts";
 import { type ProcessRow, ProcessTable, type ProcessUpdate } from "./process-table.ts";
 import {
@@ -28,9 +29,6 @@ import {
   readinessSpec,
 } from "./readiness.ts";
 
-export type ParsedStartRequest = z.output<typeof StartProcessRequest>;
-type Health = ProcessInfo["health"];
-
 export interface SupervisorOptions {
   db: DatabaseSync;
   logs: ProcessLogs;
@@ -38,24 +36,6 @@ export interface SupervisorOptions {
 }
 
 const LAST_LINES = 20;
-const LIVE: ReadonlySet<ProcessStatus> = new Set(["starting", "running", "stopping"]);
-
-/** A process this monitor is supervising: alive, or waiting for a restart. */
-interface Managed {
-  runtime: SessionRuntime;
-  request: ParsedStartRequest;
-  row: ProcessRow;
-  run: Run | null;
-  /** Settles when the current run has ended and its exit is handled. */
-  runEnded: Promise<void>;
-  stopRequested: boolean;
-  /** Restarts in a row since the last run that stayed up for `stableAfterMs`. */
-  attempts: number;
-  restartTimer: NodeJS.Timeout | null;
-  health: Health;
-  stopHealth: (() => void) | null;
-  runStartedAt: number;
-}
 
 /**
  * Supervises long-running processes of sessions (dev servers, watchers): readiness waits, restart policy with
@@ -67,7 +47,7 @@ export class Supervisor {
   readonly #table: ProcessTable;
   readonly #logs: ProcessLogs;
   readonly #hooks: ProcessHooks;
-  readonly #live = new Map<string, Map<string, Managed>>();
+  readonly #live = new LiveProcesses();
   readonly #waiters = new LineWaiters();
 
   constructor(options: SupervisorOptions) {
@@ -80,7 +60,7 @@ export class Supervisor {
   async start(runtime: SessionRuntime, request: ParsedStartRequest): Promise<StartProcessResult> {
     const pattern = compilePattern(request.waitFor?.logPattern);
     const conflict = conflictWith(
-      [...this.#sessionLive(runtime.id).values()].map((managed) => managed.row),
+      [...this.#live.of(runtime.id).values()].map((managed) => managed.row),
       { name: request.name, port: declaredPort(request) },
     );
     if (conflict) throw conflict;
@@ -103,7 +83,7 @@ export class Supervisor {
       request,
     };
     this.#table.insert(row);
-    const managed = this.#manage(runtime, request, row);
+    const managed = this.#live.add(runtime, request, row);
     return this.#launch(managed, readinessSpec(request, pattern));
   }
 
@@ -126,7 +106,7 @@ export class Supervisor {
     outputBytes: number,
   ): Promise<ProcessWaitResult> {
     const row = this.#row(sessionId, processId);
-    const run = this.#live.get(sessionId)?.get(processId)?.run ?? null;
+    const run = this.#live.get(sessionId, processId)?.run ?? null;
     const input = inputOf(StartProcessRequest.parse(row.request)).input;
     if (run?.live) {
       const { quietMs, after } = request;
@@ -138,13 +118,13 @@ export class Supervisor {
       });
     }
     const output = run?.live ? await run.live.since(request.after, outputBytes) : null;
-    return { process: this.#info(this.#live.get(sessionId)?.get(processId)?.row ?? row), input, output };
+    return { process: this.#info(this.#live.get(sessionId, processId)?.row ?? row), input, output };
   }
 
   /** Writes to the stdin of the process's current run (its terminal, under one), closes it, resizes it. */
   input(sessionId: string, processId: string, request: z.output<typeof InputRequest>): InputResult {
     this.#row(sessionId, processId);
-    const run = this.#live.get(sessionId)?.get(processId)?.run;
+    const run = this.#live.get(sessionId, processId)?.run;
     if (!run) {
       throw new SandboxError(
         "conflict",
@@ -158,7 +138,7 @@ export class Supervisor {
   /** SIGTERM to the process tree, SIGKILL after the grace period; resolves once it has ended. */
   async stop(sessionId: string, processId: string, graceMs?: number): Promise<ProcessInfo> {
     const row = this.#row(sessionId, processId);
-    const managed = this.#live.get(sessionId)?.get(processId);
+    const managed = this.#live.get(sessionId, processId);
     if (managed) await this.#stop(managed, graceMs ?? managed.request.graceMs);
     return this.#info(managed?.row ?? row);
   }
@@ -166,16 +146,16 @@ export class Supervisor {
   /** Stops the process if it runs and starts it again with its original request, waiting for readiness. */
   async restart(runtime: SessionRuntime, processId: string): Promise<ProcessInfo> {
     const row = this.#row(runtime.id, processId);
-    let managed = this.#live.get(runtime.id)?.get(processId);
+    let managed = this.#live.get(runtime.id, processId);
     if (managed) await this.#stop(managed, managed.request.graceMs);
     // A concurrent restart got there first.
-    const current = this.#live.get(runtime.id)?.get(processId);
+    const current = this.#live.get(runtime.id, processId);
     if (current) return this.#info(current.row);
     const request = StartProcessRequest.parse(row.request);
-    const others = [...this.#sessionLive(runtime.id).values()].map((other) => other.row);
+    const others = [...this.#live.of(runtime.id).values()].map((other) => other.row);
     const conflict = conflictWith(others, { name: row.name, port: declaredPort(request) });
     if (conflict) throw conflict;
-    managed = this.#manage(runtime, request, { ...row, request });
+    managed = this.#live.add(runtime, request, { ...row, request });
     this.#set(managed, { restarts: row.restarts + 1 });
     this.#logs.append(runtime.id, processId, "system", "restart requested");
     await this.#launch(managed, readinessSpec(request, compilePattern(request.waitFor?.logPattern)));
@@ -184,13 +164,13 @@ export class Supervisor {
 
   /** Stops every process of a session (destroy, reaping); resolves when all have ended. */
   async stopAll(sessionId: string, graceMs?: number): Promise<void> {
-    const live = [...this.#sessionLive(sessionId).values()];
+    const live = [...this.#live.of(sessionId).values()];
     await Promise.all(live.map((managed) => this.#stop(managed, graceMs ?? managed.request.graceMs)));
   }
 
   /** Stops every process of every session (monitor shutdown); their records say "stopped", not "lost". */
   async closeAll(graceMs?: number): Promise<void> {
-    await Promise.all([...this.#live.keys()].map((sessionId) => this.stopAll(sessionId, graceMs)));
+    await Promise.all(this.#live.sessionIds().map((sessionId) => this.stopAll(sessionId, graceMs)));
   }
 
   /** Deletes a destroyed session's records; call after `stopAll`. */
@@ -204,37 +184,10 @@ export class Supervisor {
   }
 
   counts(): { running: number; total: number } {
-    let running = 0;
-    for (const session of this.#live.values()) {
-      for (const managed of session.values()) if (LIVE.has(managed.row.status)) running++;
-    }
-    return { running, total: this.#table.count() };
+    return { running: this.#live.running(), total: this.#table.count() };
   }
 
   // ------------------------------------------------------------------------------------------------ lifecycle
-
-  #manage(runtime: SessionRuntime, request: ParsedStartRequest, row: ProcessRow): Managed {
-    const managed: Managed = {
-      runtime,
-      request,
-      row,
-      run: null,
-      runEnded: Promise.resolve(),
-      stopRequested: false,
-      attempts: 0,
-      restartTimer: null,
-      health: "unknown",
-      stopHealth: null,
-      runStartedAt: 0,
-    };
-    let session = this.#live.get(runtime.id);
-    if (!session) {
-      session = new Map();
-      this.#live.set(runtime.id, session);
-    }
-    session.set(row.id, managed);
-    return managed;
-  }
 
   /** Starts one run and waits for readiness (when asked for). */
   async #launch(managed: Managed, spec: ReadinessSpec | null): Promise<StartProcessResult> {
@@ -277,11 +230,11 @@ export class Supervisor {
       this.#set(managed, { pid, status: spec ? "starting" : "running" });
       this.#system(managed, `started (pid ${pid}): ${request.command}`);
     }
-    if (pid !== null) this.#scheduleHealth(managed, run);
+    if (pid !== null) watchHealth(managed, run, (text) => this.#system(managed, text));
 
     if (!readiness) return this.#startResult(managed, null);
     const outcome = await readiness.settle(runtime.jail, pid ?? undefined, managed.runEnded, (pids) =>
-      this.#owner(runtime.id, pids),
+      this.#live.owner(runtime.id, pids),
     );
     if (outcome.kind !== "exited" && managed.run === run && managed.row.status === "starting") {
       this.#set(managed, { status: "running" });
@@ -296,7 +249,7 @@ export class Supervisor {
   async #ended(managed: Managed, run: Run, end: RunEnd): Promise<void> {
     const { runtime, row } = managed;
     if (managed.run === run) managed.run = null;
-    this.#stopHealth(managed);
+    unwatchHealth(managed);
     const uptimeMs = Date.now() - managed.runStartedAt;
     const byRequest = managed.stopRequested;
     const crashed = !byRequest && (end.spawnError !== null || end.exitCode !== 0 || end.signal !== null);
@@ -332,7 +285,7 @@ export class Supervisor {
     }
     const status: ProcessStatus = crashed ? "crashed" : "stopped";
     this.#set(managed, { status, exitCode: end.exitCode, signal: end.signal, endedAt });
-    this.#sessionLive(runtime.id).delete(row.id);
+    this.#live.of(runtime.id).delete(row.id);
   }
 
   async #stop(managed: Managed, graceMs: number): Promise<void> {
@@ -342,7 +295,7 @@ export class Supervisor {
       managed.restartTimer = null;
       this.#system(managed, "stopped while waiting to restart");
       this.#set(managed, { status: "stopped" });
-      this.#sessionLive(managed.runtime.id).delete(managed.row.id);
+      this.#live.of(managed.runtime.id).delete(managed.row.id);
       return;
     }
     const run = managed.run;
@@ -354,53 +307,10 @@ export class Supervisor {
     await managed.runEnded;
   }
 
-  // ------------------------------------------------------------------------------------------------ health
-
-  #scheduleHealth(managed: Managed, run: Run): void {
-    const check = managed.request.healthCheck;
-    const port = declaredPort(managed.request);
-    if (!check || port === undefined) return;
-    managed.stopHealth = startHealthChecks({
-      jail: managed.runtime.jail,
-      port,
-      check,
-      alive: () => managed.run === run,
-      due: () => managed.row.status === "running",
-      onResult: (result) => {
-        const health: Health = result.healthy ? "healthy" : "unhealthy";
-        if (health !== managed.health) {
-          const verdict = result.healthy ? "health check passed" : "health check failed";
-          this.#system(managed, `${verdict}: GET ${check.path} on port ${port}: ${result.detail}`);
-        }
-        managed.health = health;
-      },
-    });
-  }
-
-  #stopHealth(managed: Managed): void {
-    managed.stopHealth?.();
-    managed.stopHealth = null;
-    managed.health = "unknown";
-  }
-
   // ------------------------------------------------------------------------------------------------ helpers
 
-  /** `process p1 (dev)` for the live process of the session whose pid is one of `pids`, for readiness messages. */
-  #owner(sessionId: string, pids: readonly number[]): string | null {
-    for (const pid of pids) {
-      for (const other of this.#sessionLive(sessionId).values()) {
-        if (other.row.pid === pid) return `process ${other.row.id} (${other.row.name})`;
-      }
-    }
-    return null;
-  }
-
-  #sessionLive(sessionId: string): Map<string, Managed> {
-    return this.#live.get(sessionId) ?? new Map();
-  }
-
   #row(sessionId: string, processId: string): ProcessRow {
-    const managed = this.#live.get(sessionId)?.get(processId);
+    const managed = this.#live.get(sessionId, processId);
     if (managed) return managed.row;
     const row = this.#table.get(sessionId, processId);
     if (!row) {
@@ -423,23 +333,7 @@ export class Supervisor {
   }
 
   #info(row: ProcessRow): ProcessInfo {
-    const managed = this.#live.get(row.sessionId)?.get(row.id);
-    return {
-      id: row.id,
-      sessionId: row.sessionId,
-      name: row.name,
-      command: row.command,
-      cwd: row.cwd,
-      port: row.port,
-      status: managed?.row.status ?? row.status,
-      pid: row.pid,
-      exitCode: row.exitCode,
-      signal: row.signal,
-      restarts: row.restarts,
-      startedAt: row.startedAt,
-      endedAt: row.endedAt,
-      health: managed?.health ?? "unknown",
-    };
+    return processInfo(row, this.#live.get(row.sessionId, row.id));
   }
 
   #startResult(managed: Managed, outcome: ReadyOutcome | null): StartProcessResult {
