@@ -1,9 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import type { ChildProcess } from "node:child_process";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
-import { RUNTIME_FLAGS } from "../src/node/runtime-flags.ts";
+import { startLocalServer } from "./local-server.ts";
 import { median, ms, percentile, type Row, SETTLE_MS } from "./stats.ts";
 
 /**
@@ -48,23 +45,9 @@ async function connect(url: string, token: string): Promise<Client> {
 }
 
 async function startServer(cpuWeight: string | undefined): Promise<Server> {
-  const dataDir = await mkdtemp(join(tmpdir(), "bench-fair-"));
-  const cli = new URL("../src/node/cli.ts", import.meta.url).pathname;
-  const env: NodeJS.ProcessEnv = { ...process.env, TOKEN: TOKENS.join(",") };
-  if (cpuWeight === undefined) delete env.MONITOR_SESSIONS_CPU_WEIGHT;
-  else env.MONITOR_SESSIONS_CPU_WEIGHT = cpuWeight;
-  const child = spawn(process.execPath, [...RUNTIME_FLAGS, cli, "--port", "0", "--data-dir", dataDir], {
-    env,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let stderr = "";
-    child.stderr!.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-      const found = /listening on (\S+\/mcp)/.exec(stderr);
-      if (found?.[1]) resolve(found[1]);
-    });
-    child.once("exit", (code) => reject(new Error(`server exited ${code}: ${stderr}`)));
+  const { url, child, stop } = await startLocalServer({
+    tokens: TOKENS,
+    env: { MONITOR_SESSIONS_CPU_WEIGHT: cpuWeight },
   });
   const victim = await connect(url, TOKENS[0]);
   const spinner = await connect(url, TOKENS[1]);
@@ -77,10 +60,7 @@ async function startServer(cpuWeight: string | undefined): Promise<Server> {
     async stop() {
       await victim.close();
       await spinner.close();
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      await exited;
-      await rm(dataDir, { recursive: true, force: true });
+      await stop();
     },
   };
 }

@@ -1,6 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
+import { startLocalServer } from "./local-server.ts";
 
 /** What `load.ts` and `soak.ts` share: the server as `npm start` runs it, its samples, and one session's call mix. */
 
@@ -31,24 +32,7 @@ export async function startServer(
   dataDir: string,
   tokens: string[],
 ): Promise<{ child: ChildProcess; url: string }> {
-  const cli = new URL("../src/node/cli.ts", import.meta.url).pathname;
-  const child = spawn(
-    process.execPath,
-    ["--max-semi-space-size=2", cli, "--port", "0", "--data-dir", dataDir],
-    {
-      env: { ...process.env, TOKEN: tokens.join(",") },
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  let stderr = "";
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr?.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-      const match = /listening on (http:\/\/\S+\/mcp)/.exec(stderr);
-      if (match) resolve(match[1]!);
-    });
-    child.once("exit", (code) => reject(new Error(`server exited ${code}: ${stderr}`)));
-  });
+  const { child, url } = await startLocalServer({ tokens, dataDir });
   return { child, url };
 }
 

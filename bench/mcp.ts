@@ -1,10 +1,7 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readdir, readFile } from "node:fs/promises";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
-import { RUNTIME_FLAGS } from "../src/node/runtime-flags.ts";
 import { bareBwrap, bareBwrapShell, openJailedSpawn, startBareMcpServer } from "./baseline.ts";
+import { startLocalServer } from "./local-server.ts";
 import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./stats.ts";
 
 /**
@@ -22,7 +19,7 @@ import { mb, median, ms, percentile, type Row, SETTLE_MS, timeRuns } from "./sta
 export async function benchMcp(options: { quick: boolean }): Promise<Row[]> {
   const rows: Row[] = [];
   const principals = Array.from({ length: 10 }, (_, i) => `bench-token-${i}-${"x".repeat(24)}`);
-  const server = await startServer(principals);
+  const server = await startLocalServer({ tokens: principals });
   const clients = await Promise.all(principals.map((token) => connect(server.url, token)));
   const [first] = clients;
   const baseline = await openJailedSpawn();
@@ -224,39 +221,6 @@ async function connect(url: string, token: string): Promise<Client> {
   );
   await client.listTools();
   return client;
-}
-
-async function startServer(
-  tokens: string[],
-): Promise<{ url: string; child: ChildProcess; stop(): Promise<void> }> {
-  const dataDir = await mkdtemp(join(tmpdir(), "bench-mcp-"));
-  const cli = new URL("../src/node/cli.ts", import.meta.url).pathname;
-  const child = spawn(
-    process.execPath,
-    [...RUNTIME_FLAGS, cli, "--port", "0", "--data-dir", dataDir, "--token", tokens.join(",")],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  const url = await new Promise<string>((resolve, reject) => {
-    let stderr = "";
-    child.stderr!.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-      const found = /listening on (\S+\/mcp)/.exec(stderr);
-      if (found?.[1]) resolve(found[1]);
-    });
-    child.once("exit", (code) => reject(new Error(`server exited ${code}: ${stderr}`)));
-  });
-  return {
-    url,
-    child,
-    async stop() {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      await exited;
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
 }
 
 async function rssOf(pid: number): Promise<number> {
