@@ -17,7 +17,9 @@ export const waitForField = z
       .string()
       .max(500)
       .optional()
-      .describe("wait until an output line matches this JavaScript regular expression, e.g. ready in|Local:"),
+      .describe(
+        "wait until an output line matches this JavaScript regular expression, e.g. ready in|Local: (run in linear time: no backreferences or lookahead)",
+      ),
     timeoutMs: z.number().int().min(1).optional().describe("how long to wait; default 30000"),
   })
   .describe("wait until the process is ready before returning; it keeps running either way");

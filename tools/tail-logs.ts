@@ -30,7 +30,13 @@ export const tailLogs = defineTool({
     lines: z.number().int().min(1).max(10_000).optional().describe("most lines to return; default 200"),
     after: z.number().int().min(0).optional().describe("cursor from an earlier call: only lines after it"),
     stream: LogStream.optional().describe("only stdout, stderr or system (supervisor) lines"),
-    grep: z.string().max(500).optional().describe("only lines matching this JavaScript regular expression"),
+    grep: z
+      .string()
+      .max(500)
+      .optional()
+      .describe(
+        "only lines matching this JavaScript regular expression (run in linear time: no backreferences or lookahead)",
+      ),
     followMs: z.number().int().min(0).optional().describe("wait up to this many ms for new lines; default 0"),
   },
   output: {

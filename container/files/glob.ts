@@ -1,4 +1,5 @@
 import { SandboxError } from "../../src/protocol/errors.ts";
+import "../linear-regexp.ts";
 
 /**
  * A small glob matcher for workspace paths (pure). Node's own `fs.glob` walks by path name, which a sandboxed
@@ -20,6 +21,12 @@ export interface CompiledGlob {
 
 const GLOB_HINT = "use *, **, ?, [a-z] and {a,b}, like src/**/*.ts";
 const MAGIC = /[*?[{\\]/;
+/**
+ * Globs compile for the linear-time engine (see `linear-regexp.ts`: a glob such as `*a*a*a*a*a*b` backtracks
+ * polynomially over a long name), which has no `u` flag; so `?` spells out one code point, surrogate pair or not.
+ */
+const ONE_CHARACTER = "(?:[\\uD800-\\uDBFF][\\uDC00-\\uDFFF]|[^/\\uD800-\\uDBFF])";
+const SURROGATE = /[\uD800-\uDFFF]/;
 
 export function hasMagic(segment: string): boolean {
   return MAGIC.test(segment);
@@ -74,7 +81,7 @@ export function segmentToRegex(segment: string): string {
     } else if (c === "*") {
       out += "[^/]*";
     } else if (c === "?") {
-      out += "[^/]";
+      out += ONE_CHARACTER;
     } else if (c === "[") {
       const end = segment.indexOf("]", i + 2);
       if (end === -1) {
@@ -82,6 +89,13 @@ export function segmentToRegex(segment: string): string {
         continue;
       }
       let body = segment.slice(i + 1, end);
+      if (SURROGATE.test(body)) {
+        throw new SandboxError(
+          "bad_request",
+          `the glob class [${body}] holds a character outside the BMP`,
+          GLOB_HINT,
+        );
+      }
       const negate = body.startsWith("!") || body.startsWith("^");
       if (negate) body = body.slice(1);
       const cls = body.replace(/[\\\]^]/g, "\\$&");
@@ -117,7 +131,7 @@ export function compileGlob(segments: readonly string[]): CompiledGlob {
   });
   let regex: RegExp;
   try {
-    regex = new RegExp(`^${source}$`, "u");
+    regex = new RegExp(`^${source}$`, "l");
   } catch {
     throw new SandboxError(
       "bad_request",

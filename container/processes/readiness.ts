@@ -1,5 +1,5 @@
-import { SandboxError } from "../../src/protocol/errors.ts";
 import type { Jail } from "../jail/types.ts";
+import { linearRegExp } from "../linear-regexp.ts";
 import type { LogLine } from "../logs/types.ts";
 import { type OwnerLabel, PortHeldError, waitForPort } from "./probes.ts";
 
@@ -89,7 +89,7 @@ export function armReadiness(
     conditions.push(
       waiters
         .waitFor(sessionId, processId, pattern, controller.signal)
-        .then((line) => `output matched ${pattern}: ${line.slice(0, 200)}`),
+        .then((line) => `output matched /${pattern.source}/: ${line.slice(0, 200)}`),
     );
   }
   return {
@@ -123,21 +123,12 @@ export function armReadiness(
 function describeWait(spec: ReadinessSpec): string {
   const parts: string[] = [];
   if (spec.port !== undefined) parts.push(`port ${spec.port} did not accept connections`);
-  if (spec.logPattern) parts.push(`no output line matched ${spec.logPattern}`);
+  if (spec.logPattern) parts.push(`no output line matched /${spec.logPattern.source}/`);
   return parts.join(" and ") || "no condition";
 }
 
 export function compilePattern(pattern: string | undefined): RegExp | undefined {
-  if (pattern === undefined) return undefined;
-  try {
-    return new RegExp(pattern);
-  } catch (error) {
-    throw new SandboxError(
-      "bad_request",
-      `waitFor.logPattern is not a valid regular expression: ${(error as Error).message}`,
-      'Pass a JavaScript regular expression without slashes, e.g. "ready in \\\\d+ms".',
-    );
-  }
+  return pattern === undefined ? undefined : linearRegExp(pattern, "waitFor.logPattern");
 }
 
 /** The port a process serves: `port`, else the port its readiness waits for. */
