@@ -42,9 +42,10 @@ export function agentRunsTerminals(arch: string = process.arch): boolean {
   return SETSID_SYSCALL[arch] !== undefined;
 }
 
-/** RLIMIT_CPU and RLIMIT_FSIZE, the same on every Linux architecture. */
+/** RLIMIT_CPU and RLIMIT_FSIZE, the same on every Linux architecture; RLIMIT_NPROC on those of SETRLIMIT_SYSCALL. */
 const RLIMIT_CPU = 0;
 const RLIMIT_FSIZE = 1;
+const RLIMIT_NPROC = 6;
 
 /** Whether the agent can set rlimits on this architecture. */
 export function agentSetsLimits(arch: string = process.arch): boolean {
@@ -53,13 +54,16 @@ export function agentSetsLimits(arch: string = process.arch): boolean {
 
 /** The `limits` field of a spawn request (agent-protocol.ts) for these per-command limits; null for none. */
 export function agentLimits(
-  limits: { maxFileBytes: number; cpuSeconds: number },
+  limits: { maxFileBytes: number; cpuSeconds: number; maxProcesses?: number },
   arch: string = process.arch,
 ): string | null {
   if (!agentSetsLimits(arch)) return null;
   const pairs: string[] = [];
   if (limits.cpuSeconds > 0) pairs.push(`${RLIMIT_CPU}=${limits.cpuSeconds}`);
   if (limits.maxFileBytes > 0) pairs.push(`${RLIMIT_FSIZE}=${limits.maxFileBytes}`);
+  if (limits.maxProcesses !== undefined && limits.maxProcesses > 0) {
+    pairs.push(`${RLIMIT_NPROC}=${limits.maxProcesses}`);
+  }
   return pairs.length > 0 ? pairs.join(",") : null;
 }
 

@@ -53,6 +53,8 @@ export interface ProbeOptions {
   trialUid?: number;
   /** The CPU weight of all sessions together (cgroup.ts); null: none. Default DEFAULT_SESSIONS_CPU_WEIGHT. */
   cpuWeight?: number | null;
+  /** The cgroups to use instead of the host's (tests); null: none, as on a host without writable cgroups. */
+  cgroups?: CgroupSupport | null;
 }
 
 /** The warning that sessions have no CPU weight of their own, at start and in each session (the same words). */
@@ -216,9 +218,12 @@ export function probeHost(options: ProbeOptions = {}): HostProbe {
       slirp4netns = null;
     }
   }
-  const cgroups = detectCgroups({
-    cpuWeight: options.cpuWeight === undefined ? DEFAULT_SESSIONS_CPU_WEIGHT : options.cpuWeight,
-  });
+  const cgroups =
+    options.cgroups !== undefined
+      ? options.cgroups
+      : detectCgroups({
+          cpuWeight: options.cpuWeight === undefined ? DEFAULT_SESSIONS_CPU_WEIGHT : options.cpuWeight,
+        });
   if (!cgroups?.pidsParent) {
     warnings.push("no writable pids cgroup: the number of processes of a session is not limited");
   }

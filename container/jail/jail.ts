@@ -55,11 +55,15 @@ const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
 /** How long a jail's agent stays up with nothing running in it. */
 export const DEFAULT_AGENT_IDLE_MS = 60_000;
 
-/** Limits shared by both kinds of jail: the session's cgroup and what is enforced (`rlimits`: whether they can be set). */
+/**
+ * Limits shared by both kinds of jail: the session's cgroup and what is enforced (`rlimits`: whether they can be
+ * set; `runAs`: the session's own host uid, if it has one).
+ */
 async function limitsFor(
   probe: HostProbe,
   options: JailOptions,
   rlimits: boolean,
+  runAs: number | null,
 ): Promise<{
   cgroup: SessionCgroup | null;
   enforced: EnforcedLimits;
@@ -73,8 +77,11 @@ async function limitsFor(
         memoryBytes: limits.memoryBytes,
       })
     : null;
+  // Without a pids cgroup, RLIMIT_NPROC bounds the session's processes (threads included) as well: the kernel counts
+  // them per host uid, which is the session's own. It exempts uid 0, so a session running as root gets no limit.
+  const nproc = !cgroup?.pids && rlimits && runAs !== null && limits.maxProcesses > 0;
   const enforced: EnforcedLimits = {
-    maxProcesses: cgroup?.pids ? "cgroup" : "none",
+    maxProcesses: cgroup?.pids ? "cgroup" : nproc ? "rlimit" : "none",
     memoryBytes: cgroup?.memory ? "cgroup" : "none",
     maxFileBytes: rlimits && limits.maxFileBytes > 0 ? "rlimit" : "none",
     cpuSeconds: rlimits && limits.cpuSeconds > 0 ? "rlimit" : "none",
@@ -85,10 +92,9 @@ async function limitsFor(
       `file size and CPU time limits not enforced: the jail cannot set rlimits on this architecture (${process.arch})`,
     );
   }
-  if (limits.maxProcesses > 0 && !cgroup?.pids) {
-    // RLIMIT_NPROC would be no substitute: the kernel exempts uid 0, which jailed processes run as.
+  if (limits.maxProcesses > 0 && enforced.maxProcesses === "none") {
     warnings.push(
-      `process limit (${limits.maxProcesses}) not enforced: no writable pids cgroup on this host`,
+      `process limit (${limits.maxProcesses}) not enforced: no writable pids cgroup on this host, and the session runs as host uid 0, which RLIMIT_NPROC exempts`,
     );
   }
   if (limits.memoryBytes > 0 && !cgroup?.memory) {
@@ -206,7 +212,7 @@ export async function openBubblewrapJail(
     if (runAs !== null) hostUids?.release(runAs, options.sessionId);
     releaseNetworkUid(hostUids, options.sessionId, networkUid);
   };
-  const limits = await limitsFor(probe, options, agentSetsLimits());
+  const limits = await limitsFor(probe, options, agentSetsLimits(), runAs);
   warnings.push(...limits.warnings);
   let network: SessionNetwork;
   try {
@@ -248,7 +254,10 @@ export async function openBubblewrapJail(
   // joins the cgroups (spawn-gate.ts) before the agent runs. Rlimits are set per command, inside (see agent.pl).
   const procsFiles = limits.cgroup?.procsFiles ?? [];
   const gated = procsFiles.length > 0;
-  const rlimits = agentLimits(options.limits);
+  const rlimits = agentLimits({
+    ...options.limits,
+    maxProcesses: limits.enforced.maxProcesses === "rlimit" ? options.limits.maxProcesses : 0,
+  });
   const spec: AgentSpec = {
     file: nsenter,
     args: [
@@ -381,7 +390,7 @@ async function attachRegistry(
 
 /** An unisolated jail: plain process groups of the monitor, loudly labelled as such. */
 export async function openUnisolatedJail(probe: HostProbe, options: JailOptions): Promise<Jail> {
-  const limits = await limitsFor(probe, options, true);
+  const limits = await limitsFor(probe, options, true, null);
   // Without a jail a host shell joins the cgroups and sets the rlimits before the command runs.
   const wrapper = wrapperScript({
     cgroupProcs: limits.cgroup?.procsFiles ?? [],

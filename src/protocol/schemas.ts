@@ -36,7 +36,7 @@ export type Isolation = z.infer<typeof Isolation>;
 export const EnvMap = z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string());
 
 export const Limits = z.object({
-  maxProcesses: z.number().int().describe("processes (tasks) the jail may hold at once (RLIMIT_NPROC)"),
+  maxProcesses: z.number().int().describe("processes (tasks, threads included) the session may hold at once"),
   maxFileBytes: z.number().int().describe("largest file a process may write (RLIMIT_FSIZE)"),
   cpuSeconds: z.number().int().describe("CPU seconds per process (RLIMIT_CPU)"),
   memoryBytes: z.number().int().describe("address space per process (RLIMIT_AS), 0 for unlimited"),
@@ -46,7 +46,11 @@ export type Limits = z.infer<typeof Limits>;
 
 /** How each limit is really enforced: `none` means not at all, and the session's warnings say why. */
 export const Enforced = z.object({
-  maxProcesses: z.enum(["cgroup", "none"]).describe("cgroup: for the whole session (pids cgroup)"),
+  maxProcesses: z
+    .enum(["cgroup", "rlimit", "none"])
+    .describe(
+      "cgroup: for the whole session (pids cgroup); rlimit: RLIMIT_NPROC of the session's own host uid",
+    ),
   memoryBytes: z.enum(["cgroup", "none"]).describe("cgroup: for the whole session (memory cgroup)"),
   maxFileBytes: z.enum(["rlimit", "none"]).describe("rlimit: per process"),
   cpuSeconds: z.enum(["rlimit", "none"]).describe("rlimit: per process"),

@@ -19,6 +19,10 @@ import {
 const jailer = createTestJailer();
 const cgroups = detectCgroups();
 
+function uidOf(pid: number): number {
+  return Number(/Uid:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "latin1"))?.[1] ?? -1);
+}
+
 function pidsDir(sessionId: string): string {
   return join(cgroups!.pidsParent!, `sandbox-${sessionId}`);
 }
@@ -52,6 +56,48 @@ describe("session limits", () => {
       expect((await run(session.jail, "echo alive")).stdout).toBe("alive\n");
       await session.jail.close();
       expect(existsSync(dir)).toBe(false);
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it("bounds a session's processes by RLIMIT_NPROC of its own host uid where no pids cgroup can be had", async () => {
+    const maxProcesses = 24;
+    const session = await openTestSession(createTestJailer({ cgroups: null }), { limits: { maxProcesses } });
+    try {
+      // Never start a flood of processes unless the limit is really there.
+      expect(session.jail.enforced.maxProcesses).toBe("rlimit");
+      const flood = session.jail.spawn({
+        // perl, not sh: a shell exits when a fork fails, and the jail has the agent's perl.
+        command: `perl -e '$|=1; my $n=0; for (1..60) { my $p=fork; last unless defined $p; if (!$p) { sleep 300; exit } $n++ } print "launched $n\\n"; sleep 300'`,
+        cwd: "",
+        env: {},
+      });
+      const done = collect(flood);
+      const launched = await waitForOutput(flood, "launched");
+      const forked = Number(/launched (\d+)/.exec(launched)?.[1]);
+      expect(forked).toBeGreaterThan(maxProcesses / 2);
+      expect(forked).toBeLessThan(maxProcesses);
+      const uid = uidOf(await hostPid(session.runDir, flood));
+      expect(uid).toBeGreaterThan(0);
+      // Threads count too: every task of the session's uid on the host, the jail's init and agent included.
+      const tasks = [...jailProcesses(session.runDir).values()].filter((pid) => uidOf(pid) === uid);
+      expect(tasks.length).toBeGreaterThan(maxProcesses / 2);
+      expect(tasks.length).toBeLessThanOrEqual(maxProcesses);
+      session.jail.kill(flood, "SIGKILL");
+      await done;
+      await eventually(() => jailProcesses(session.runDir).size <= 2, "the sleeps to be gone");
+      expect((await run(session.jail, "echo alive")).stdout).toBe("alive\n");
+    } finally {
+      await session.dispose();
+    }
+  });
+
+  it("says the process limit is not enforced for a session without cgroups that runs as host uid 0", async () => {
+    const session = await openTestSession(createTestJailer({ cgroups: null, hostUids: null }));
+    try {
+      expect(session.jail.enforced.maxProcesses).toBe("none");
+      expect(session.jail.warnings.join("\n")).toMatch(/process limit \(\d+\) not enforced: .*host uid 0/);
     } finally {
       await session.dispose();
     }
