@@ -94,6 +94,9 @@ class Fuzzer {
       dataDir: join(this.root, "data"),
       tokens: ["fuzz-own-token-0123456789", "fuzz-other-token-0123456789"],
       browser: false,
+      // The fuzzer calls as fast as the server answers, which the call limits would refuse after 40 calls or so;
+      // limits have tests of their own (test/mcp/rate-limit.test.ts).
+      callLimits: { inFlight: 0, burst: 0, perSecond: 0 },
       log: () => {},
     });
     this.own = await this.#client("fuzz-own-token-0123456789");
@@ -151,8 +154,17 @@ class Fuzzer {
   /** After a call: the own session pool stays full and under the principal's session limit. */
   async settle(call: Call, answer: { isError?: boolean; structuredContent?: unknown } | null): Promise<void> {
     if (!answer || answer.isError) return;
-    if (call.tool === "create_session") {
-      const id = (answer.structuredContent as { sessionId?: string } | undefined)?.sessionId;
+    // New sessions (created or forked) go at once, so the pool's replacements stay under the session limit.
+    const made = answer.structuredContent as
+      | { sessionId?: string; forks?: { sessionId: string }[] }
+      | undefined;
+    const fresh =
+      call.tool === "create_session"
+        ? [made?.sessionId]
+        : call.tool === "fork_session"
+          ? (made?.forks ?? []).map((fork) => fork.sessionId)
+          : [];
+    for (const id of fresh) {
       if (id) await this.own.callTool({ name: "destroy_session", arguments: { sessionId: id } });
     }
     if (call.tool === "destroy_session") {
