@@ -37,7 +37,8 @@ describe("session limits", () => {
       const dir = pidsDir(session.id);
       expect(readFileSync(join(dir, "pids.max"), "utf8").trim()).toBe(String(maxProcesses));
       const bomb = session.jail.spawn({
-        command: "bomb() { bomb | bomb & }; bomb 2>/dev/null; echo launched; sleep 300",
+        // exec: a shell that has to fork once the bomb fills pids.max exits, maybe before its "launched" is read.
+        command: "bomb() { bomb | bomb & }; bomb 2>/dev/null; echo launched; exec sleep 300",
         cwd: "",
         env: {},
       });
