@@ -12,8 +12,8 @@ import { SandboxError } from "../src/protocol/errors.ts";
 setFlagsFromString("--enable-experimental-regexp-engine");
 
 export const LINEAR_HINT =
-  "patterns run in linear time: no backreferences (\\1), no lookahead ((?=, (?!), no counts above 16 ({17}), " +
-  "no nested counts; use [Aa] for case";
+  "patterns run in linear time: no backreferences (\\1), no lookahead ((?=, (?!), no counts above 16 " +
+  "(write x{40} as x{16}x{16}x{8}), no counts of counted groups; use [Aa] for case";
 
 /** `source` compiled for the linear-time engine; throws `bad_request` with `what` and the reason when it cannot be. */
 export function linearRegExp(source: string, what: string, flags = ""): RegExp {
