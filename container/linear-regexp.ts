@@ -25,7 +25,7 @@ export function linearRegExp(source: string, what: string, flags = ""): RegExp {
     throw new SandboxError(
       "bad_request",
       linear
-        ? `${what} cannot run in linear time, so it is refused: ${message}`
+        ? `${what} cannot run in linear time, so it is refused: /${source}/`
         : `${what} is not a valid regular expression: ${message}`,
       linear
         ? LINEAR_HINT
