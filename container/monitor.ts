@@ -19,7 +19,7 @@ import { createUpgradeHandler } from "./handlers/upgrade.ts";
 import { forkSession } from "./history/fork.ts";
 import { Git } from "./history/git.ts";
 import { HistoryService } from "./history/history-service.ts";
-import { DEFAULT_HISTORY_LIMITS } from "./history/session-history.ts";
+import { DEFAULT_HISTORY_LIMITS } from "./history/limits.ts";
 import { findExecutable } from "./jail/detect.ts";
 import { allowSearch } from "./jail/host-uid.ts";
 import { createJailer } from "./jail/index.ts";

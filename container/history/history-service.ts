@@ -23,8 +23,9 @@ import { joinSegments, parseWorkspacePath } from "../files/paths.ts";
 import type { SessionService } from "../sessions/session-service.ts";
 import { buildDiff, parseChanges } from "./diff.ts";
 import type { Git } from "./git.ts";
+import type { HistoryLimits } from "./limits.ts";
 import { revertTo, toEntry } from "./revert.ts";
-import { type HistoryLimits, SessionHistory } from "./session-history.ts";
+import { SessionHistory } from "./session-history.ts";
 import { scanWorkspace } from "./snapshot.ts";
 
 export interface HistoryServiceOptions {

@@ -1,39 +1,10 @@
 import { SandboxError } from "../../src/protocol/errors.ts";
 import type { Git } from "./git.ts";
+import { type HistoryLimits, MiB } from "./limits.ts";
+import { RecordTimer } from "./record-timer.ts";
 import type { FileWrite } from "./repo.ts";
 import { CURRENT_REF, EMPTY_TREE, HistoryRepo, refOf, START_REF, type StoredEntry } from "./repo.ts";
 import { blobId, type Manifest, manifestOf, type NotRecorded, scanWorkspace } from "./snapshot.ts";
-
-export interface HistoryLimits {
-  /** Disk one session's history may take; automatic entries are dropped, oldest first, to stay under it. */
-  maxBytes: number;
-  /** Files larger than this are not recorded. */
-  maxFileBytes: number;
-  /** Automatic entries kept (checkpoints are kept until the session ends). */
-  maxAutoEntries: number;
-  maxCheckpoints: number;
-  /** Workspace entries (outside node_modules and caches) one snapshot walks. */
-  maxEntries: number;
-  /** A change is recorded once the session has been quiet this long... */
-  quietMs: number;
-  /** ...or this long after the first change not yet recorded. */
-  maxWaitMs: number;
-  /** While a supervised process runs, the workspace is recorded this often (it may write files). */
-  processIntervalMs: number;
-}
-
-export const MiB = 1024 * 1024;
-
-export const DEFAULT_HISTORY_LIMITS: HistoryLimits = {
-  maxBytes: 256 * MiB,
-  maxFileBytes: 16 * MiB,
-  maxAutoEntries: 200,
-  maxCheckpoints: 500,
-  maxEntries: 100_000,
-  quietMs: 500,
-  maxWaitMs: 5_000,
-  processIntervalMs: 30_000,
-};
 
 /** What a background snapshot answers while the start is not written yet and nothing changed. */
 const PENDING: StoredEntry = {
@@ -83,12 +54,7 @@ export class SessionHistory {
   #entries: StoredEntry[] = [];
   #bytes = 0;
   #snapshots = 0;
-  #causes = new Set<string>();
-  #timer: NodeJS.Timeout | null = null;
-  #firstDirtyAt = 0;
-  #processes = 0;
-  #ticker: NodeJS.Timeout | null = null;
-  #closed = false;
+  readonly #timer: RecordTimer;
   /** What the last snapshot could not record, and why its last background run failed. */
   notRecorded: NotRecorded[] = [];
   lastError: string | null = null;
@@ -96,6 +62,11 @@ export class SessionHistory {
   constructor(options: SessionHistoryOptions) {
     this.#options = options;
     this.repo = new HistoryRepo(options.dir, options.git);
+    this.#timer = new RecordTimer(options.limits, () => {
+      this.record().catch((error: unknown) => {
+        this.lastError = error instanceof Error ? error.message : String(error);
+      });
+    });
   }
 
   get limits(): HistoryLimits {
@@ -138,48 +109,21 @@ export class SessionHistory {
 
   /** Notes a change; it is recorded once the session is quiet (see `quietMs`, `maxWaitMs`). */
   changed(cause: string): void {
-    if (this.#closed) return;
-    const now = Date.now();
-    if (this.#causes.size === 0) this.#firstDirtyAt = now;
-    if (this.#causes.size < 20) this.#causes.add(cause);
-    const { quietMs, maxWaitMs } = this.#options.limits;
-    const due = Math.min(now + quietMs, this.#firstDirtyAt + maxWaitMs);
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.record().catch((error: unknown) => {
-        this.lastError = error instanceof Error ? error.message : String(error);
-      });
-    }, due - now);
-    this.#timer.unref();
+    this.#timer.changed(cause);
   }
 
+  /** While a supervised process runs, the workspace is recorded every `processIntervalMs`. */
   processStarted(): void {
-    this.#processes += 1;
-    if (this.#ticker || this.#closed) return;
-    this.#ticker = setInterval(
-      () => this.changed("a running process"),
-      this.#options.limits.processIntervalMs,
-    );
-    this.#ticker.unref();
+    this.#timer.processStarted();
   }
 
   processEnded(processId: string): void {
-    this.#processes = Math.max(0, this.#processes - 1);
-    if (this.#processes === 0 && this.#ticker) {
-      clearInterval(this.#ticker);
-      this.#ticker = null;
-    }
-    this.changed(`process ${processId} ended`);
+    this.#timer.processEnded(processId);
   }
 
   /** Stops timers; queued work still finishes. */
   close(): Promise<unknown> {
-    this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    if (this.#ticker) clearInterval(this.#ticker);
-    this.#timer = null;
-    this.#ticker = null;
+    this.#timer.close();
     return this.#queue;
   }
 
@@ -215,10 +159,7 @@ export class SessionHistory {
 
   /** Records the workspace now (pending changes included). Call inside `run`. */
   async snapshotNow(urgent: boolean, cause?: string): Promise<Snapshot> {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    const causes = [...this.#causes];
-    this.#causes.clear();
+    const causes = this.#timer.take();
     if (cause) causes.unshift(cause);
     const scan = await this.#scan();
     if (scan.deletes.length === 0 && scan.writes.length === 0) {
@@ -267,9 +208,7 @@ export class SessionHistory {
         "fork a session from the checkpoint you need and continue there",
       );
     }
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    this.#causes.clear();
+    this.#timer.take();
     const scan = await this.#scan();
     const id = `cp${this.#nextSeq()}`;
     const written = await this.repo.commit(
