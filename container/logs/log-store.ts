@@ -10,8 +10,9 @@ import {
 } from "../../src/protocol/schemas.ts";
 import { LineRing, RingBudget } from "./line-ring.ts";
 import { LineSplitter } from "./line-splitter.ts";
-import { type LogFile, readFileLines, recoverSync } from "./log-files.ts";
-import { compileFilter, type Filter } from "./log-filter.ts";
+import { readFileLines, recoverSync } from "./log-files.ts";
+import { compileFilter } from "./log-filter.ts";
+import { queryLines, type SessionState, waitForLine } from "./log-reader.ts";
 import { LogSink } from "./log-sink.ts";
 import type { LineListener, LineWriter } from "./types.ts";
 
@@ -45,21 +46,6 @@ export interface LogSessionStats {
   files: number;
   droppedLines: number;
   writeErrors: number;
-}
-
-interface Waiter {
-  match: (line: LogLine) => boolean;
-  wake: () => void;
-}
-
-interface SessionState {
-  id: string;
-  seq: number;
-  /** Covers the seqs [ring.oldest, seq]. */
-  ring: LineRing;
-  sink: LogSink;
-  waiters: Set<Waiter>;
-  removed: boolean;
 }
 
 /**
@@ -154,10 +140,10 @@ export class LogStore {
     const limit = query.lines ?? 200;
     const followMs = query.followMs ?? 0;
     const state = this.#ensure(sessionId);
-    const first = await this.#query(state, query.after, limit, match);
+    const first = await queryLines(state, query.after, limit, match);
     if (first.lines.length > 0 || followMs <= 0 || state.removed || signal?.aborted) return first;
-    const arrived = await this.#waitForLine(state, first.cursor, match, followMs, signal);
-    return arrived ? this.#query(state, first.cursor, limit, match) : first;
+    const arrived = await waitForLine(state, first.cursor, match, followMs, signal);
+    return arrived ? queryLines(state, first.cursor, limit, match) : first;
   }
 
   /**
@@ -304,105 +290,6 @@ export class LogStore {
 
   #flushState(state: SessionState): Promise<void> {
     return state.sink.flush();
-  }
-
-  // ------------------------------------------------------------------------------------------------ reading
-
-  #query(state: SessionState, after: number | undefined, limit: number, match: Filter): Promise<LogsResult> {
-    return after === undefined ? this.#tail(state, limit, match) : this.#after(state, after, limit, match);
-  }
-
-  async #after(state: SessionState, after: number, limit: number, match: Filter): Promise<LogsResult> {
-    const lines: LogLine[] = [];
-    let truncated = false;
-    let from = after + 1;
-    const ringOldest = state.ring.oldest;
-    if (from < ringOldest) {
-      await this.#flushState(state);
-      const { files, dir } = state.sink;
-      const firstKept = files[0]?.firstSeq ?? ringOldest;
-      truncated = firstKept > from;
-      for (let i = 0; i < files.length && lines.length < limit; i++) {
-        const file = files[i] as LogFile;
-        const next = files[i + 1];
-        // Every line of this file is older than `from` when the next file already starts at or before it.
-        if (file.firstSeq === null || file.firstSeq >= ringOldest) continue;
-        if (next && next.firstSeq !== null && next.firstSeq <= from) continue;
-        for (const line of await readFileLines(dir, file.n)) {
-          if (line.seq < from || line.seq >= ringOldest || !match(line)) continue;
-          lines.push(line);
-          if (lines.length >= limit) break;
-        }
-      }
-      from = ringOldest;
-    }
-    const last = state.seq;
-    for (let s = from; s <= last && lines.length < limit; s++) {
-      const line = state.ring.get(s);
-      if (line && match(line)) lines.push(line);
-    }
-    const tail = lines[lines.length - 1];
-    return { lines, cursor: tail ? tail.seq : state.seq, truncated };
-  }
-
-  async #tail(state: SessionState, limit: number, match: Filter): Promise<LogsResult> {
-    const newest: LogLine[] = [];
-    const ringOldest = state.ring.oldest;
-    for (let s = state.seq; s >= ringOldest && newest.length <= limit; s--) {
-      const line = state.ring.get(s);
-      if (line && match(line)) newest.push(line);
-    }
-    newest.reverse();
-    let older: LogLine[] = [];
-    let truncated = false;
-    if (newest.length > limit) {
-      truncated = true;
-      newest.shift();
-    } else if (ringOldest > 1) {
-      await this.#flushState(state);
-      const need = limit - newest.length;
-      const { files, dir } = state.sink;
-      for (let i = files.length - 1; i >= 0; i--) {
-        const file = files[i] as LogFile;
-        if (file.firstSeq === null || file.firstSeq >= ringOldest) continue;
-        const found = (await readFileLines(dir, file.n)).filter((l) => l.seq < ringOldest && match(l));
-        older = found.concat(older);
-        if (older.length > need) {
-          truncated = true;
-          older = older.slice(older.length - need);
-          break;
-        }
-      }
-    }
-    const lines = older.concat(newest);
-    const tail = lines[lines.length - 1];
-    return { lines, cursor: tail ? tail.seq : state.seq, truncated };
-  }
-
-  #waitForLine(
-    state: SessionState,
-    after: number,
-    match: Filter,
-    ms: number,
-    signal?: AbortSignal,
-  ): Promise<boolean> {
-    for (let s = after + 1; s <= state.seq; s++) {
-      const line = state.ring.get(s);
-      if (line && match(line)) return Promise.resolve(true);
-    }
-    return new Promise((resolve) => {
-      const finish = (arrived: boolean) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        state.waiters.delete(waiter);
-        resolve(arrived);
-      };
-      const onAbort = () => finish(false);
-      const waiter: Waiter = { match, wake: () => finish(!state.removed) };
-      const timer = setTimeout(() => finish(false), ms);
-      state.waiters.add(waiter);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
   }
 }
 
