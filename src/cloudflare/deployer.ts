@@ -1,8 +1,8 @@
 import type { DeployContext, Deployer, DeployRequest, DeployResult } from "../mcp/types.ts";
 import { buildInSession } from "../node/build-step.ts";
-import type { FetchLike } from "../protocol/client.ts";
 import { DeployOutcome, deployPath, WORKER_NAME } from "../protocol/deployer.ts";
 import { ErrorBody, SandboxError } from "../protocol/errors.ts";
+import type { FetchLike } from "../protocol/transport.ts";
 
 export interface CloudflareDeployerOptions {
   /** Reaches the deployer server: a `DeployerContainer` stub's fetch in the Worker, any fetch in tests. */

@@ -1,4 +1,3 @@
-import type { z } from "zod";
 import { ErrorBody, SandboxError } from "./errors.ts";
 import {
   type CheckpointRequest,
@@ -48,10 +47,7 @@ import {
   type WriteFilesRequest,
   WriteFilesResult,
 } from "./schemas.ts";
-
-const encoder = new TextEncoder();
-
-export type FetchLike = (request: Request) => Promise<Response>;
+import { type CallOptions, type FetchLike, ndjsonLines, ProtocolTransport } from "./transport.ts";
 
 export interface SandboxClientOptions {
   /** Any fetch: global fetch, a hono `app.fetch`, a Durable Object stub's `fetch`. */
@@ -68,71 +64,65 @@ export interface SandboxClientOptions {
   quietExec?: boolean;
 }
 
-export interface CallOptions {
-  signal?: AbortSignal;
-}
-
 export interface ExecOptions extends CallOptions {
   onEvent?: (event: ExecEvent) => void;
 }
 
-type Query = Record<string, string | number | boolean | undefined>;
-
 /** Typed client of the sandbox protocol. The only way the rest of the project talks to a sandbox. */
 export class SandboxClient {
-  readonly #fetch: FetchLike;
-  readonly #baseUrl: string;
-  readonly #secret: string | undefined;
+  readonly #http: ProtocolTransport;
   readonly #quietExec: boolean;
 
   constructor(options: SandboxClientOptions) {
-    this.#fetch = options.fetch;
-    this.#baseUrl = options.baseUrl ?? "http://sandbox.internal";
-    this.#secret = options.secret;
+    this.#http = new ProtocolTransport(
+      options.fetch,
+      options.baseUrl ?? "http://sandbox.internal",
+      options.secret,
+    );
     this.#quietExec = options.quietExec ?? false;
   }
 
   health(options?: CallOptions) {
-    return this.#json(Health, "GET", routes.health, undefined, undefined, options);
+    return this.#http.json(Health, "GET", routes.health, undefined, undefined, options);
   }
 
   createSession(request: CreateSessionRequest, options?: CallOptions) {
-    return this.#json(Session, "POST", routes.sessions, request, undefined, options);
+    return this.#http.json(Session, "POST", routes.sessions, request, undefined, options);
   }
 
   getSession(id: string, options?: CallOptions) {
-    return this.#json(Session, "GET", routes.session(id), undefined, undefined, options);
+    return this.#http.json(Session, "GET", routes.session(id), undefined, undefined, options);
   }
 
   async listSessions(filter: { owner?: string } = {}, options?: CallOptions) {
-    const list = await this.#json(SessionList, "GET", routes.sessions, undefined, filter, options);
+    const list = await this.#http.json(SessionList, "GET", routes.sessions, undefined, filter, options);
     return list.sessions;
   }
 
   destroySession(id: string, options?: CallOptions) {
-    return this.#json(DestroyResult, "DELETE", routes.session(id), undefined, undefined, options);
+    return this.#http.json(DestroyResult, "DELETE", routes.session(id), undefined, undefined, options);
   }
 
   writeFiles(id: string, request: WriteFilesRequest, options?: CallOptions) {
-    return this.#json(WriteFilesResult, "POST", routes.filesWrite(id), request, undefined, options);
+    return this.#http.json(WriteFilesResult, "POST", routes.filesWrite(id), request, undefined, options);
   }
 
   /** Exact search-and-replace edits of one text file, applied atomically. */
   editFile(id: string, request: EditFileRequest, options?: CallOptions) {
-    return this.#json(EditFileResult, "POST", routes.filesEdit(id), request, undefined, options);
+    return this.#http.json(EditFileResult, "POST", routes.filesEdit(id), request, undefined, options);
   }
 
   readFiles(id: string, request: ReadFilesRequest, options?: CallOptions) {
-    return this.#json(ReadFilesResult, "POST", routes.filesRead(id), request, undefined, options);
+    return this.#http.json(ReadFilesResult, "POST", routes.filesRead(id), request, undefined, options);
   }
 
   listFiles(id: string, request: ListFilesRequest = {}, options?: CallOptions) {
-    return this.#json(ListFilesResult, "POST", routes.filesList(id), request, undefined, options);
+    return this.#http.json(ListFilesResult, "POST", routes.filesList(id), request, undefined, options);
   }
 
   /** A tar stream of `path` (a directory of the workspace). */
   async exportArchive(id: string, path = ".", options?: CallOptions): Promise<ReadableStream<Uint8Array>> {
-    const response = await this.#send("GET", routes.filesArchive(id), undefined, { path }, options);
+    const response = await this.#http.send("GET", routes.filesArchive(id), undefined, { path }, options);
     if (!response.body) throw new SandboxError("internal", "the monitor sent an empty archive");
     return response.body;
   }
@@ -144,7 +134,7 @@ export class SandboxClient {
     path = ".",
     options?: CallOptions,
   ) {
-    const response = await this.#send(
+    const response = await this.#http.send(
       "PUT",
       routes.filesArchive(id),
       archive,
@@ -173,19 +163,19 @@ export class SandboxClient {
 
   /** Writes to (or closes, or resizes) the stdin of a running command started with stdin or a terminal. */
   commandInput(id: string, processId: string, request: InputRequest, options?: CallOptions) {
-    return this.#json(InputResult, "POST", routes.execInput(id, processId), request, undefined, options);
+    return this.#http.json(InputResult, "POST", routes.execInput(id, processId), request, undefined, options);
   }
 
   /** Stops a command left running by an exec with `yieldMs` (and the rest of its sequence); answers with its end. */
   stopCommand(id: string, processId: string, options?: CallOptions) {
-    return this.#json(ExecResult, "POST", routes.execStop(id, processId), {}, undefined, options);
+    return this.#http.json(ExecResult, "POST", routes.execStop(id, processId), {}, undefined, options);
   }
 
   async #execLike(path: string, request: unknown, options: ExecOptions): Promise<ExecResult> {
     if (this.#quietExec && !options.onEvent) {
-      return this.#json(ExecResult, "POST", path, request, undefined, options, "application/json");
+      return this.#http.json(ExecResult, "POST", path, request, undefined, options, "application/json");
     }
-    const response = await this.#send("POST", path, request, undefined, options);
+    const response = await this.#http.send("POST", path, request, undefined, options);
     if (!response.body) throw new SandboxError("internal", "the monitor sent no exec stream");
     let done: ExecResult | undefined;
     for await (const line of ndjsonLines(response.body)) {
@@ -207,25 +197,39 @@ export class SandboxClient {
   }
 
   startProcess(id: string, request: StartProcessRequest, options?: CallOptions) {
-    return this.#json(StartProcessResult, "POST", routes.processes(id), request, undefined, options);
+    return this.#http.json(StartProcessResult, "POST", routes.processes(id), request, undefined, options);
   }
 
   async listProcesses(id: string, options?: CallOptions) {
-    const list = await this.#json(ProcessList, "GET", routes.processes(id), undefined, undefined, options);
+    const list = await this.#http.json(
+      ProcessList,
+      "GET",
+      routes.processes(id),
+      undefined,
+      undefined,
+      options,
+    );
     return list.processes;
   }
 
   getProcess(id: string, processId: string, options?: CallOptions) {
-    return this.#json(ProcessInfo, "GET", routes.process(id, processId), undefined, undefined, options);
+    return this.#http.json(ProcessInfo, "GET", routes.process(id, processId), undefined, undefined, options);
   }
 
   stopProcess(id: string, processId: string, request: { graceMs?: number } = {}, options?: CallOptions) {
-    return this.#json(ProcessInfo, "POST", routes.processStop(id, processId), request, undefined, options);
+    return this.#http.json(
+      ProcessInfo,
+      "POST",
+      routes.processStop(id, processId),
+      request,
+      undefined,
+      options,
+    );
   }
 
   /** A supervised process's output after a cursor, once more has come and paused, it ended, or `waitMs` passed. */
   waitProcess(id: string, processId: string, request: WaitRequest, options?: CallOptions) {
-    return this.#json(
+    return this.#http.json(
       ProcessWaitResult,
       "POST",
       routes.processWait(id, processId),
@@ -237,32 +241,39 @@ export class SandboxClient {
 
   /** Writes to the stdin of a supervised process started with stdin or a terminal. */
   processInput(id: string, processId: string, request: InputRequest, options?: CallOptions) {
-    return this.#json(InputResult, "POST", routes.processInput(id, processId), request, undefined, options);
+    return this.#http.json(
+      InputResult,
+      "POST",
+      routes.processInput(id, processId),
+      request,
+      undefined,
+      options,
+    );
   }
 
   restartProcess(id: string, processId: string, options?: CallOptions) {
-    return this.#json(ProcessInfo, "POST", routes.processRestart(id, processId), {}, undefined, options);
+    return this.#http.json(ProcessInfo, "POST", routes.processRestart(id, processId), {}, undefined, options);
   }
 
   logs(id: string, query: LogsQueryInput = {}, options?: CallOptions) {
-    return this.#json(LogsResult, "GET", routes.logs(id), undefined, query, options);
+    return this.#http.json(LogsResult, "GET", routes.logs(id), undefined, query, options);
   }
 
   errors(id: string, query: ErrorsQueryInput = {}, options?: CallOptions) {
-    return this.#json(ErrorsResult, "GET", routes.errors(id), undefined, query, options);
+    return this.#http.json(ErrorsResult, "GET", routes.errors(id), undefined, query, options);
   }
 
   errorStats(id: string, options?: CallOptions) {
-    return this.#json(ErrorStats, "GET", routes.errorStats(id), undefined, undefined, options);
+    return this.#http.json(ErrorStats, "GET", routes.errorStats(id), undefined, undefined, options);
   }
 
   /** Records errors found outside the session's output (a browser check), deduplicated like detected ones. */
   reportErrors(id: string, request: ReportErrorsRequest, options?: CallOptions) {
-    return this.#json(ReportErrorsResult, "POST", routes.errors(id), request, undefined, options);
+    return this.#http.json(ReportErrorsResult, "POST", routes.errors(id), request, undefined, options);
   }
 
   clearErrors(id: string, filter: { processId?: string } = {}, options?: CallOptions) {
-    return this.#json(ClearErrorsResult, "DELETE", routes.errors(id), undefined, filter, options);
+    return this.#http.json(ClearErrorsResult, "DELETE", routes.errors(id), undefined, filter, options);
   }
 
   /**
@@ -271,32 +282,32 @@ export class SandboxClient {
    */
   history(id: string, options?: CallOptions, query: { record?: boolean } = {}) {
     const search = query.record === false ? { record: "false" } : undefined;
-    return this.#json(HistoryList, "GET", routes.history(id), undefined, search, options);
+    return this.#http.json(HistoryList, "GET", routes.history(id), undefined, search, options);
   }
 
   /** Records the workspace now as a named checkpoint. */
   checkpoint(id: string, request: CheckpointRequest, options?: CallOptions) {
-    return this.#json(CheckpointResult, "POST", routes.checkpoints(id), request, undefined, options);
+    return this.#http.json(CheckpointResult, "POST", routes.checkpoints(id), request, undefined, options);
   }
 
   /** What changed between two recorded states (default: since the session began, up to now). */
   diff(id: string, request: DiffRequest = {}, options?: CallOptions) {
-    return this.#json(DiffResult, "POST", routes.historyDiff(id), request, undefined, options);
+    return this.#http.json(DiffResult, "POST", routes.historyDiff(id), request, undefined, options);
   }
 
   /** Puts the workspace (or some paths of it) back as a recorded state had it. */
   revert(id: string, request: RevertRequest, options?: CallOptions) {
-    return this.#json(RevertResult, "POST", routes.historyRevert(id), request, undefined, options);
+    return this.#http.json(RevertResult, "POST", routes.historyRevert(id), request, undefined, options);
   }
 
   /** N new sessions of the same owner starting from this one's workspace (now, or a recorded state). */
   forkSession(id: string, request: ForkRequest, options?: CallOptions) {
-    return this.#json(ForkResult, "POST", routes.fork(id), request, undefined, options);
+    return this.#http.json(ForkResult, "POST", routes.fork(id), request, undefined, options);
   }
 
   /** A git bundle of the session's history (what the Worker stores beside a workspace snapshot). */
   async exportHistory(id: string, options?: CallOptions): Promise<ReadableStream<Uint8Array>> {
-    const response = await this.#send("GET", routes.historyBundle(id), undefined, undefined, options);
+    const response = await this.#http.send("GET", routes.historyBundle(id), undefined, undefined, options);
     if (!response.body) throw new SandboxError("internal", "the monitor sent an empty history bundle");
     return response.body;
   }
@@ -308,7 +319,7 @@ export class SandboxClient {
     query: { mode: "restore" | "fork"; from?: string },
     options?: CallOptions,
   ) {
-    const response = await this.#send(
+    const response = await this.#http.send(
       "PUT",
       routes.historyBundle(id),
       bundle,
@@ -325,111 +336,6 @@ export class SandboxClient {
    */
   proxy(id: string, port: number, request: Request): Promise<Response> {
     const source = new URL(request.url);
-    const url = new URL(routes.proxy(id, port, source.pathname) + source.search, this.#baseUrl);
-    const headers = new Headers(request.headers);
-    this.#authorize(headers);
-    const init: RequestInit & { duplex?: "half" } = {
-      method: request.method,
-      headers,
-      signal: request.signal,
-    };
-    if (request.body) {
-      init.body = request.body;
-      init.duplex = "half";
-    }
-    return this.#fetch(new Request(url, init));
+    return this.#http.forward(routes.proxy(id, port, source.pathname) + source.search, request);
   }
-
-  async #json<S extends z.ZodType>(
-    schema: S,
-    method: string,
-    path: string,
-    body: unknown,
-    query: Query | undefined,
-    options: CallOptions | undefined,
-    accept?: string,
-  ): Promise<z.infer<S>> {
-    const response = await this.#send(method, path, body, query, options, "application/json", accept);
-    return schema.parse(await response.json());
-  }
-
-  async #send(
-    method: string,
-    path: string,
-    body: unknown,
-    query: Query | undefined,
-    options: CallOptions | undefined,
-    contentType = "application/json",
-    accept?: string,
-  ): Promise<Response> {
-    const url = new URL(path, this.#baseUrl);
-    for (const [key, value] of Object.entries(query ?? {})) {
-      if (value !== undefined) url.searchParams.set(key, String(value));
-    }
-    const headers = new Headers();
-    this.#authorize(headers);
-    if (accept) headers.set("accept", accept);
-    const init: RequestInit & { duplex?: "half" } = { method, headers };
-    if (options?.signal) init.signal = options.signal;
-    if (body instanceof ReadableStream) {
-      headers.set("content-type", contentType);
-      init.body = body;
-      init.duplex = "half";
-    } else if (body !== undefined) {
-      headers.set("content-type", contentType);
-      const bytes = body instanceof Uint8Array ? body : encoder.encode(JSON.stringify(body));
-      // A declared length lets the monitor check its body limit without first reading the body through a stream.
-      headers.set("content-length", String(bytes.byteLength));
-      init.body = bytes as BodyInit;
-    }
-    let response: Response;
-    try {
-      response = await this.#fetch(new Request(url, init));
-    } catch (error) {
-      if (options?.signal?.aborted) throw error;
-      throw new SandboxError(
-        "unavailable",
-        `the sandbox monitor could not be reached: ${String(error)}`,
-        "retry",
-      );
-    }
-    if (!response.ok) throw await toSandboxError(response);
-    return response;
-  }
-
-  #authorize(headers: Headers) {
-    if (this.#secret) headers.set("authorization", `Bearer ${this.#secret}`);
-  }
-}
-
-async function toSandboxError(response: Response): Promise<SandboxError> {
-  const text = await response.text();
-  try {
-    const parsed = ErrorBody.safeParse(JSON.parse(text));
-    if (parsed.success) return SandboxError.fromBody(parsed.data);
-  } catch {
-    // not JSON: fall through
-  }
-  const code = response.status === 404 ? "not_found" : response.status >= 500 ? "unavailable" : "bad_request";
-  return new SandboxError(code, `the sandbox answered ${response.status}: ${text.slice(0, 200)}`);
-}
-
-async function* ndjsonLines(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buffered = "";
-  const reader = body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffered += decoder.decode(value, { stream: true });
-    let newline = buffered.indexOf("\n");
-    while (newline >= 0) {
-      const line = buffered.slice(0, newline).trim();
-      buffered = buffered.slice(newline + 1);
-      if (line) yield line;
-      newline = buffered.indexOf("\n");
-    }
-  }
-  const rest = (buffered + decoder.decode()).trim();
-  if (rest) yield rest;
 }

@@ -1,4 +1,4 @@
-import type { FetchLike } from "../protocol/client.ts";
+import type { FetchLike } from "../protocol/transport.ts";
 
 const SESSION_PATH = /^\/v1\/sessions\/([a-z0-9]{8,63})$/;
 
