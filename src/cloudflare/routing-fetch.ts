@@ -7,11 +7,13 @@ import {
   type TenancyPolicy,
 } from "../placement/placement.ts";
 import { SandboxClient } from "../protocol/client.ts";
-import { ErrorBody, isSandboxError, SandboxError } from "../protocol/errors.ts";
+import { ErrorBody, SandboxError } from "../protocol/errors.ts";
 import { CreateSessionRequest, type Session, SessionId } from "../protocol/schemas.ts";
 import { type ForkHost, forkAcrossPool } from "./fork.ts";
 import { SessionPlacer } from "./placing.ts";
 import { containerShard, principalIndex, type RegistryStub } from "./registry.ts";
+import { errorResponse } from "./routing-errors.ts";
+import { listOwnedSessions } from "./session-list.ts";
 import { DEFAULT_SNAPSHOT_DEBOUNCE, type SnapshotDebounce } from "./snapshots.ts";
 
 /**
@@ -162,38 +164,7 @@ class Router {
         "pass ?owner=<principal>",
       );
     }
-    const principal = await principalIndex(this.#env, owner);
-    const byContainer = new Map<string, string[]>();
-    for (const { id, container } of await principal.owned(owner)) {
-      byContainer.set(container, [...(byContainer.get(container) ?? []), id]);
-    }
-    const sessions: Session[] = [];
-    const gone: string[] = [];
-    await Promise.all(
-      [...byContainer].map(async ([container, ids]) => {
-        const records = await containerShard(this.#env, container).records(ids);
-        const live = new Set(records.map((record) => record.id));
-        gone.push(...ids.filter((id) => !live.has(id)));
-        for (const record of records) {
-          if (!record.session || record.owner !== owner) continue;
-          const expiresAt = Math.min(
-            record.lastActiveAt + record.idleTtlSeconds * 1000,
-            record.createdAt + record.maxLifetimeSeconds * 1000,
-          );
-          const lastActive = Math.max(Date.parse(record.session.lastActiveAt), record.lastActiveAt);
-          sessions.push({
-            ...record.session,
-            lastActiveAt: new Date(lastActive).toISOString(),
-            expiresAt: new Date(Math.max(expiresAt, Date.parse(record.session.expiresAt))).toISOString(),
-            warnings: record.snapshotError
-              ? [...record.session.warnings, `the last workspace snapshot failed: ${record.snapshotError}`]
-              : record.session.warnings,
-          });
-        }
-      }),
-    );
-    if (gone.length > 0) await this.#background(principal.drop(gone));
-    sessions.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    const sessions = await listOwnedSessions(this.#env, owner, (work) => this.#background(work));
     return Response.json({ sessions });
   }
 
@@ -375,28 +346,4 @@ class Router {
         this.#forward(container, request, null, request.body ?? undefined).catch(errorResponse),
     });
   }
-}
-
-function errorResponse(error: unknown): Response {
-  const failure = asSandboxError(error);
-  const headers = new Headers();
-  const retry = failure.details?.retryAfterSeconds;
-  if (failure.code === "at_capacity" && typeof retry === "number") headers.set("retry-after", String(retry));
-  return Response.json(failure.toBody(), { status: failure.status, headers });
-}
-
-/**
- * The `SandboxError` behind `error`: thrown here, or thrown in a registry object and carried over RPC, which keeps
- * an error's name and fields but not its class.
- */
-function asSandboxError(error: unknown): SandboxError {
-  if (isSandboxError(error)) return error;
-  if (error instanceof Error && error.name === "SandboxError") {
-    const body = ErrorBody.shape.error.safeParse(error);
-    if (body.success) return SandboxError.fromBody({ error: body.data });
-  }
-  return new SandboxError(
-    "internal",
-    `routing failed: ${error instanceof Error ? error.message : String(error)}`,
-  );
 }
