@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
 import { networkMode } from "../../src/protocol/schemas.ts";
-import { AgentProcess, type AgentSpec } from "./agent.ts";
+import type { AgentSpec } from "./agent.ts";
 import {
   agentInvocation,
   agentLimits,
@@ -16,6 +16,7 @@ import {
   hostAgent,
 } from "./agent-invocation.ts";
 import { agentKeeper } from "./agent-keeper.ts";
+import { AgentProcess } from "./agent-process.ts";
 import { INPUT_WINDOW, type SpawnFields } from "./agent-protocol.ts";
 import {
   JAIL_HOME,

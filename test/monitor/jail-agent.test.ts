@@ -1,8 +1,9 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentProcess, JailAgent } from "../../container/jail/agent.ts";
+import { JailAgent } from "../../container/jail/agent.ts";
 import { agentInvocation, agentLimits } from "../../container/jail/agent-invocation.ts";
+import { AgentProcess } from "../../container/jail/agent-process.ts";
 import { SYSTEM_CA_FILE, sessionEnv } from "../../container/jail/bwrap-args.ts";
 import {
   alive,
