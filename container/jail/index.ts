@@ -3,8 +3,9 @@ import type { JailUser } from "./bwrap-args.ts";
 import { parseCpuWeight } from "./cgroup.ts";
 import { type ProbeOptions, probeHost } from "./detect.ts";
 import { DEFAULT_HOST_UID_RANGE, HostUidPool, type HostUidRange, parseHostUidRange } from "./host-uid.ts";
-import { openBubblewrapJail, openUnisolatedJail } from "./jail.ts";
+import { openBubblewrapJail } from "./jail.ts";
 import type { Jail, Jailer, JailOptions } from "./types.ts";
+import { openUnisolatedJail } from "./unisolated-jail.ts";
 
 export type { JailUser } from "./bwrap-args.ts";
 export { parseCpuWeight } from "./cgroup.ts";

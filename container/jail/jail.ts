@@ -1,23 +1,13 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { connect as netConnect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../../src/protocol/errors.ts";
-import { networkMode } from "../../src/protocol/schemas.ts";
 import type { AgentSpec } from "./agent.ts";
-import {
-  agentInvocation,
-  agentLimits,
-  agentRunsTerminals,
-  agentSetsLimits,
-  hostAgent,
-} from "./agent-invocation.ts";
+import { agentInvocation, agentLimits, agentSetsLimits } from "./agent-invocation.ts";
 import { agentKeeper } from "./agent-keeper.ts";
 import { AgentProcess } from "./agent-process.ts";
-import { INPUT_WINDOW, type SpawnFields } from "./agent-protocol.ts";
+import type { SpawnFields } from "./agent-protocol.ts";
 import {
   JAIL_HOME,
   JAIL_WORKSPACE,
@@ -28,138 +18,23 @@ import {
   REGISTRY_CACHE_URL,
   SYSTEM_CA_FILE,
   sessionEnv,
-  shQuote,
   TOOLCHAIN_ROOT,
-  wrapperScript,
 } from "./bwrap-args.ts";
-import { createSessionCgroup, type SessionCgroup } from "./cgroup.ts";
-import { type HostProbe, noCpuShareWarning, setprivArgs } from "./detect.ts";
+import { type HostProbe, setprivArgs } from "./detect.ts";
 import { type JailEgress, openEgress } from "./egress.ts";
 import { type HostUidPool, releaseNetworkUid, sessionHostUid, sessionNetworkUid } from "./host-uid.ts";
-import { connectionError } from "./lazy-bridge.ts";
-import { type SessionNetwork, startNetwork } from "./network.ts";
-import { killOrphanedInits, signal } from "./proc-tree.ts";
-import { GATE_ARGS } from "./spawn-gate.ts";
-import { linkToolchain } from "./toolchain.ts";
 import {
-  type EnforcedLimits,
-  InputFullError,
-  type Jail,
-  type JailOptions,
-  type JailProcess,
-  type SpawnOptions,
-} from "./types.ts";
-
-/** The environment of the host-side helpers (nsenter, bwrap): nothing from the session. */
-const HELPER_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" };
-
-/** How long a jail's agent stays up with nothing running in it. */
-export const DEFAULT_AGENT_IDLE_MS = 60_000;
-
-/**
- * Limits shared by both kinds of jail: the session's cgroup and what is enforced (`rlimits`: whether they can be
- * set; `runAs`: the session's own host uid, if it has one).
- */
-async function limitsFor(
-  probe: HostProbe,
-  options: JailOptions,
-  rlimits: boolean,
-  runAs: number | null,
-): Promise<{
-  cgroup: SessionCgroup | null;
-  enforced: EnforcedLimits;
-  warnings: string[];
-}> {
-  const { limits } = options;
-  const warnings: string[] = [];
-  const cgroup = probe.cgroups
-    ? await createSessionCgroup(probe.cgroups, `sandbox-${options.sessionId}`, {
-        maxProcesses: limits.maxProcesses,
-        memoryBytes: limits.memoryBytes,
-      })
-    : null;
-  // Without a pids cgroup, RLIMIT_NPROC bounds the session's processes (threads included) as well: the kernel counts
-  // them per host uid, which is the session's own. It exempts uid 0, so a session running as root gets no limit.
-  const nproc = !cgroup?.pids && rlimits && runAs !== null && limits.maxProcesses > 0;
-  const enforced: EnforcedLimits = {
-    maxProcesses: cgroup?.pids ? "cgroup" : nproc ? "rlimit" : "none",
-    memoryBytes: cgroup?.memory ? "cgroup" : "none",
-    maxFileBytes: rlimits && limits.maxFileBytes > 0 ? "rlimit" : "none",
-    cpuSeconds: rlimits && limits.cpuSeconds > 0 ? "rlimit" : "none",
-    cpuShare: cgroup?.cpu ? "cgroup" : "none",
-  };
-  if (!rlimits && (limits.maxFileBytes > 0 || limits.cpuSeconds > 0)) {
-    warnings.push(
-      `file size and CPU time limits not enforced: the jail cannot set rlimits on this architecture (${process.arch})`,
-    );
-  }
-  if (limits.maxProcesses > 0 && enforced.maxProcesses === "none") {
-    warnings.push(
-      `process limit (${limits.maxProcesses}) not enforced: no writable pids cgroup on this host, and the session runs as host uid 0, which RLIMIT_NPROC exempts`,
-    );
-  }
-  if (limits.memoryBytes > 0 && !cgroup?.memory) {
-    // RLIMIT_AS is not used as a fallback: V8 and WebAssembly reserve far more address space than they use.
-    warnings.push(
-      `memory limit (${limits.memoryBytes} bytes) not enforced: no writable memory cgroup on this host`,
-    );
-  }
-  if (!cgroup?.cpu) warnings.push(noCpuShareWarning(probe.cgroups));
-  return { cgroup, enforced, warnings };
-}
-
-/** A spawn's stdin in the agent's terms; throws when a terminal cannot be had here. */
-function agentStdin(options: SpawnOptions): SpawnFields["stdin"] {
-  if (options.input === "pipe") return { kind: "pipe" };
-  if (options.input !== "tty") return undefined;
-  if (!agentRunsTerminals()) {
-    throw new SandboxError(
-      "bad_request",
-      `commands cannot run under a terminal on this architecture (${process.arch})`,
-      "run it without tty (stdin: true still gives it input)",
-    );
-  }
-  const { cols, rows } = options.terminal ?? { cols: 120, rows: 40 };
-  return { kind: "tty", cols, rows };
-}
-
-/** Terminal and input requests of a process of a jail: agent processes take them; plain children their stdin. */
-const inputOps = {
-  write(child: JailProcess, data: Buffer): void {
-    if (child instanceof AgentProcess) {
-      child.write(data);
-      return;
-    }
-    const stdin = (child as ChildProcess).stdin;
-    // As the agent does: a program that does not read gets at most INPUT_WINDOW bytes kept for it.
-    if (stdin && stdin.writableLength + data.length > INPUT_WINDOW)
-      throw new InputFullError(stdin.writableLength);
-    stdin?.write(data);
-  },
-  closeInput(child: JailProcess): void {
-    if (child instanceof AgentProcess) child.closeInput();
-    else (child as ChildProcess).stdin?.end();
-  },
-  resize(child: JailProcess, cols: number, rows: number): void {
-    if (child instanceof AgentProcess) child.resize(cols, rows);
-  },
-};
-
-/** Processes an unisolated jail spawned that have not exited yet, so close() can end them. */
-function tracked(): { add(child: ChildProcess): ChildProcess; live(): ChildProcess[] } {
-  const live = new Set<ChildProcess>();
-  return {
-    add(child) {
-      live.add(child);
-      child.once("exit", () => live.delete(child));
-      child.once("error", () => {
-        if (child.pid === undefined) live.delete(child);
-      });
-      return child;
-    },
-    live: () => [...live],
-  };
-}
+  agentStdin,
+  closedError,
+  DEFAULT_AGENT_IDLE_MS,
+  HELPER_ENV,
+  inputOps,
+  limitsFor,
+} from "./jail-common.ts";
+import { type SessionNetwork, startNetwork } from "./network.ts";
+import { killOrphanedInits } from "./proc-tree.ts";
+import { GATE_ARGS } from "./spawn-gate.ts";
+import type { Jail, JailOptions, JailProcess, SpawnOptions } from "./types.ts";
 
 /** A jail of bubblewrap, cgroups and a network namespace of its own. */
 export async function openBubblewrapJail(
@@ -387,120 +262,4 @@ async function attachRegistry(
     );
     return null;
   }
-}
-
-/** An unisolated jail: plain process groups of the monitor, loudly labelled as such. */
-export async function openUnisolatedJail(probe: HostProbe, options: JailOptions): Promise<Jail> {
-  const limits = await limitsFor(probe, options, true, null);
-  // Without a jail a host shell joins the cgroups and sets the rlimits before the command runs.
-  const wrapper = wrapperScript({
-    cgroupProcs: limits.cgroup?.procsFiles ?? [],
-    maxFileBytes: options.limits.maxFileBytes,
-    cpuSeconds: options.limits.cpuSeconds,
-    addressSpaceBytes: 0,
-  });
-  const warnings = [
-    `session ${options.sessionId} is NOT isolated: its processes run directly on the host as the monitor's user, with the host's network (network "${networkMode(options.network)}" is not enforced)`,
-    ...probe.capabilities.warnings.filter((warning) => warning.includes("NOT isolated")),
-    ...limits.warnings,
-  ];
-  const children = tracked();
-  const baseEnv = sessionEnv({
-    home: options.homePath ?? tmpdir(),
-    path: [linkToolchain(probe.toolchain, options.runDir), process.env.PATH ?? HELPER_ENV.PATH],
-    registry: null,
-    offline: false,
-    caFile: process.env.NODE_EXTRA_CA_CERTS ?? (existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : null),
-  });
-  let closing: Promise<void> | null = null;
-  // Node cannot open a pseudo-terminal: commands under one are run by the jail agent, on the host.
-  const terminals = probe.perl
-    ? agentKeeper(
-        { file: probe.perl, args: hostAgent(probe.perl).slice(1), gate: null, env: HELPER_ENV },
-        DEFAULT_AGENT_IDLE_MS,
-      )
-    : null;
-  let nextTerminal = 1;
-  const kill = (child: JailProcess, sig: NodeJS.Signals): void => {
-    if (child instanceof AgentProcess) child.signal(sig);
-    // The group can outlive its leader (background grandchildren), so it is signalled even after an exit.
-    else if (child.pid !== undefined) signal(-child.pid, sig);
-  };
-  return {
-    isolation: "none",
-    networkIsolation: "none",
-    workspacePath: options.hostPath,
-    warnings: [...new Set(warnings)],
-    enforced: limits.enforced,
-    spawn(spawnOptions: SpawnOptions): JailProcess {
-      if (closing) throw closedError(options.sessionId);
-      const env = { ...baseEnv, ...spawnOptions.env };
-      const cwd = join(options.hostPath, spawnOptions.cwd === "" ? "." : spawnOptions.cwd);
-      if (spawnOptions.input === "tty") {
-        if (!terminals) {
-          throw new SandboxError(
-            "bad_request",
-            "commands cannot run under a terminal here: the unisolated jail needs perl for that (install perl-base)",
-            "run it without tty (stdin: true still gives it input)",
-          );
-        }
-        const stdin = agentStdin(spawnOptions);
-        const child = new AgentProcess(nextTerminal++, "tty");
-        // The agent runs `/bin/sh -c`: the wrapper joins the cgroups and sets the rlimits before the command.
-        const command = wrapper
-          ? `set -- /bin/sh -c ${shQuote(spawnOptions.command)}; ${wrapper}`
-          : spawnOptions.command;
-        const request: SpawnFields = { command, cwd, env, limits: null, ...(stdin ? { stdin } : {}) };
-        terminals.get().then(
-          (agent) => agent.spawn(request, child),
-          (error: Error) => child.failed(error),
-        );
-        return child;
-      }
-      const args = wrapper
-        ? ["-c", wrapper, "sh", "/bin/sh", "-c", spawnOptions.command]
-        : ["-c", spawnOptions.command];
-      const child = spawn("/bin/sh", args, {
-        cwd,
-        env,
-        detached: true,
-        stdio: [spawnOptions.input === "pipe" ? "pipe" : "ignore", "pipe", "pipe"],
-      });
-      // A program that exits without reading its input must not take the monitor down with EPIPE.
-      child.stdin?.on("error", () => {});
-      return children.add(child);
-    },
-    kill,
-    ...inputOps,
-    warm() {},
-    connect: (port) => connectDirect(port),
-    sockets: { netnsPid: process.pid, pidNamespaceDepth: 0 },
-    close() {
-      closing ??= (async () => {
-        for (const child of children.live()) kill(child, "SIGKILL");
-        await terminals?.close();
-        await limits.cgroup?.remove();
-      })();
-      return closing;
-    },
-  };
-}
-
-function closedError(sessionId: string): SandboxError {
-  return new SandboxError("conflict", `session ${sessionId} is being closed`, "create a new session");
-}
-
-function connectDirect(port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host: "127.0.0.1", port });
-    socket.once("connect", () => {
-      socket.off("error", onError);
-      resolve(socket);
-    });
-    const onError = (error: NodeJS.ErrnoException): void => {
-      socket.destroy();
-      reject(connectionError(port, error.code ?? "EIO"));
-    };
-    socket.once("error", onError);
-  });
 }
