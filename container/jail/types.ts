@@ -65,9 +65,9 @@ export class InputFullError extends Error {
 
 /**
  * A process started by a jail: the part of Node's ChildProcess the monitor uses, so that a process of the jail's
- * agent (agent.ts) and a plain child process (no isolation) are handled alike. stdin is /dev/null unless the spawn
- * asked for input (written through the jail); `pid` is set once `spawn` is emitted (inside a jail it is the pid the
- * jail sees); `close` follows `exit` once both output streams are done.
+ * agent (agent-process.ts) and a plain child process (no isolation) are handled alike. stdin is /dev/null unless
+ * the spawn asked for input (written through the jail); `pid` is set once `spawn` is emitted (inside a jail it is
+ * the pid the jail sees); `close` follows `exit` once both output streams are done.
  */
 export interface JailProcess {
   readonly pid?: number | undefined;
