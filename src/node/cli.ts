@@ -42,7 +42,6 @@ Each session's workspace history (checkpoint, diff, revert, fork_session) may us
 (default 256 MiB; 0 turns history off). Each session's workspace and home may use DISK_QUOTA_BYTES of disk
 (default 2 GiB; 0 turns the quota off): a session over it has its commands and processes stopped and its writes
 refused until it deletes files.
-(default 256 MiB; 0 turns history off).
 Sessions share a busy CPU equally, with one CPU weight per session; all of them together weigh
 MONITOR_SESSIONS_CPU_WEIGHT against this server (cgroup v2 units 1-10000, default 100; 0 turns the weights off).
 A template's dependencies are installed once, in the background at its first use, and later sessions from it
