@@ -16,9 +16,15 @@ export interface LazyBridgeOptions {
   /** The Node binary and the bridge script it runs. */
   node: string;
   script: string;
-  /** The session's run directory, where the bridge binds its socket. */
-  runDir: string;
+  /** The directory the bridge binds its socket in (writable to `asUid`'s uid). */
+  socketDir: string;
   socketPath: string;
+  /**
+   * Prefixes the command run after joining the namespace with a drop to the unprivileged uid the bridge runs as
+   * (setpriv), or leaves it as root; `unprivileged` says which.
+   */
+  asUid(command: string[]): string[];
+  unprivileged: boolean;
   /** A short path to the socket (see network.ts), usable with `connect`. */
   connectPath: string;
   /** `/proc/<holder>/ns/net`: the namespace the bridge joins. */
@@ -151,8 +157,10 @@ export function createLazyBridge(options: LazyBridgeOptions): LazyBridge {
 }
 
 /**
- * Starts the bridge inside the namespace: nsenter joins it, bubblewrap drops every capability, makes the host
- * read-only but for the run directory, and takes the bridge down with the monitor.
+ * Starts the bridge inside the namespace: nsenter joins it (as root: the namespace's owner is the holder's user
+ * namespace), setpriv drops to the session's network uid where it has one, and bubblewrap, in a user namespace of
+ * its own then, drops every capability, makes the host read-only but for the socket's directory, and takes the
+ * bridge down with the monitor.
  */
 async function launch(options: LazyBridgeOptions): Promise<RunningBridge> {
   const child = spawn(
@@ -160,7 +168,8 @@ async function launch(options: LazyBridgeOptions): Promise<RunningBridge> {
     [
       `--net=${options.netnsPath}`,
       "--",
-      options.bwrap,
+      ...options.asUid([options.bwrap]),
+      ...(options.unprivileged ? ["--unshare-user", "--uid", "0", "--gid", "0"] : []),
       "--die-with-parent",
       "--cap-drop",
       "ALL",
@@ -170,8 +179,8 @@ async function launch(options: LazyBridgeOptions): Promise<RunningBridge> {
       "--dev",
       "/dev",
       "--bind",
-      options.runDir,
-      options.runDir,
+      options.socketDir,
+      options.socketDir,
       "--",
       options.node,
       options.script,

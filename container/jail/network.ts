@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync } from "node:fs";
+import { chownSync, closeSync, mkdirSync, openSync, statSync } from "node:fs";
 import type { Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
@@ -7,6 +7,7 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { firstChunk, firstLine, terminate } from "./child-io.ts";
 import { setprivArgs } from "./detect.ts";
+import { unsearchableAncestor } from "./host-uid.ts";
 import { createLazyBridge, DEFAULT_BRIDGE_IDLE_MS } from "./lazy-bridge.ts";
 
 /**
@@ -74,6 +75,18 @@ export function bridgeScript(): string {
   return fileURLToPath(new URL(sibling, import.meta.url));
 }
 
+/** Whether a uid that owns neither can run Node and read the bridge script (not so under a 0700 home, say). */
+function bridgeRunsAs(): boolean {
+  const others = (path: string, bits: number): boolean => {
+    try {
+      return (statSync(path).mode & bits) === bits && unsearchableAncestor(path) === null;
+    } catch {
+      return false;
+    }
+  };
+  return others(process.execPath, 0o005) && others(bridgeScript(), 0o004);
+}
+
 const START_TIMEOUT_MS = 15_000;
 
 /** Address ranges a session with outbound access must never reach (link-local holds cloud metadata services). */
@@ -99,8 +112,14 @@ export async function startNetwork(
   runDir: string,
   options: NetworkOptions,
 ): Promise<SessionNetwork> {
-  const socketPath = join(runDir, "bridge.sock");
   const uid = tools.setpriv ? options.uid : null;
+  // The bridge runs as the network uid too, where that uid can run Node and read the script; it binds its socket
+  // in a directory of its own, the uid's alone.
+  const bridgeUid = uid !== null && bridgeRunsAs() ? uid : null;
+  const socketDir = join(runDir, "bridge");
+  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
+  if (bridgeUid !== null) chownSync(socketDir, bridgeUid, bridgeUid);
+  const socketPath = join(socketDir, "bridge.sock");
   const asUid = (command: string[]): string[] =>
     uid === null ? command : [tools.setpriv!, ...setprivArgs(uid, uid), ...command];
   const [holderFile, ...holderArgs] = asUid([
@@ -159,9 +178,12 @@ export async function startNetwork(
       bwrap: tools.bwrap,
       node: process.execPath,
       script: bridgeScript(),
-      runDir,
+      socketDir,
       socketPath,
-      connectPath: `/proc/self/fd/${dirFd}/bridge.sock`,
+      connectPath: `/proc/self/fd/${dirFd}/bridge/bridge.sock`,
+      asUid: (command) =>
+        bridgeUid === null ? command : [tools.setpriv!, ...setprivArgs(bridgeUid, bridgeUid), ...command],
+      unprivileged: bridgeUid !== null,
       netnsPath,
       holderAlive: () => !exited,
       idleMs: options.bridgeIdleMs ?? DEFAULT_BRIDGE_IDLE_MS,

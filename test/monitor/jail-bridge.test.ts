@@ -114,7 +114,7 @@ describe.each(["deny", "allow"] as const)("an idle %s session", (network) => {
       expect(helpers.length).toBe(network === "allow" ? 3 : 2);
       expect(helpers.map(exe)).not.toContain(node);
       expect(bridgeNodes(session.runDir)).toEqual([]);
-      expect(existsSync(join(session.runDir, "bridge.sock"))).toBe(false);
+      expect(existsSync(join(session.runDir, "bridge", "bridge.sock"))).toBe(false);
       const totalKb = helpers.reduce((sum, pid) => sum + rssKb(pid), 0);
       // A Node bridge alone takes 40 MB or more.
       expect(totalKb).toBeGreaterThan(0);
@@ -155,7 +155,7 @@ describe("the bridge of a session", () => {
     await eventually(() => !started.some(alive), "the idle bridge's process to end");
     // The socket file is removed once the stopped bridge has exited, a moment after its process is gone.
     await eventually(
-      () => !existsSync(join(session.runDir, "bridge.sock")),
+      () => !existsSync(join(session.runDir, "bridge", "bridge.sock")),
       "the idle bridge's socket to go",
     );
     const again = await session.jail.connect(8080);

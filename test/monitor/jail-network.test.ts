@@ -148,7 +148,7 @@ describe("a run directory longer than a unix socket path allows", () => {
     const runDir = join(root, "a".repeat(60), "b".repeat(60), "run");
     await mkdir(runDir, { recursive: true });
     await mkdir(join(root, "workspace"));
-    expect(Buffer.byteLength(join(runDir, "bridge.sock"))).toBeGreaterThan(108);
+    expect(Buffer.byteLength(join(runDir, "bridge", "bridge.sock"))).toBeGreaterThan(108);
     const jail = await jailer.open({
       sessionId: `longrun${process.pid}`,
       hostPath: join(root, "workspace"),
@@ -226,6 +226,29 @@ describe("network allow", () => {
     expect(readlinkSync(`/proc/${slirp}/ns/net`)).toBe(readlinkSync("/proc/self/ns/net"));
     expect(readlinkSync(`/proc/${slirp}/ns/mnt`)).not.toBe(readlinkSync("/proc/self/ns/mnt"));
     expect(helpers[2]!.seccomp).toBe(2);
+  });
+
+  it("runs the TCP bridge into the namespace as the same unprivileged uid, without capabilities", async () => {
+    await expect(session.jail.connect(9)).rejects.toThrow(/ECONNREFUSED/);
+    const socket = join(session.runDir, "bridge", "bridge.sock");
+    const bridge = readdirSync("/proc").filter((name) => {
+      if (!/^\d+$/.test(name)) return false;
+      try {
+        const args = readFileSync(`/proc/${name}/cmdline`, "latin1").split("\0");
+        return args.includes(socket) && args[0] === process.execPath;
+      } catch {
+        return false;
+      }
+    });
+    expect(bridge).toHaveLength(1);
+    const uid = credentials(session.jail.sockets.netnsPid).uids[0]!;
+    const node = credentials(Number(bridge[0]));
+    expect(node.uids).toEqual([uid, uid, uid, uid]);
+    expect(node.capEff).toBe(0n);
+    expect(statSync(join(session.runDir, "bridge")).uid).toBe(uid);
+    expect(readlinkSync(`/proc/${bridge[0]}/ns/net`)).toBe(
+      readlinkSync(`/proc/${session.jail.sockets.netnsPid}/ns/net`),
+    );
   });
 
   it("reaches the npm registry with npm itself", { timeout: 60_000 }, async () => {

@@ -274,7 +274,7 @@ describe("closing a jailed session", () => {
   it("stops the holder, slirp4netns, the bridge and the cgroup, kills what still runs, and is idempotent", async () => {
     const session = await openTestSession(jailer, { network: "allow" });
     try {
-      const socket = `${session.runDir}/bridge.sock`;
+      const socket = `${session.runDir}/bridge/bridge.sock`;
       // The bridge starts on the first connect, and stays up after a refused one.
       await expect(session.jail.connect(9)).rejects.toThrow(/ECONNREFUSED/);
       expect(existsSync(socket)).toBe(true);
