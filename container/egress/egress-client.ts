@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { SYSTEM_CA_FILE } from "../jail/bwrap-args.ts";
+import { type HelperUid, helperBwrap, othersCan } from "../jail/helper-uid.ts";
 import { listenInNamespace } from "../jail/ns-listen.ts";
 import type { Blocked } from "./egress-proxy.ts";
 import type { ResolvedSecret } from "./secrets.ts";
@@ -45,6 +46,11 @@ export interface EgressProxy {
    */
   attach(sessionId: string, netnsPath: string, egress: SessionEgress): Promise<{ caCert: string | null }>;
   detach(sessionId: string): Promise<void>;
+  /**
+   * Runs the proxy process (from its next start) as the helpers' unprivileged uid; returns why it cannot, and it
+   * stays root without capabilities then.
+   */
+  runAs(helper: HelperUid): string | null;
   close(): Promise<void>;
 }
 
@@ -68,6 +74,7 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
   const pending = new Map<string, (message: Reply) => void>();
   let running: { child: ChildProcess; ready: Promise<void> } | null = null;
   let closed = false;
+  let helperUid: HelperUid | null = null;
 
   const awaitReply = (session: string, what: string): Promise<Reply> =>
     new Promise((resolve, reject) => {
@@ -90,7 +97,7 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
     ];
     const jail = options.bwrap
       ? [
-          options.bwrap,
+          ...helperBwrap(options.bwrap, helperUid),
           "--die-with-parent",
           "--cap-drop",
           "ALL",
@@ -199,6 +206,19 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
   };
 
   return {
+    runAs(helper) {
+      const extra =
+        process.env.NODE_EXTRA_CA_CERTS ?? (existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : undefined);
+      const blocked = [
+        othersCan(node, 0o005) ? null : node,
+        othersCan(script, 0o004) ? null : script,
+        extra && !othersCan(extra, 0o004) ? extra : null,
+      ].find(Boolean);
+      if (blocked)
+        return `the egress proxy runs as root (without capabilities): ${blocked} is not open to other users`;
+      helperUid = helper;
+      return null;
+    },
     async attach(sessionId, netnsPath, egress) {
       const ca = egress.secrets.length > 0 ? await makeSessionCa() : null;
       await attachOne(sessionId, netnsPath, egress, ca);

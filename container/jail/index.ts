@@ -2,6 +2,7 @@ import { SandboxError } from "../../src/protocol/errors.ts";
 import type { JailUser } from "./bwrap-args.ts";
 import { parseCpuWeight } from "./cgroup.ts";
 import { type ProbeOptions, probeHost } from "./detect.ts";
+import { helperUidOf } from "./helper-uid.ts";
 import { DEFAULT_HOST_UID_RANGE, HostUidPool, type HostUidRange, parseHostUidRange } from "./host-uid.ts";
 import { openBubblewrapJail } from "./jail.ts";
 import type { Jail, Jailer, JailOptions } from "./types.ts";
@@ -80,6 +81,14 @@ export function createJailer(options: JailerOptions = {}): Jailer {
     );
   }
   const hostUids = range ? new HostUidPool(range) : null;
+  // The shared helpers run as one more unprivileged uid, wherever sessions get uids of their own.
+  const helperUid = helperUidOf(range);
+  if (probe.setpriv && helperUid !== null) {
+    for (const helper of [options.registry, options.egress]) {
+      const refused = helper?.runAs({ setpriv: probe.setpriv, uid: helperUid });
+      if (refused) probe.capabilities.warnings.push(refused);
+    }
+  }
   if (user && probe.bwrap && !probe.userns) {
     probe.capabilities.warnings.push(
       `jailed processes run as uid 0, not ${user.uid}: bubblewrap cannot give them a user namespace here`,

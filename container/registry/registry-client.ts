@@ -3,6 +3,8 @@ import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import type { Server } from "node:net";
 import { fileURLToPath } from "node:url";
 import { REGISTRY_CACHE_PORT, SYSTEM_CA_FILE } from "../jail/bwrap-args.ts";
+import { adoptStore, type HelperUid, helperBwrap, othersCan } from "../jail/helper-uid.ts";
+import { unsearchableAncestor } from "../jail/host-uid.ts";
 import { listenInNamespace } from "../jail/ns-listen.ts";
 import type { RegistryStats } from "./registry-proxy.ts";
 
@@ -36,6 +38,11 @@ export interface RegistryCache {
   /** Stops answering in that session's namespace and ends its connections. */
   detach(sessionId: string): Promise<void>;
   stats(): Promise<RegistryStats>;
+  /**
+   * Runs the cache process (from its next start) as the helpers' unprivileged uid, its store given to that uid;
+   * returns why it cannot, and it stays root without capabilities then.
+   */
+  runAs(helper: HelperUid): string | null;
   close(): Promise<void>;
 }
 
@@ -72,6 +79,7 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
   const pendingReplies = new Map<string, (message: Record<string, unknown>) => void>();
   let running: Running | null = null;
   let closed = false;
+  let helperUid: HelperUid | null = null;
   let nextStatsId = 1;
 
   const onMessage = (message: Record<string, unknown>): void => {
@@ -106,9 +114,10 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
       ...(options.maxBytes ? ["--max-bytes", String(options.maxBytes)] : []),
       ...(options.documentTtlMs ? ["--document-ttl-ms", String(options.documentTtlMs)] : []),
     ];
+    if (helperUid && options.bwrap) adoptStore(options.root, helperUid.uid);
     const jail = options.bwrap
       ? [
-          options.bwrap,
+          ...helperBwrap(options.bwrap, helperUid),
           "--die-with-parent",
           "--cap-drop",
           "ALL",
@@ -154,6 +163,20 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
     return self;
   };
 
+  const runAs = (helper: HelperUid): string | null => {
+    const extra = cacheEnv().NODE_EXTRA_CA_CERTS;
+    const blocked = [
+      othersCan(node, 0o005) ? null : node,
+      othersCan(script, 0o004) ? null : script,
+      unsearchableAncestor(options.root),
+      extra && !othersCan(extra, 0o004) ? extra : null,
+    ].find(Boolean);
+    if (blocked)
+      return `the registry cache runs as root (without capabilities): ${blocked} is not open to other users`;
+    helperUid = helper;
+    return null;
+  };
+
   const helper = async (): Promise<ChildProcess> => {
     if (closed) throw new Error("the registry cache is closed");
     running ??= start();
@@ -193,6 +216,7 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
 
   return {
     upstream: options.upstream,
+    runAs,
     async attach(sessionId, netnsPath) {
       await attachOne(sessionId, netnsPath);
       attached.set(sessionId, netnsPath);

@@ -1,9 +1,13 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { egressScript } from "../../container/egress/egress-client.ts";
+import { DEFAULT_HOST_UID_RANGE } from "../../container/jail/host-uid.ts";
+import { descendants } from "../../container/jail/proc-tree.ts";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
 import { SandboxClient } from "../../src/protocol/client.ts";
 import type { CreateSessionRequest } from "../../src/protocol/schemas.ts";
@@ -83,6 +87,32 @@ describe("allowlist sessions among others", () => {
         "network",
         "connection to the egress proxy closed: the session has 256 open through it already",
       ]);
+  });
+
+  it("runs the proxy as the helpers' unprivileged host uid, without capabilities", async () => {
+    const session = await create({ network: { allow: [`plain.egress.test:${plainPort}`] } });
+    expect(
+      (await sh(session.id, `curl -sS --max-time 30 http://plain.egress.test:${plainPort}/uid`)).code,
+    ).toBe(0);
+    const script = egressScript();
+    const proxy = readdirSync("/proc").filter((name) => {
+      if (!/^\d+$/.test(name)) return false;
+      try {
+        const args = readFileSync(`/proc/${name}/cmdline`, "latin1").split("\0");
+        return (
+          args[0] === process.execPath &&
+          args[1] === script &&
+          descendants(process.pid).includes(Number(name))
+        );
+      } catch {
+        return false;
+      }
+    });
+    expect(proxy).toHaveLength(1);
+    const status = readFileSync(`/proc/${proxy[0]}/status`, "latin1");
+    const uid = DEFAULT_HOST_UID_RANGE.start - 1;
+    expect(/^Uid:\s*(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number)).toEqual([uid, uid, uid, uid]);
+    expect(/^CapEff:\s*(\S+)/m.exec(status)?.[1]).toBe("0000000000000000");
   });
 
   it("lets allowlist sessions that list the registry install through the registry cache, and fails fast otherwise", async () => {

@@ -6,7 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { setprivArgs } from "../../container/jail/detect.ts";
+import { DEFAULT_HOST_UID_RANGE } from "../../container/jail/host-uid.ts";
 import { createMonitor, type Monitor } from "../../container/monitor.ts";
+import { registryCacheScript } from "../../container/registry/registry-client.ts";
 import { SandboxClient } from "../../src/protocol/client.ts";
 
 // The shared registry cache as sessions use it: real jails, real npm, bun, pnpm and yarn, the real npm registry.
@@ -123,6 +125,36 @@ describe("the registry cache", () => {
       expect(attempt.status).not.toBe(0);
       expect(attempt.stderr).toMatch(/Permission denied/);
     }
+  });
+
+  it("runs as the helpers' unprivileged host uid, below the sessions' range, which owns its store", async () => {
+    const id = await sessionWithManifest();
+    expect((await sh(id, "npm view is-number version")).code).toBe(0);
+    const helperUid = DEFAULT_HOST_UID_RANGE.start - 1;
+    const script = registryCacheScript();
+    const cache = readdirSync("/proc").filter((name) => {
+      if (!/^\d+$/.test(name)) return false;
+      try {
+        const args = readFileSync(`/proc/${name}/cmdline`, "latin1").split("\0");
+        return (
+          args[0] === process.execPath && args[1] === script && args.includes(join(dataDir, "registry-cache"))
+        );
+      } catch {
+        return false;
+      }
+    });
+    expect(cache).toHaveLength(1);
+    const status = readFileSync(`/proc/${cache[0]}/status`, "latin1");
+    expect(/^Uid:\s*(.*)$/m.exec(status)?.[1]?.split(/\s+/).map(Number)).toEqual([
+      helperUid,
+      helperUid,
+      helperUid,
+      helperUid,
+    ]);
+    expect(/^CapEff:\s*(\S+)/m.exec(status)?.[1]).toBe("0000000000000000");
+    const root = join(dataDir, "registry-cache");
+    for (const path of modes(root).keys())
+      expect({ path, uid: lstatSync(join(root, path)).uid }).toEqual({ path, uid: helperUid });
   });
 
   it("is out of reach of a session without network, and invisible in every jail", async () => {
