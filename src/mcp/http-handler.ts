@@ -1,215 +1,183 @@
 import {
   type AuthInfo,
-  type CreateMcpHandlerOptions,
   createMcpHandler,
   DEFAULT_MAX_REQUEST_BODY_SIZE,
+  hostHeaderValidationResponse,
   isLegacyRequest,
-  type McpHttpHandler,
-  type McpRequestContext,
-  type McpServer,
+  type McpServerFactory,
+  originValidationResponse,
   readRequestBody,
   WebStandardStreamableHTTPServerTransport,
 } from "@modelcontextprotocol/server";
-import { createServer, type ServerDeps } from "./server.ts";
-import { fitsLane, LanePool, openLane } from "./tool-lanes.ts";
-import { SessionOwnerCache } from "./types.ts";
+import { Cancels } from "./cancels.ts";
 
-export interface HttpHandlerDeps extends Omit<ServerDeps, "principal"> {
-  /**
-   * Who is calling, from the request the host authenticated. Default: the `clientId` of the `authInfo` the host
-   * passes to `fetch` (the host verifies tokens; this layer never reads credentials).
-   */
-  principal?: (context: McpRequestContext) => string;
-  handler?: CreateMcpHandlerOptions;
+/** Which names a request may carry in Host and Origin (DNS rebinding protection), decided per request. */
+export interface AllowedNames {
+  /** Host names `/mcp` answers on; undefined: any (the host checked Host itself, or a token protects it). */
+  hostnames?: string[] | undefined;
+  /** Host names of the browser origins allowed to call (a request without Origin always may). */
+  originHostnames: string[];
+}
+
+export interface McpHttpOptions {
+  /** Builds the tool server for one request; the principal is in its `authInfo`. */
+  server: McpServerFactory;
+  allowed(request: Request): AllowedNames;
+  onerror?: (error: Error) => void;
+}
+
+export interface McpHttp {
+  /** Serves one request to `/mcp` for the caller the host authenticated (`authInfo.clientId` is the principal). */
+  fetch(request: Request, authInfo: AuthInfo): Promise<Response>;
+  close(): Promise<void>;
 }
 
 /**
- * Serves `createServer` statelessly over streamable HTTP: a server per request (a 2025-era tools/call goes to an idle
- * one, see tool-lanes.ts), so any instance answers any call, 2026-07-28 clients need no handshake and 2025-era
- * clients get the stateless fallback. Put Origin/Host checks and authentication in front; pass the verified identity as
- * `authInfo` to `fetch`.
- *
- * A 2025-era request that did not ask for progress is answered with one JSON body rather than an event stream
- * (the SDK's fallback always streams): nothing would be sent before the result anyway, and a plain body costs
- * both ends ~1-2 ms less per call. With a `progressToken` the answer streams, so progress reaches the client.
+ * `/mcp` for both hosts (the local server and the Worker), statelessly, over the SDK's own pieces: its Host and
+ * Origin checks, its `createMcpHandler` for 2026-07-28 requests (and for what it alone answers: GET and DELETE,
+ * bodies over the limit), and its streamable-HTTP transport for 2025-era POSTs, answered with one JSON body unless
+ * the client asked for progress (the SDK's own fallback always streams; a JSON body is what a client waits for
+ * anyway). Two things the SDK has no room for are added: CORS headers, so browser clients on allowed origins can
+ * read answers, and 2025-era cancellation, whose `notifications/cancelled` arrives as a request of its own and
+ * marks the running call of the same principal and request id (see cancels.ts).
  */
-export function createHttpHandler(deps: HttpHandlerDeps): McpHttpHandler {
-  const owners = deps.owners ?? new SessionOwnerCache();
-  const principalOf = deps.principal ?? principalFromAuth;
-  const factory = (context: McpRequestContext) =>
-    createServer({ ...deps, owners, principal: principalOf(context) });
-  const handler = createMcpHandler(factory, deps.handler);
-  const cancels = new LegacyCancels();
-  const lanes = new LanePool();
-  const maxBody = deps.handler?.maxRequestBodySize ?? DEFAULT_MAX_REQUEST_BODY_SIZE;
-  return {
-    ...handler,
-    async fetch(original, options) {
-      if (original.method !== "POST" || options?.parsedBody !== undefined)
-        return handler.fetch(original, options);
-      const { text, request } = await readOnce(original, maxBody);
-      const body = text === undefined ? undefined : parseJson(text);
-      if (body === undefined) {
-        // Not JSON (or too large): the SDK reads it again and answers with the right error.
-        return handler.fetch(text === undefined ? request : withBody(request, text), options);
-      }
-      if (!isRpc(body) || !(await isLegacyRequest(request, body))) {
-        // Hand the body on: the SDK would otherwise read and parse it again.
-        return handler.fetch(request, { ...options, parsedBody: body });
-      }
-      const context = { era: "legacy", requestInfo: request, ...withAuth(options?.authInfo) } as const;
-      const principal = principalOf(context);
-      const forward = { ...options, parsedBody: body };
-      if (body.method === "notifications/cancelled") {
-        cancels.cancel(principal, body.params?.requestId);
-        return handler.fetch(request, forward);
-      }
-      if (body.id === undefined) return handler.fetch(request, forward);
-      const streams = body.params?._meta?.progressToken !== undefined;
-      if (body.method !== "tools/call") {
-        return streams ? handler.fetch(request, forward) : answerWithJson(factory(context), request, forward);
-      }
-      const tracked = cancels.track(principal, body.id);
-      const signal = AbortSignal.any([request.signal, tracked.signal]);
-      if (!streams) {
-        try {
-          return (
-            (await answerInLane(lanes, principal, () => factory(context), request, body, options, signal)) ??
-            (await answerWithJson(factory(context), request, forward, signal))
-          );
-        } finally {
-          tracked.done();
-        }
-      }
-      try {
-        return untilDone(await handler.fetch(withSignal(request, signal), forward), tracked.done);
-      } catch (error) {
-        tracked.done();
-        throw error;
-      }
-    },
-  };
-}
+export function createMcpHttp(options: McpHttpOptions): McpHttp {
+  const onerror = options.onerror;
+  const sdk = createMcpHandler(options.server, onerror ? { onerror } : {});
+  const cancels = new Cancels();
 
-/**
- * Answers a tools/call in an idle lane of `principal` (one is opened when none is idle); undefined when the request
- * is not one a lane takes, for the SDK to answer. A cancelled call (`signal`) gets an empty 202: the server sends
- * no response for it, and the request is ended rather than left open.
- */
-async function answerInLane(
-  lanes: LanePool,
-  principal: string,
-  build: () => McpServer,
-  request: Request,
-  body: unknown,
-  options: { authInfo?: AuthInfo } | undefined,
-  signal: AbortSignal,
-): Promise<Response | undefined> {
-  if (!fitsLane(request, body)) return undefined;
-  const lane = lanes.take(principal) ?? (await openLane(build()));
-  if (!lane.transport.supports(request)) {
-    lanes.give(principal, lane);
-    return undefined;
-  }
-  const answer = await lane.transport.call(body, { request, ...withAuth(options?.authInfo) }, signal);
-  if (!answer) return new Response(null, { status: 202 });
-  lanes.give(principal, lane);
-  return Response.json(answer);
-}
-
-/**
- * Answers one 2025-era request with a JSON body, from a server that serves only it: the SDK's stateless idiom with
- * `enableJsonResponse`. An aborted `signal` (by default the request's: the client went away; or a cancel) closes
- * the server, which aborts the call.
- */
-async function answerWithJson(
-  server: McpServer,
-  request: Request,
-  options: { authInfo?: AuthInfo; parsedBody: unknown },
-  signal = request.signal,
-): Promise<Response> {
-  const transport = new WebStandardStreamableHTTPServerTransport({
-    sessionIdGenerator: undefined,
-    enableJsonResponse: true,
-  });
-  const teardown = () => {
-    transport.close().catch(() => {});
-    server.close().catch(() => {});
-  };
-  signal.addEventListener("abort", teardown, { once: true });
-  try {
-    await server.connect(transport);
-    return await transport.handleRequest(request, options);
-  } finally {
-    signal.removeEventListener("abort", teardown);
-    teardown();
-  }
-}
-
-/**
- * A 2025-era client cancels with a `notifications/cancelled` POST, which the stateless fallback hands to a fresh
- * server that never saw the call. This registry connects the two on one instance: the call's request id and the
- * caller's principal find the running call, whose request signal is then aborted (the fallback tears the call
- * down on that signal). Ambiguous matches (two connections of one principal with the same id) cancel nothing.
- */
-class LegacyCancels {
-  readonly #inflight = new Map<string, Set<AbortController>>();
-
-  track(principal: string, id: string | number): { signal: AbortSignal; done: () => void } {
-    const key = `${principal}\n${String(id)}`;
-    const controller = new AbortController();
-    const set = this.#inflight.get(key) ?? new Set();
-    set.add(controller);
-    this.#inflight.set(key, set);
-    return {
-      signal: controller.signal,
-      done: () => {
-        set.delete(controller);
-        if (set.size === 0 && this.#inflight.get(key) === set) this.#inflight.delete(key);
-      },
+  async function legacy(request: Request, body: unknown, authInfo: AuthInfo): Promise<Response> {
+    const message = single(body);
+    const principal = authInfo.clientId;
+    if (message?.method === "notifications/cancelled") cancels.mark(principal, message.params?.requestId);
+    const call = message?.method === "tools/call" && message.id !== undefined ? message.id : undefined;
+    const tracked = call === undefined ? undefined : cancels.track(principal, call);
+    const signal = tracked ? AbortSignal.any([request.signal, tracked.signal]) : request.signal;
+    const server = await options.server({ era: "legacy", authInfo, requestInfo: request });
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: message?.params?._meta?.progressToken === undefined,
+    });
+    if (onerror) transport.onerror = onerror;
+    let closed = false;
+    const teardown = () => {
+      if (closed) return;
+      closed = true;
+      tracked?.done();
+      transport.close().catch(() => {});
+      server.close().catch(() => {});
     };
+    // A cancelled call gets an empty 202: the server sends no response for it, and the request is not left open.
+    const aborted = new Promise<Response>((resolve) => {
+      const end = () => resolve(new Response(null, { status: 202 }));
+      if (signal.aborted) end();
+      else signal.addEventListener("abort", end, { once: true });
+    });
+    try {
+      await server.connect(transport);
+      const answer = await Promise.race([
+        transport.handleRequest(request, { authInfo, ...(body === undefined ? {} : { parsedBody: body }) }),
+        aborted,
+      ]);
+      if (!answer.body || !answer.headers.get("content-type")?.includes("text/event-stream")) {
+        teardown();
+        return answer;
+      }
+      // A stream (the client asked for progress) ends when the call does, or when it is cancelled.
+      signal.addEventListener("abort", teardown, { once: true });
+      return untilDone(answer, teardown);
+    } catch (error) {
+      teardown();
+      throw error;
+    }
   }
 
-  cancel(principal: string, id: unknown): void {
-    if (typeof id !== "string" && typeof id !== "number") return;
-    const set = this.#inflight.get(`${principal}\n${String(id)}`);
-    if (set?.size !== 1) return;
-    for (const controller of set) controller.abort(new Error("cancelled by the client"));
+  async function serve(request: Request, authInfo: AuthInfo): Promise<Response> {
+    const names = options.allowed(request);
+    const refused =
+      (names.hostnames ? hostHeaderValidationResponse(request, names.hostnames) : undefined) ??
+      originValidationResponse(request, names.originHostnames);
+    if (refused) return refused;
+    if (request.method === "OPTIONS") return new Response(null, { status: 204, headers: PREFLIGHT });
+    if (request.method !== "POST") return sdk.fetch(request, { authInfo });
+    const read = await readOnce(request);
+    if (read.tooLarge) return sdk.fetch(read.request, { authInfo });
+    const body = parseJson(read.text);
+    if (body === undefined) return legacy(withBody(request, read.text), undefined, authInfo);
+    if (await isLegacyRequest(request, body)) return legacy(request, body, authInfo);
+    return sdk.fetch(request, { authInfo, parsedBody: body });
+  }
+
+  return {
+    async fetch(request, authInfo) {
+      return withCors(await serve(request, authInfo));
+    },
+    close: () => sdk.close(),
+  };
+}
+
+const MAX_BODY = DEFAULT_MAX_REQUEST_BODY_SIZE;
+
+const CORS = {
+  "Access-Control-Allow-Origin": "*",
+  "Access-Control-Expose-Headers": "mcp-session-id",
+};
+const PREFLIGHT = {
+  ...CORS,
+  "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+  "Access-Control-Allow-Headers":
+    "Content-Type, Accept, Authorization, mcp-session-id, MCP-Protocol-Version, Mcp-Method, Mcp-Name",
+  "Access-Control-Max-Age": "86400",
+};
+
+function withCors(response: Response): Response {
+  try {
+    for (const [name, value] of Object.entries(CORS)) response.headers.set(name, value);
+    return response;
+  } catch {
+    // Immutable headers (a response that came from elsewhere): copy it.
+    const copy = new Response(response.body, response);
+    for (const [name, value] of Object.entries(CORS)) copy.headers.set(name, value);
+    return copy;
   }
 }
 
 interface RpcMessage {
-  method: string;
+  method?: unknown;
   id?: string | number;
   params?: { requestId?: unknown; _meta?: { progressToken?: unknown } };
 }
 
-function isRpc(value: unknown): value is RpcMessage {
-  return (
-    typeof value === "object" && value !== null && typeof (value as { method?: unknown }).method === "string"
-  );
+/** The message of a body that holds one JSON-RPC message (not a batch). */
+function single(body: unknown): RpcMessage | undefined {
+  return typeof body === "object" && body !== null && !Array.isArray(body) ? (body as RpcMessage) : undefined;
 }
 
 /**
- * Reads a POST body once. With a Content-Length within the limit the body is read directly (on the Node server
- * that skips web streams altogether) and the request is handed on with its body used: every consumer after this
- * one is given the parsed body. Otherwise the body is read from a clone, so that the SDK can still refuse it.
+ * Reads a POST body once. With a Content-Length within the limit the body is read directly (on the local server
+ * that skips web streams); otherwise it is read from a clone under the SDK's limit, so that the SDK can still refuse
+ * the original with its own answer.
  */
-async function readOnce(request: Request, maxBody: number): Promise<{ text?: string; request: Request }> {
+async function readOnce(
+  request: Request,
+): Promise<{ tooLarge: false; text: string } | { tooLarge: true; request: Request }> {
   const declared = Number(request.headers.get("content-length") ?? Number.NaN);
-  if (Number.isInteger(declared) && declared <= maxBody) {
-    const text = await request.text().catch(() => undefined);
-    return { text, request };
+  if (Number.isInteger(declared) && declared <= MAX_BODY)
+    return { tooLarge: false, text: await request.text() };
+  const original = request.clone();
+  const read = await readRequestBody(request, MAX_BODY);
+  return read.tooLarge ? { tooLarge: true, request: original } : { tooLarge: false, text: read.text };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text === "" ? undefined : JSON.parse(text);
+  } catch {
+    return undefined;
   }
-  const read = await readRequestBody(request.clone(), maxBody).catch(() => undefined);
-  return { text: read && !read.tooLarge ? read.text : undefined, request };
 }
 
-/** `request` without its body, aborted by `signal`. */
-function withSignal(request: Request, signal: AbortSignal): Request {
-  return new Request(request.url, { method: request.method, headers: request.headers, signal });
-}
-
+/** `request` with `body` again, for the SDK's transport to read (and refuse) itself. */
 function withBody(request: Request, body: string): Request {
   return new Request(request.url, {
     method: request.method,
@@ -219,25 +187,9 @@ function withBody(request: Request, body: string): Request {
   });
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function withAuth(authInfo: AuthInfo | undefined): { authInfo?: AuthInfo } {
-  return authInfo ? { authInfo } : {};
-}
-
 /** Calls `done` once the response body has been sent or abandoned. */
 function untilDone(response: Response, done: () => void): Response {
-  if (!response.body) {
-    done();
-    return response;
-  }
-  const reader = response.body.getReader();
+  const reader = response.body!.getReader();
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -261,9 +213,4 @@ function untilDone(response: Response, done: () => void): Response {
     statusText: response.statusText,
     headers: response.headers,
   });
-}
-
-/** The default principal: the verified client id, or `anonymous` when the host authenticated nobody. */
-export function principalFromAuth(context: { authInfo?: AuthInfo }): string {
-  return context.authInfo?.clientId || "anonymous";
 }

@@ -23,15 +23,18 @@ import {
 export interface ServerDeps {
   /** The only way tools reach a sandbox. */
   sandbox: SandboxClient;
-  /** Who is calling; sessions belong to the principal that created them. */
-  principal: string;
+  /**
+   * Who is calling when the connection carries no auth info (stdio). Over HTTP the principal is the `clientId` of
+   * the request's `authInfo`, which the host verified; sessions belong to the principal that created them.
+   */
+  principal?: string;
   /** Publishes sessions; without one, `deploy` answers that this server cannot deploy. */
   deploy?: Deployer;
   /** Loads the session's pages in a browser; without one, `check_preview` answers that this server has none. */
   browser?: BrowserChecker;
   /** The live console (an MCP App); without one, no tool links to a UI. */
   console?: ConsoleHost;
-  /** Share one cache across requests (the HTTP handler builds a server per request). */
+  /** Share one cache across requests (a server is built per request). */
   owners?: SessionOwnerCache;
   limits?: Partial<ToolLimits>;
   /** Per-principal rate and concurrency of tool calls; share one per process (or the Worker's). None: unlimited. */
@@ -72,8 +75,13 @@ export function createServer(deps: ServerDeps): McpServer {
   );
   const limits: ToolLimits = { ...defaultLimits, ...deps.limits };
   const owners = deps.owners ?? new SessionOwnerCache();
+  const principalOf = (ctx: ServerContext): string => {
+    const principal = ctx.http?.authInfo?.clientId || deps.principal;
+    if (!principal) throw new Error("a request reached the tools without an authenticated principal");
+    return principal;
+  };
   const contextFor = (ctx: ServerContext): ToolContext => ({
-    principal: deps.principal,
+    principal: principalOf(ctx),
     sandbox: deps.sandbox,
     notify: progressFor(ctx),
     progressWanted: ctx.mcpReq._meta?.progressToken !== undefined,
@@ -97,7 +105,7 @@ export function createServer(deps: ServerDeps): McpServer {
         _meta: deps.console ? consoleToolMeta(tool.name) : undefined,
       },
       async (args, ctx): Promise<CallToolResult> => {
-        const admitted = await deps.calls?.acquire(deps.principal, handleOf(tool.name, args));
+        const admitted = await deps.calls?.acquire(principalOf(ctx), handleOf(tool.name, args));
         if (admitted && "refused" in admitted) return admitted.refused;
         try {
           const reply = await tool.execute(args, contextFor(ctx));

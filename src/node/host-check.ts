@@ -1,9 +1,11 @@
 import { isIP } from "node:net";
 import {
   localhostAllowedHostnames,
+  localhostAllowedOrigins,
   validateHostHeader,
   validateOriginHeader,
 } from "@modelcontextprotocol/server";
+import type { AllowedNames } from "../mcp/http-handler.ts";
 
 /** A preview host `<port>-<sessionId>.localhost[:PORT]`, parsed. */
 export interface PreviewTarget {
@@ -163,6 +165,18 @@ export function checkServerOrigin(headers: Headers, policy: HostPolicy): HostVer
   const expected = policy.loopback ? String(policy.port) : host.port || "80";
   if (originPort !== expected) return { ok: false, message: `Origin ${origin} is not allowed` };
   return { ok: true };
+}
+
+/**
+ * The names the MCP handler's own (port-agnostic) Host and Origin checks accept: localhost names on a loopback
+ * bind, any Host off loopback (the token protects it), and browser origins of localhost or the Host itself.
+ */
+export function mcpNames(headers: Headers, policy: HostPolicy): AllowedNames {
+  const host = parseHost(headers.get("host"));
+  return {
+    hostnames: policy.loopback ? localhostAllowedHostnames() : undefined,
+    originHostnames: [...localhostAllowedOrigins(), ...(host ? [host.hostname] : [])],
+  };
 }
 
 /**

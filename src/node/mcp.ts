@@ -1,8 +1,8 @@
 import { type StdioServerHandle, serveStdio } from "@modelcontextprotocol/server/stdio";
 import type { ConsoleHost } from "../console/host.ts";
 import { CallLimiter, type CallLimits } from "../mcp/call-limiter.ts";
-import { createHttpHandler } from "../mcp/http-handler.ts";
-import { createServer } from "../mcp/server.ts";
+import { type AllowedNames, createMcpHttp } from "../mcp/http-handler.ts";
+import { createServer, type ServerDeps } from "../mcp/server.ts";
 import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../mcp/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 
@@ -15,9 +15,8 @@ export interface McpEndpoint {
 }
 
 /**
- * The MCP face of the local server: one tool server per request (stateless, so 2025-era clients with the
- * initialize handshake and 2026-era clients without one share the route), built by the same `createServer`
- * the Worker uses, with the caller's principal.
+ * The MCP face of the local server: the wrapper the Worker uses too (src/mcp/http-handler.ts), with a tool server
+ * per request from the same `createServer`, which reads the caller's principal from the request's auth info.
  */
 export function createMcpEndpoint(deps: {
   client: SandboxClient;
@@ -26,32 +25,26 @@ export function createMcpEndpoint(deps: {
   console?: ConsoleHost;
   /** Per-principal tool-call limits (defaults: 8 in flight, bursts of 40, 10 per second). */
   callLimits?: Partial<CallLimits>;
+  /** Host and Origin names `/mcp` accepts; the server checks ports and preview hosts in front. */
+  allowed: (request: Request) => AllowedNames;
 }): McpEndpoint {
-  // Owners never change, so one cache serves every request and principal.
-  const owners = new SessionOwnerCache();
-  const calls = new CallLimiter(deps.callLimits);
-  const hosted = {
+  const server: ServerDeps = {
+    sandbox: deps.client,
+    deploy: deps.deployer,
+    // Owners never change, so one cache serves every request and principal.
+    owners: new SessionOwnerCache(),
+    calls: new CallLimiter(deps.callLimits),
     ...(deps.browser ? { browser: deps.browser } : {}),
     ...(deps.console ? { console: deps.console } : {}),
   };
-  const build = (principal: string) =>
-    createServer({ sandbox: deps.client, principal, deploy: deps.deployer, owners, calls, ...hosted });
-  const handler = createHttpHandler({
-    sandbox: deps.client,
-    deploy: deps.deployer,
-    ...hosted,
-    owners,
-    calls,
-    handler: { onerror: (error) => console.error(`[mcp] ${error.message}`) },
-  });
+  const onerror = (error: Error) => console.error(`[mcp] ${error.message}`);
+  const handler = createMcpHttp({ server: () => createServer(server), allowed: deps.allowed, onerror });
   return {
     fetch(request, principal) {
-      return handler.fetch(request, { authInfo: { token: "", clientId: principal, scopes: [] } });
+      return handler.fetch(request, { token: "", clientId: principal, scopes: [] });
     },
     serveStdio(principal) {
-      return serveStdio(() => build(principal), {
-        onerror: (error) => console.error(`[mcp] ${error.message}`),
-      });
+      return serveStdio(() => createServer({ ...server, principal }), { onerror });
     },
     close: () => handler.close(),
   };

@@ -20,6 +20,7 @@ import {
   type HostPolicy,
   isLoopbackHost,
   LOCAL_APPS_DOMAIN,
+  mcpNames,
   routeHost,
 } from "./host-check.ts";
 import { listen } from "./listeners.ts";
@@ -174,6 +175,7 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     ...(browser ? { browser } : {}),
     console: createNodeConsole({ serverPort: () => port }),
     ...(options.callLimits ? { callLimits: options.callLimits } : {}),
+    allowed: (request) => mcpNames(request.headers, policy()),
   });
 
   app.use(async (c, next) => {

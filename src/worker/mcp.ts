@@ -1,7 +1,8 @@
-import { createMcpHandler } from "agents/mcp/server";
+import { localhostAllowedHostnames, localhostAllowedOrigins } from "@modelcontextprotocol/server";
 import type { ConsoleHost } from "../console/host.ts";
 import type { CallGate } from "../mcp/call-limiter.ts";
-import { createServer } from "../mcp/server.ts";
+import { type AllowedNames, createMcpHttp } from "../mcp/http-handler.ts";
+import { createServer, type ServerDeps } from "../mcp/server.ts";
 import { type BrowserChecker, type Deployer, SessionOwnerCache } from "../mcp/types.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 
@@ -13,7 +14,7 @@ export interface WorkerMcpDeps {
   console?: ConsoleHost;
   /** Per-principal call limits (src/cloudflare/call-gate.ts); undefined: unlimited. */
   calls?: CallGate | undefined;
-  /** Host names `/mcp` answers on; undefined keeps the handler's defaults (localhost, workers.dev). */
+  /** Host names `/mcp` answers on; undefined: localhost names, or the workers.dev host the request came to. */
   allowedHostnames: string[] | undefined;
 }
 
@@ -23,41 +24,41 @@ export interface WorkerMcp {
 }
 
 /**
- * `/mcp` through agents' stateless `createMcpHandler` (MCP SDK v2): a fresh `createServer` per request for the
- * principal the Worker authenticated, so 2026-07-28 clients (no handshake) and 2025-era clients (stateless
- * fallback) share the route and any isolate can answer any call. The handler also checks Host and Origin.
+ * `/mcp` on the Worker: the wrapper the local server uses too (src/mcp/http-handler.ts), with a tool server per
+ * request from the same `createServer`, so any isolate can answer any call.
  */
 export function createWorkerMcp(deps: WorkerMcpDeps): WorkerMcp {
-  // Session owners never change and ids are never reused: one cache per isolate is always right.
-  const owners = new SessionOwnerCache();
-  const hostnames = deps.allowedHostnames;
-  const handler = createMcpHandler(
-    (context) => {
-      const principal = context.authInfo?.clientId;
-      if (!principal)
-        throw new Error("an MCP request reached the handler without an authenticated principal");
-      return createServer({
-        sandbox: deps.sandbox,
-        principal,
-        deploy: deps.deploy,
-        owners,
-        ...(deps.browser ? { browser: deps.browser } : {}),
-        ...(deps.console ? { console: deps.console } : {}),
-        ...(deps.calls ? { calls: deps.calls } : {}),
-      });
-    },
-    {
-      route: "/mcp",
-      ...(hostnames ? { allowedHostnames: hostnames } : {}),
-      // Browser clients may call from localhost tools (inspectors) or from the configured hosts.
-      ...(hostnames ? { allowedOriginHostnames: ["localhost", "127.0.0.1", "[::1]", ...hostnames] } : {}),
-      onerror: (error) => console.error(`[mcp] ${error.message}`),
-    },
-  );
+  const server: ServerDeps = {
+    sandbox: deps.sandbox,
+    ...(deps.deploy ? { deploy: deps.deploy } : {}),
+    // Session owners never change and ids are never reused: one cache per isolate is always right.
+    owners: new SessionOwnerCache(),
+    ...(deps.browser ? { browser: deps.browser } : {}),
+    ...(deps.console ? { console: deps.console } : {}),
+    ...(deps.calls ? { calls: deps.calls } : {}),
+  };
+  const handler = createMcpHttp({
+    server: () => createServer(server),
+    allowed: (request) => allowedNames(request, deps.allowedHostnames),
+    onerror: (error) => console.error(`[mcp] ${error.message}`),
+  });
   return {
     fetch(request, principal) {
       // The token never travels further than the Worker: the tools see only the principal.
-      return handler.fetch(request, { authInfo: { token: "verified", clientId: principal, scopes: [] } });
+      return handler.fetch(request, { token: "verified", clientId: principal, scopes: [] });
     },
   };
+}
+
+/**
+ * Configured host names, or by default localhost names on a local endpoint and the host itself on workers.dev
+ * (any other host is unchecked: Cloudflare routes only the Worker's own hosts to it). Browser clients may call from
+ * localhost tools (inspectors) and from those hosts.
+ */
+function allowedNames(request: Request, configured: string[] | undefined): AllowedNames {
+  const { hostname } = new URL(request.url);
+  const local = localhostAllowedHostnames().includes(hostname);
+  const workersDev = hostname.endsWith(".workers.dev");
+  const hostnames = configured ?? (local ? localhostAllowedHostnames() : workersDev ? [hostname] : undefined);
+  return { hostnames, originHostnames: [...localhostAllowedOrigins(), ...(hostnames ?? [])] };
 }

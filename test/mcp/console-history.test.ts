@@ -5,10 +5,9 @@ import {
 } from "@modelcontextprotocol/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConsoleHistory } from "../../src/console/host.ts";
-import { createHttpHandler } from "../../src/mcp/http-handler.ts";
 import { createNodeConsole } from "../../src/node/console.ts";
 import { type ConsoleHost, startConsoleHost } from "./helpers/console-host/harness.ts";
-import { serveMcp, type TestHttpServer } from "./helpers/http.ts";
+import { mcpHttp, serveMcp, type TestHttpServer } from "./helpers/http.ts";
 import { startMonitor, type TestMonitor } from "./helpers/monitor.ts";
 
 const HOSTILE = `<img src=x onerror="document.documentElement.dataset.pwned='diff'">`;
@@ -50,14 +49,14 @@ const history: ConsoleHistory & { asked: (string | null)[] } = {
 describe("console history panel", () => {
   let monitor: TestMonitor;
   let http: TestHttpServer;
-  let handler: ReturnType<typeof createHttpHandler>;
+  let handler: ReturnType<typeof mcpHttp>;
   let client: Client;
   let host: ConsoleHost;
 
   beforeAll(async () => {
     monitor = await startMonitor();
     const console = { ...createNodeConsole({ serverPort: () => 1 }), history };
-    handler = createHttpHandler({ sandbox: monitor.sandbox, console });
+    handler = mcpHttp({ sandbox: monitor.sandbox, console });
     http = await serveMcp(handler, monitor.sandbox);
     client = new McpClient({ name: "console-history-test", version: "1.0.0" });
     await client.connect(

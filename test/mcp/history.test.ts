@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHttpHandler } from "../../src/mcp/http-handler.ts";
 import { SessionOwnerCache } from "../../src/mcp/types.ts";
 import { type CallResult, clientKinds, type TestClient, textOf } from "./helpers/clients.ts";
-import { serveMcp, type TestHttpServer } from "./helpers/http.ts";
+import { mcpHttp, serveMcp, type TestHttpServer } from "./helpers/http.ts";
 import { startMonitor, type TestMonitor } from "./helpers/monitor.ts";
 
 /**
@@ -14,11 +13,11 @@ import { startMonitor, type TestMonitor } from "./helpers/monitor.ts";
 const CAP = 6;
 let monitor: TestMonitor;
 let http: TestHttpServer;
-let handler: ReturnType<typeof createHttpHandler>;
+let handler: ReturnType<typeof mcpHttp>;
 
 beforeAll(async () => {
   monitor = await startMonitor();
-  handler = createHttpHandler({
+  handler = mcpHttp({
     sandbox: monitor.sandbox,
     owners: new SessionOwnerCache(),
     limits: { maxSessionsPerPrincipal: CAP },

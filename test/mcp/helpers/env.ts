@@ -1,17 +1,16 @@
 import { readdir, readFile } from "node:fs/promises";
-import type { McpHttpHandler } from "@modelcontextprotocol/server";
-import { createHttpHandler } from "../../../src/mcp/http-handler.ts";
+import type { McpHttp } from "../../../src/mcp/http-handler.ts";
 import { createServer } from "../../../src/mcp/server.ts";
 import { SessionOwnerCache } from "../../../src/mcp/types.ts";
 import type { ConnectTarget } from "./clients.ts";
 import { previewDeployer } from "./deployer.ts";
-import { serveMcp, type TestHttpServer } from "./http.ts";
+import { mcpHttp, serveMcp, type TestHttpServer } from "./http.ts";
 import { startMonitor, type TestMonitor } from "./monitor.ts";
 
 export interface ContractEnv {
   monitor: TestMonitor;
   http: TestHttpServer;
-  handler: McpHttpHandler;
+  handler: McpHttp;
   target: ConnectTarget;
   close(): Promise<void>;
 }
@@ -22,7 +21,7 @@ export async function startContractEnv(): Promise<ContractEnv> {
   const owners = new SessionOwnerCache();
   let origin = "";
   const deploy = previewDeployer(() => origin);
-  const handler = createHttpHandler({ sandbox: monitor.sandbox, owners, deploy });
+  const handler = mcpHttp({ sandbox: monitor.sandbox, owners, deploy });
   const http = await serveMcp(handler, monitor.sandbox);
   origin = http.origin;
   return {

@@ -1,6 +1,8 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import type { McpHttpHandler } from "@modelcontextprotocol/server";
+import { localhostAllowedHostnames, localhostAllowedOrigins } from "@modelcontextprotocol/server";
+import { createMcpHttp, type McpHttp } from "../../../src/mcp/http-handler.ts";
+import { createServer, type ServerDeps } from "../../../src/mcp/server.ts";
 import type { SandboxClient } from "../../../src/protocol/client.ts";
 
 export interface TestHttpServer {
@@ -9,12 +11,20 @@ export interface TestHttpServer {
   close(): Promise<void>;
 }
 
+/** The hosts' MCP handler over tool servers built from `deps`, for a server on a loopback address. */
+export function mcpHttp(deps: ServerDeps): McpHttp {
+  return createMcpHttp({
+    server: () => createServer(deps),
+    allowed: () => ({ hostnames: localhostAllowedHostnames(), originHostnames: localhostAllowedOrigins() }),
+  });
+}
+
 /**
  * The smallest host that serves the MCP handler over real HTTP on 127.0.0.1: the bearer token *is* the principal
  * (a stand-in for a verified token), and `/preview/<session>/<port>/...` forwards to a session port the way a
  * host's preview proxy does.
  */
-export async function serveMcp(handler: McpHttpHandler, sandbox: SandboxClient): Promise<TestHttpServer> {
+export async function serveMcp(handler: McpHttp, sandbox: SandboxClient): Promise<TestHttpServer> {
   const fetch = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
     const preview = /^\/preview\/([a-z0-9]+)\/(\d+)(\/.*)$/.exec(url.pathname);
@@ -26,7 +36,7 @@ export async function serveMcp(handler: McpHttpHandler, sandbox: SandboxClient):
     if (url.pathname !== "/mcp") return new Response("not found", { status: 404 });
     const token = /^Bearer (.+)$/.exec(request.headers.get("authorization") ?? "")?.[1];
     if (!token) return new Response("unauthorized", { status: 401 });
-    return handler.fetch(request, { authInfo: { token, clientId: token, scopes: [] } });
+    return handler.fetch(request, { token, clientId: token, scopes: [] });
   };
   const server = serve({ fetch, port: 0, hostname: "127.0.0.1" });
   await new Promise<void>((resolve) => server.once("listening", () => resolve()));
