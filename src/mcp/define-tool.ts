@@ -1,3 +1,4 @@
+import type { CallToolResult, McpServer, ServerContext } from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { ToolContext } from "./types.ts";
 
@@ -41,63 +42,44 @@ export interface ToolSpec<I extends z.ZodRawShape, O extends z.ZodRawShape> {
   run(args: z.output<z.ZodObject<I>>, ctx: ToolContext): Promise<ToolReply<z.output<z.ZodObject<O>>>>;
 }
 
-/** A tool with its types erased, so that one list can hold them all. */
+/** A tool, registered on each server with its precise types (the SDK validates the arguments, once). */
 export interface Tool {
   name: string;
-  title: string;
-  description: string;
+  /** The arguments' schema, for tests that generate calls. */
   inputSchema: z.ZodObject<z.ZodRawShape>;
-  outputSchema: z.ZodObject<z.ZodRawShape>;
-  annotations: ToolHints & { title: string };
-  execute(args: unknown, ctx: ToolContext): Promise<ToolReply<Record<string, unknown>>>;
+  register(server: McpServer, host: ToolHost): void;
+}
+
+/** What every tool call of a server shares: how a reply becomes a result, admission, errors. */
+export interface ToolHost {
+  meta(tool: string): Record<string, unknown> | undefined;
+  call(
+    tool: string,
+    args: unknown,
+    ctx: ServerContext,
+    run: (ctx: ToolContext) => Promise<ToolReply<Record<string, unknown>>>,
+  ): Promise<CallToolResult>;
 }
 
 export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spec: ToolSpec<I, O>): Tool {
-  const inputSchema = convertingOnce(z.object(spec.input));
-  const outputSchema = convertingOnce(z.object(spec.output));
+  const inputSchema = z.object(spec.input);
+  const outputSchema = z.object(spec.output);
+  const annotations = { title: spec.title, ...spec.annotations };
   return {
     name: spec.name,
-    title: spec.title,
-    description: spec.description,
     inputSchema,
-    outputSchema,
-    annotations: { title: spec.title, ...spec.annotations },
-    // The SDK has already validated the arguments; parsing again gives the handler its precise type without a
-    // cast, and costs nothing next to a sandbox round trip.
-    async execute(args, ctx) {
-      const reply = await spec.run(inputSchema.parse(args), ctx);
-      return reply;
+    register(server, host) {
+      const config = {
+        title: spec.title,
+        description: spec.description,
+        inputSchema,
+        outputSchema,
+        annotations,
+      };
+      const meta = host.meta(spec.name);
+      server.registerTool(spec.name, meta ? { ...config, _meta: meta } : config, (args, ctx) =>
+        host.call(spec.name, args, ctx, (context) => spec.run(args, context)),
+      );
     },
   };
-}
-
-type JsonSchemaConverter = (options: { target: string }) => Record<string, unknown>;
-
-/**
- * The SDK builds a server per request (stateless serving), and each converts the tools' schemas to JSON Schema
- * again (for tools/list and for every tools/call result). The schemas never change, so each conversion is done
- * once and kept: this is a fixed cost per call otherwise, plus the garbage it leaves.
- */
-function convertingOnce<S extends z.ZodType>(schema: S): S {
-  const standard = schema["~standard"];
-  const convert = standard.jsonSchema as
-    | { input: JsonSchemaConverter; output: JsonSchemaConverter }
-    | undefined;
-  if (!convert) return schema;
-  const cache = new Map<string, Record<string, unknown>>();
-  const once =
-    (io: "input" | "output"): JsonSchemaConverter =>
-    (options) => {
-      const key = `${io} ${options.target}`;
-      let converted = cache.get(key);
-      if (!converted) {
-        converted = convert[io](options);
-        cache.set(key, converted);
-      }
-      return converted;
-    };
-  Object.defineProperty(schema, "~standard", {
-    value: { ...standard, jsonSchema: { input: once("input"), output: once("output") } },
-  });
-  return schema;
 }

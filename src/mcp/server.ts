@@ -9,6 +9,7 @@ import { registerResources } from "../../tools/resources.ts";
 import { type ConsoleHost, consoleToolMeta, registerConsole } from "../console/host.ts";
 import type { SandboxClient } from "../protocol/client.ts";
 import type { CallGate } from "./call-limiter.ts";
+import type { ToolHost } from "./define-tool.ts";
 import { toolError } from "./tool-error.ts";
 import {
   type BrowserChecker,
@@ -93,39 +94,31 @@ export function createServer(deps: ServerDeps): McpServer {
     owners,
   });
 
-  for (const tool of tools) {
-    server.registerTool(
-      tool.name,
-      {
-        title: tool.title,
-        description: tool.description,
-        inputSchema: tool.inputSchema,
-        outputSchema: tool.outputSchema,
-        annotations: tool.annotations,
-        _meta: deps.console ? consoleToolMeta(tool.name) : undefined,
-      },
-      async (args, ctx): Promise<CallToolResult> => {
-        const admitted = await deps.calls?.acquire(principalOf(ctx), handleOf(tool.name, args));
-        if (admitted && "refused" in admitted) return admitted.refused;
-        try {
-          const reply = await tool.execute(args, contextFor(ctx));
-          return {
-            content: [
-              { type: "text", text: reply.text },
-              ...(reply.images ?? []),
-              ...(reply.links ?? []).map((link) => ({ type: "resource_link" as const, ...link })),
-            ],
-            structuredContent: reply.data,
-            ...(reply.isError ? { isError: true } : {}),
-          };
-        } catch (error) {
-          return toolError(error);
-        } finally {
-          admitted?.release();
-        }
-      },
-    );
-  }
+  const host: ToolHost = {
+    meta: (tool) => (deps.console ? consoleToolMeta(tool) : undefined),
+    async call(tool, args, ctx, run): Promise<CallToolResult> {
+      const principal = principalOf(ctx);
+      const admitted = await deps.calls?.acquire(principal, handleOf(tool, args));
+      if (admitted && "refused" in admitted) return admitted.refused;
+      try {
+        const reply = await run(contextFor(ctx));
+        return {
+          content: [
+            { type: "text", text: reply.text },
+            ...(reply.images ?? []),
+            ...(reply.links ?? []).map((link) => ({ type: "resource_link" as const, ...link })),
+          ],
+          structuredContent: reply.data,
+          ...(reply.isError ? { isError: true } : {}),
+        };
+      } catch (error) {
+        return toolError(error);
+      } finally {
+        admitted?.release();
+      }
+    },
+  };
+  for (const tool of tools) tool.register(server, host);
   registerResources(server, contextFor);
   if (deps.console) registerConsole(server, deps.console);
   return server;
