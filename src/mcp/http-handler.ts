@@ -50,10 +50,10 @@ export function createMcpHttp(options: McpHttpOptions): McpHttp {
     const message = single(body);
     const principal = authInfo.clientId;
     if (message?.method === "notifications/cancelled") cancels.mark(principal, message.params?.requestId);
+    const server = await options.server({ era: "legacy", authInfo, requestInfo: request });
     const call = message?.method === "tools/call" && message.id !== undefined ? message.id : undefined;
     const tracked = call === undefined ? undefined : cancels.track(principal, call);
     const signal = tracked ? AbortSignal.any([request.signal, tracked.signal]) : request.signal;
-    const server = await options.server({ era: "legacy", authInfo, requestInfo: request });
     const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: undefined,
       enableJsonResponse: message?.params?._meta?.progressToken === undefined,
