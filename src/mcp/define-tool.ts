@@ -1,4 +1,9 @@
-import type { CallToolResult, McpServer, ServerContext } from "@modelcontextprotocol/server";
+import type {
+  CallToolResult,
+  McpServer,
+  ServerContext,
+  StandardSchemaWithJSON,
+} from "@modelcontextprotocol/server";
 import { z } from "zod";
 import type { ToolContext } from "./types.ts";
 
@@ -61,9 +66,35 @@ export interface ToolHost {
   ): Promise<CallToolResult>;
 }
 
+/**
+ * The zod schema as the SDK takes it (a Standard Schema), its JSON Schema converted once. The SDK serves each
+ * request with a server of its own and converts every schema it lists or answers with again, which is most of a
+ * `tools/list` (see bench/README.md, "One MCP path"); validation stays zod's own.
+ */
+type JsonSchemaOptions = Parameters<StandardSchemaWithJSON["~standard"]["jsonSchema"]["input"]>[0];
+
+function convertedOnce<S extends z.ZodType>(schema: S): StandardSchemaWithJSON<z.input<S>, z.output<S>> {
+  const standard = schema["~standard"];
+  const converted = new Map<string, Record<string, unknown>>();
+  const once =
+    (io: "input" | "output") =>
+    (options: JsonSchemaOptions): Record<string, unknown> => {
+      const key = `${io} ${options.target}`;
+      let json = converted.get(key);
+      if (!json) {
+        json = standard.jsonSchema[io](options);
+        converted.set(key, json);
+      }
+      return json;
+    };
+  return { "~standard": { ...standard, jsonSchema: { input: once("input"), output: once("output") } } };
+}
+
 export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spec: ToolSpec<I, O>): Tool {
   const inputSchema = z.object(spec.input);
   const outputSchema = z.object(spec.output);
+  const listedInput = convertedOnce(inputSchema);
+  const listedOutput = convertedOnce(outputSchema);
   const annotations = { title: spec.title, ...spec.annotations };
   return {
     name: spec.name,
@@ -72,8 +103,8 @@ export function defineTool<I extends z.ZodRawShape, O extends z.ZodRawShape>(spe
       const config = {
         title: spec.title,
         description: spec.description,
-        inputSchema,
-        outputSchema,
+        inputSchema: listedInput,
+        outputSchema: listedOutput,
         annotations,
       };
       const meta = host.meta(spec.name);
