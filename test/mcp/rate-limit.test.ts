@@ -44,3 +44,56 @@ describe("per-principal call limits (local server)", () => {
     expect(textOf(await probe(mallory))).toMatch(/rate_limited: slow down: .*retry in [1-5] s/);
   }, 60_000);
 });
+
+// Requests that are not tool calls (listings, initializations) are limited per principal too, with HTTP 429.
+describe("per-principal request limits (local server)", () => {
+  let server: Awaited<ReturnType<typeof startTestServer>>;
+  const MALLORY = "mallory-token-0123456789abcdef";
+  const ALICE = "alice-token-0123456789abcdef";
+
+  beforeAll(async () => {
+    server = await startTestServer({
+      tokens: [MALLORY, ALICE],
+      browser: false,
+      // Requests: 8 in flight, a burst of 20, one a second.
+      callLimits: { inFlight: 2, burst: 4, perSecond: 0.2 },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const list = (token: string) =>
+    fetch(`${server.origin}/mcp`, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }),
+    });
+
+  it("answers a flood of listings with 429 and Retry-After, and serves the other principal", async () => {
+    const flood = await Promise.all(Array.from({ length: 40 }, () => list(MALLORY)));
+    const refused = flood.filter((response) => response.status === 429);
+    expect(refused.length).toBeGreaterThanOrEqual(20);
+    expect(flood.filter((response) => response.status === 200).length).toBeGreaterThan(0);
+    for (const response of refused) {
+      expect(Number(response.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+      const body = (await response.json()) as { error: { message: string } };
+      expect(body.error.message).toMatch(/^rate_limited: slow down: .*retry in \d+ s$/);
+    }
+    await Promise.all(flood.filter((response) => response.status !== 429).map((response) => response.text()));
+
+    const calm = await Promise.all(Array.from({ length: 3 }, () => list(ALICE)));
+    for (const response of calm) {
+      expect(response.status).toBe(200);
+      expect(
+        ((await response.json()) as { result: { tools: unknown[] } }).result.tools.length,
+      ).toBeGreaterThan(10);
+    }
+    expect((await list(MALLORY)).status).toBe(429);
+  }, 60_000);
+});
