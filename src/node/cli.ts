@@ -45,8 +45,8 @@ refused until it deletes files.
 Sessions share a busy CPU equally, with one CPU weight per session; all of them together weigh
 MONITOR_SESSIONS_CPU_WEIGHT against this server (cgroup v2 units 1-10000, default 100; 0 turns the weights off).
 Each principal may run CALLS_IN_FLIGHT tool calls at once (default 8) and start CALLS_BURST of them in a burst
-(default 40), refilled at CALLS_PER_SECOND (default 10); past that, calls answer rate_limited with a retry time (0
-turns a limit off).
+(default 40), refilled at CALLS_PER_SECOND (default 10); past that, calls answer rate_limited with a retry time.
+Any /mcp request past five times those (four times in flight) gets HTTP 429. 0 turns a limit off.
 A template's dependencies are installed once, in the background at its first use, and later sessions from it
 start with them installed; PREINSTALL_TEMPLATES=0 turns that off.
 
