@@ -53,16 +53,26 @@ export function createMcpHttp(options: McpHttpOptions): McpHttp {
     const server = await options.server({ era: "legacy", authInfo, requestInfo: request });
     const call = message?.method === "tools/call" && message.id !== undefined ? message.id : undefined;
     const tracked = call === undefined ? undefined : cancels.track(principal, call);
-    const signal = tracked ? AbortSignal.any([request.signal, tracked.signal]) : request.signal;
+    // Listened to one by one and let go at the end: a signal made by AbortSignal.any with a listener on it is kept
+    // alive until a source aborts, which for most calls is never, and it held each call's whole answer.
+    const signals = tracked ? [request.signal, tracked.signal] : [request.signal];
     const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: undefined,
       enableJsonResponse: message?.params?._meta?.progressToken === undefined,
     });
     if (onerror) transport.onerror = onerror;
     let closed = false;
+    const listeners: (() => void)[] = [];
+    const onAbort = (listener: () => void) => {
+      for (const signal of signals) signal.addEventListener("abort", listener, { once: true });
+      listeners.push(listener);
+    };
     const teardown = () => {
       if (closed) return;
       closed = true;
+      for (const listener of listeners) {
+        for (const signal of signals) signal.removeEventListener("abort", listener);
+      }
       tracked?.done();
       transport.close().catch(() => {});
       server.close().catch(() => {});
@@ -70,8 +80,8 @@ export function createMcpHttp(options: McpHttpOptions): McpHttp {
     // A cancelled call gets an empty 202: the server sends no response for it, and the request is not left open.
     const aborted = new Promise<Response>((resolve) => {
       const end = () => resolve(new Response(null, { status: 202 }));
-      if (signal.aborted) end();
-      else signal.addEventListener("abort", end, { once: true });
+      if (signals.some((signal) => signal.aborted)) end();
+      else onAbort(end);
     });
     try {
       await server.connect(transport);
@@ -84,7 +94,7 @@ export function createMcpHttp(options: McpHttpOptions): McpHttp {
         return answer;
       }
       // A stream (the client asked for progress) ends when the call does, or when it is cancelled.
-      signal.addEventListener("abort", teardown, { once: true });
+      onAbort(teardown);
       return untilDone(answer, teardown);
     } catch (error) {
       teardown();
