@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { SYSTEM_CA_FILE } from "../jail/bwrap-args.ts";
-import { type HelperUid, helperBwrap, othersCan } from "../jail/helper-uid.ts";
+import { firstClosed, type HelperUid, helperBwrap } from "../jail/helper-uid.ts";
 import { listenInNamespace } from "../jail/ns-listen.ts";
 import type { Blocked } from "./egress-proxy.ts";
 import type { ResolvedSecret } from "./secrets.ts";
@@ -95,20 +95,7 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
       ...(options.deniedAddresses ? ["--denied-addresses", JSON.stringify(options.deniedAddresses)] : []),
       ...(options.upstreamCa ? [`--upstream-ca=${options.upstreamCa}`] : []),
     ];
-    const jail = options.bwrap
-      ? [
-          ...helperBwrap(options.bwrap, helperUid),
-          "--die-with-parent",
-          "--cap-drop",
-          "ALL",
-          "--ro-bind",
-          "/",
-          "/",
-          "--dev",
-          "/dev",
-          "--",
-        ]
-      : [];
+    const jail = options.bwrap ? [...helperBwrap(options.bwrap, helperUid), "--"] : [];
     const [file, ...rest] = [...jail, node, ...args];
     // The host's trust: a TLS-inspecting proxy in front of the host is trusted there, not in Node's own list.
     const extra =
@@ -209,11 +196,11 @@ export function createEgressProxy(options: EgressOptions): EgressProxy {
     runAs(helper) {
       const extra =
         process.env.NODE_EXTRA_CA_CERTS ?? (existsSync(SYSTEM_CA_FILE) ? SYSTEM_CA_FILE : undefined);
-      const blocked = [
-        othersCan(node, 0o005) ? null : node,
-        othersCan(script, 0o004) ? null : script,
-        extra && !othersCan(extra, 0o004) ? extra : null,
-      ].find(Boolean);
+      const blocked = firstClosed([
+        [node, 0o005],
+        [script, 0o004],
+        ...(extra ? ([[extra, 0o004]] as [string, number][]) : []),
+      ]);
       if (blocked)
         return `the egress proxy runs as root (without capabilities): ${blocked} is not open to other users`;
       helperUid = helper;

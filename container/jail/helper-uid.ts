@@ -26,9 +26,17 @@ export function othersCan(path: string, bits: number): boolean {
   }
 }
 
-/** bubblewrap's command line start: under `runAs`'s uid in a user namespace of its own (that uid its root), or as root. */
+/** The first of `paths` a uid that owns none of them may not use with its `bits`; null when it may use all. */
+export function firstClosed(paths: [path: string, bits: number][]): string | null {
+  return paths.find(([path, bits]) => !othersCan(path, bits))?.[0] ?? null;
+}
+
+/**
+ * The start of a helper's bubblewrap command line: under `runAs`'s uid in a user namespace of its own (that uid its
+ * root), or as root; every capability dropped, the host read-only, gone with its parent. Binds and `--` follow.
+ */
 export function helperBwrap(bwrap: string, runAs: HelperUid | null): string[] {
-  return runAs
+  const start = runAs
     ? [
         runAs.setpriv,
         ...setprivArgs(runAs.uid, runAs.uid),
@@ -40,6 +48,7 @@ export function helperBwrap(bwrap: string, runAs: HelperUid | null): string[] {
         "0",
       ]
     : [bwrap];
+  return [...start, "--die-with-parent", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev"];
 }
 
 /** Gives `root` and everything under it that is not a symlink's target to `uid` (a store an earlier root helper made). */

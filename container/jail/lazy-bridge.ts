@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { rm } from "node:fs/promises";
 import { connect as netConnect, type Socket } from "node:net";
 import { firstLine, terminate } from "./child-io.ts";
+import { type HelperUid, helperBwrap } from "./helper-uid.ts";
 
 /**
  * The TCP bridge into a session's network namespace (bridge.ts), started on the first `connect(port)` rather than
@@ -16,15 +17,11 @@ export interface LazyBridgeOptions {
   /** The Node binary and the bridge script it runs. */
   node: string;
   script: string;
-  /** The directory the bridge binds its socket in (writable to `asUid`'s uid). */
+  /** The directory the bridge binds its socket in (writable to `runAs`'s uid). */
   socketDir: string;
   socketPath: string;
-  /**
-   * Prefixes the command run after joining the namespace with a drop to the unprivileged uid the bridge runs as
-   * (setpriv), or leaves it as root; `unprivileged` says which.
-   */
-  asUid(command: string[]): string[];
-  unprivileged: boolean;
+  /** The unprivileged uid the bridge runs as once it joined the namespace; null: root. */
+  runAs: HelperUid | null;
   /** A short path to the socket (see network.ts), usable with `connect`. */
   connectPath: string;
   /** `/proc/<holder>/ns/net`: the namespace the bridge joins. */
@@ -168,16 +165,7 @@ async function launch(options: LazyBridgeOptions): Promise<RunningBridge> {
     [
       `--net=${options.netnsPath}`,
       "--",
-      ...options.asUid([options.bwrap]),
-      ...(options.unprivileged ? ["--unshare-user", "--uid", "0", "--gid", "0"] : []),
-      "--die-with-parent",
-      "--cap-drop",
-      "ALL",
-      "--ro-bind",
-      "/",
-      "/",
-      "--dev",
-      "/dev",
+      ...helperBwrap(options.bwrap, options.runAs),
       "--bind",
       options.socketDir,
       options.socketDir,

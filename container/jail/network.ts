@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { chownSync, closeSync, mkdirSync, openSync, statSync } from "node:fs";
+import { chownSync, closeSync, mkdirSync, openSync } from "node:fs";
 import type { Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import { join } from "node:path";
@@ -7,7 +7,7 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { firstChunk, firstLine, terminate } from "./child-io.ts";
 import { setprivArgs } from "./detect.ts";
-import { unsearchableAncestor } from "./host-uid.ts";
+import { firstClosed, helperBwrap } from "./helper-uid.ts";
 import { createLazyBridge, DEFAULT_BRIDGE_IDLE_MS } from "./lazy-bridge.ts";
 
 /**
@@ -77,14 +77,12 @@ export function bridgeScript(): string {
 
 /** Whether a uid that owns neither can run Node and read the bridge script (not so under a 0700 home, say). */
 function bridgeRunsAs(): boolean {
-  const others = (path: string, bits: number): boolean => {
-    try {
-      return (statSync(path).mode & bits) === bits && unsearchableAncestor(path) === null;
-    } catch {
-      return false;
-    }
-  };
-  return others(process.execPath, 0o005) && others(bridgeScript(), 0o004);
+  return (
+    firstClosed([
+      [process.execPath, 0o005],
+      [bridgeScript(), 0o004],
+    ]) === null
+  );
 }
 
 const START_TIMEOUT_MS = 15_000;
@@ -122,19 +120,10 @@ export async function startNetwork(
   const socketPath = join(socketDir, "bridge.sock");
   const asUid = (command: string[]): string[] =>
     uid === null ? command : [tools.setpriv!, ...setprivArgs(uid, uid), ...command];
-  const [holderFile, ...holderArgs] = asUid([
-    tools.bwrap,
-    // A user namespace whose root is `uid`, owning the network namespace, so slirp4netns as `uid` may join it.
-    ...(uid === null ? [] : ["--unshare-user", "--uid", "0", "--gid", "0"]),
+  const [holderFile, ...holderArgs] = [
+    // As `uid`: a user namespace whose root is `uid`, owning the network namespace, so slirp4netns as `uid` may join it.
+    ...helperBwrap(tools.bwrap, uid === null ? null : { setpriv: tools.setpriv!, uid }),
     "--unshare-net",
-    "--die-with-parent",
-    "--cap-drop",
-    "ALL",
-    "--ro-bind",
-    "/",
-    "/",
-    "--dev",
-    "/dev",
     // Names the session's run directory so that its helpers can be told apart on the host.
     "--chdir",
     runDir,
@@ -142,7 +131,7 @@ export async function startNetwork(
     "/bin/sh",
     "-c",
     HOLDER_SCRIPT,
-  ]);
+  ];
   const holder = spawn(holderFile!, holderArgs, {
     stdio: ["pipe", "pipe", "pipe"],
     env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
@@ -181,9 +170,7 @@ export async function startNetwork(
       socketDir,
       socketPath,
       connectPath: `/proc/self/fd/${dirFd}/bridge/bridge.sock`,
-      asUid: (command) =>
-        bridgeUid === null ? command : [tools.setpriv!, ...setprivArgs(bridgeUid, bridgeUid), ...command],
-      unprivileged: bridgeUid !== null,
+      runAs: bridgeUid === null ? null : { setpriv: tools.setpriv!, uid: bridgeUid },
       netnsPath,
       holderAlive: () => !exited,
       idleMs: options.bridgeIdleMs ?? DEFAULT_BRIDGE_IDLE_MS,

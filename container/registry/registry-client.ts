@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync } from "node:fs";
 import type { Server } from "node:net";
 import { fileURLToPath } from "node:url";
 import { REGISTRY_CACHE_PORT, SYSTEM_CA_FILE } from "../jail/bwrap-args.ts";
-import { adoptStore, type HelperUid, helperBwrap, othersCan } from "../jail/helper-uid.ts";
+import { adoptStore, firstClosed, type HelperUid, helperBwrap } from "../jail/helper-uid.ts";
 import { unsearchableAncestor } from "../jail/host-uid.ts";
 import { listenInNamespace } from "../jail/ns-listen.ts";
 import type { RegistryStats } from "./registry-proxy.ts";
@@ -116,21 +116,7 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
     ];
     if (helperUid && options.bwrap) adoptStore(options.root, helperUid.uid);
     const jail = options.bwrap
-      ? [
-          ...helperBwrap(options.bwrap, helperUid),
-          "--die-with-parent",
-          "--cap-drop",
-          "ALL",
-          "--ro-bind",
-          "/",
-          "/",
-          "--dev",
-          "/dev",
-          "--bind",
-          options.root,
-          options.root,
-          "--",
-        ]
+      ? [...helperBwrap(options.bwrap, helperUid), "--bind", options.root, options.root, "--"]
       : [];
     const [file, ...rest] = [...jail, node, ...args];
     const child = spawn(file!, rest, { stdio: ["ignore", "ignore", "pipe", "ipc"], env: cacheEnv() });
@@ -165,12 +151,13 @@ export function createRegistryCache(options: RegistryCacheOptions): RegistryCach
 
   const runAs = (helper: HelperUid): string | null => {
     const extra = cacheEnv().NODE_EXTRA_CA_CERTS;
-    const blocked = [
-      othersCan(node, 0o005) ? null : node,
-      othersCan(script, 0o004) ? null : script,
-      unsearchableAncestor(options.root),
-      extra && !othersCan(extra, 0o004) ? extra : null,
-    ].find(Boolean);
+    const blocked =
+      unsearchableAncestor(options.root) ??
+      firstClosed([
+        [node, 0o005],
+        [script, 0o004],
+        ...(extra ? ([[extra, 0o004]] as [string, number][]) : []),
+      ]);
     if (blocked)
       return `the registry cache runs as root (without capabilities): ${blocked} is not open to other users`;
     helperUid = helper;
