@@ -37,7 +37,10 @@ describe("SIGKILL in the middle of work", () => {
     const workspace = join(dataDir, "sessions", sessionId, "workspace");
     // Temp files of writes go beside the workspace, never into it (container/files/file-ops.ts).
     const writeTemp = join(dataDir, "sessions", sessionId, "write-tmp");
-    for (let round = 0; round < 3; round++) {
+    // A kill that lands after the write finished (the watcher's event can come late on a loaded machine) cuts
+    // nothing; rounds go on until two kills cut a write, and every round's outcome is checked all the same.
+    let cut = 0;
+    for (let round = 0; round < 8 && cut < 2; round++) {
       const letter = String.fromCharCode(98 + round);
       // A restart removed the temp directory; a write makes it again (so it can be watched).
       await call(client, "write_files", { sessionId, files: version(letter).slice(1) });
@@ -57,8 +60,8 @@ describe("SIGKILL in the middle of work", () => {
       writing.catch(() => undefined);
       await temp;
       await server.stop("SIGKILL");
-      // The kill left a temp file behind (what the restart must clear), never in the workspace.
-      expect(readdirSync(writeTemp).length).toBeGreaterThan(0);
+      // A kill that cut the write left a temp file behind (what the restart must clear), never in the workspace.
+      if (readdirSync(writeTemp).length > 0) cut++;
       expect(readdirSync(workspace).sort()).toEqual(["big.txt", "small.txt"]);
       ({ server, client } = await start(dataDir));
       for (const [path, bytes] of [
@@ -81,6 +84,7 @@ describe("SIGKILL in the middle of work", () => {
       expect(seen.results[0]!.stdout).toBe("big.txt\nsmall.txt\n");
       expect(existsSync(writeTemp) ? readdirSync(writeTemp) : []).toEqual([]);
     }
+    expect(cut).toBe(2);
     await client.close();
     await server.stop("SIGTERM");
     await rm(dataDir, { recursive: true, force: true });
